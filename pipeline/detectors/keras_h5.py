@@ -1,0 +1,58 @@
+"""Read the weights of a Keras model saved with ``save_weights`` (HDF5), for strict loading.
+
+The file's root lists layer groups; each group holds datasets named ``<layer>/<weight>:0``.
+Layers are returned per kind (``conv2d``, ``batch_normalization``, ``dense``) in the order of
+their numeric suffix, which is Keras' creation order: files trained in one session carry offset
+numbers (Meso4_DF.h5 starts at conv2d_5), so the order, not the numbers, identifies a layer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelLoadError
+
+_NAME = re.compile(r"^(?P<kind>[a-z_0-9]+?)_(?P<index>\d+)$")
+
+
+@dataclass
+class KerasLayer:
+    name: str
+    kind: str
+    weights: dict[str, np.ndarray]  # "kernel", "bias", "gamma", ... → array
+
+
+def read_keras_layers(path: str | Path) -> dict[str, list[KerasLayer]]:
+    """Layers with weights, grouped by kind, each group in creation order."""
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as h5:
+            root = h5["model_weights"] if "model_weights" in h5 else h5  # full-model saves nest the weights
+            layers = []
+            for name in root.keys():
+                group = root[name]
+                arrays: dict[str, np.ndarray] = {}
+                group.visititems(lambda key, obj: _collect(arrays, key, obj))
+                if arrays:
+                    layers.append((name, arrays))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a readable Keras HDF5 weights file ({type(exc).__name__}: {exc})") from exc
+    by_kind: dict[str, list[tuple[int, KerasLayer]]] = {}
+    for name, arrays in layers:
+        match = _NAME.match(name)
+        kind, index = (match["kind"], int(match["index"])) if match else (name, 0)
+        by_kind.setdefault(kind, []).append((index, KerasLayer(name, kind, arrays)))
+    return {kind: [layer for _, layer in sorted(items, key=lambda t: t[0])] for kind, items in by_kind.items()}
+
+
+def _collect(arrays: dict[str, np.ndarray], key: str, obj: object) -> None:
+    import h5py
+
+    if isinstance(obj, h5py.Dataset):
+        arrays[key.rsplit("/", 1)[-1].split(":")[0]] = np.asarray(obj[()], dtype=np.float32)

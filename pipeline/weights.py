@@ -1,0 +1,130 @@
+"""Published weights: the manifest (configs/models.yaml), the local cache, and pinned downloads.
+
+Nothing here runs implicitly: loading a detector never downloads; ``pull`` does, on request, and
+refuses a file whose sha256 differs from the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ChecksumError, ConfigError, DownloadError, WeightsError
+
+log = logging.getLogger(__name__)
+
+MANIFEST_PATH = Path(__file__).resolve().parents[1] / "configs" / "models.yaml"
+CHUNK = 1 << 16
+
+
+class WeightsEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    architecture: str
+    file: str
+    url: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(gt=0)
+    license: str
+    description: str = ""
+
+
+def load_manifest(path: str | Path = MANIFEST_PATH) -> dict[str, WeightsEntry]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+        return {name: WeightsEntry(name=name, **entry) for name, entry in data["models"].items()}
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read the model manifest: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid model manifest: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
+
+
+def model_dir() -> Path:
+    """Where weights are cached: $DFSTREAM_MODEL_DIR, else ~/.cache/dfstream/models."""
+    env = os.environ.get("DFSTREAM_MODEL_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dfstream" / "models"
+
+
+def resolve_weights(name_or_path: str | Path, manifest: dict[str, WeightsEntry] | None = None) -> Path:
+    """A path that exists, or a manifest name whose file is in the cache; else a ``WeightsError``
+    that says how to get it."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_file():
+        return candidate
+    manifest = manifest if manifest is not None else load_manifest()
+    entry = manifest.get(str(name_or_path))
+    if entry is None:
+        raise WeightsError(f"weights {str(name_or_path)!r}: no such file, and not a name in the manifest ({', '.join(manifest)})")
+    path = model_dir() / entry.file
+    if not path.is_file():
+        raise WeightsError(
+            f"weights {entry.name!r} are not in {model_dir()}: run `dfstream models pull {entry.name}` "
+            f"or copy {entry.file} there (or set DFSTREAM_MODEL_DIR)"
+        )
+    return path
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(entry: WeightsEntry, directory: Path | None = None) -> bool:
+    """True when the cached file exists with the manifest's sha256."""
+    path = (directory or model_dir()) / entry.file
+    return path.is_file() and sha256_file(path) == entry.sha256
+
+
+def pull(
+    entry: WeightsEntry,
+    directory: Path | None = None,
+    url: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    timeout_s: float = 30.0,
+) -> Path:
+    """Download ``entry`` into the cache unless a verified copy is there; returns its path.
+
+    The file is written to ``*.part`` and renamed only after its size and sha256 match, so a
+    broken download never looks like a usable checkpoint.
+    """
+    directory = directory or model_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / entry.file
+    if target.is_file() and sha256_file(target) == entry.sha256:
+        return target
+    partial = target.with_name(target.name + ".part")
+    source = url or entry.url
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with urllib.request.urlopen(source, timeout=timeout_s) as response, open(partial, "wb") as out:
+            for chunk in iter(lambda: response.read(CHUNK), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                if progress is not None:
+                    progress(received, entry.size)
+    except (urllib.error.URLError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        raise DownloadError(f"{entry.name}: download from {source} failed: {exc}") from exc
+    if received != entry.size or digest.hexdigest() != entry.sha256:
+        partial.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"{entry.name}: downloaded {received} bytes with sha256 {digest.hexdigest()[:16]}…, "
+            f"expected {entry.size} bytes with sha256 {entry.sha256[:16]}…; file discarded"
+        )
+    partial.replace(target)
+    log.info("weights %s saved to %s", entry.name, target)
+    return target
