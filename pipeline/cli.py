@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     models_cmd.add_parser("list", help="the manifest and what is in the cache")
     pull_cmd = models_cmd.add_parser("pull", help="download weights (sha256-checked) into the cache")
     pull_cmd.add_argument("names", nargs="*", help="manifest names (default: all)")
+    pull_cmd.add_argument("--mirror", help="base URL holding the same files (also $DFSTREAM_MODEL_MIRROR)")
     models_cmd.add_parser("verify", help="check every cached file against its sha256")
 
     args = parser.parse_args(argv)
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .weights import load_manifest, model_dir, pull, verify
+    from .weights import load_manifest, model_dir, pull, source_url, verify
 
     manifest = load_manifest()
     if args.models_command == "list":
@@ -56,13 +57,22 @@ def _models(args: argparse.Namespace) -> int:
             return 2
         for name in args.names or list(manifest):
             entry = manifest[name]
-            print(f"{name}: {entry.url} (license {entry.license})")
-            print(f"{name}: {pull(entry)}")
+            url = f"{args.mirror.rstrip('/')}/{entry.file}" if args.mirror else source_url(entry)
+            print(f"{name}: {url} (license {entry.license})")
+            path = pull(entry, url=url, progress=_progress(name))
+            print(f"\n{name}: verified sha256, saved to {path}")
         return 0
     bad = [name for name, entry in manifest.items() if (model_dir() / entry.file).exists() and not verify(entry)]
     for name in bad:
         print(f"{name}: sha256 mismatch in {model_dir() / manifest[name].file}")
     return 1 if bad else 0
+
+
+def _progress(name: str):
+    def show(received: int, total: int) -> None:
+        print(f"\r{name}: {received * 100 // max(total, 1):3d}% of {total} bytes", end="", file=sys.stderr, flush=True)
+
+    return show
 
 
 if __name__ == "__main__":

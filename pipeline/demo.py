@@ -25,7 +25,7 @@ from .preprocessing import UnifiedPreprocessor
 from .detectors.mesonet import MESONET_PREPROCESSING
 from .preprocessing import crop_with_margin
 from .registry import ModelRegistry
-from .weights import load_manifest, model_dir, pull, verify
+from .weights import find_weights, load_manifest, model_dir, pull, source_url
 
 DEMO_MODELS = {
     "meso4_df": Meso4Detector,
@@ -35,24 +35,33 @@ DEMO_MODELS = {
 }
 
 
-def ensure_weights(offline: bool, out: TextIO) -> None:
-    """Pull any missing demo weights (sha256-checked), unless offline."""
+def ensure_weights(offline: bool, out: TextIO) -> dict[str, Path]:
+    """A verified file per demo model: found locally, else pulled (sha256-checked) unless offline."""
     manifest = load_manifest()
+    paths = {}
     for name in DEMO_MODELS:
         entry = manifest[name]
-        if verify(entry):
-            continue
-        if offline:
-            raise WeightsError(f"{name} is not in {model_dir()} and --offline was given: run `dfstream models pull {name}`")
-        print(f"fetching {name} ({entry.size} bytes, license {entry.license}) from {entry.url}", file=out)
-        pull(entry)
+        found = find_weights(entry)
+        if found is None:
+            if offline:
+                raise WeightsError(f"{name} is not in {model_dir()} and --offline was given: run `dfstream models pull {name}`")
+            print(f"fetching {name} ({entry.size} bytes, license {entry.license}) from {source_url(entry)}", file=out)
+            try:
+                found = pull(entry)
+            except WeightsError as exc:
+                raise WeightsError(
+                    f"{exc}. Without internet access, put the MesoNet .h5 files (github.com/DariusAf/MesoNet, "
+                    f"weights/) in {model_dir()}, or name their folder in DFSTREAM_MODEL_PATH"
+                ) from exc
+        paths[name] = found
+    return paths
 
 
 def run_demo(input_path: str | None, device: str, offline: bool, out: TextIO = sys.stdout) -> int:
-    ensure_weights(offline, sys.stderr)
+    weights = ensure_weights(offline, sys.stderr)
     registry = ModelRegistry(builtins=False)
     for name, cls in DEMO_MODELS.items():
-        registry.register_model(name, cls, weights=name, device=device)
+        registry.register_model(name, cls, weights=str(weights[name]), device=device)
     statuses = registry.load_all_models()
     failed = {n: registry.get_error(n) for n, s in statuses.items() if s.value == "failed"}
     if len(failed) == len(statuses):

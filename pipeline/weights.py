@@ -48,10 +48,31 @@ def load_manifest(path: str | Path = MANIFEST_PATH) -> dict[str, WeightsEntry]:
         raise ConfigError(f"{path}: invalid model manifest: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
 
 
+def source_url(entry: WeightsEntry) -> str:
+    """The manifest URL, or the same file under $DFSTREAM_MODEL_MIRROR (a local or company mirror)."""
+    mirror = os.environ.get("DFSTREAM_MODEL_MIRROR")
+    return f"{mirror.rstrip('/')}/{entry.file}" if mirror else entry.url
+
+
 def model_dir() -> Path:
     """Where weights are cached: $DFSTREAM_MODEL_DIR, else ~/.cache/dfstream/models."""
     env = os.environ.get("DFSTREAM_MODEL_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dfstream" / "models"
+
+
+def search_dirs() -> list[Path]:
+    """The cache, then the read-only folders of $DFSTREAM_MODEL_PATH (os.pathsep-separated), where
+    an offline machine or a shared volume keeps weight files."""
+    extra = [Path(p).expanduser() for p in os.environ.get("DFSTREAM_MODEL_PATH", "").split(os.pathsep) if p]
+    return [model_dir(), *extra]
+
+
+def find_weights(entry: WeightsEntry) -> Path | None:
+    """The first copy of ``entry`` in ``search_dirs()`` whose sha256 matches, or None."""
+    for directory in search_dirs():
+        if verify(entry, directory):
+            return directory / entry.file
+    return None
 
 
 def resolve_weights(name_or_path: str | Path, manifest: dict[str, WeightsEntry] | None = None) -> Path:
@@ -64,13 +85,13 @@ def resolve_weights(name_or_path: str | Path, manifest: dict[str, WeightsEntry] 
     entry = manifest.get(str(name_or_path))
     if entry is None:
         raise WeightsError(f"weights {str(name_or_path)!r}: no such file, and not a name in the manifest ({', '.join(manifest)})")
-    path = model_dir() / entry.file
-    if not path.is_file():
-        raise WeightsError(
-            f"weights {entry.name!r} are not in {model_dir()}: run `dfstream models pull {entry.name}` "
-            f"or copy {entry.file} there (or set DFSTREAM_MODEL_DIR)"
-        )
-    return path
+    for directory in search_dirs():
+        if (directory / entry.file).is_file():
+            return directory / entry.file
+    raise WeightsError(
+        f"weights {entry.name!r} are not in {model_dir()}: run `dfstream models pull {entry.name}` "
+        f"or copy {entry.file} there (or set DFSTREAM_MODEL_DIR)"
+    )
 
 
 def sha256_file(path: str | Path) -> str:
@@ -105,7 +126,7 @@ def pull(
     if target.is_file() and sha256_file(target) == entry.sha256:
         return target
     partial = target.with_name(target.name + ".part")
-    source = url or entry.url
+    source = url or source_url(entry)
     digest = hashlib.sha256()
     received = 0
     try:

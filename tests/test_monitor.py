@@ -1,0 +1,99 @@
+"""PerformanceMonitor: timers, percentiles, accuracy, alerts and exports from known inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline import MonitoringConfig, PerformanceMonitor
+
+
+def fed_monitor(**config) -> PerformanceMonitor:
+    monitor = PerformanceMonitor(MonitoringConfig(enable_system_monitoring=False, **config))
+    for ms in range(1, 101):  # latencies 1..100 ms
+        monitor.record_inference("meso4", ms / 1000.0, success=ms % 10 != 0)  # every 10th fails
+    return monitor
+
+
+def test_timers_measure_and_record():
+    monitor = PerformanceMonitor()
+    monitor.start_timer("ensemble")
+    time.sleep(0.02)
+    seconds = monitor.end_timer("ensemble")
+    assert 0.015 < seconds < 0.5
+    assert monitor.get_model_metrics("ensemble")["calls"] == 1
+    with pytest.raises(ValueError, match="end_timer\\('ensemble'\\) without start_timer"):
+        monitor.end_timer("ensemble")
+
+
+def test_latency_percentiles_and_error_rate():
+    m = fed_monitor().get_model_metrics("meso4")
+    assert m["calls"] == 100 and m["failures"] == 10 and m["error_rate"] == pytest.approx(0.1)
+    assert m["latency_ms"]["p50"] == pytest.approx(50.5) and m["latency_ms"]["max"] == pytest.approx(100)
+    assert m["latency_ms"]["p95"] == pytest.approx(95.05) and m["latency_ms"]["p99"] == pytest.approx(99.01)
+    assert m["throughput_per_s"] > 0
+
+
+def test_history_is_bounded_but_totals_are_not():
+    m = fed_monitor(metrics_history_size=10).get_model_metrics("meso4")
+    assert m["calls"] == 100 and m["latency_ms"]["p50"] == pytest.approx(95.5)  # the last ten: 91..100 ms
+
+
+def test_precision_recall_f1_from_ground_truth():
+    monitor = PerformanceMonitor(MonitoringConfig(enable_system_monitoring=False))
+    # 3 TP, 1 FP, 2 FN, 4 TN
+    for predicted, actual, n in ((True, True, 3), (True, False, 1), (False, True, 2), (False, False, 4)):
+        for _ in range(n):
+            monitor.record_prediction("ensemble", predicted, actual)
+    m = monitor.get_model_metrics("ensemble")
+    assert m["precision"] == pytest.approx(0.75) and m["recall"] == pytest.approx(0.6)
+    assert m["f1"] == pytest.approx(2 * 0.75 * 0.6 / 1.35) and m["accuracy"] == pytest.approx(0.7)
+
+
+def test_alerts_name_type_value_threshold_and_subject():
+    monitor = fed_monitor(alert_thresholds={"inference_time_ms": 90.0, "error_rate": 0.05})
+    monitor.record_latency("cam1", 0.001, kind="stream")
+    alerts = {a["type"]: a for a in monitor.check_alerts()}
+    assert set(alerts) == {"high_inference_time", "high_error_rate"}
+    assert alerts["high_inference_time"]["value"] == pytest.approx(95.05)
+    assert alerts["high_inference_time"]["threshold"] == 90.0 and alerts["high_inference_time"]["model"] == "meso4"
+    assert alerts["high_error_rate"]["value"] == pytest.approx(0.1)
+    assert fed_monitor(alert_thresholds={"error_rate": 0.5}).check_alerts() == []
+
+
+def test_system_alerts_use_real_readings():
+    monitor = PerformanceMonitor(MonitoringConfig(alert_thresholds={"memory_usage_percent": 0.0}))
+    system = monitor.get_system_metrics()
+    assert system["process_rss_bytes"] > 10_000_000 and 0 < system["memory_usage_percent"] <= 100
+    (alert,) = monitor.check_alerts()
+    assert alert["type"] == "high_memory_usage" and alert["system"] == "system"
+
+
+def test_unknown_alert_threshold_is_refused():
+    with pytest.raises(ValidationError, match="unknown alert threshold\\(s\\) \\['inference_ms'\\]"):
+        MonitoringConfig(alert_thresholds={"inference_ms": 10})
+
+
+def test_json_and_csv_exports(tmp_path):
+    monitor = fed_monitor()
+    report = json.loads(monitor.save_performance_data(tmp_path / "report.json").read_text())
+    assert report["models"]["meso4"]["calls"] == 100 and report["alerts"] == []
+    rows = list(csv.DictReader(monitor.export_metrics_csv(tmp_path / "m.csv").open()))
+    assert rows[0]["name"] == "meso4" and rows[0]["failures"] == "10" and float(rows[0]["latency_p50_ms"]) == 50.5
+
+
+def test_periodic_summary_saves_when_asked(tmp_path):
+    monitor = PerformanceMonitor(MonitoringConfig(log_interval=0.01, save_performance_data=True,
+                                                  performance_data_path=str(tmp_path / "perf")))  # fmt: skip
+    time.sleep(0.02)
+    monitor.record_inference("meso4", 0.01)
+    assert len(list((tmp_path / "perf").glob("performance_*.json"))) == 1
+
+
+def test_gpu_monitoring_without_a_gpu_is_quiet():
+    system = PerformanceMonitor(MonitoringConfig(enable_gpu_monitoring=True)).get_system_metrics()
+    assert "cpu_usage_percent" in system  # GPU keys appear only where NVML finds a GPU

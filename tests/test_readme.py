@@ -1,0 +1,30 @@
+"""The README's quick start runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.weights
+def test_quick_start_runs(weights_dir, monkeypatch, capsys):
+    monkeypatch.setenv("DFSTREAM_MODEL_DIR", str(weights_dir))
+    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    namespace: dict = {}
+    exec(compile(block, "README.md quick start", "exec"), namespace)
+    result = namespace["result"]
+    assert set(result.model_scores) == {"meso4", "mesoinception4"}
+    assert not result.is_deepfake  # a real photograph
+    assert "p95" in capsys.readouterr().out
+
+
+def test_readme_gives_the_two_commands():
+    text = README.read_text()
+    ci = (README.parent / ".ci" / "run").read_text()
+    test_command = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/pytest"
+    assert test_command in text and test_command in ci
+    assert ".venv/bin/dfstream demo" in text
