@@ -9,7 +9,20 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_WEIGHTS = Path(os.environ.get("DFSTREAM_TEST_WEIGHTS", REPO.parent / "shared" / "models" / "mesonet"))
+
+
+def _shared_weights() -> Path:
+    """$DFSTREAM_TEST_WEIGHTS, else shared/models/mesonet beside the checkout or beside a parent of it."""
+    if os.environ.get("DFSTREAM_TEST_WEIGHTS"):
+        return Path(os.environ["DFSTREAM_TEST_WEIGHTS"])
+    for parent in REPO.parents:
+        candidate = parent / "shared" / "models" / "mesonet"
+        if candidate.is_dir():
+            return candidate
+    return REPO.parent / "shared" / "models" / "mesonet"
+
+
+SHARED_WEIGHTS = _shared_weights()
 WEIGHT_FILES = ["Meso4_DF.h5", "Meso4_F2F.h5", "MesoInception_DF.h5", "MesoInception_F2F.h5"]
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from pipeline.errors import ChecksumError, DownloadError, WeightsError
 from pipeline.weights import WeightsEntry, load_manifest, pull, resolve_weights, verify
+from tests.conftest import SHARED_WEIGHTS
 
-SHA256SUMS = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mesonet" / "SHA256SUMS"
+SHA256SUMS = SHARED_WEIGHTS / "SHA256SUMS"
 
 
 @pytest.fixture
