@@ -9,9 +9,10 @@ Both are fitted by Newton's method on the negative log-likelihood (convex in the
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping, Protocol, Union
+from typing import Literal, Protocol, Union
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class TemperatureScaling:
         return {"method": "temperature", "temperature": self.temperature}
 
     @classmethod
-    def fit(cls, scores: np.ndarray, labels: np.ndarray, iterations: int = 100) -> "TemperatureScaling":
+    def fit(cls, scores: np.ndarray, labels: np.ndarray, iterations: int = 100) -> TemperatureScaling:
         z, y = _checked(scores, labels)
         s = 1.0  # s = 1 / T: the NLL is convex in s
         for _ in range(iterations):
@@ -61,7 +62,7 @@ class PlattScaling:
         return {"method": "platt", "a": self.a, "b": self.b}
 
     @classmethod
-    def fit(cls, scores: np.ndarray, labels: np.ndarray, iterations: int = 100) -> "PlattScaling":
+    def fit(cls, scores: np.ndarray, labels: np.ndarray, iterations: int = 100) -> PlattScaling:
         z, y = _checked(scores, labels)
         positives, negatives = y.sum(), len(y) - y.sum()
         # Platt's targets keep the fit finite when the classes separate perfectly

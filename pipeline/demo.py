@@ -18,12 +18,11 @@ import numpy as np
 from stream import iter_file_frames, make_sample_clip
 
 from .detectors import Meso4Detector, MesoInception4Detector
+from .detectors.mesonet import MESONET_PREPROCESSING
 from .ensemble import EnsembleConfig, EnsembleManager
 from .errors import DfstreamError, WeightsError
 from .monitor import MonitoringConfig, PerformanceMonitor
-from .preprocessing import UnifiedPreprocessor
-from .detectors.mesonet import MESONET_PREPROCESSING
-from .preprocessing import crop_with_margin
+from .preprocessing import UnifiedPreprocessor, crop_with_margin
 from .registry import ModelRegistry
 from .weights import find_weights, load_manifest, model_dir, pull, source_url
 

@@ -6,8 +6,9 @@ import enum
 import functools
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
@@ -80,7 +81,7 @@ class DetectionResult:
     @classmethod
     def from_probability(
         cls, fake_probability: float, model_name: str, threshold: float = 0.5, inference_time: float = 0.0
-    ) -> "DetectionResult":
+    ) -> DetectionResult:
         p = float(fake_probability)
         fake = p >= threshold
         return cls(

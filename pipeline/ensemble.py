@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,7 +40,7 @@ class EnsembleConfig(BaseModel):
     enable_attention: bool = True  # ATTENTION_FUSION needs it; off, attention weights are never computed
 
     @model_validator(mode="after")
-    def _verify(self) -> "EnsembleConfig":
+    def _verify(self) -> EnsembleConfig:
         if self.min_models > self.max_models:
             raise ValueError(f"min_models ({self.min_models}) is greater than max_models ({self.max_models})")
         if self.fusion_method is FusionMethod.ATTENTION_FUSION and not self.enable_attention:

@@ -24,9 +24,20 @@ from __future__ import annotations
 from stream.errors import DfstreamError, SourceError
 
 __all__ = [
-    "DfstreamError", "ConfigError", "InputError", "DetectorError", "ModelNotFoundError", "ModelLoadError",
-    "ModelNotLoadedError", "InferenceError", "EnsembleError", "InsufficientModelsError", "WeightsError",
-    "DownloadError", "ChecksumError", "SourceError",
+    "ChecksumError",
+    "ConfigError",
+    "DetectorError",
+    "DfstreamError",
+    "DownloadError",
+    "EnsembleError",
+    "InferenceError",
+    "InputError",
+    "InsufficientModelsError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ModelNotLoadedError",
+    "SourceError",
+    "WeightsError",
 ]  # fmt: skip
 
 

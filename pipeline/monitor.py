@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,7 +164,7 @@ class PerformanceMonitor:
         with self._lock:
             series = {name: _summarise(s) for name, s in self._series.items()}
         return {
-            "generated_at": datetime.now(timezone.utc).isoformat(),
+            "generated_at": datetime.now(UTC).isoformat(),
             "uptime_s": time.monotonic() - self._started,
             "models": {n: m for n, m in series.items() if m["kind"] == "model"},
             "streams": {n: m for n, m in series.items() if m["kind"] == "stream"},
@@ -194,7 +194,7 @@ class PerformanceMonitor:
     def save_performance_data(self, path: str | Path | None = None) -> Path:
         """Write the report (and the alerts it raises) as JSON; returns the path written."""
         if path is None:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             path = Path(self.config.performance_data_path) / f"performance_{stamp}.json"
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

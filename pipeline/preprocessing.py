@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import threading
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -66,7 +67,7 @@ class PreprocessingConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _positive_std(self) -> "PreprocessingConfig":
+    def _positive_std(self) -> PreprocessingConfig:
         if min(self.std) <= 0:
             raise ValueError(f"std {self.std}: every channel must be > 0")
         return self

@@ -11,8 +11,8 @@ import logging
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError

@@ -10,7 +10,14 @@ from PIL import Image
 from pipeline import DetectionResult, ModelRegistry, ModelStatus, PerformanceMonitor
 from pipeline.detector import resolve_device
 from pipeline.detectors import Meso4Detector, MesoInception4Detector
-from pipeline.errors import ConfigError, InferenceError, InputError, ModelLoadError, ModelNotFoundError, ModelNotLoadedError
+from pipeline.errors import (
+    ConfigError,
+    InferenceError,
+    InputError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelNotLoadedError,
+)
 from tests.fixed_detector import FixedDetector
 
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from pipeline.detectors import Meso4Detector, MesoInception4Detector
+from pipeline.detectors.mesonet import MESONET_PREPROCESSING
 from pipeline.errors import ModelLoadError
 from pipeline.preprocessing import UnifiedPreprocessor
-from pipeline.detectors.mesonet import MESONET_PREPROCESSING
 
 pytestmark = pytest.mark.weights
 

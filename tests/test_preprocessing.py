@@ -62,19 +62,19 @@ def test_noise_reduction_removes_noise(astronaut):
     clean = astronaut[100:228, 100:228]
     noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
     denoised = prep(enable_noise_reduction=True, noise_reduction_strength=0.2, input_size=(128, 128)).prepare(noisy)
-    error = lambda img: np.abs(img.astype(float) - clean).mean()  # noqa: E731
+    error = lambda img: np.abs(img.astype(float) - clean).mean()
     assert error(denoised) < 0.7 * error(noisy)
 
 
 def test_histogram_equalization_spreads_luminance(astronaut):
     dull = (astronaut // 4 + 96).astype(np.uint8)  # contrast squeezed into 96..159
     out = prep(enable_histogram_equalization=True, input_size=(512, 512)).prepare(dull)
-    luma = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)  # noqa: E731
+    luma = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     assert luma(out).std() > 2 * luma(dull).std()
 
 
 def test_sharpening_raises_edge_energy_with_strength(astronaut):
-    edges = lambda img: cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()  # noqa: E731
+    edges = lambda img: cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
     base = edges(prep(input_size=(512, 512)).prepare(astronaut))
     mild = edges(prep(enable_sharpening=True, sharpening_strength=0.5, input_size=(512, 512)).prepare(astronaut))
     strong = edges(prep(enable_sharpening=True, sharpening_strength=1.5, input_size=(512, 512)).prepare(astronaut))
@@ -83,7 +83,7 @@ def test_sharpening_raises_edge_energy_with_strength(astronaut):
 
 @pytest.mark.parametrize("kind", list(AugmentationType))
 def test_augmentation_varies_and_is_reproducible(astronaut, kind):
-    make = lambda: prep(augment=True, augmentation_type=kind, augmentation_seed=5, input_size=(128, 128))  # noqa: E731
+    make = lambda: prep(augment=True, augmentation_type=kind, augmentation_seed=5, input_size=(128, 128))
     first, second = make(), make()
     a = [first.prepare(astronaut) for _ in range(4)]
     b = [second.prepare(astronaut) for _ in range(4)]

@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 @pytest.mark.weights
 def test_quick_start_runs(weights_dir, monkeypatch, capsys):
     monkeypatch.setenv("DFSTREAM_MODEL_DIR", str(weights_dir))
-    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
     namespace: dict = {}
     exec(compile(block, "README.md quick start", "exec"), namespace)
     result = namespace["result"]

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 import pipeline
@@ -24,7 +23,7 @@ README = Path(__file__).parent / "data" / "FRAMEWORK_README.md"
 
 
 def python_blocks() -> list[str]:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
     return [block.replace("from app.models import", "from pipeline import") for block in blocks]
 
 

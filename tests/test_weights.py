@@ -7,7 +7,6 @@ import http.server
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -99,7 +98,7 @@ def test_cli_pulls_the_real_files_from_a_mirror(weights_dir, file_server, tmp_pa
     for f in ("Meso4_DF.h5", "Meso4_F2F.h5"):
         (root / f).write_bytes((weights_dir / f).read_bytes())
     env = {"DFSTREAM_MODEL_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "pipeline.cli", "models", *a], capture_output=True, text=True, env=env)  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "pipeline.cli", "models", *a], capture_output=True, text=True, env=env)
     out = run("pull", "meso4_df", "meso4_f2f", "--mirror", base)
     assert out.returncode == 0, out.stderr
     assert "license Apache-2.0" in out.stdout and out.stdout.count("verified sha256") == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..detector import BaseDetector
-from .mesonet import MesoInception4Detector, Meso4Detector
+from .mesonet import Meso4Detector, MesoInception4Detector
 from .torch_detector import TorchDetector
 
 BUILTIN_DETECTORS: dict[str, type[BaseDetector]] = {

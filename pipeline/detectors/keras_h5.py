@@ -33,12 +33,10 @@ def read_keras_layers(path: str | Path) -> dict[str, list[KerasLayer]]:
     path = Path(path)
     try:
         with h5py.File(path, "r") as h5:
-            root = h5["model_weights"] if "model_weights" in h5 else h5  # full-model saves nest the weights
+            root = h5.get("model_weights", h5)  # full-model saves nest the weights
             layers = []
-            for name in root.keys():
-                group = root[name]
-                arrays: dict[str, np.ndarray] = {}
-                group.visititems(lambda key, obj: _collect(arrays, key, obj))
+            for name in root:
+                arrays = _datasets(root[name])
                 if arrays:
                     layers.append((name, arrays))
     except (OSError, KeyError, ValueError) as exc:
@@ -51,8 +49,15 @@ def read_keras_layers(path: str | Path) -> dict[str, list[KerasLayer]]:
     return {kind: [layer for _, layer in sorted(items, key=lambda t: t[0])] for kind, items in by_kind.items()}
 
 
-def _collect(arrays: dict[str, np.ndarray], key: str, obj: object) -> None:
+def _datasets(group: object) -> dict[str, np.ndarray]:
+    """Every dataset under ``group``, keyed by its short weight name (``conv2d_1/kernel:0`` → ``kernel``)."""
     import h5py
 
-    if isinstance(obj, h5py.Dataset):
-        arrays[key.rsplit("/", 1)[-1].split(":")[0]] = np.asarray(obj[()], dtype=np.float32)
+    arrays: dict[str, np.ndarray] = {}
+
+    def collect(key: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            arrays[key.rsplit("/", 1)[-1].split(":")[0]] = np.asarray(obj[()], dtype=np.float32)
+
+    group.visititems(collect)  # type: ignore[attr-defined]
+    return arrays
