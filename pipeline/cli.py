@@ -1,12 +1,18 @@
-"""The ``dfstream`` command."""
+"""The ``dfstream`` command: run, check, models."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import sys
 
+import yaml
+
 from .errors import DfstreamError
+
+log = logging.getLogger("dfstream")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,10 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run the MesoNet ensemble on a generated sample clip (or --input)")
-    demo.add_argument("--input", help="a video file instead of the generated sample")
-    demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    demo.add_argument("--offline", action="store_true", help="never download weights")
+    for name, text in (("run", "watch the configured streams and emit verdicts"), ("check", "validate a config and print it resolved")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("config", help="YAML configuration file")
+        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a value, e.g. --set streams.0.url=rtsp://... (repeatable)")  # fmt: skip
+        if name == "run":
+            command.add_argument("--offline", action="store_true", help="never download weights")
 
     models = commands.add_parser("models", help="published weights: list, pull, verify")
     models_cmd = models.add_subparsers(dest="models_command", required=True)
@@ -30,14 +39,55 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "demo":
-            from .demo import run_demo
-
-            return run_demo(args.input, args.device, args.offline)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "run":
+            return _run(args)
         return _models(args)
     except DfstreamError as exc:
-        print(f"dfstream: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"dfstream: error: {line}", file=sys.stderr)
         return 2
+
+
+def _load(args: argparse.Namespace):
+    from .config import load_config, verify_files
+    from .errors import ConfigError
+
+    config = load_config(args.config, args.overrides)
+    problems = verify_files(config)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sinks import build_sinks
+
+    from .runtime import Runtime, load_detectors
+    from .weights import ensure_available, load_manifest
+
+    config = _load(args)
+    manifest = load_manifest()
+    wanted = [d.weights for d in config.detectors if d.weights in manifest]
+    ensure_available(wanted, args.offline, lambda text: print(text, file=sys.stderr))
+    detectors = load_detectors(config)
+    runtime = Runtime(config, detectors, build_sinks(config.sinks))
+
+    async def supervise() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runtime.stop.set)
+        await runtime.run()
+
+    asyncio.run(supervise())
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:

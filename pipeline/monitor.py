@@ -72,6 +72,8 @@ class _Series:
     successes: int = 0
     failures: int = 0
     confusion: dict[str, int] = field(default_factory=lambda: {"tp": 0, "fp": 0, "tn": 0, "fn": 0})
+    counters: dict[str, int] = field(default_factory=dict)  # totals: frames_decoded, dropped:queue_full, ...
+    gauges: dict[str, float] = field(default_factory=dict)  # current values: up, queue_depth, ...
     events: deque = field(init=False)  # (end monotonic time, seconds, items)
 
     def __post_init__(self) -> None:
@@ -132,6 +134,16 @@ class PerformanceMonitor:
         key = ("t" if predicted_fake == actual_fake else "f") + ("p" if predicted_fake else "n")
         with self._lock:
             self._get(name, kind).confusion[key] += 1
+
+    def count(self, name: str, key: str, n: int = 1, kind: SubjectKind = "stream") -> None:
+        """Add ``n`` to a named total of a series (frames decoded, frames dropped by reason, ...)."""
+        with self._lock:
+            counters = self._get(name, kind).counters
+            counters[key] = counters.get(key, 0) + n
+
+    def set_gauge(self, name: str, key: str, value: float, kind: SubjectKind = "stream") -> None:
+        with self._lock:
+            self._get(name, kind).gauges[key] = float(value)
 
     # ---- reading ------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -279,6 +291,8 @@ def _summarise(series: _Series) -> dict[str, Any]:
         "throughput_per_s": throughput,
         "latency_ms": latency,
         "confusion": dict(c),
+        "counters": dict(series.counters),
+        "gauges": dict(series.gauges),
         "precision": precision,
         "recall": recall,
         "f1": f1,

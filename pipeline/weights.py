@@ -75,6 +75,26 @@ def find_weights(entry: WeightsEntry) -> Path | None:
     return None
 
 
+def ensure_available(names: list[str], offline: bool, say: Callable[[str], None]) -> None:
+    """Make sure each manifest name in ``names`` has a verified local copy: found on the search
+    path, else pulled (its licence said first), unless ``offline``."""
+    manifest = load_manifest()
+    for name in names:
+        entry = manifest[name]
+        if find_weights(entry) is not None:
+            continue
+        if offline:
+            raise WeightsError(f"{name} is not in {model_dir()} and --offline was given: run `dfstream models pull {name}`")
+        say(f"fetching {name} ({entry.size} bytes, license {entry.license}) from {source_url(entry)}")
+        try:
+            pull(entry)
+        except WeightsError as exc:
+            raise WeightsError(
+                f"{exc}. Without internet access, copy {entry.file} into {model_dir()}, "
+                f"or name its folder in DFSTREAM_MODEL_PATH"
+            ) from exc
+
+
 def resolve_weights(name_or_path: str | Path, manifest: dict[str, WeightsEntry] | None = None) -> Path:
     """A path that exists, or a manifest name whose file is in the cache; else a ``WeightsError``
     that says how to get it."""

@@ -1,7 +1,12 @@
 """Where frames come from: PyAV decoding, converted at this edge into dfstream's ``Frame``."""
 
-from .decode import iter_file_frames
+from .config import StreamConfig
+from .errors import DfstreamError, SourceError
 from .frame import Frame
-from .sample import make_sample_clip
+from .sample import make_sample_clip, sample_clip_path
+from .source import Source, SourceCounters, SourceStatus
 
-__all__ = ["Frame", "iter_file_frames", "make_sample_clip"]
+__all__ = [
+    "DfstreamError", "Frame", "Source", "SourceCounters", "SourceError", "SourceStatus", "StreamConfig",
+    "make_sample_clip", "sample_clip_path",
+]  # fmt: skip

@@ -1,42 +1,56 @@
 """A sample clip generated on the spot from a real photograph, so the main job and the tests need
 no downloaded media: scikit-image's ``astronaut`` (Eileen Collins, NASA, public domain) drifting
-across a 16:9 frame, encoded as H.264 in MP4."""
+across a 16:9 frame, encoded as H.264 in MP4 without B-frames (live-style, RTSP-friendly)."""
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import av
 import cv2
 import numpy as np
 
 
-def sample_frames(count: int, width: int = 640, height: int = 360) -> list[np.ndarray]:
+def sample_frames(count: int, width: int = 640, height: int = 360, period: int = 90) -> Iterator[np.ndarray]:
+    """The photo, scaled to the frame height, sliding left and right once every ``period`` frames."""
     from skimage.data import astronaut
 
     photo = cv2.resize(astronaut(), (height, height), interpolation=cv2.INTER_AREA)
-    frames = []
-    travel = width - height
+    travel = max(width - height, 0)
     for i in range(count):
         canvas = np.full((height, width, 3), 40, dtype=np.uint8)
-        x = int(round(travel * (0.5 - 0.5 * np.cos(2 * np.pi * i / max(count, 1)))))
-        canvas[:, x : x + height] = photo
-        frames.append(canvas)
-    return frames
+        x = round(travel * (0.5 - 0.5 * np.cos(2 * np.pi * i / period)))
+        canvas[:, x : x + min(height, width)] = photo[:, : min(height, width)]
+        yield canvas
 
 
-def make_sample_clip(path: str | Path, seconds: float = 2.0, fps: int = 15, width: int = 640, height: int = 360) -> Path:
-    """Write the sample clip to ``path`` (H.264, yuv420p) and return it."""
+def make_sample_clip(
+    path: str | Path, seconds: float = 4.0, fps: int = 30, width: int = 640, height: int = 360
+) -> Path:
+    """Write the sample clip to ``path`` (H.264 yuv420p, one keyframe a second) and return it.
+
+    Written to a temporary name and renamed, so a reader never sees half a clip."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
+    with av.open(str(partial), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "20"}
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "crf": "20", "g": str(fps)}
         for image in sample_frames(int(seconds * fps), width, height):
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    partial.replace(path)
     return path
+
+
+def sample_clip_path(cache_dir: Path | None = None) -> Path:
+    """The cached sample clip (generated on first use): what the ``sample://`` URL plays."""
+    cache = cache_dir or Path(os.environ.get("DFSTREAM_CACHE_DIR", Path.home() / ".cache" / "dfstream"))
+    path = cache / "sample" / "astronaut_360p30.mp4"
+    return path if path.is_file() else make_sample_clip(path)

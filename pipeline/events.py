@@ -1,0 +1,101 @@
+"""What the pipeline tells sinks: verdicts, stream status and state, alerts.
+
+Plain data with ``to_dict()`` (JSON-ready); sinks need nothing else from the process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Union
+
+StreamLabel = Literal["no_face", "real", "fake", "uncertain"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One face track's judgement at one frame."""
+
+    stream: str
+    track_id: int
+    seq: int  # per stream, +1 per verdict: a gap means a lost verdict
+    ts: float  # wall clock, seconds since the epoch
+    frame_seq: int
+    frame_pts: float | None
+    label: Literal["real", "fake", "uncertain"]
+    label_since: float
+    fake_probability: float  # smoothed
+    raw_probability: float  # this frame's fused P(fake)
+    uncertainty: float  # smoothed
+    models: dict[str, float]  # each model's P(fake) on this frame
+    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
+    faces_in_frame: int
+    latency_ms: float  # arrival at decode → verdict
+    failed_models: tuple[str, ...] = ()
+
+    kind = "verdict"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["bbox"] = [round(v, 1) for v in self.bbox]
+        data["failed_models"] = list(self.failed_models)
+        return data
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """A source's connection state changed (online, reconnecting, offline)."""
+
+    stream: str
+    status: str
+    reason: str | None
+    ts: float
+
+    kind = "status"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """What a stream shows now: fake when any track is fake, else uncertain when any is, else real."""
+
+    stream: str
+    label: StreamLabel
+    tracks: dict[int, str]  # track id → label
+    updated_at: float
+
+    kind = "state"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream, "label": self.label, "tracks": {str(k): v for k, v in self.tracks.items()},
+                "updated_at": self.updated_at}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Alert:
+    type: str
+    value: float
+    threshold: float
+    subject: str
+    state: Literal["firing", "resolved"]
+    ts: float
+    message: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    kind = "alert"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Event = Union[Verdict, StreamStatus, StreamState, Alert]
+
+
+def stream_label(track_labels: dict[int, str]) -> StreamLabel:
+    labels = set(track_labels.values())
+    if not labels:
+        return "no_face"
+    if "fake" in labels:
+        return "fake"
+    return "uncertain" if "uncertain" in labels else "real"

@@ -1,0 +1,75 @@
+"""The one seam between judging and telling: the ``Sink`` protocol, and the bounded outbox that
+keeps a slow or dead sink from ever stalling detection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Protocol, runtime_checkable
+
+from .events import Event
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Sink(Protocol):
+    name: str
+
+    async def publish(self, event: Event) -> None:
+        """Deliver one event (a Verdict, StreamStatus, StreamState or Alert)."""
+
+    async def aclose(self) -> None:
+        """Flush what was accepted and release resources."""
+
+
+class Outbox:
+    """A bounded queue and one task per sink. When the sink falls behind and the queue is full,
+    the oldest event is dropped and counted: new verdicts matter more than stale ones."""
+
+    def __init__(self, sink: Sink, capacity: int = 1000, on_drop: Callable[[str], None] | None = None):
+        self.sink = sink
+        self.capacity = capacity
+        self.dropped = 0
+        self.failed = 0
+        self._on_drop = on_drop
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=capacity)
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._deliver(), name=f"dfstream[{self.sink.name}].outbox")
+
+    def put(self, event: Event) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self._queue.task_done()
+            self.dropped += 1
+            if self._on_drop is not None:
+                self._on_drop(self.sink.name)
+        self._queue.put_nowait(event)
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Deliver what is queued (for at most ``timeout_s``), then close the sink."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout_s)
+        except TimeoutError:
+            log.warning("sink %s: %d events not delivered at shutdown", self.sink.name, self._queue.qsize())
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.sink.aclose()
+
+    async def _deliver(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self.sink.publish(event)
+            except Exception as exc:  # a sink's failure is its own; detection goes on
+                self.failed += 1
+                if self.failed == 1 or self.failed % 1000 == 0:
+                    log.error("sink %s: publish failed (%d so far): %s", self.sink.name, self.failed, exc)
+            finally:
+                self._queue.task_done()

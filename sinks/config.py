@@ -1,0 +1,14 @@
+"""The ``sinks`` section of the configuration."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from stream.config import StrictModel
+
+from .jsonl import JsonlConfig
+
+
+class SinksConfig(StrictModel):
+    jsonl: JsonlConfig | None = None
+    outbox_capacity: int = Field(1000, ge=1)  # events waiting per sink before the oldest is dropped

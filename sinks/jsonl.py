@@ -1,0 +1,46 @@
+"""JSON lines: one event per line, to stdout ("-") or a file (appended)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from pipeline.events import Event
+from stream.config import StrictModel
+
+
+class JsonlConfig(StrictModel):
+    path: str = "-"
+    events: list[Literal["verdict", "status", "state", "alert"]] = Field(
+        default_factory=lambda: ["verdict", "status", "state", "alert"]
+    )
+    flush: bool = True  # flush after every line, so a reader (tail -f, a pipe) sees verdicts at once
+
+
+class JsonlSink:
+    def __init__(self, config: JsonlConfig):
+        self.config = config
+        self.name = "jsonl"
+        self._file = sys.stdout if config.path == "-" else Path(config.path).open("a", buffering=1)
+        self._kinds = set(config.events)
+
+    async def publish(self, event: Event) -> None:
+        if event.kind not in self._kinds:
+            return
+        line = json.dumps({"type": event.kind, **event.to_dict()}, separators=(",", ":"))
+        await asyncio.to_thread(self._write, line)  # a full pipe or a slow disk blocks a thread, not the loop
+
+    def _write(self, line: str) -> None:
+        self._file.write(line + "\n")
+        if self.config.flush:
+            self._file.flush()
+
+    async def aclose(self) -> None:
+        self._file.flush()
+        if self._file is not sys.stdout:
+            self._file.close()
