@@ -158,17 +158,19 @@ class StreamWorker:
         source = Source(self.config, on_status=self._on_status, counters=_StreamCounters(monitor, self.config.id))
         self.source = source
         async with source:
-            stopper = asyncio.create_task(self._close_on_stop(source))
+            stopper = asyncio.create_task(self._stop_on_request(source))
             queue: asyncio.Queue = asyncio.Queue(maxsize=2)
             try:
                 await asyncio.gather(self._detect(source, queue), self._score(queue))
             finally:
                 stopper.cancel()
-        self._publish_state()
+            # drained: the stream shows no face any more, then (leaving the block) goes offline
+            self.track_labels.clear()
+            self._publish_state()
 
-    async def _close_on_stop(self, source: Source) -> None:
+    async def _stop_on_request(self, source: Source) -> None:
         await self.runtime.stop.wait()
-        await source.aclose()
+        source.request_stop()
 
     async def _detect(self, source: Source, queue: asyncio.Queue) -> None:
         runtime, every = self.runtime, self.runtime.config.faces.detect_every

@@ -91,12 +91,17 @@ class Source:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def request_stop(self) -> None:
+        """Stop decoding; frames already queued are still delivered, then iteration ends."""
+        if not self._stop.is_set():
+            self._stop.set()
+            if self._queue is not None:
+                self._offer(_END)
+
     async def aclose(self) -> None:
-        self._stop.set()
+        self.request_stop()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self._queue is not None:
-            self._offer(_END)
         if self._thread is not None:
             # a read blocked on a hung server returns at its timeout; the daemon thread is not awaited longer
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 1.0)

@@ -27,4 +27,4 @@ def test_readme_gives_the_two_commands():
     ci = (README.parent / ".ci" / "run").read_text()
     test_command = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/pytest"
     assert test_command in text and test_command in ci
-    assert ".venv/bin/dfstream demo" in text
+    assert ".venv/bin/dfstream run configs/demo.yaml" in text
