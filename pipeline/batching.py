@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,7 +44,7 @@ class Batcher(Generic[T, R]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dfstream[{name}].infer")
         self._task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "Batcher[T, R]":
+    async def __aenter__(self) -> Batcher[T, R]:
         self._task = asyncio.create_task(self._collect(), name=f"dfstream[{self.name}].batcher")
         return self
 

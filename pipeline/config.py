@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sinks.config import SinksConfig
-from stream.config import StreamConfig, StrictModel
+from stream.config import StreamConfig
 
+from .configbase import StrictModel
 from .ensemble import EnsembleConfig
 from .errors import ConfigError
 from .faces import FacesConfig
@@ -84,7 +86,7 @@ class RuntimeConfig(StrictModel):
     monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig(enable_system_monitoring=True))
 
     @model_validator(mode="after")
-    def _verify(self) -> "RuntimeConfig":
+    def _verify(self) -> RuntimeConfig:
         _unique("streams", [s.id for s in self.streams], "id")
         _unique("detectors", [d.name for d in self.detectors], "name")
         if self.ensemble.min_models > len(self.detectors):

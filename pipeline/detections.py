@@ -29,13 +29,13 @@ class Detections:
         object.__setattr__(self, "track_ids", ids)
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
 
     def __len__(self) -> int:
         return len(self.xyxy)
 
-    def __getitem__(self, index: np.ndarray | slice) -> "Detections":
+    def __getitem__(self, index: np.ndarray | slice) -> Detections:
         return Detections(self.xyxy[index], self.scores[index], self.track_ids[index])
 
 

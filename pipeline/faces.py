@@ -8,15 +8,14 @@ downscaling plus ``detect_every`` (tracking in between) is what buys speed.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import torch
 from pydantic import Field
 
-from stream.config import StrictModel
-
+from .configbase import StrictModel
 from .detections import Detections
 from .detector import resolve_device
 

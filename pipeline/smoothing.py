@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from stream.config import StrictModel
+from .configbase import StrictModel
 
 Label = Literal["real", "fake", "uncertain"]
 
@@ -34,7 +34,7 @@ class SmoothingConfig(StrictModel):
     max_uncertainty: float = Field(0.9, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _verify_thresholds(self) -> "SmoothingConfig":
+    def _verify_thresholds(self) -> SmoothingConfig:
         if self.enter < self.leave:
             raise ValueError(f"enter ({self.enter}) must be >= leave ({self.leave}): hysteresis needs enter above leave")
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from stream.config import StrictModel
+from pipeline.configbase import StrictModel
 
 from .jsonl import JsonlConfig
 

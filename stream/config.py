@@ -45,7 +45,7 @@ class StreamConfig(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _verify_retry(self) -> "StreamConfig":
+    def _verify_retry(self) -> StreamConfig:
         if self.retry_initial_s > self.retry_max_s:
             raise ValueError(f"retry_initial_s ({self.retry_initial_s}) is greater than retry_max_s ({self.retry_max_s})")
         return self

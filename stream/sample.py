@@ -5,9 +5,9 @@ across a 16:9 frame, encoded as H.264 in MP4 without B-frames (live-style, RTSP-
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import cv2

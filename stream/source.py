@@ -21,7 +21,8 @@ import logging
 import random
 import threading
 import time
-from typing import AsyncIterator, Callable, Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import av
 
@@ -78,7 +79,7 @@ class Source:
         self._rng = random.Random()
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    async def __aenter__(self) -> "Source":
+    async def __aenter__(self) -> Source:
         if self._thread is not None:
             raise RuntimeError(f"source {self.config.id} is already running")
         self._loop = asyncio.get_running_loop()

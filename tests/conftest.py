@@ -52,10 +52,10 @@ def face_crop(astronaut: np.ndarray) -> np.ndarray:
 
 
 # ---- media and a real RTSP server -----------------------------------------------------------------
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
+import signal
+import socket
+import subprocess
+import time
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER = REPO / "tests" / "servers" / "rtsp_server.py"
@@ -94,7 +94,7 @@ class RtspServer:
     def url(self, mount: str) -> str:
         return f"rtsp://127.0.0.1:{self.port}{mount}"
 
-    def start(self) -> "RtspServer":
+    def start(self) -> RtspServer:
         args = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port)]
         for mount, clip in self.mounts.items():
             args += ["--mount", f"{mount}={clip}"]
