@@ -1,0 +1,1 @@
+"""dfstream benchmarks: scripts that print figures measured in one run (ratios, not timed tests)."""

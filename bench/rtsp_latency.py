@@ -1,0 +1,121 @@
+"""Glass-to-verdict latency and throughput for N live 360p30 RTSP streams at the default config.
+
+    python -m bench.rtsp_latency --streams 1 --seconds 20 --weights ../shared/models/mesonet
+
+A real GStreamer RTSP server (tests/servers/rtsp_server.py, system python3) serves a generated
+H.264 clip with a face; dfstream reads it with both MesoNet detectors. Latency is measured from
+the frame's arrival at decode to its verdict (what the Verdict's latency_ms says).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import parse_config
+from pipeline.events import Verdict
+from pipeline.runtime import Runtime, load_detectors
+from stream import make_sample_clip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Collect:
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.verdicts: list[Verdict] = []
+
+    async def publish(self, event) -> None:
+        if isinstance(event, Verdict):
+            self.verdicts.append(event)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_sample_clip(Path(tmp) / "clip.mp4", seconds=seconds + warmup + 10)
+        port = _port()
+        args = ["/usr/bin/python3", str(REPO / "tests/servers/rtsp_server.py"), "--port", str(port)]
+        for i in range(streams):
+            args += ["--mount", f"/cam{i}={clip}"]
+        server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            config = parse_config({
+                "streams": [{"id": f"cam{i}", "url": f"rtsp://127.0.0.1:{port}/cam{i}"} for i in range(streams)],
+                "detectors": [
+                    {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5")},
+                    {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5")},
+                ],
+            })  # fmt: skip
+            sink = _Collect()
+            runtime = Runtime(config, load_detectors(config), [sink])
+
+            async def run() -> tuple[float, float]:
+                task = asyncio.create_task(runtime.run())
+                await asyncio.sleep(warmup)
+                start = time.monotonic()
+                await asyncio.sleep(seconds)
+                end = time.monotonic()
+                runtime.stop.set()
+                await task
+                return start, end
+
+            start, end = asyncio.run(run())
+        finally:
+            server.kill()
+            server.wait()
+    report = runtime.monitor.get_performance_report()
+    window = [v for v in sink.verdicts if start <= v.ts - (time.time() - time.monotonic()) <= end]
+    latencies = np.array([v.latency_ms for v in window])
+    decoded = sum(report["streams"][f"cam{i}"]["counters"].get("frames_decoded", 0) for i in range(streams))
+    dropped = sum(v for i in range(streams) for k, v in report["streams"][f"cam{i}"]["counters"].items() if k.startswith("dropped"))
+    return {
+        "streams": streams,
+        "seconds": round(end - start, 2),
+        "verdicts_per_s": round(len(window) / (end - start), 1),
+        "latency_ms": {p: round(float(np.percentile(latencies, q)), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
+        if len(latencies) else None,
+        "frames_decoded": decoded,
+        "dropped_ratio": round(dropped / decoded, 4) if decoded else None,
+        "detector_batch_mean": {
+            name: round(m["items"] / m["calls"], 2) for name, m in report["models"].items() if m["calls"]
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", type=int, nargs="+", default=[1])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--weights", type=Path, default=REPO.parent / "shared" / "models" / "mesonet")
+    args = parser.parse_args()
+    for n in args.streams:
+        print(json.dumps(measure(n, args.seconds, args.weights)))
+
+
+if __name__ == "__main__":
+    main()
