@@ -107,3 +107,87 @@ def test_rtsp_server_killed_then_back(rtsp_server):
     print(f"reconnecting after {detected:.2f}s, frames again {recovered:.2f}s after the restart")
     assert source.counters.values["reconnects"] >= 1
     assert [s for _, s in statuses][:3] == [SourceStatus.ONLINE, SourceStatus.RECONNECTING, SourceStatus.ONLINE]
+
+
+def test_rtsp_over_udp(rtsp_server):
+    server = rtsp_server()
+    frames, _, _ = asyncio.run(collect(StreamConfig(id="cam1", url=server.url("/cam1"), transport="udp"), limit=30))
+    assert len(frames) == 30 and frames[-1].image.shape == (360, 640, 3)
+
+
+@pytest.fixture
+def hls_server(tmp_path):
+    """An HLS playlist (1 s segments of the face clip) served over HTTP on loopback."""
+    import functools
+    import http.server
+    import threading
+    from fractions import Fraction
+
+    import av
+
+    from stream.sample import sample_frames
+
+    root = tmp_path / "hls"
+    root.mkdir()
+    with av.open(str(root / "index.m3u8"), "w", format="hls",
+                 options={"hls_time": "1", "hls_list_size": "0", "hls_playlist_type": "vod"}) as container:  # fmt: skip
+        video = container.add_stream("libx264", rate=Fraction(30))
+        video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
+        video.options = {"g": "30", "tune": "zerolatency"}
+        for image in sample_frames(90):
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_hls_over_http(hls_server):
+    frames, statuses, _ = asyncio.run(collect(StreamConfig(id="hls", url=f"{hls_server}/index.m3u8"), limit=90))
+    assert [f.seq for f in frames] == list(range(90)) and statuses[0][1] is SourceStatus.ONLINE
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("rtsp://127.0.0.1:9/cam", "Connection refused"),
+        ("rtsp://no-such-host.invalid/cam", "no-such-host.invalid"),
+        ("/dev/video97", "/dev/video97"),
+    ],
+)
+def test_unreachable_live_sources_retry_with_one_clear_error(url, message, caplog):
+    config = StreamConfig(id="bad", url=url, retry_initial_s=0.1, retry_max_s=0.2, open_timeout_s=2)
+
+    async def scenario():
+        statuses = []
+        async with Source(config, on_status=lambda _i, s, r: statuses.append((s, r))) as source:
+            await asyncio.sleep(1.5)
+        return statuses, source
+
+    statuses, source = asyncio.run(scenario())
+    assert statuses[0][0] is SourceStatus.RECONNECTING and message in statuses[0][1]
+    assert source.counters.values["reconnects"] >= 3
+    warnings = [r for r in caplog.records if r.name == "stream.source" and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and message in warnings[0].getMessage()  # one line, not one per retry
+
+
+def test_http_404_is_reported(hls_server):
+    config = StreamConfig(id="gone", url=f"{hls_server}/missing.m3u8", retry_initial_s=0.1, retry_max_s=0.2)
+
+    async def scenario():
+        statuses = []
+        async with Source(config, on_status=lambda _i, s, r: statuses.append((s, r))):
+            await asyncio.sleep(1.0)
+        return statuses
+
+    statuses = asyncio.run(scenario())
+    assert statuses[0][0] is SourceStatus.RECONNECTING and "404" in statuses[0][1]
