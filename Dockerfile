@@ -29,4 +29,4 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD dfstream models verify || exit 1
 
 ENTRYPOINT ["dfstream"]
-CMD ["demo", "--offline"]
+CMD ["run", "configs/demo.yaml", "--offline"]

@@ -28,3 +28,15 @@ def test_readme_gives_the_two_commands():
     test_command = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/pytest"
     assert test_command in text and test_command in ci
     assert ".venv/bin/dfstream run configs/demo.yaml" in text
+
+
+def test_the_readme_config_example_is_valid(monkeypatch):
+    import yaml
+
+    from pipeline.config import parse_config, substitute_env
+
+    monkeypatch.setenv("CAM_USER", "viewer")
+    monkeypatch.setenv("CAM_PASSWORD", "s3cret")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S) if "streams:" in b)
+    config = parse_config(substitute_env(yaml.safe_load(block)))
+    assert [s.id for s in config.streams] == ["cam1", "door"] and "viewer:s3cret@" in config.streams[1].url
