@@ -54,6 +54,19 @@ def load_detectors(config: RuntimeConfig) -> dict[str, TorchDetector]:
     return detectors
 
 
+class _RareLog:
+    """Log a recurring problem at its 1st, 10th, 100th, ... occurrence: visible, never a flood
+    (the exact count is in the monitor)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, key: str, message: str, *args: object) -> None:
+        n = self._seen[key] = self._seen.get(key, 0) + 1
+        if n == 10 ** (len(str(n)) - 1):
+            log.warning(message + (f" (x{n})" if n > 1 else ""), *args)
+
+
 class _StreamCounters:
     """Source counters into the monitor: one set of numbers."""
 
@@ -151,6 +164,7 @@ class StreamWorker:
         self.verdict_seq = 0
         self.frames_seen = 0
         self.source: Source | None = None
+        self.rare = _RareLog()
 
     async def run(self) -> None:
         monitor = self.runtime.monitor
@@ -184,7 +198,7 @@ class StreamWorker:
                         found = await runtime.faces.submit(frame.image)  # type: ignore[union-attr]
                     except Exception as exc:
                         runtime.monitor.count(self.config.id, "errors:faces")
-                        log.error("%s: face detection failed: %s", self.config.id, exc)
+                        self.rare("faces", "%s: face detection failed: %s", self.config.id, exc)
                         found = Detections.empty()
                     tracked, closed = self.tracker.update(found, index)
                     runtime.monitor.count(self.config.id, "faces_detected", len(found))
@@ -232,7 +246,7 @@ class StreamWorker:
                 fused = runtime.ensemble.fuse(scores, failed)
             except InsufficientModelsError as exc:
                 runtime.monitor.count(self.config.id, "verdicts_skipped")
-                log.warning("%s: track %d: no verdict: %s", self.config.id, track_id, exc)
+                self.rare("no_verdict", "%s: no verdict for track %d: %s", self.config.id, track_id, exc)
                 continue
             self._emit(frame, int(track_id), boxes[j], len(tracked), fused, failed)
         runtime.monitor.record_latency("scores_to_verdict", time.monotonic() - scored, kind="stage")

@@ -160,3 +160,24 @@ def test_dfstream_run_stops_cleanly_on_sigterm(weights_dir, face_clip, tmp_path)
     assert kinds["verdict"] >= 10
     # drained in order: the last verdicts, the stream's state, then offline
     assert [line.get("status") or line.get("label") for line in lines[-2:]] == ["no_face", "offline"]
+
+
+@pytest.mark.parametrize("min_models", [1, 2])
+def test_a_failing_detector_is_counted_and_the_others_still_judge(weights_dir, short_clip, min_models):
+    from torch import nn
+
+    config = make_config(weights_dir, [{"id": "f", "url": str(short_clip), "pace": "asap"}], ensemble={"min_models": min_models})
+    detectors = load_detectors(config)
+    detectors["mesoinception4"].module.head.fc1 = nn.Linear(10, 16)  # a real forward pass that now fails
+    sink = MemorySink()
+    runtime = Runtime(config, detectors, [sink])
+    asyncio.run(run_for(runtime, None))
+    report = runtime.monitor.get_performance_report()
+    assert report["models"]["mesoinception4"]["failures"] > 0
+    assert report["models"]["mesoinception4"]["counters"]["errors"] == 60
+    if min_models == 1:
+        verdicts = sink.verdicts("f")
+        assert len(verdicts) == 60
+        assert all(v.failed_models == ("mesoinception4",) and set(v.models) == {"meso4"} for v in verdicts)
+    else:
+        assert sink.verdicts("f") == [] and report["streams"]["f"]["counters"]["verdicts_skipped"] == 60
