@@ -68,8 +68,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sinks import build_sinks
+    from sinks import PrometheusExporter, build_sinks
 
+    from .monitor import PerformanceMonitor
     from .runtime import Runtime, load_detectors
     from .weights import ensure_available, load_manifest
 
@@ -78,15 +79,21 @@ def _run(args: argparse.Namespace) -> int:
     wanted = [d.weights for d in config.detectors if d.weights in manifest]
     ensure_available(wanted, args.offline, lambda text: print(text, file=sys.stderr))
     detectors = load_detectors(config)
-    runtime = Runtime(config, detectors, build_sinks(config.sinks))
+    monitor = PerformanceMonitor(config.monitoring)
+    exporter = PrometheusExporter(config.sinks.prometheus, monitor).start() if config.sinks.prometheus else None
 
     async def supervise() -> None:
+        runtime = Runtime(config, detectors, build_sinks(config.sinks, monitor), monitor)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runtime.stop.set)
         await runtime.run()
 
-    asyncio.run(supervise())
+    try:
+        asyncio.run(supervise())
+    finally:
+        if exporter is not None:
+            exporter.close()
     return 0
 
 

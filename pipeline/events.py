@@ -63,13 +63,14 @@ class StreamState:
     stream: str
     label: StreamLabel
     tracks: dict[int, str]  # track id → label
+    fake_probability: float | None  # the highest smoothed P(fake) among the tracks; None without a face
     updated_at: float
 
     kind = "state"
 
     def to_dict(self) -> dict[str, Any]:
         return {"stream": self.stream, "label": self.label, "tracks": {str(k): v for k, v in self.tracks.items()},
-                "updated_at": self.updated_at}  # fmt: skip
+                "fake_probability": self.fake_probability, "updated_at": self.updated_at}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ whole run; latency percentiles and throughput come from the last ``metrics_histo
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
 import logging
@@ -25,6 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 log = logging.getLogger(__name__)
 
 SubjectKind = Literal["model", "stream", "stage"]
+
+# cumulative histograms for Prometheus; 0.15 s is the glass-to-verdict target
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 ALERT_KEYS = {
     "inference_time_ms": "high_inference_time",  # p95 latency of a series
@@ -75,9 +80,33 @@ class _Series:
     counters: dict[str, int] = field(default_factory=dict)  # totals: frames_decoded, dropped:queue_full, ...
     gauges: dict[str, float] = field(default_factory=dict)  # current values: up, queue_depth, ...
     events: deque = field(init=False)  # (end monotonic time, seconds, items)
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    latency_sum: float = 0.0
+    size_counts: list[int] = field(default_factory=lambda: [0] * (len(SIZE_BUCKETS) + 1))
 
     def __post_init__(self) -> None:
         self.events = deque(maxlen=self.history)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative counts per upper bound (the last bound is +Inf), as Prometheus exposes them."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    total: float
+
+    @property
+    def count(self) -> int:
+        return self.cumulative[-1]
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int], total: float) -> Histogram:
+    running, out = 0, []
+    for c in counts:
+        running += c
+        out.append(running)
+    return Histogram((*bounds, float("inf")), tuple(out), total)
 
 
 class PerformanceMonitor:
@@ -112,6 +141,9 @@ class PerformanceMonitor:
             series.calls += 1
             series.items += items
             series.events.append((time.monotonic(), seconds, items))
+            series.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+            series.latency_sum += seconds
+            series.size_counts[bisect.bisect_left(SIZE_BUCKETS, items)] += 1
         self._maybe_log()
 
     def record_success(self, name: str, success: bool, kind: SubjectKind = "model") -> None:
@@ -149,6 +181,16 @@ class PerformanceMonitor:
     def names(self) -> list[str]:
         with self._lock:
             return list(self._series)
+
+    def histograms(self, name: str) -> tuple[Histogram, Histogram] | None:
+        """(latency in seconds, items per call) since start, or None for an unknown series."""
+        with self._lock:
+            s = self._series.get(name)
+            if s is None:
+                return None
+            sizes = float(s.items)
+            return (_cumulative(LATENCY_BUCKETS_S, s.latency_counts, s.latency_sum),
+                    _cumulative(tuple(float(b) for b in SIZE_BUCKETS), s.size_counts, sizes))  # fmt: skip
 
     def get_model_metrics(self, name: str) -> dict[str, Any]:
         with self._lock:

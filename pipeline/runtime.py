@@ -76,6 +76,9 @@ class _StreamCounters:
     def count(self, key: str, n: int = 1) -> None:
         self.monitor.count(self.stream_id, key, n, kind="stream")
 
+    def gauge(self, key: str, value: float) -> None:
+        self.monitor.set_gauge(self.stream_id, key, value, kind="stream")
+
 
 class Runtime:
     def __init__(
@@ -89,6 +92,7 @@ class Runtime:
         self.config = config
         self.detectors = detectors
         self.monitor = monitor or PerformanceMonitor(config.monitoring)
+        self.monitor.set_gauge("runtime", "models_ready", len(detectors), kind="stage")
         self.ensemble = EnsembleManager(config.ensemble.to_ensemble_config(config.detectors))
         for name, detector in detectors.items():
             self.ensemble.add_model(name, detector)
@@ -104,7 +108,7 @@ class Runtime:
     async def run(self) -> None:
         """Until every stream has ended or ``stop`` is set; then drain and flush the sinks."""
         for outbox in self.outboxes:
-            outbox.start()
+            await outbox.start()
         fc = self.config.faces
         async with contextlib.AsyncExitStack() as stack:
             self.faces = await stack.enter_async_context(
@@ -160,6 +164,7 @@ class StreamWorker:
         self.tracker = IouTracker(faces.iou_threshold, faces.max_missed)
         self.smoothers: dict[int, TrackSmoother] = {}
         self.track_labels: dict[int, str] = {}
+        self.track_probabilities: dict[int, float] = {}
         self.state: str | None = None
         self.verdict_seq = 0
         self.frames_seen = 0
@@ -215,6 +220,7 @@ class StreamWorker:
             for track_id in closed:
                 self.smoothers.pop(track_id, None)
                 self.track_labels.pop(track_id, None)
+                self.track_probabilities.pop(track_id, None)
             if len(tracked):
                 await self._judge(frame, tracked)
             self.runtime.monitor.count(self.config.id, "frames_processed")
@@ -279,6 +285,7 @@ class StreamWorker:
             failed_models=tuple(sorted(failed)),
         )
         self.track_labels[track_id] = smoothed.label
+        self.track_probabilities[track_id] = smoothed.probability
         runtime.monitor.record_latency("end_to_end", latency, kind="stage")
         runtime.monitor.count(self.config.id, f"verdicts:{smoothed.label}")
         runtime.publish(verdict)
@@ -290,7 +297,8 @@ class StreamWorker:
         self.runtime.monitor.set_gauge(self.config.id, "active_tracks", len(labels))
         if label != self.state:
             self.state = label
-            self.runtime.publish(StreamState(self.config.id, label, labels, time.time()))  # type: ignore[arg-type]
+            top = max((p for tid, p in self.track_probabilities.items() if tid in labels), default=None)
+            self.runtime.publish(StreamState(self.config.id, label, labels, None if top is None else round(top, 6), time.time()))  # type: ignore[arg-type]
 
     def _on_status(self, stream_id: str, status: SourceStatus, reason: str | None) -> None:
         self.runtime.monitor.set_gauge(stream_id, "up", 1 if status is SourceStatus.ONLINE else 0)

@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 class Sink(Protocol):
     name: str
 
+    async def start(self) -> None:
+        """Connect (if the sink has a connection) before the first event."""
+
     async def publish(self, event: Event) -> None:
         """Deliver one event (a Verdict, StreamStatus, StreamState or Alert)."""
 
@@ -37,7 +40,8 @@ class Outbox:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=capacity)
         self._task: asyncio.Task | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self.sink.start()
         self._task = asyncio.create_task(self._deliver(), name=f"dfstream[{self.sink.name}].outbox")
 
     def put(self, event: Event) -> None:

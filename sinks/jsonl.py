@@ -29,6 +29,9 @@ class JsonlSink:
         self._file = sys.stdout if config.path == "-" else Path(config.path).open("a", buffering=1)
         self._kinds = set(config.events)
 
+    async def start(self) -> None:
+        pass
+
     async def publish(self, event: Event) -> None:
         if event.kind not in self._kinds:
             return

@@ -47,6 +47,8 @@ class SourceStatus(str, enum.Enum):
 class Counters(Protocol):
     def count(self, key: str, n: int = 1) -> None: ...
 
+    def gauge(self, key: str, value: float) -> None: ...
+
 
 class SourceCounters:
     """A thread-safe tally, for sources run without a PerformanceMonitor."""
@@ -54,10 +56,14 @@ class SourceCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.values: collections.Counter[str] = collections.Counter()
+        self.gauges: dict[str, float] = {}
 
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.values[key] += n
+
+    def gauge(self, key: str, value: float) -> None:
+        self.gauges[key] = value
 
 
 StatusCallback = Callable[[str, SourceStatus, str | None], None]
@@ -172,6 +178,9 @@ class Source:
             if not container.streams.video:
                 raise SourceError(f"{cfg.url}: no video stream")
             video = container.streams.video[0]
+            rate = video.average_rate or video.guessed_rate
+            if rate:
+                self.counters.gauge("expected_fps", min(float(rate), cfg.fps or float(rate)))
             anchor: tuple[float, float] | None = None  # (first pts, monotonic time) for realtime pacing
             last_kept: float | None = None
             for packet in container.demux(video):

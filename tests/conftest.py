@@ -146,3 +146,12 @@ def rtsp_server(rtsp_available, face_clip):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def mosquitto():
+    from tests.mqtt_broker import Mosquitto
+
+    broker = Mosquitto().start()
+    yield broker
+    broker.close()

@@ -1,0 +1,305 @@
+"""MQTT: verdicts, stream status and state, alerts and Home Assistant discovery, never lost while
+the broker is away (within the outbox's capacity).
+
+Topics (``p`` = ``topic_prefix``):
+    p/available          online | offline   retained; Last Will offline
+    p/<stream>/status    online | reconnecting | offline   retained
+    p/<stream>/state     JSON stream state   retained (republished every state_refresh_s)
+    p/<stream>/verdict   JSON verdict per track: on a label change, else at most every verdict_interval_s
+    p/alerts             JSON alert, firing | resolved
+
+Delivery: every message goes through one bounded, ordered outbox; a message leaves it only once
+the broker acknowledged it (QoS >= 1), so a dead connection means a retry on the next one, never
+a loss (at least once: a subscriber may see a duplicate, never a gap). When the outbox is full,
+the oldest message is dropped and counted. ``seq`` in a verdict counts that stream's verdict
+messages, so a subscriber can prove nothing was lost. Reconnection waits a capped, jittered
+exponential backoff. Credentials come from DFSTREAM_MQTT_USERNAME / DFSTREAM_MQTT_PASSWORD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import socket
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.configbase import StrictModel
+from pipeline.events import Alert, Event, StreamState, StreamStatus, Verdict
+from pipeline.monitor import PerformanceMonitor
+
+log = logging.getLogger(__name__)
+
+SERIES = "sink:mqtt"
+
+
+class MqttTls(StrictModel):
+    ca_file: str | None = None  # None: the system's trusted CAs
+    cert_file: str | None = None  # client certificate, for brokers that require one
+    key_file: str | None = None
+    insecure: bool = False  # skip the hostname check: for tests against self-made certificates only
+
+    @model_validator(mode="after")
+    def _verify_pair(self) -> "MqttTls":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = "dfstream"
+    client_id: str = Field(default_factory=lambda: f"dfstream-{socket.gethostname()}")  # stable across restarts
+    qos: Literal[0, 1, 2] = 1
+    protocol: Literal["3.1.1", "5"] = "5"
+    tls: MqttTls | None = None
+    keepalive_s: int = Field(30, ge=5)
+    outbox_capacity: int = Field(10000, ge=1)
+    verdict_interval_s: float = Field(1.0, ge=0.0)
+    message_expiry_s: int | None = Field(3600, ge=1)  # MQTT 5: the broker drops verdicts and alerts older than this
+    state_refresh_s: float = Field(30.0, gt=0.0)  # retained state is refreshed so Home Assistant's expire_after holds
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    retry_initial_s: float = Field(0.5, gt=0.0)
+    retry_max_s: float = Field(30.0, gt=0.0)
+    flush_timeout_s: float = Field(3.0, ge=0.0)  # at shutdown, how long to wait for the broker to take the outbox
+    # a PUBACK lost with its connection is only noticed by this timeout; the message is then resent
+    publish_timeout_s: float = Field(5.0, gt=0.0)
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _plain_topic(cls, value: str) -> str:
+        if not value or re.search(r"[#+\s]", value) or value.startswith("/") or value.endswith("/"):
+            raise ValueError(f"{value!r} must be a topic without wildcards, spaces or leading/trailing '/'")
+        return value
+
+
+@dataclass
+class _Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    expires: bool = False
+
+
+class MqttSink:
+    name = "mqtt"
+
+    def __init__(self, config: MqttConfig, monitor: PerformanceMonitor | None = None):
+        self.config = config
+        self.monitor = monitor or PerformanceMonitor()
+        self._username = os.environ.get("DFSTREAM_MQTT_USERNAME") or None
+        self._password = os.environ.get("DFSTREAM_MQTT_PASSWORD") or None
+        self._outbox: deque[_Message] = deque()
+        self._retained: dict[str, _Message] = {}  # republished on every connect: a restarted broker may have lost them
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._connected = False
+        self._streams: set[str] = set()
+        self._verdict_seq: dict[str, int] = {}
+        self._last_verdict: dict[tuple[str, int], tuple[float, str]] = {}
+        self._rng = random.Random()
+        self.monitor.set_gauge(SERIES, "outbox_capacity", config.outbox_capacity, kind="stage")
+        self.monitor.set_gauge(SERIES, "connected", 0, kind="stage")
+
+    @property
+    def available_topic(self) -> str:
+        return f"{self.config.topic_prefix}/available"
+
+    # ---- the Sink interface ------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._supervise(), name="dfstream[mqtt].supervisor")
+
+    async def publish(self, event: Event) -> None:
+        p = self.config.topic_prefix
+        if isinstance(event, StreamStatus):
+            self._see_stream(event.stream)
+            status = "reconnecting" if event.status == "connecting" else event.status
+            self._enqueue(f"{p}/{event.stream}/status", status, retain=True)
+        elif isinstance(event, StreamState):
+            self._see_stream(event.stream)
+            self._enqueue(f"{p}/{event.stream}/state", event.to_dict(), retain=True)
+        elif isinstance(event, Verdict):
+            self._see_stream(event.stream)
+            if self._due(event):
+                seq = self._verdict_seq[event.stream] = self._verdict_seq.get(event.stream, 0) + 1
+                payload = {**event.to_dict(), "seq": seq, "verdict_seq": event.seq}
+                self._enqueue(f"{p}/{event.stream}/verdict", payload, retain=False, expires=True)
+        elif isinstance(event, Alert):
+            self._enqueue(f"{p}/alerts", event.to_dict(), retain=False, expires=True)
+
+    async def aclose(self) -> None:
+        """Queue ``offline``, give the broker ``flush_timeout_s`` to take everything, disconnect."""
+        self._enqueue(self.available_topic, "offline", retain=True)
+        deadline = time.monotonic() + self.config.flush_timeout_s
+        while self._outbox and self._task is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self._outbox:
+            log.error("mqtt: %d messages not delivered at shutdown (broker %s:%d unreachable)",
+                      len(self._outbox), self.config.host, self.config.port)  # fmt: skip
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def outbox_depth(self) -> int:
+        return len(self._outbox)
+
+    # ---- building messages ---------------------------------------------------------------------
+    def _due(self, verdict: Verdict) -> bool:
+        key = (verdict.stream, verdict.track_id)
+        last = self._last_verdict.get(key)
+        if last is not None and last[1] == verdict.label and verdict.ts - last[0] < self.config.verdict_interval_s:
+            return False
+        self._last_verdict[key] = (verdict.ts, verdict.label)
+        return True
+
+    def _see_stream(self, stream: str) -> None:
+        if stream in self._streams:
+            return
+        self._streams.add(stream)
+        if self.config.discovery:
+            for topic, payload in discovery_messages(self.config, stream).items():
+                self._enqueue(topic, payload, retain=True)
+
+    def _enqueue(self, topic: str, payload: Any, retain: bool, expires: bool = False) -> None:
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":")).encode()
+        message = _Message(topic, data, retain, expires)
+        if retain:
+            self._retained[topic] = message
+        if len(self._outbox) >= self.config.outbox_capacity:
+            self._outbox.popleft()
+            self.monitor.count(SERIES, "dropped:outbox_full", kind="stage")
+        self._outbox.append(message)
+        self.monitor.set_gauge(SERIES, "outbox_depth", len(self._outbox), kind="stage")
+        self._wakeup.set()
+
+    # ---- delivery -------------------------------------------------------------------------------
+    def _client(self) -> aiomqtt.Client:
+        cfg = self.config
+        tls_params = None
+        if cfg.tls is not None:
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file, cert_reqs=ssl.CERT_REQUIRED
+            )
+        return aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            identifier=cfg.client_id,
+            username=self._username,
+            password=self._password,
+            protocol=aiomqtt.ProtocolVersion.V5 if cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(self.available_topic, b"offline", qos=1, retain=True),
+            keepalive=cfg.keepalive_s,
+            timeout=cfg.publish_timeout_s,
+            tls_params=tls_params,
+            tls_insecure=cfg.tls.insecure if cfg.tls is not None else None,
+        )
+
+    async def _supervise(self) -> None:
+        cfg = self.config
+        attempt, last_error = 0, None
+        while True:
+            try:
+                async with self._client() as client:
+                    self._set_connected(True)
+                    if last_error is not None:
+                        log.info("mqtt: connected to %s:%d again", cfg.host, cfg.port)
+                    attempt, last_error = 0, None
+                    await client.publish(self.available_topic, b"online", qos=1, retain=True)
+                    for message in list(self._retained.values()):
+                        if message.topic != self.available_topic:
+                            await self._send(client, message)
+                    await self._drain(client)
+            except aiomqtt.MqttError as exc:
+                self._set_connected(False)
+                self.monitor.count(SERIES, "connection_errors", kind="stage")
+                reason = str(exc)
+                if reason != last_error:  # one line per outage, not one per retry
+                    log.error("mqtt: broker %s:%d: %s; retrying with backoff (outbox %d/%d)",
+                              cfg.host, cfg.port, reason, len(self._outbox), cfg.outbox_capacity)  # fmt: skip
+                last_error = reason
+                delay = min(cfg.retry_max_s, cfg.retry_initial_s * 2**attempt)
+                attempt += 1
+                await asyncio.sleep(delay / 2 + self._rng.uniform(0, delay / 2))
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        refresh_at = time.monotonic() + self.config.state_refresh_s
+        while True:
+            if not self._outbox:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), max(0.0, refresh_at - time.monotonic()))
+                except TimeoutError:
+                    refresh_at = time.monotonic() + self.config.state_refresh_s
+                    for message in list(self._retained.values()):
+                        if message.topic.endswith("/state"):
+                            self._outbox.append(message)
+                continue
+            message = self._outbox[0]
+            await self._send(client, message)
+            if self._outbox and self._outbox[0] is message:
+                self._outbox.popleft()
+            self.monitor.set_gauge(SERIES, "outbox_depth", len(self._outbox), kind="stage")
+
+    async def _send(self, client: aiomqtt.Client, message: _Message) -> None:
+        properties = None
+        if message.expires and self.config.protocol == "5" and self.config.message_expiry_s:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = self.config.message_expiry_s
+        await client.publish(message.topic, message.payload, qos=self.config.qos, retain=message.retain, properties=properties)
+        self.monitor.count(SERIES, "published", kind="stage")
+
+    def _set_connected(self, connected: bool) -> None:
+        self._connected = connected
+        self.monitor.set_gauge(SERIES, "connected", 1 if connected else 0, kind="stage")
+
+
+def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, Any]]:
+    """Home Assistant MQTT discovery: a ``binary_sensor`` (deepfake detected) and a ``sensor``
+    (fake probability) per stream, available while both dfstream and the stream are online."""
+    p, node = config.topic_prefix, re.sub(r"[^A-Za-z0-9_-]", "_", config.topic_prefix)
+    common = {
+        "state_topic": f"{p}/{stream}/state",
+        "availability": [
+            {"topic": f"{p}/available", "payload_available": "online", "payload_not_available": "offline"},
+            {"topic": f"{p}/{stream}/status", "value_template": "{{ 'online' if value == 'online' else 'offline' }}"},
+        ],
+        "availability_mode": "all",
+        "expire_after": int(3 * config.state_refresh_s),
+        "device": {"identifiers": [f"{node}_{stream}"], "name": f"dfstream {stream}", "manufacturer": "dfstream",
+                   "model": "deepfake detection"},  # fmt: skip
+    }
+    prefix = config.discovery_prefix
+    return {
+        f"{prefix}/binary_sensor/{node}/{stream}_deepfake/config": {
+            **common,
+            "name": "Deepfake detected",
+            "unique_id": f"{node}_{stream}_deepfake",
+            "device_class": "problem",
+            "value_template": "{{ 'ON' if value_json.label == 'fake' else 'OFF' }}",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+        },
+        f"{prefix}/sensor/{node}/{stream}_fake_probability/config": {
+            **common,
+            "name": "Fake probability",
+            "unique_id": f"{node}_{stream}_fake_probability",
+            "state_class": "measurement",
+            "value_template": "{{ value_json.fake_probability if value_json.fake_probability is not none else 0 }}",
+        },
+    }
