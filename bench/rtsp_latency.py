@@ -34,6 +34,9 @@ class _Collect:
     def __init__(self) -> None:
         self.verdicts: list[Verdict] = []
 
+    async def start(self) -> None:
+        pass
+
     async def publish(self, event) -> None:
         if isinstance(event, Verdict):
             self.verdicts.append(event)

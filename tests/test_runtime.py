@@ -29,6 +29,9 @@ class MemorySink:
         self.events: list[Event] = []
         self.closed = False
 
+    async def start(self) -> None:
+        pass
+
     async def publish(self, event: Event) -> None:
         self.events.append(event)
 
