@@ -23,6 +23,14 @@ from pipeline.monitor import Histogram, PerformanceMonitor
 log = logging.getLogger(__name__)
 
 STAGES = ("decode_to_faces", "faces_to_scores", "scores_to_verdict")
+# (monitor key, metric, help, scale); the GPU ones appear only where NVML finds a GPU
+SYSTEM_GAUGES = (
+    ("cpu_usage_percent", "dfstream_system_cpu_ratio", "Machine CPU use, 0-1", 0.01),
+    ("memory_usage_percent", "dfstream_system_memory_ratio", "Machine memory use, 0-1", 0.01),
+    ("gpu_utilization_percent", "dfstream_gpu_utilization_ratio", "GPU utilisation, 0-1 (busiest GPU)", 0.01),
+    ("gpu_memory_percent", "dfstream_gpu_memory_ratio", "GPU memory use, 0-1", 0.01),
+    ("gpu_memory_used_bytes", "dfstream_gpu_memory_used_bytes", "GPU memory used", 1.0),
+)
 
 
 class PrometheusConfig(StrictModel):
@@ -135,14 +143,7 @@ class MonitorCollector:
         yield from (stage, e2e, faces, sink_dropped, ready, *mqtt.values(), *mqtt_counters.values())
 
     def _system(self, system: dict) -> Iterator[Metric]:
-        pairs = [
-            ("cpu_usage_percent", "dfstream_system_cpu_ratio", "Machine CPU use, 0-1", 0.01),
-            ("memory_usage_percent", "dfstream_system_memory_ratio", "Machine memory use, 0-1", 0.01),
-            ("gpu_utilization_percent", "dfstream_gpu_utilization_ratio", "GPU utilisation, 0-1 (busiest GPU)", 0.01),
-            ("gpu_memory_percent", "dfstream_gpu_memory_ratio", "GPU memory use, 0-1", 0.01),
-            ("gpu_memory_used_bytes", "dfstream_gpu_memory_used_bytes", "GPU memory used", 1.0),
-        ]
-        for key, name, doc, scale in pairs:
+        for key, name, doc, scale in SYSTEM_GAUGES:
             if key in system:
                 yield GaugeMetricFamily(name, doc, value=system[key] * scale)
 

@@ -1,0 +1,124 @@
+"""Alert rules, dashboard and compose file are checked with the real tools, and every metric
+they name is one dfstream exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from pipeline.monitor import PerformanceMonitor
+from sinks.prometheus import SYSTEM_GAUGES, PrometheusConfig, PrometheusExporter
+
+REPO = Path(__file__).resolve().parents[1]
+PROMETHEUS = REPO / "configs" / "prometheus"
+DASHBOARD = REPO / "configs" / "grafana" / "dashboards" / "dfstream.json"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing: apt-get install {'prometheus' if name == 'promtool' else name}")
+    return path
+
+
+def busy_monitor() -> PerformanceMonitor:
+    """A monitor holding every kind of number the runtime and sinks record."""
+    m = PerformanceMonitor()
+    for key in ("frames_decoded", "frames_processed", "faces_detected", "reconnects", "errors", "decode_errors", "stalls",
+                "verdicts_skipped", "dropped:queue_full", "dropped:fps_cap", "verdicts:real", "verdicts:fake"):  # fmt: skip
+        m.count("cam1", key, 3)
+    for key in ("up", "queue_depth", "active_tracks", "expected_fps"):
+        m.set_gauge("cam1", key, 1)
+    m.record_inference("meso4", 0.01, images=4)
+    m.record_inference("meso4", 0.02, images=1, success=False)
+    m.count("meso4", "errors", kind="model")
+    for stage in ("decode_to_faces", "faces_to_scores", "scores_to_verdict", "end_to_end"):
+        m.record_latency(stage, 0.05, kind="stage")
+    m.record_inference("faces", 0.03, images=2, kind="stage")
+    for key in ("connected", "outbox_depth", "outbox_capacity"):
+        m.set_gauge("sink:mqtt", key, 1, kind="stage")
+    for key in ("published", "dropped:outbox_full", "connection_errors"):
+        m.count("sink:mqtt", key, kind="stage")
+    m.count("sink:jsonl", "dropped:outbox_full", kind="stage")
+    m.set_gauge("runtime", "models_ready", 2, kind="stage")
+    return m
+
+
+def exported_samples() -> str:
+    exporter = PrometheusExporter(PrometheusConfig(port=0), busy_monitor())
+    return generate_latest(exporter.registry).decode()
+
+
+def exported_names() -> set[str]:
+    names = {line.split("{")[0].split(" ")[0] for line in exported_samples().splitlines() if line and not line.startswith("#")}
+    return names | {gauge[1] for gauge in SYSTEM_GAUGES}
+
+
+def promql_names(text: str) -> set[str]:
+    return set(re.findall(r"\b((?:dfstream|process)_[a-z0-9_]+)", text))
+
+
+def test_promtool_checks_and_tests_the_alert_rules():
+    promtool = tool("promtool")
+    check = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=PROMETHEUS, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    test = subprocess.run([promtool, "test", "rules", "alerts_test.yml"], cwd=PROMETHEUS, capture_output=True, text=True)
+    assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
+
+
+def test_every_alert_has_firing_and_quiet_tests():
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"][0]["rules"]
+    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    cases = [case for t in tests for case in t["alert_rule_test"]]
+    for rule in rules:
+        mine = [c for c in cases if c["alertname"] == rule["alert"]]
+        assert any(c["exp_alerts"] for c in mine), f"{rule['alert']} is never shown firing"
+        quiet = [c for c in mine if not c["exp_alerts"]]
+        partial = [c for c in mine if c["exp_alerts"]]  # firing for one subject and not another counts as quiet too
+        assert quiet or any(t for t in tests if any(c in partial for c in t["alert_rule_test"]) and len(t["input_series"]) > 1), rule["alert"]
+
+
+def test_alert_rules_and_dashboard_name_only_exported_metrics():
+    exported = exported_names()
+    for source in ((PROMETHEUS / "alerts.yml").read_text(), DASHBOARD.read_text()):
+        unknown = promql_names(source) - exported
+        assert not unknown, f"not exported by dfstream: {sorted(unknown)}"
+
+
+def test_exposition_passes_promtool_lint():
+    promtool = tool("promtool")
+    lint = subprocess.run([promtool, "check", "metrics"], input=exported_samples(), capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_dashboard_is_provisioned_with_a_stable_uid():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "dfstream-overview"
+    source = yaml.safe_load((REPO / "configs/grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"] and panel["targets"], panel["title"]
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in ("frames judged", "dropped", "latency", "verdicts", "batch size", "inference", "stream up", "mqtt", "cpu"):
+        assert topic in titles
+
+
+def test_compose_file_validates():
+    compose = tool("docker-compose")
+    out = subprocess.run([compose, "-f", "docker-compose.yml", "config", "-q"], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "DFSTREAM_MQTT_PASSWORD": "x"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    assert set(services) == {"dfstream", "mosquitto", "prometheus", "grafana"}
+    scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["dfstream:9108"]
+    from pipeline.config import load_config
+
+    assert load_config(REPO / "configs" / "compose.yaml").sinks.prometheus.port == 9108
