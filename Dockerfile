@@ -25,8 +25,10 @@ RUN pip install -e . && dfstream models pull && dfstream models verify
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dfstream
 USER dfstream
 
-HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
-    CMD dfstream models verify || exit 1
+# /healthz is served with the metrics (sinks.prometheus); a config without it has no health endpoint
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4)" || exit 1
 
+EXPOSE 9108
 ENTRYPOINT ["dfstream"]
-CMD ["run", "configs/demo.yaml", "--offline"]
+CMD ["run", "configs/demo.yaml", "--offline", "--set", "sinks.prometheus.port=9108"]

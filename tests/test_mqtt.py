@@ -12,7 +12,7 @@ import aiomqtt
 import jsonschema
 import pytest
 
-from pipeline.events import StreamState, StreamStatus, Verdict
+from pipeline.events import Alert, StreamState, StreamStatus, Verdict
 from pipeline.monitor import PerformanceMonitor
 from sinks.mqtt import MqttConfig, MqttSink
 from tests.mqtt_broker import USERS, Mosquitto
@@ -97,7 +97,8 @@ def test_topics_payloads_and_discovery_follow_the_schemas(mosquitto, creds):
             start = time.time()
             for i in range(1, 11):  # ten verdicts within a second: one message, then the label change
                 await sink.publish(verdict("cam1", i, ts=start + i * 0.05, label="fake" if i == 10 else "real"))
-            await sub.wait_for(lambda: len(sub.on("/verdict")) == 2)
+            await sink.publish(Alert("high_error_rate", 0.2, 0.1, "meso4", "firing", time.time(), "meso4: error_rate is 0.2"))
+            await sub.wait_for(lambda: len(sub.on("/verdict")) == 2 and sub.on("/alerts"))
             await sink.aclose()
             await sub.wait_for(lambda: "offline" in sub.on("/available"))
             return sub.messages
@@ -114,6 +115,8 @@ def test_topics_payloads_and_discovery_follow_the_schemas(mosquitto, creds):
     assert [a["topic"] for a in binary["availability"]] == ["dfstream/available", "dfstream/cam1/status"]
     verdicts = [payload_of(m) for m in messages if str(m.topic) == "dfstream/cam1/verdict"]
     assert [(v["seq"], v["verdict_seq"], v["label"]) for v in verdicts] == [(1, 1, "real"), (2, 10, "fake")]
+    (alert,) = [payload_of(m) for m in messages if str(m.topic) == "dfstream/alerts"]
+    assert alert["type"] == "high_error_rate" and alert["state"] == "firing" and alert["subject"] == "meso4"
     retained = {str(m.topic) for m in messages if m.retain}
     assert retained == set()  # a live subscriber gets them as live messages...
 
