@@ -39,7 +39,7 @@ class DetectorConfig(StrictModel):
     weights: str | None = None  # a file, or a name from configs/models.yaml; None: the type's default
     device: str = "auto"
     max_batch: int = Field(8, ge=1)  # measured: small CNNs on a 2-core CPU slow down per image in big batches
-    max_wait_ms: float = Field(2.0, ge=0.0)
+    max_wait_ms: float = Field(0.0, ge=0.0)  # 0: batches form only while the worker is busy (see FacesConfig)
     fp16: bool = False  # CUDA only
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     weight: float = Field(1.0, ge=0.0)  # in the ensemble

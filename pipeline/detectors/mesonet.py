@@ -62,7 +62,7 @@ class Meso4(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv, bn, pool in zip(self.convs, self.bns, self.pools):
-            x = F.max_pool2d(bn(F.relu(conv(x))), pool, ceil_mode=True)  # ceil_mode = Keras "same"
+            x = F.max_pool2d(bn(F.relu(conv(x), inplace=True)), pool, ceil_mode=True)  # ceil_mode = Keras "same"
         return self.head(x)
 
     def keras_order(self) -> dict[str, list[nn.Module]]:
@@ -90,7 +90,7 @@ class _Inception(nn.Module):
         for branch in self.branches:
             y = x
             for conv in branch:
-                y = F.relu(conv(y))
+                y = F.relu(conv(y), inplace=True)
             outputs.append(y)
         return torch.cat(outputs, dim=1)
 
@@ -111,8 +111,8 @@ class MesoInception4(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(self.bns[0](self.inceptions[0](x)), 2, ceil_mode=True)
         x = F.max_pool2d(self.bns[1](self.inceptions[1](x)), 2, ceil_mode=True)
-        x = F.max_pool2d(self.bns[2](F.relu(self.convs[0](x))), 2, ceil_mode=True)
-        x = F.max_pool2d(self.bns[3](F.relu(self.convs[1](x))), 4, ceil_mode=True)
+        x = F.max_pool2d(self.bns[2](F.relu(self.convs[0](x), inplace=True)), 2, ceil_mode=True)
+        x = F.max_pool2d(self.bns[3](F.relu(self.convs[1](x), inplace=True)), 4, ceil_mode=True)
         return self.head(x)
 
     def keras_order(self) -> dict[str, list[nn.Module]]:
