@@ -62,8 +62,10 @@ def _load(args: argparse.Namespace):
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .config import redacted
+
     config = _load(args)
-    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    print(yaml.safe_dump(redacted(config.model_dump(mode="json")), sort_keys=False), end="")
     return 0
 
 

@@ -10,6 +10,7 @@ files) live in ``verify_files``, not in the models.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sinks.config import SinksConfig
 from stream.config import StreamConfig
+from stream.urls import redact, url_password
 
 from .configbase import StrictModel
 from .ensemble import EnsembleConfig
@@ -29,6 +31,8 @@ from .faces import FacesConfig
 from .fusion import FusionMethod
 from .monitor import MonitoringConfig
 from .smoothing import SmoothingConfig
+
+log = logging.getLogger(__name__)
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -117,7 +121,33 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> RuntimeConfi
         raise ConfigError(f"{path}: the top level must be a mapping with streams, detectors, ...")
     for override in overrides:
         apply_override(raw, override)
+    for where in cleartext_secrets(raw):
+        log.warning("%s: %s holds a password in clear text; put it in the environment and write ${VAR}", path, where)
     return parse_config(substitute_env(raw))
+
+
+def cleartext_secrets(value: Any, path: str = "") -> list[str]:
+    """Where the raw (unsubstituted) config holds a URL password that is not a ${VAR}."""
+    if isinstance(value, dict):
+        return [w for k, v in value.items() for w in cleartext_secrets(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [w for i, v in enumerate(value) for w in cleartext_secrets(v, f"{path}[{i}]")]
+    if isinstance(value, str):
+        password = url_password(value)
+        if password and not _ENV.fullmatch(password):
+            return [path]
+    return []
+
+
+def redacted(value: Any) -> Any:
+    """``value`` with every URL password replaced by ***, for printing a resolved config."""
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
 
 
 def parse_config(data: dict[str, Any]) -> RuntimeConfig:

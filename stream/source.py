@@ -30,7 +30,7 @@ from .config import StreamConfig
 from .errors import SourceError
 from .frame import Frame
 from .sample import sample_clip_path
-from .urls import file_path, open_options
+from .urls import file_path, open_options, redact
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class Source:
         timeout = (cfg.open_timeout_s, cfg.stall_timeout_s / 2) if network else None
         with av.open(target, format=fmt, options=options, timeout=timeout) as container:
             if not container.streams.video:
-                raise SourceError(f"{cfg.url}: no video stream")
+                raise SourceError(f"{redact(cfg.url)}: no video stream")
             video = container.streams.video[0]
             rate = video.average_rate or video.guessed_rate
             if rate:
@@ -275,5 +275,5 @@ class Source:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    detail = text[0] if text else ""
+    detail = redact(text[0]) if text else ""  # FFmpeg's messages quote the URL, credentials included
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

@@ -130,3 +130,18 @@ def test_check_errors_exit_2_one_line_each_no_traceback(tmp_path):
 def test_run_refuses_missing_weights_files_before_starting(tmp_path):
     out = dfstream("run", str(write(tmp_path, ISSUE_EXAMPLE)))
     assert out.returncode == 2 and "detectors[0].weights: no such file 'path/to/Meso4_DF.h5'" in out.stderr
+
+
+def test_check_never_prints_a_password_and_warns_about_clear_text(weights_dir, tmp_path):
+    text = ISSUE_EXAMPLE.replace("path/to", str(weights_dir)).replace(
+        "    url: rtsp://127.0.0.1:8554/cam1",
+        "    url: rtsp://viewer:${CAM_PASSWORD}@127.0.0.1:8554/cam1\n  - id: door\n    url: rtsp://admin:hunter2@10.0.0.9/live",
+    )
+    path = write(tmp_path, text)
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(path)], capture_output=True, text=True,
+                         env={**os.environ, "CAM_PASSWORD": "from-env-s3cret"}, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "from-env-s3cret" not in out.stdout + out.stderr and "hunter2" not in out.stdout + out.stderr
+    assert "rtsp://viewer:***@127.0.0.1:8554/cam1" in out.stdout and "rtsp://admin:***@10.0.0.9/live" in out.stdout
+    warnings = [line for line in out.stderr.splitlines() if "clear text" in line]
+    assert len(warnings) == 1 and "streams[1].url" in warnings[0]  # the ${VAR} one is fine

@@ -191,3 +191,18 @@ def test_http_404_is_reported(hls_server):
 
     statuses = asyncio.run(scenario())
     assert statuses[0][0] is SourceStatus.RECONNECTING and "404" in statuses[0][1]
+
+
+def test_credentials_never_reach_the_logs(caplog):
+    config = StreamConfig(id="door", url="rtsp://admin:hunter2@127.0.0.1:9/live", retry_initial_s=0.1, retry_max_s=0.2)
+
+    async def scenario():
+        statuses = []
+        async with Source(config, on_status=lambda _i, s, r: statuses.append(r)):
+            await asyncio.sleep(0.6)
+        return statuses
+
+    reasons = asyncio.run(scenario())
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "admin:***@127.0.0.1" in reasons[0] + logged
+    assert "hunter2" not in logged and not any("hunter2" in (r or "") for r in reasons)
