@@ -51,7 +51,7 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0) -> dict:  # noqa: C901
+def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_sample_clip(Path(tmp) / "clip.mp4", seconds=seconds + warmup + 10)
         port = _port()

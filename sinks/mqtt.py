@@ -107,7 +107,6 @@ class MqttSink:
         self._retained: dict[str, _Message] = {}  # republished on every connect: a restarted broker may have lost them
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._connected = False
         self._streams: set[str] = set()
         self._verdict_seq: dict[str, int] = {}
         self._last_verdict: dict[tuple[str, int], tuple[float, str]] = {}
@@ -265,7 +264,6 @@ class MqttSink:
         self.monitor.count(SERIES, "published", kind="stage")
 
     def _set_connected(self, connected: bool) -> None:
-        self._connected = connected
         self.monitor.set_gauge(SERIES, "connected", 1 if connected else 0, kind="stage")
 
 
