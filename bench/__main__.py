@@ -22,14 +22,13 @@ import psutil
 import torch
 
 from pipeline.config import parse_config
-from pipeline.detections import Detections
 from pipeline.faces import FaceDetector
 from pipeline.runtime import Runtime, load_detectors
 from stream import make_sample_clip
 from stream.sample import sample_frames
 
 from .naive import naive_fps
-from .rtsp_latency import measure
+from .rtsp_latency import Collect, measure
 from .stages import decode_fps, detector_fps, faces_fps
 
 HERE = Path(__file__).resolve().parent
@@ -47,29 +46,13 @@ def config_for(clip: Path | None, weights: Path, device: str, streams: list[dict
     })  # fmt: skip
 
 
-class _Count:
-    name = "count"
-
-    def __init__(self) -> None:
-        self.verdicts = 0
-
-    async def start(self) -> None:
-        pass
-
-    async def publish(self, event) -> None:
-        self.verdicts += event.kind == "verdict"
-
-    async def aclose(self) -> None:
-        pass
-
-
 def pipeline_fps(config, frames: int) -> tuple[float, int]:
     """Frames per second of the whole runtime on a file read asap (models loaded beforehand)."""
-    sink = _Count()
+    sink = Collect()
     runtime = Runtime(config, load_detectors(config), [sink])
     start = time.perf_counter()
     asyncio.run(runtime.run())
-    return frames / (time.perf_counter() - start), sink.verdicts
+    return frames / (time.perf_counter() - start), len(sink.verdicts)
 
 
 def main() -> None:

@@ -28,7 +28,9 @@ from stream import make_sample_clip
 REPO = Path(__file__).resolve().parents[1]
 
 
-class _Collect:
+class Collect:
+    """A sink that keeps the verdicts it is given."""
+
     name = "collect"
 
     def __init__(self) -> None:
@@ -74,7 +76,7 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0) ->
                     {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5")},
                 ],
             })  # fmt: skip
-            sink = _Collect()
+            sink = Collect()
             runtime = Runtime(config, load_detectors(config), [sink])
 
             async def run() -> tuple[float, float]:

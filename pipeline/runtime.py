@@ -180,14 +180,13 @@ class StreamWorker:
         self.state: str | None = None
         self.verdict_seq = 0
         self.frames_seen = 0
-        self.source: Source | None = None
+        self.live = config.live
         self.rare = _RareLog()
 
     async def run(self) -> None:
         monitor = self.runtime.monitor
         monitor.set_gauge(self.config.id, "up", 0)
         source = Source(self.config, on_status=self._on_status, counters=_StreamCounters(monitor, self.config.id))
-        self.source = source
         async with source:
             stopper = asyncio.create_task(self._stop_on_request(source))
             queue: asyncio.Queue = asyncio.Queue(maxsize=2)
@@ -272,7 +271,7 @@ class StreamWorker:
     def _emit(self, frame: Frame, track_id: int, box: np.ndarray, faces: int, fused: Any, failed: dict[str, str]) -> None:
         runtime = self.runtime
         # smoothing runs on stream time for files read asap, on arrival time for live input
-        t = frame.pts if (not self.config.live and frame.pts is not None) else frame.arrival_mono
+        t = frame.pts if (not self.live and frame.pts is not None) else frame.arrival_mono
         smoother = self.smoothers.setdefault(track_id, TrackSmoother(runtime.config.smoothing))
         smoothed = smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
         now = time.monotonic()

@@ -143,7 +143,7 @@ def pull(
     directory = directory or model_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / entry.file
-    if target.is_file() and sha256_file(target) == entry.sha256:
+    if verify(entry, directory):
         return target
     partial = target.with_name(target.name + ".part")
     source = url or source_url(entry)

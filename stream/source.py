@@ -83,6 +83,7 @@ class Source:
         self._watchdog: asyncio.Task | None = None
         self._last_frame = time.monotonic()
         self._rng = random.Random()
+        self._live = config.live  # re-deriving it means parsing the URL: not per frame
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def __aenter__(self) -> Source:
@@ -211,7 +212,7 @@ class Source:
         return seq
 
     def _deliver(self, frame: Frame) -> None:
-        if self.config.live:
+        if self._live:
             self._call_loop(self._offer, frame)
             return
         assert self._loop is not None and self._queue is not None
