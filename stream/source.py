@@ -83,6 +83,7 @@ class Source:
         self._watchdog: asyncio.Task | None = None
         self._last_frame = time.monotonic()
         self._rng = random.Random()
+        self._finished = False  # the end was signalled (its marker may wait for room in the queue)
         self._live = config.live  # re-deriving it means parsing the URL: not per frame
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -117,7 +118,7 @@ class Source:
 
     async def __aiter__(self) -> AsyncIterator[Frame]:
         assert self._queue is not None, "use `async with Source(...)` first"
-        while True:
+        while not (self._finished and self._queue.empty()):
             item = await self._queue.get()
             if item is _END:
                 return
@@ -233,6 +234,12 @@ class Source:
     # ---- on the event loop ---------------------------------------------------------------------
     def _offer(self, item: object) -> None:
         assert self._queue is not None
+        if item is _END:
+            # the end never displaces a frame: with a full queue, iteration ends once it is drained
+            self._finished = True
+            if not self._queue.full():
+                self._queue.put_nowait(_END)
+            return
         if self._queue.full():
             dropped = self._queue.get_nowait()
             if dropped is _END:  # the end marker is never dropped: put it back last
@@ -240,8 +247,7 @@ class Source:
                 return
             self.counters.count("dropped:queue_full")
         self._queue.put_nowait(item)
-        if item is not _END:
-            self._mark_frame()
+        self._mark_frame()
 
     def _mark_frame(self) -> None:
         self._last_frame = time.monotonic()

@@ -206,3 +206,9 @@ def test_credentials_never_reach_the_logs(caplog):
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "admin:***@127.0.0.1" in reasons[0] + logged
     assert "hunter2" not in logged and not any("hunter2" in (r or "") for r in reasons)
+
+
+def test_the_end_of_a_file_never_displaces_a_queued_frame(short_clip):
+    # a consumer slower than decoding: the queue is full when the file ends
+    frames, _, source = asyncio.run(collect(StreamConfig(id="f", url=str(short_clip), pace="asap", queue_size=2), delay=0.01))
+    assert [f.seq for f in frames] == list(range(60)) and "dropped:queue_full" not in source.counters.values
