@@ -176,7 +176,7 @@ class Source:
         fmt, options = open_options(kind, cfg.transport, cfg.options)
         network = kind in ("rtsp", "rtmp", "http")
         timeout = (cfg.open_timeout_s, cfg.stall_timeout_s / 2) if network else None
-        with av.open(target, format=fmt, options=options, timeout=timeout) as container:
+        with self._open(target, fmt, options, timeout) as container:
             if not container.streams.video:
                 raise SourceError(f"{redact(cfg.url)}: no video stream")
             video = container.streams.video[0]
@@ -211,6 +211,19 @@ class Source:
                     seq += 1
                     self._deliver(frame)
         return seq
+
+    def _open(self, target: str, fmt: str | None, options: dict, timeout: tuple[float, float] | None):
+        started = time.monotonic()
+        try:
+            return av.open(target, format=fmt, options=options, timeout=timeout)
+        except av.error.FFmpegError as exc:
+            # a server that accepts and never answers makes FFmpeg blame the data ("Invalid data
+            # found"); the one fact worth telling is that nothing came back in time
+            if timeout is not None and time.monotonic() - started >= 0.9 * timeout[0]:
+                raise SourceError(
+                    f"{redact(self.config.url)}: no answer within {timeout[0]:g}s (open_timeout_s)"
+                ) from exc
+            raise
 
     def _deliver(self, frame: Frame) -> None:
         if self._live:

@@ -60,12 +60,6 @@ def test_a_slow_consumer_of_live_input_loses_the_oldest_frames(short_clip):
     assert frames[-1].seq == 59  # the newest frame survives
 
 
-def test_a_missing_file_goes_offline_with_one_error(tmp_path):
-    frames, statuses, source = asyncio.run(collect(StreamConfig(id="f", url=str(tmp_path / "nope.mp4"))))
-    assert frames == [] and statuses[-1][1] is SourceStatus.OFFLINE
-    assert "No such file or directory" in source.last_error and source.counters.values["errors"] == 1
-
-
 def test_rtsp_frames_from_a_real_server(rtsp_server):
     server = rtsp_server()
     frames, statuses, source = asyncio.run(collect(StreamConfig(id="cam1", url=server.url("/cam1")), limit=45))
@@ -73,40 +67,6 @@ def test_rtsp_frames_from_a_real_server(rtsp_server):
     pts = [f.pts for f in frames if f.pts is not None]
     assert pts == sorted(pts) and np.median(np.diff(pts)) == pytest.approx(1 / 30, abs=1e-3)
     assert statuses[0][1] is SourceStatus.ONLINE and source.counters.values.get("reconnects", 0) == 0
-
-
-def test_rtsp_server_killed_then_back(rtsp_server):
-    """The real server is SIGKILLed mid-stream: the source says reconnecting within the stall
-    timeout (+1 s), and frames flow again within retry_max_s + 2 s of the server's return."""
-    server = rtsp_server()
-    config = StreamConfig(id="cam1", url=server.url("/cam1"), stall_timeout_s=2.0, retry_initial_s=0.2, retry_max_s=1.0)
-
-    async def scenario():
-        statuses = []
-        source = Source(config, on_status=lambda _i, s, r: statuses.append((time.monotonic(), s)))
-        async with source:
-            frames = source.__aiter__()
-            for _ in range(15):
-                await frames.__anext__()
-            killed = time.monotonic()
-            server.kill()
-            while not any(s is SourceStatus.RECONNECTING for _, s in statuses):
-                assert time.monotonic() - killed < config.stall_timeout_s + 1.0, "no reconnecting status"
-                await asyncio.sleep(0.05)
-            detected = time.monotonic() - killed
-            server.start()
-            back = time.monotonic()
-            frame = await asyncio.wait_for(frames.__anext__(), config.retry_max_s + 2.0)
-            while frame.arrival_mono < back:  # frames queued before the kill do not count
-                frame = await asyncio.wait_for(frames.__anext__(), config.retry_max_s + 2.0)
-            recovered = time.monotonic() - back
-            await frames.aclose()
-        return detected, recovered, statuses, source
-
-    detected, recovered, statuses, source = asyncio.run(scenario())
-    print(f"reconnecting after {detected:.2f}s, frames again {recovered:.2f}s after the restart")
-    assert source.counters.values["reconnects"] >= 1
-    assert [s for _, s in statuses][:3] == [SourceStatus.ONLINE, SourceStatus.RECONNECTING, SourceStatus.ONLINE]
 
 
 def test_rtsp_over_udp(rtsp_server):
@@ -154,58 +114,6 @@ def hls_server(tmp_path):
 def test_hls_over_http(hls_server):
     frames, statuses, _ = asyncio.run(collect(StreamConfig(id="hls", url=f"{hls_server}/index.m3u8"), limit=90))
     assert [f.seq for f in frames] == list(range(90)) and statuses[0][1] is SourceStatus.ONLINE
-
-
-@pytest.mark.parametrize(
-    "url, message",
-    [
-        ("rtsp://127.0.0.1:9/cam", "Connection refused"),
-        ("rtsp://no-such-host.invalid/cam", "no-such-host.invalid"),
-        ("/dev/video97", "/dev/video97"),
-    ],
-)
-def test_unreachable_live_sources_retry_with_one_clear_error(url, message, caplog):
-    config = StreamConfig(id="bad", url=url, retry_initial_s=0.1, retry_max_s=0.2, open_timeout_s=2)
-
-    async def scenario():
-        statuses = []
-        async with Source(config, on_status=lambda _i, s, r: statuses.append((s, r))) as source:
-            await asyncio.sleep(1.5)
-        return statuses, source
-
-    statuses, source = asyncio.run(scenario())
-    assert statuses[0][0] is SourceStatus.RECONNECTING and message in statuses[0][1]
-    assert source.counters.values["reconnects"] >= 3
-    warnings = [r for r in caplog.records if r.name == "stream.source" and r.levelname == "WARNING"]
-    assert len(warnings) == 1 and message in warnings[0].getMessage()  # one line, not one per retry
-
-
-def test_http_404_is_reported(hls_server):
-    config = StreamConfig(id="gone", url=f"{hls_server}/missing.m3u8", retry_initial_s=0.1, retry_max_s=0.2)
-
-    async def scenario():
-        statuses = []
-        async with Source(config, on_status=lambda _i, s, r: statuses.append((s, r))):
-            await asyncio.sleep(1.0)
-        return statuses
-
-    statuses = asyncio.run(scenario())
-    assert statuses[0][0] is SourceStatus.RECONNECTING and "404" in statuses[0][1]
-
-
-def test_credentials_never_reach_the_logs(caplog):
-    config = StreamConfig(id="door", url="rtsp://admin:hunter2@127.0.0.1:9/live", retry_initial_s=0.1, retry_max_s=0.2)
-
-    async def scenario():
-        statuses = []
-        async with Source(config, on_status=lambda _i, s, r: statuses.append(r)):
-            await asyncio.sleep(0.6)
-        return statuses
-
-    reasons = asyncio.run(scenario())
-    logged = " ".join(r.getMessage() for r in caplog.records)
-    assert "admin:***@127.0.0.1" in reasons[0] + logged
-    assert "hunter2" not in logged and not any("hunter2" in (r or "") for r in reasons)
 
 
 def test_the_end_of_a_file_never_displaces_a_queued_frame(short_clip):
