@@ -155,3 +155,12 @@ def mosquitto():
     broker = Mosquitto().start()
     yield broker
     broker.close()
+
+
+@pytest.fixture
+def creds(monkeypatch):
+    """dfstream's own MQTT user, given the way users give it: in the environment."""
+    from tests.mqtt_broker import USERS
+
+    monkeypatch.setenv("DFSTREAM_MQTT_USERNAME", "dfstream")
+    monkeypatch.setenv("DFSTREAM_MQTT_PASSWORD", USERS["dfstream"])
