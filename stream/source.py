@@ -82,6 +82,7 @@ class Source:
         self._thread: threading.Thread | None = None
         self._watchdog: asyncio.Task | None = None
         self._last_frame = time.monotonic()
+        self._seq = 0  # the next frame's number, kept across reconnects (written by the decode thread)
         self._rng = random.Random()
         self._finished = False  # the end was signalled (its marker may wait for room in the queue)
         self._live = config.live  # re-deriving it means parsing the URL: not per frame
@@ -129,29 +130,41 @@ class Source:
 
     # ---- the decode thread -----------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._run_until_stopped()
+        finally:  # whatever happened, the consumer must learn that no more frames will come
+            self._call_loop(self._offer, _END)
+
+    def _run_until_stopped(self) -> None:
         cfg = self.config
-        attempt, seq = 0, 0
+        attempt = 0
         while not self._stop.is_set():
-            delivered_before = seq
+            delivered_before = self._seq
             try:
-                seq = self._decode_once(seq)
+                self._decode_once()
                 reason = "stream ended"
+                if self._seq == delivered_before and not self._stop.is_set():
+                    # a container whose index or payload is damaged can end without one frame and
+                    # without an exception: that is a failure, not an empty success
+                    raise SourceError(f"{redact(cfg.url)}: no video frame could be decoded")
             except (av.error.FFmpegError, OSError, SourceError) as exc:
                 reason = _one_line(exc)
+                self.counters.count("errors")
+            except Exception as exc:  # noqa: BLE001  a damaged input can trip PyAV itself; one stream, not the process
+                reason = f"unexpected {_one_line(exc)}"
                 self.counters.count("errors")
             if self._stop.is_set():
                 break
             if cfg.kind in ("file", "sample"):
-                if cfg.loop and seq > delivered_before:
+                if cfg.loop and self._seq > delivered_before:
                     continue
                 if reason != "stream ended":
                     self.last_error = reason
                     log.error("%s: %s", cfg.id, reason)
                 break
-            attempt = 0 if seq > delivered_before else attempt
+            attempt = 0 if self._seq > delivered_before else attempt
             self._reconnect_after(reason, attempt)
             attempt += 1
-        self._call_loop(self._offer, _END)
 
     def _reconnect_after(self, reason: str, attempt: int) -> None:
         cfg = self.config
@@ -163,8 +176,8 @@ class Source:
         delay = min(cfg.retry_max_s, cfg.retry_initial_s * 2**attempt)
         self._stop.wait(delay / 2 + self._rng.uniform(0, delay / 2))  # "equal jitter": never 0, never in lockstep
 
-    def _decode_once(self, seq: int) -> int:
-        """Open, decode until the end or an error, return the next sequence number."""
+    def _decode_once(self) -> None:
+        """Open and decode until the end, an error or stop; frames are numbered on from self._seq."""
         cfg = self.config
         kind = cfg.kind
         if kind == "sample":
@@ -200,17 +213,16 @@ class Source:
                         anchor = anchor or (pts, time.monotonic())
                         wait = anchor[1] + (pts - anchor[0]) - time.monotonic()
                         if wait > 0 and self._stop.wait(wait):
-                            return seq
+                            return
                     now = time.monotonic()
                     clock = pts if pts is not None and not network else now
                     if cfg.fps is not None and last_kept is not None and clock - last_kept < 0.95 / cfg.fps:
                         self.counters.count("dropped:fps_cap")
                         continue
                     last_kept = clock
-                    frame = Frame(cfg.id, seq, pts, time.time(), now, av_frame.to_ndarray(format="rgb24"))
-                    seq += 1
+                    frame = Frame(cfg.id, self._seq, pts, time.time(), now, av_frame.to_ndarray(format="rgb24"))
+                    self._seq += 1
                     self._deliver(frame)
-        return seq
 
     def _open(self, target: str, fmt: str | None, options: dict, timeout: tuple[float, float] | None):
         started = time.monotonic()

@@ -26,10 +26,20 @@ def test_no_verdict_lost_across_a_broker_killed_and_restarted(weights_dir, face_
     broker = Mosquitto(persistent=True).start()
     config = make_config(
         weights_dir,
-        [{"id": "camA", "url": str(face_clip), "pace": "realtime", "loop": True},
-         {"id": "camB", "url": str(face_clip), "pace": "realtime", "loop": True}],  # fmt: skip
-        sinks={"mqtt": {"port": broker.port, "verdict_interval_s": 0, "retry_initial_s": 0.2, "retry_max_s": 1.0,
-                        "publish_timeout_s": 1.0, "flush_timeout_s": 10}},  # fmt: skip
+        [
+            {"id": "camA", "url": str(face_clip), "pace": "realtime", "loop": True},
+            {"id": "camB", "url": str(face_clip), "pace": "realtime", "loop": True},
+        ],  # fmt: skip
+        sinks={
+            "mqtt": {
+                "port": broker.port,
+                "verdict_interval_s": 0,
+                "retry_initial_s": 0.2,
+                "retry_max_s": 1.0,
+                "publish_timeout_s": 1.0,
+                "flush_timeout_s": 10,
+            }
+        },  # fmt: skip
         faces={"detect_every": 5},
     )
     monitor = PerformanceMonitor(config.monitoring)
@@ -84,9 +94,15 @@ def test_no_verdict_lost_across_a_broker_killed_and_restarted(weights_dir, face_
 
 @pytest.mark.parametrize(
     "case, expected_log",
-    [("wrong_password", "Not authorized"), ("wrong_ca", "CERTIFICATE_VERIFY_FAILED"), ("no_broker", "Connection refused")],
+    [
+        ("wrong_password", "Not authorized"),
+        ("wrong_ca", "CERTIFICATE_VERIFY_FAILED"),
+        ("no_broker", "Connection refused"),
+    ],
 )
-def test_connection_problems_are_one_clear_error_and_counted(mosquitto, monkeypatch, caplog, case, expected_log, figures):
+def test_connection_problems_are_one_clear_error_and_counted(
+    mosquitto, monkeypatch, caplog, case, expected_log, figures
+):
     monkeypatch.setenv("DFSTREAM_MQTT_USERNAME", "dfstream")
     monkeypatch.setenv("DFSTREAM_MQTT_PASSWORD", "wrong" if case == "wrong_password" else USERS["dfstream"])
     config = {"port": mosquitto.port, "retry_initial_s": 0.05, "retry_max_s": 0.1, "flush_timeout_s": 0.2}
@@ -124,7 +140,10 @@ def test_outbox_overflow_drops_the_oldest_and_delivers_the_rest_in_order(creds, 
         async with Subscriber(broker) as sub:
             await asyncio.sleep(2.5)  # the subscriber's session is saved (autosave every second)
             broker.kill()  # the broker is unreachable when dfstream starts
-            sink = MqttSink(MqttConfig(port=broker.port, outbox_capacity=50, retry_initial_s=0.1, retry_max_s=0.2, discovery=False), monitor)
+            sink = MqttSink(
+                MqttConfig(port=broker.port, outbox_capacity=50, retry_initial_s=0.1, retry_max_s=0.2, discovery=False),
+                monitor,
+            )
             await sink.start()
             for i in range(1, 201):
                 await sink.publish(verdict("cam1", i, ts=float(i)))  # 1 s apart: every one is due
@@ -143,4 +162,3 @@ def test_outbox_overflow_drops_the_oldest_and_delivers_the_rest_in_order(creds, 
     figures(accepted=200, delivered=len(seqs), dropped_counted=dropped)
     assert dropped == 150
     assert seqs == list(range(151, 201))
-
