@@ -25,6 +25,7 @@ from stream.config import StreamConfig
 from stream.urls import redact, url_password
 
 from .configbase import StrictModel
+from .detector import DeviceName
 from .ensemble import EnsembleConfig
 from .errors import ConfigError
 from .faces import FacesConfig
@@ -41,7 +42,7 @@ class DetectorConfig(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     type: str
     weights: str | None = None  # a file, or a name from configs/models.yaml; None: the type's default
-    device: str = "auto"
+    device: DeviceName = "auto"
     max_batch: int = Field(8, ge=1)  # measured: small CNNs on a 2-core CPU slow down per image in big batches
     max_wait_ms: float = Field(0.0, ge=0.0)  # 0: batches form only while the worker is busy (see FacesConfig)
     fp16: bool = False  # CUDA only
@@ -94,7 +95,9 @@ class RuntimeConfig(StrictModel):
         _unique("streams", [s.id for s in self.streams], "id")
         _unique("detectors", [d.name for d in self.detectors], "name")
         if self.ensemble.min_models > len(self.detectors):
-            raise ValueError(f"ensemble.min_models ({self.ensemble.min_models}) exceeds the {len(self.detectors)} detectors configured")
+            raise ValueError(
+                f"ensemble.min_models ({self.ensemble.min_models}) exceeds the {len(self.detectors)} detectors configured"
+            )
         return self
 
 
@@ -218,7 +221,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def verify_files(config: RuntimeConfig) -> list[str]:
-    """Problems only the disk can show: weights and calibration files that do not exist."""
+    """Problems only the disk can show: weights, calibration and TLS files that do not exist."""
     from .weights import load_manifest
 
     manifest = load_manifest()
@@ -230,4 +233,9 @@ def verify_files(config: RuntimeConfig) -> list[str]:
     calibration = config.ensemble.calibration
     if calibration is not None and not Path(calibration).is_file():
         problems.append(f"ensemble.calibration: no such file {calibration!r}")
+    tls = config.sinks.mqtt.tls if config.sinks.mqtt is not None else None
+    for key in ("ca_file", "cert_file", "key_file"):
+        name = getattr(tls, key, None)
+        if name is not None and not Path(name).expanduser().is_file():
+            problems.append(f"sinks.mqtt.tls.{key}: no such file {name!r}")
     return problems

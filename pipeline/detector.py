@@ -8,9 +8,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import torch
+from pydantic import AfterValidator
 
 from .errors import ConfigError, DfstreamError, InferenceError, ModelNotLoadedError
 from .images import ImageLike, check_image
@@ -93,17 +94,27 @@ class DetectionResult:
         )
 
 
+def check_device_name(device: str) -> str:
+    """The spelling of a device, checked when a config is read (its availability, when a model loads)."""
+    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+        return device
+    raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+DeviceName = Annotated[str, AfterValidator(check_device_name)]
+
+
 def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` when a GPU is usable, else ``cpu``; anything else is checked."""
+    try:
+        check_device_name(device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
-        return device
-    raise ConfigError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
+    return device
 
 
 class BaseDetector(ABC):
@@ -204,7 +215,9 @@ def _checked_batch(predict_batch: Callable[..., list[DetectionResult]]) -> Calla
             _raise_as_inference_error(self, exc)
         elapsed = time.perf_counter() - start
         if len(results) != len(checked):
-            raise InferenceError(f"{self.model_name}: predict_batch returned {len(results)} results for {len(checked)} images")
+            raise InferenceError(
+                f"{self.model_name}: predict_batch returned {len(results)} results for {len(checked)} images"
+            )
         for result in results:
             result.inference_time = elapsed / len(checked)
         self._report(elapsed, len(checked), ok=True)

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from .configbase import StrictModel
 from .detections import Detections
-from .detector import resolve_device
+from .detector import DeviceName, resolve_device
 
 
 class FacesConfig(StrictModel):
@@ -33,7 +33,7 @@ class FacesConfig(StrictModel):
     max_wait_ms: float = Field(0.0, ge=0.0)
     iou_threshold: float = Field(0.3, gt=0.0, lt=1.0)  # tracker: minimum overlap to continue a track
     max_missed: int = Field(2, ge=0)  # tracker: detection rounds a track survives without its face
-    device: str = "auto"
+    device: DeviceName = "auto"
 
 
 class FaceDetector:
