@@ -137,8 +137,12 @@ class Runtime:
             finally:
                 alerts.cancel()
                 await asyncio.gather(alerts, return_exceptions=True)
-        for outbox in self.outboxes:
-            await outbox.aclose()
+        # side by side: one stuck sink must not add its timeout to the others'
+        timeout = self.config.sinks.drain_timeout_s
+        left = await asyncio.gather(*(outbox.aclose(timeout) for outbox in self.outboxes))
+        for outbox, n in zip(self.outboxes, left):
+            if n:
+                self.monitor.count(f"sink:{outbox.sink.name}", "dropped:shutdown", n, kind="stage")
 
     def publish(self, event: Event) -> None:
         for outbox in self.outboxes:

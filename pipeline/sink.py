@@ -56,16 +56,20 @@ class Outbox:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    async def aclose(self, timeout_s: float = 5.0) -> None:
-        """Deliver what is queued (for at most ``timeout_s``), then close the sink."""
+    async def aclose(self, timeout_s: float = 3.0) -> int:
+        """Deliver what is queued (for at most ``timeout_s``), then close the sink; returns how many
+        events were left undelivered."""
+        left = 0
         try:
             await asyncio.wait_for(self._queue.join(), timeout_s)
         except TimeoutError:
-            log.warning("sink %s: %d events not delivered at shutdown", self.sink.name, self._queue.qsize())
+            left = self._queue.qsize() + 1  # and the one its hung publish holds
+            log.warning("sink %s: %d events not delivered at shutdown", self.sink.name, left)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.sink.aclose()
+        return left
 
     async def _deliver(self) -> None:
         while True:

@@ -120,7 +120,8 @@ class MonitorCollector:
             "dropped:outbox_full": CounterMetricFamily("dfstream_mqtt_outbox_dropped", "MQTT messages dropped from a full outbox"),
             "connection_errors": CounterMetricFamily("dfstream_mqtt_connection_errors", "Failed or lost MQTT connections"),
         }
-        sink_dropped = CounterMetricFamily("dfstream_sink_dropped", "Events dropped because a sink fell behind", labels=["sink"])
+        sink_dropped = CounterMetricFamily("dfstream_sink_dropped", "Events a sink never got: it fell behind, or was still behind at shutdown",
+                                           labels=["sink", "reason"])  # fmt: skip
         ready = GaugeMetricFamily("dfstream_models_ready", "Detectors loaded and serving")
         for name, m in stages.items():
             histograms = self.monitor.histograms(name)
@@ -138,8 +139,11 @@ class MonitorCollector:
                     family.add_metric([], m["counters"].get(key, 0))
             elif name == "runtime":
                 ready.add_metric([], m["gauges"].get("models_ready", 0))
-            if name.startswith("sink:") and "dropped:outbox_full" in m["counters"] and name != "sink:mqtt":
-                sink_dropped.add_metric([name[5:]], m["counters"]["dropped:outbox_full"])
+            if name.startswith("sink:"):
+                # MQTT's own full outbox has its own family (dfstream_mqtt_outbox_dropped)
+                for reason in ("shutdown",) if name == "sink:mqtt" else ("outbox_full", "shutdown"):
+                    if f"dropped:{reason}" in m["counters"]:
+                        sink_dropped.add_metric([name[5:], reason], m["counters"][f"dropped:{reason}"])
         yield from (stage, e2e, faces, sink_dropped, ready, *mqtt.values(), *mqtt_counters.values())
 
     def _system(self, system: dict) -> Iterator[Metric]:
