@@ -170,8 +170,14 @@ def format_errors(exc: ValidationError) -> list[str]:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"{path or 'config'}: {message}")
+        lines.append(_printable(f"{path or 'config'}: {message}"))
     return lines
+
+
+def _printable(line: str) -> str:
+    """Keys and values come from the user: a control character in one must not split or garble
+    the one line that reports it."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
 
 
 def substitute_env(value: Any, path: str = "") -> Any:
@@ -196,28 +202,32 @@ def substitute_env(value: Any, path: str = "") -> Any:
 def apply_override(data: dict[str, Any], override: str) -> None:
     """``a.b.0.c=value``: set a nested key (list items by index); the value is parsed as YAML."""
     if "=" not in override:
-        raise ConfigError(f"--set {override!r}: expected key.path=value")
+        raise ConfigError(f"--set {_printable(override)}: expected key.path=value")
     key, text = override.split("=", 1)
-    parts = key.split(".")
+    parts, key = key.split("."), _printable(key)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: the value is not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     node: Any = data
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
-        where = ".".join(parts[: i + 1])
+        where = _printable(".".join(parts[: i + 1]))
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            if not (part.isascii() and part.isdigit()) or int(part) >= len(node):
                 raise ConfigError(f"--set {key}: {where} is not an item of a list of {len(node)}")
             index = int(part)
             if last:
-                node[index] = yaml.safe_load(text)
+                node[index] = value
             else:
                 node = node[index]
         elif isinstance(node, dict):
             if last:
-                node[part] = yaml.safe_load(text)
+                node[part] = value
             else:
                 node = node.setdefault(part, {})
         else:
-            raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping or a list")
+            raise ConfigError(f"--set {key}: {_printable('.'.join(parts[:i]))} is not a mapping or a list")
 
 
 def verify_files(config: RuntimeConfig) -> list[str]:

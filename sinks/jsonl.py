@@ -35,7 +35,7 @@ class JsonlSink:
     async def publish(self, event: Event) -> None:
         if event.kind not in self._kinds:
             return
-        line = json.dumps({"type": event.kind, **event.to_dict()}, separators=(",", ":"))
+        line = json.dumps({"type": event.kind, **event.to_dict()}, separators=(",", ":"), allow_nan=False)
         await asyncio.to_thread(self._write, line)  # a full pipe or a slow disk blocks a thread, not the loop
 
     def _write(self, line: str) -> None:

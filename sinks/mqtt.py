@@ -19,6 +19,7 @@ exponential backoff. Credentials come from DFSTREAM_MQTT_USERNAME / DFSTREAM_MQT
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -176,7 +177,8 @@ class MqttSink:
                 self._enqueue(topic, payload, retain=True)
 
     def _enqueue(self, topic: str, payload: Any, retain: bool, expires: bool = False) -> None:
-        data = payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":")).encode()
+        # allow_nan=False: NaN is not JSON; a payload holding one fails here, loudly, not in every client
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
         message = _Message(topic, data, retain, expires)
         if retain:
             self._retained[topic] = message
@@ -270,7 +272,7 @@ class MqttSink:
 def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, Any]]:
     """Home Assistant MQTT discovery: a ``binary_sensor`` (deepfake detected) and a ``sensor``
     (fake probability) per stream, available while both dfstream and the stream are online."""
-    p, node = config.topic_prefix, re.sub(r"[^A-Za-z0-9_-]", "_", config.topic_prefix)
+    p, node, object_id = config.topic_prefix, _object_id(config.topic_prefix), _object_id(stream)
     common = {
         "state_topic": f"{p}/{stream}/state",
         "availability": [
@@ -279,25 +281,32 @@ def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, A
         ],
         "availability_mode": "all",
         "expire_after": int(3 * config.state_refresh_s),
-        "device": {"identifiers": [f"{node}_{stream}"], "name": f"dfstream {stream}", "manufacturer": "dfstream",
+        "device": {"identifiers": [f"{node}_{object_id}"], "name": f"dfstream {stream}", "manufacturer": "dfstream",
                    "model": "deepfake detection"},  # fmt: skip
     }
     prefix = config.discovery_prefix
     return {
-        f"{prefix}/binary_sensor/{node}/{stream}_deepfake/config": {
+        f"{prefix}/binary_sensor/{node}/{object_id}_deepfake/config": {
             **common,
             "name": "Deepfake detected",
-            "unique_id": f"{node}_{stream}_deepfake",
+            "unique_id": f"{node}_{object_id}_deepfake",
             "device_class": "problem",
             "value_template": "{{ 'ON' if value_json.label == 'fake' else 'OFF' }}",
             "payload_on": "ON",
             "payload_off": "OFF",
         },
-        f"{prefix}/sensor/{node}/{stream}_fake_probability/config": {
+        f"{prefix}/sensor/{node}/{object_id}_fake_probability/config": {
             **common,
             "name": "Fake probability",
-            "unique_id": f"{node}_{stream}_fake_probability",
+            "unique_id": f"{node}_{object_id}_fake_probability",
             "state_class": "measurement",
             "value_template": "{{ value_json.fake_probability if value_json.fake_probability is not none else 0 }}",
         },
     }
+
+
+def _object_id(name: str) -> str:
+    """Home Assistant ids allow only [A-Za-z0-9_-]. Stream ids may also hold '.', so a changed
+    name gets a short digest of the original: 'cam.1' and 'cam_1' stay two devices."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    return safe if safe == name else f"{safe}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"

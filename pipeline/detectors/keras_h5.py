@@ -43,6 +43,9 @@ def read_keras_layers(path: str | Path) -> dict[str, list[KerasLayer]]:
         raise ModelLoadError(f"{path}: not a readable Keras HDF5 weights file ({type(exc).__name__}: {exc})") from exc
     by_kind: dict[str, list[tuple[int, KerasLayer]]] = {}
     for name, arrays in layers:
+        for weight, array in arrays.items():
+            if not np.isfinite(array).all():  # loads "fine", then every score is NaN
+                raise ModelLoadError(f"{path}: layer {name} {weight} holds {int((~np.isfinite(array)).sum())} non-finite values")
         match = _NAME.match(name)
         kind, index = (match["kind"], int(match["index"])) if match else (name, 0)
         by_kind.setdefault(kind, []).append((index, KerasLayer(name, kind, arrays)))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..detector import BaseDetector, DetectionResult, ModelInfo
-from ..errors import ModelLoadError, WeightsError
+from ..errors import InferenceError, ModelLoadError, WeightsError
 from ..images import ImageLike
 from ..preprocessing import PreprocessingConfig, UnifiedPreprocessor
 from ..weights import resolve_weights
@@ -99,7 +99,12 @@ class TorchDetector(BaseDetector):
             batch = batch.half()
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        return self.fake_probability(self.module(batch)).float().cpu().numpy()
+        scores = self.fake_probability(self.module(batch)).float().cpu().numpy()
+        if not np.isfinite(scores).all():
+            # NaN/inf (fp16 overflow, a checkpoint holding NaN) would poison fusion and every payload:
+            # the batch fails, counted as this model's error, and the other models still judge
+            raise InferenceError(f"{self.model_name}: the model produced non-finite scores for {int((~np.isfinite(scores)).sum())} of {len(scores)} crops")
+        return scores
 
     def get_model_info(self) -> ModelInfo:
         params = sum(p.numel() for p in self.module.parameters()) if self.module is not None else None

@@ -15,6 +15,18 @@ from tests.test_mesonet_fidelity import _empty, _missing_bias, _random, _reshape
 pytestmark = pytest.mark.weights
 
 
+def _nan_weight(src, dst):
+    import h5py
+    import numpy as np
+
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as h5:
+        kernel = h5["conv2d_6/conv2d_6/kernel:0"]
+        values = kernel[()]
+        values[0, 0, 0, 0] = np.nan
+        kernel[...] = values
+
+
 def run_with(tmp_path, weights_dir, broken, detector_type="meso4", capsys=None):
     config = {
         "streams": [{"id": "clip", "url": "sample://astronaut", "pace": "asap"}],
@@ -36,9 +48,10 @@ def run_with(tmp_path, weights_dir, broken, detector_type="meso4", capsys=None):
         (_empty, "meso4", "not a readable Keras HDF5"),
         (_reshaped_layer, "meso4", "layer conv2d_6 kernel has shape (3, 3, 8, 8)"),
         (_missing_bias, "meso4", "layer dense_4 holds ['kernel']"),
+        (_nan_weight, "meso4", "layer conv2d_6 kernel holds 1 non-finite values"),
         (lambda src, dst: shutil.copy(src, dst), "mesoinception4", "has 16 conv2d layers, the file has 4"),
     ],
-    ids=["truncated", "random-bytes", "empty", "wrong-shape", "missing-weight", "other-architecture"],
+    ids=["truncated", "random-bytes", "empty", "wrong-shape", "missing-weight", "nan-weight", "other-architecture"],
 )
 def test_run_refuses_a_broken_checkpoint(weights_dir, tmp_path, capsys, corrupt, detector_type, message):
     broken = tmp_path / "suspect.h5"
