@@ -5,6 +5,7 @@ streams go on."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 import time
@@ -24,10 +25,12 @@ def decoded(monitor: PerformanceMonitor, stream: str) -> int:
 
 
 @pytest.mark.weights
-def test_rtsp_server_killed_mid_stream_and_back(weights_dir, rtsp_server, long_clip, figures):
-    """cam1's server is SIGKILLed: cam1 turns `reconnecting` within stall_timeout_s + 1 s, its
-    reconnects counter grows on /metrics, cam2 (another server) keeps >= 90 % of its frame rate,
-    and cam1's frames flow again within retry_max_s + 2 s of its server's return."""
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
+def test_rtsp_server_killed_mid_stream_and_back(weights_dir, rtsp_server, long_clip, fault, figures):
+    """cam1's server is SIGKILLed (the connection closes) or SIGSTOPped (it hangs, silent): cam1
+    turns `reconnecting` within stall_timeout_s + 1 s, its reconnects counter grows on /metrics,
+    cam2 (another server) keeps >= 90 % of its frame rate, and cam1's frames flow again within
+    retry_max_s + 2 s of its server's return."""
     doomed, steady = rtsp_server({"/cam1": long_clip}), rtsp_server({"/cam2": long_clip})
     stream = {"stall_timeout_s": 2.0, "retry_initial_s": 0.2, "retry_max_s": 1.0}
     config = make_config(
@@ -55,7 +58,10 @@ def test_rtsp_server_killed_mid_stream_and_back(weights_dir, rtsp_server, long_c
         assert status_of("cam1") == status_of("cam2") == "online"
         before = await rate("cam2", 3.0)
         killed = time.monotonic()
-        doomed.kill()
+        if fault == "SIGKILL":
+            doomed.kill()
+        else:
+            doomed.process.send_signal(signal.SIGSTOP)
         during = asyncio.create_task(rate("cam2", 4.0))
         while status_of("cam1") != "reconnecting":
             assert time.monotonic() - killed < stream["stall_timeout_s"] + 1.0, "cam1 never turned reconnecting"
@@ -63,6 +69,7 @@ def test_rtsp_server_killed_mid_stream_and_back(weights_dir, rtsp_server, long_c
         detected = time.monotonic() - killed
         during = await during
         reconnects = scrape(exporter.port)["dfstream_stream_reconnects_total{stream=cam1}"]
+        doomed.kill()  # a stopped server is killed and started again, as a supervisor would
         doomed.start()
         back, frames_then = time.monotonic(), decoded(monitor, "cam1")
         while decoded(monitor, "cam1") <= frames_then:
