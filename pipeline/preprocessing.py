@@ -46,6 +46,10 @@ class PreprocessingConfig(BaseModel):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     normalize: bool = True  # pixels are always scaled to [0, 1]; this then applies (x - mean) / std
     interpolation: Literal["nearest", "bilinear", "bicubic", "area"] = "bilinear"
+    # stretch: resize to input_size whatever the aspect; longest_side_pad: scale the longest side
+    # to the input size keeping the aspect (area when shrinking, bicubic when enlarging, whatever
+    # ``interpolation`` says), then pad with black to a centred square (the DFDC winner's rule)
+    resize_mode: Literal["stretch", "longest_side_pad"] = "stretch"
     channel_order: Literal["RGB", "BGR"] = "RGB"
     augment: bool = False
     augmentation_type: AugmentationType = AugmentationType.BASIC
@@ -119,6 +123,8 @@ class UnifiedPreprocessor:
 
     def resize(self, array: np.ndarray) -> np.ndarray:
         height, width = self.config.input_size
+        if self.config.resize_mode == "longest_side_pad":
+            return _longest_side_pad(array, height, width)
         if array.shape[:2] == (height, width):
             return array
         return cv2.resize(array, (width, height), interpolation=_INTERPOLATION[self.config.interpolation])
@@ -172,6 +178,21 @@ class UnifiedPreprocessor:
                 noise = rng.normal(0.0, rng.uniform(2.0, 8.0), out.shape)
                 out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(out)
+
+
+def _longest_side_pad(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    size = min(height, width)
+    h, w = array.shape[:2]
+    if max(h, w) != size:
+        scale = size / max(h, w)
+        new_w, new_h = (size, int(h * scale)) if w > h else (int(w * scale), size)  # truncated, as the reference does
+        interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+        array = cv2.resize(array, (max(new_w, 1), max(new_h, 1)), interpolation=interpolation)
+    out = np.zeros((height, width, 3), dtype=np.uint8)
+    h, w = array.shape[:2]
+    top, left = (height - h) // 2, (width - w) // 2
+    out[top : top + h, left : left + w] = array
+    return out
 
 
 def crop_with_margin(array: np.ndarray, box: Box, margin: float) -> np.ndarray:

@@ -1,0 +1,287 @@
+"""Published checkpoint formats load strictly and compute what the reference model computes.
+
+No published file is downloaded in tests: each test builds the reference model as its authors did
+(timm, efficientnet_pytorch, or the arithmetic written out), gives it random weights and random
+BatchNorm statistics, saves it in the upstream file layout, loads that file through dfstream and
+compares the outputs (relative error <= 1e-5)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pipeline.detectors import (
+    DFBEfficientNetB4Detector,
+    DFBMeso4Detector,
+    DFBMesoInception4Detector,
+    DFBXceptionDetector,
+    DFDCWinnerB7Detector,
+)
+from pipeline.errors import ModelLoadError
+
+FIDELITY: dict[str, float] = {}
+
+
+def randomise(model: nn.Module, seed: int) -> nn.Module:
+    """Random weights and BatchNorm statistics, so that no layer is an identity by accident."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                values = torch.randn(tensor.shape, generator=generator) * 0.1
+                if name.endswith("running_var"):
+                    values = values.abs() + 0.5
+                elif name.endswith(".weight") and tensor.dim() == 1:  # BN gamma
+                    values = values + 1.0
+                tensor.copy_(values)
+    return model.eval()
+
+
+def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((ours - reference).abs().max() / reference.abs().max().clamp_min(1e-12))
+
+
+def load(detector_cls, path):
+    detector = detector_cls(device="cpu", weights=str(path))
+    detector.load_model()
+    return detector
+
+
+def check(name, detector, reference: nn.Module, x: torch.Tensor, probability) -> None:
+    """Compared in float64, where the arithmetic of two correct implementations agrees to ~1e-12:
+    with random weights a deep network's activations grow large, and float32 rounding (which
+    differs between memory layouts) would swamp the comparison without saying anything about the
+    mapping of the weights."""
+    module = detector.module.double()
+    reference = reference.double() if isinstance(reference, nn.Module) else reference
+    x = x.double()
+    with torch.inference_mode():
+        ours_logits = module(x.contiguous(memory_format=torch.channels_last))
+        ref_logits = reference(x)
+        ours_p = detector.fake_probability(ours_logits)
+    error = relative_error(ours_logits, ref_logits)
+    FIDELITY[name] = error
+    print(f"{name}: relative logit error {error:.2e}")
+    assert error <= 1e-5
+    assert torch.allclose(ours_p, probability(ref_logits).float(), atol=1e-6)
+
+
+# ---- DeepfakeBench -----------------------------------------------------------------------------------
+def test_deepfakebench_xception_matches_timm(tmp_path):
+    """timm's legacy_xception is an independent implementation of the same network (head named fc)."""
+    import timm
+
+    reference = randomise(timm.create_model("legacy_xception", pretrained=False, num_classes=2), 1)
+    state = {f"backbone.{k.replace('fc.', 'last_linear.', 1) if k.startswith('fc.') else k}": v for k, v in reference.state_dict().items()}
+    adjust = randomise(nn.Sequential(nn.Conv2d(2048, 512, 1, 1), nn.BatchNorm2d(512), nn.ReLU()), 2)
+    state |= {f"backbone.adjust_channel.{k}": v for k, v in adjust.state_dict().items()}  # saved, never run
+    torch.save(state, tmp_path / "xception_best.pth")
+    detector = load(DFBXceptionDetector, tmp_path / "xception_best.pth")
+    x = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(3))
+    check("dfb_xception", detector, reference, x, lambda y: torch.softmax(y, 1)[:, 1])
+
+
+class UpstreamEfficientNetB4(nn.Module):
+    """DeepfakeBench's backbone as its efficientnetb4.py builds it."""
+
+    def __init__(self):
+        super().__init__()
+        from efficientnet_pytorch import EfficientNet
+
+        self.efficientnet = EfficientNet.from_name("efficientnet-b4")
+        self.efficientnet._conv_stem = nn.Conv2d(3, 48, kernel_size=3, stride=2, bias=False)
+        self.efficientnet._fc = nn.Identity()
+        self.last_layer = nn.Linear(1792, 2)
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(self.efficientnet.extract_features(x), (1, 1))
+        return self.last_layer(x.view(x.size(0), -1))
+
+
+def test_deepfakebench_efficientnet_b4_with_its_stem_and_prefix(tmp_path):
+    reference = randomise(UpstreamEfficientNetB4(), 4)
+    state = {f"module.backbone.{k}": v for k, v in reference.state_dict().items()}  # saved from DataParallel
+    torch.save(state, tmp_path / "effnb4_best.pth")
+    detector = load(DFBEfficientNetB4Detector, tmp_path / "effnb4_best.pth")
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(5))
+    check("dfb_efficientnet_b4", detector, reference, x, lambda y: torch.softmax(y, 1)[:, 1])
+
+
+def meso4_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """DeepfakeBench's Meso4 written out with functional ops on the file's own tensors."""
+
+    def bn(t, name):
+        return F.batch_norm(t, s[f"{name}.running_mean"], s[f"{name}.running_var"], s[f"{name}.weight"], s[f"{name}.bias"], eps=1e-5)
+
+    x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv1.weight"], padding=1)), "bn1"), 2)
+    x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv2.weight"], padding=2)), "bn1"), 2)
+    x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv3.weight"], padding=2)), "bn2"), 2)
+    x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv4.weight"], padding=2)), "bn2"), 4)
+    x = F.leaky_relu(F.linear(x.flatten(1), s["fc1.weight"], s["fc1.bias"]), 0.1)
+    return F.linear(x, s["fc2.weight"], s["fc2.bias"])
+
+
+def meso_inception_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def bn(t, name):
+        return F.batch_norm(t, s[f"{name}.running_mean"], s[f"{name}.running_var"], s[f"{name}.weight"], s[f"{name}.bias"], eps=1e-5)
+
+    for n in (1, 2):
+        w = lambda k: s[f"Incption{n}_{k}.weight"]  # noqa: E731
+        branches = [F.conv2d(x, w("conv1")), F.conv2d(F.conv2d(x, w("conv2_1")), w("conv2_2"), padding=1),
+                    F.conv2d(F.conv2d(x, w("conv3_1")), w("conv3_2"), padding=2, dilation=2),
+                    F.conv2d(F.conv2d(x, w("conv4_1")), w("conv4_2"), padding=3, dilation=3)]  # fmt: skip
+        x = F.max_pool2d(bn(torch.cat(branches, 1), f"Incption{n}_bn"), 2)
+    x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv1.weight"], padding=2)), "bn1"), 2)
+    x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv2.weight"], padding=2)), "bn1"), 4)
+    x = F.leaky_relu(F.linear(x.flatten(1), s["fc1.weight"], s["fc1.bias"]), 0.1)
+    return F.linear(x, s["fc2.weight"], s["fc2.bias"])
+
+
+@pytest.mark.parametrize(
+    "detector_cls, reference, name",
+    [(DFBMeso4Detector, meso4_reference, "dfb_meso4"), (DFBMesoInception4Detector, meso_inception_reference, "dfb_meso4inception")],
+)
+def test_deepfakebench_mesonets(tmp_path, detector_cls, reference, name):
+    shapes = randomise(detector_cls(device="cpu").build(), 6).state_dict()
+    torch.save({f"backbone.{k}": v for k, v in shapes.items()}, tmp_path / "meso_best.pth")
+    detector = load(detector_cls, tmp_path / "meso_best.pth")
+    x = torch.randn(3, 3, 256, 256, generator=torch.Generator().manual_seed(7))
+    state = {k: v.double() for k, v in shapes.items()}
+    check(name, detector, lambda t: reference(state, t), x, lambda y: torch.softmax(y, 1)[:, 1])
+
+
+# ---- the DFDC winner -----------------------------------------------------------------------------------
+class UpstreamDeepFakeClassifier(nn.Module):
+    """training/zoo/classifiers.py's DeepFakeClassifier with its tf_efficientnet_b7_ns encoder."""
+
+    def __init__(self):
+        super().__init__()
+        import timm
+
+        self.encoder = timm.create_model("tf_efficientnet_b7", pretrained=False, drop_path_rate=0.2)
+        self.avg_pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(0.0)
+        self.fc = nn.Linear(2560, 1)
+
+    def forward(self, x):
+        x = self.avg_pool(self.encoder.forward_features(x)).flatten(1)
+        return self.fc(self.dropout(x))
+
+
+def test_dfdc_winner_b7_from_its_training_dict(tmp_path):
+    reference = randomise(UpstreamDeepFakeClassifier(), 8)
+    checkpoint = {"epoch": 111, "bce_best": np.float64(0.19), "state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}
+    torch.save(checkpoint, tmp_path / "final_111_DeepFakeClassifier_tf_efficientnet_b7_ns_0_36")
+    detector = load(DFDCWinnerB7Detector, tmp_path / "final_111_DeepFakeClassifier_tf_efficientnet_b7_ns_0_36")
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(9))
+    check("dfdc_b7", detector, reference, x, lambda y: torch.sigmoid(y[:, 0]))
+
+
+# ---- a wrong file fails loudly ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def meso_state():
+    return {f"backbone.{k}": v for k, v in randomise(DFBMeso4Detector(device="cpu").build(), 10).state_dict().items()}
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("a checkpoint ran code",))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s.pop("backbone.bn2.running_var"), "1 missing: backbone.bn2.running_var"),
+        (lambda s: s.update({"backbone.head.weight": torch.zeros(2)}), "1 unexpected: backbone.head.weight"),
+        (lambda s: s.update({"backbone.fc2.weight": torch.zeros(3, 16)}), "1 with another shape: backbone.fc2.weight (3, 16) != (2, 16)"),
+        (lambda s: [s.update({k.removeprefix("backbone."): s.pop(k)}) for k in list(s)], "expected every key under 'backbone.'"),
+        (lambda s: s["backbone.conv1.weight"].view(-1).__setitem__(0, float("nan")), "hold NaN or inf: backbone.conv1.weight"),
+    ],
+    ids=["missing", "unexpected", "shape", "no-prefix", "nan"],
+)
+def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path, meso_state, change, message):
+    state = {k: v.clone() for k, v in meso_state.items()}
+    change(state)
+    torch.save(state, tmp_path / "meso4_best.pth")
+    with pytest.raises(ModelLoadError) as info:
+        load(DFBMeso4Detector, tmp_path / "meso4_best.pth")
+    assert message in str(info.value) and "meso4_best.pth" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "not a readable PyTorch checkpoint"),
+        (b"\x00" * 100, "not a readable PyTorch checkpoint"),
+        (pickle.dumps(Payload()), "not a readable PyTorch checkpoint"),
+        (None, "holds no state_dict"),
+    ],
+    ids=["empty", "zeros", "code-in-pickle", "not-a-state-dict"],
+)
+def test_unreadable_or_unsafe_files_are_refused(tmp_path, content, message, capsys):
+    path = tmp_path / "xception_best.pth"
+    if content is None:
+        torch.save({"epoch": 3}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ModelLoadError, match=message):
+        load(DFBXceptionDetector, path)
+    assert "a checkpoint ran code" not in capsys.readouterr().out
+
+
+def test_fidelity_summary():
+    """Printed for the record (pytest -s): each architecture's measured error."""
+    for name, error in FIDELITY.items():
+        print(f"{name}: {error:.2e}")
+
+
+# ---- preprocessing profiles ------------------------------------------------------------------------
+PROFILES = {
+    # detector: (input size, resize, interpolation, mean, std, margin per side, polarity)
+    DFBXceptionDetector: ((256, 256), "stretch", "bicubic", (0.5,) * 3, (0.5,) * 3, 0.15, "softmax[:, 1]"),
+    DFBEfficientNetB4Detector: ((256, 256), "stretch", "bicubic", (0.5,) * 3, (0.5,) * 3, 0.15, "softmax[:, 1]"),
+    DFBMeso4Detector: ((256, 256), "stretch", "bicubic", (0.5,) * 3, (0.5,) * 3, 0.15, "softmax[:, 1]"),
+    DFBMesoInception4Detector: ((256, 256), "stretch", "bicubic", (0.5,) * 3, (0.5,) * 3, 0.15, "softmax[:, 1]"),
+    DFDCWinnerB7Detector: ((380, 380), "longest_side_pad", "bilinear", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1 / 3, "sigmoid"),
+}
+
+
+@pytest.mark.parametrize("detector_cls", list(PROFILES), ids=lambda c: c.architecture)
+def test_preprocessing_profiles_are_pinned(detector_cls):
+    size, resize, interpolation, mean, std, margin, polarity = PROFILES[detector_cls]
+    p = detector_cls.preprocessing
+    assert (p.input_size, p.resize_mode, p.interpolation, p.mean, p.std) == (size, resize, interpolation, mean, std)
+    assert p.face_crop_margin == pytest.approx(margin) and p.channel_order == "RGB" and p.normalize
+    logits = torch.tensor([[0.3, -1.2], [2.0, 0.5]])
+    expected = torch.softmax(logits, 1)[:, 1] if polarity == "softmax[:, 1]" else torch.sigmoid(logits[:, 0])
+    assert torch.allclose(detector_cls(device="cpu").fake_probability(logits), expected)
+
+
+def test_deepfakebench_input_is_a_bicubic_stretch_normalised_around_half(astronaut):
+    import cv2
+
+    crop = astronaut[40:260, 150:330]  # 220 x 180, not square
+    tensor = DFBXceptionDetector(device="cpu").preprocessor.preprocess(crop)
+    expected = (cv2.resize(crop, (256, 256), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255 - 0.5) / 0.5
+    assert torch.allclose(tensor, torch.from_numpy(expected).permute(2, 0, 1), atol=1e-6)
+
+
+def test_dfdc_input_keeps_the_aspect_and_pads_black(astronaut):
+    import cv2
+
+    crop = astronaut[40:160, 100:300]  # 120 x 200: the long side is enlarged to 380 with bicubic
+    tensor = DFDCWinnerB7Detector(device="cpu").preprocessor.preprocess(crop)
+    resized = cv2.resize(crop, (380, 228), interpolation=cv2.INTER_CUBIC)
+    square = np.zeros((380, 380, 3), np.uint8)
+    square[76 : 76 + 228] = resized  # (380 - 228) // 2 rows above
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    expected = (square.astype(np.float32) / 255 - mean) / std
+    assert torch.allclose(tensor, torch.from_numpy(expected).permute(2, 0, 1), atol=1e-5)
+    big = np.full((900, 500, 3), 200, np.uint8)  # shrunk with area interpolation: a flat image stays flat
+    image = DFDCWinnerB7Detector(device="cpu").preprocessor.prepare(big)
+    assert image.shape == (380, 380, 3) and (image[:, 84:295] == 200).all() and (image[:, :84] == 0).all()
