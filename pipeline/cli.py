@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     pull_cmd = models_cmd.add_parser("pull", help="download weights (sha256-checked) into the cache")
     pull_cmd.add_argument("names", nargs="*", help="manifest names (default: all)")
     pull_cmd.add_argument("--mirror", help="base URL holding the same files (also $DFSTREAM_MODEL_MIRROR)")
+    pull_cmd.add_argument("--accept-unpinned", action="store_true",
+                          help="also fetch files the manifest pins no sha256 for, and record their digest")  # fmt: skip
     models_cmd.add_parser("verify", help="check every cached file against its sha256")
 
     args = parser.parse_args(argv)
@@ -100,14 +102,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .weights import load_manifest, model_dir, pull, source_url, verify
+    from .errors import WeightsError
+    from .weights import expected_sha256, load_manifest, model_dir, pull, sha256_file, source_url, verify
 
     manifest = load_manifest()
     if args.models_command == "list":
         print(f"cache: {model_dir()}")
         for name, entry in manifest.items():
-            state = "verified" if verify(entry) else "missing"
-            print(f"{name:<22} {entry.architecture:<16} {entry.size:>10} B  {entry.license:<12} {state}")
+            present = (model_dir() / entry.file).is_file()
+            state = "verified" if verify(entry) else ("unverified" if present else "missing")
+            size = f"{entry.size:>10} B" if entry.size else "  unpinned  "
+            print(f"{name:<22} {entry.architecture:<20} {size}  {entry.license:<13} {state}")
         return 0
     if args.models_command == "pull":
         unknown = [n for n in args.names if n not in manifest]
@@ -117,19 +122,34 @@ def _models(args: argparse.Namespace) -> int:
         for name in args.names or list(manifest):
             entry = manifest[name]
             url = f"{args.mirror.rstrip('/')}/{entry.file}" if args.mirror else source_url(entry)
+            if not entry.pinned and not args.accept_unpinned and args.names:
+                raise WeightsError(f"{name}: the manifest pins no sha256 for {entry.file}; add --accept-unpinned to fetch it "
+                                   "and record its digest")  # fmt: skip
+            if not entry.pinned and not args.accept_unpinned:
+                print(f"{name}: skipped, no pinned sha256 (--accept-unpinned fetches it)")
+                continue
             print(f"{name}: {url} (license {entry.license})")
-            path = pull(entry, url=url, progress=_progress(name))
-            print(f"\n{name}: verified sha256, saved to {path}")
+            path = pull(entry, url=url, progress=_progress(name), accept_unpinned=args.accept_unpinned)
+            how = "verified sha256" if entry.pinned else f"recorded sha256 {sha256_file(path)} (unpinned)"
+            print(f"\n{name}: {how}, saved to {path}")
         return 0
-    bad = [name for name, entry in manifest.items() if (model_dir() / entry.file).exists() and not verify(entry)]
-    for name in bad:
-        print(f"{name}: sha256 mismatch in {model_dir() / manifest[name].file}")
+    bad = 0
+    for name, entry in manifest.items():
+        path = model_dir() / entry.file
+        if not path.exists():
+            continue
+        if expected_sha256(entry, model_dir()) is None:
+            print(f"{name}: {path} unverified: no sha256 pinned or recorded")
+        elif not verify(entry):
+            print(f"{name}: sha256 mismatch in {path}")
+            bad += 1
     return 1 if bad else 0
 
 
 def _progress(name: str):
-    def show(received: int, total: int) -> None:
-        print(f"\r{name}: {received * 100 // max(total, 1):3d}% of {total} bytes", end="", file=sys.stderr, flush=True)
+    def show(received: int, total: int | None) -> None:
+        done = f"{received * 100 // max(total, 1):3d}% of {total} bytes" if total else f"{received} bytes"
+        print(f"\r{name}: {done}", end="", file=sys.stderr, flush=True)
 
     return show
 

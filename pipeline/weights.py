@@ -7,6 +7,7 @@ refuses a file whose sha256 differs from the manifest.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import urllib.error
@@ -32,10 +33,16 @@ class WeightsEntry(BaseModel):
     architecture: str
     file: str
     url: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size: int = Field(gt=0)
+    # None: not pinned yet (the publisher gives no digest and nobody has recorded one); such a
+    # file is installed only when asked to, and its digest is then recorded beside it
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    size: int | None = Field(None, gt=0)
     license: str
     description: str = ""
+
+    @property
+    def pinned(self) -> bool:
+        return self.sha256 is not None
 
 
 def load_manifest(path: str | Path = MANIFEST_PATH) -> dict[str, WeightsEntry]:
@@ -83,6 +90,12 @@ def ensure_available(names: list[str], offline: bool, say: Callable[[str], None]
         entry = manifest[name]
         if find_weights(entry) is not None:
             continue
+        if not entry.pinned:
+            present = [d / entry.file for d in search_dirs() if (d / entry.file).is_file()]
+            if present:  # placed by hand: nothing to check it against
+                say(f"{name}: using {present[0]} unverified (the manifest pins no sha256 for it)")
+                continue
+            raise WeightsError(f"{name} is not in {model_dir()}: run `dfstream models pull {name} --accept-unpinned` (license {entry.license})")
         if offline:
             raise WeightsError(f"{name} is not in {model_dir()} and --offline was given: run `dfstream models pull {name}`")
         say(f"fetching {name} ({entry.size} bytes, license {entry.license}) from {source_url(entry)}")
@@ -122,50 +135,99 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def expected_sha256(entry: WeightsEntry, directory: Path) -> str | None:
+    """The manifest's digest; for an unpinned entry, the one recorded when it was first pulled."""
+    if entry.sha256 is not None:
+        return entry.sha256
+    recorded = directory / f"{entry.file}.sha256"
+    return recorded.read_text().split()[0] if recorded.is_file() else None
+
+
 def verify(entry: WeightsEntry, directory: Path | None = None) -> bool:
-    """True when the cached file exists with the manifest's sha256."""
-    path = (directory or model_dir()) / entry.file
-    return path.is_file() and sha256_file(path) == entry.sha256
+    """True when the cached file exists with the expected sha256."""
+    directory = directory or model_dir()
+    path = directory / entry.file
+    expected = expected_sha256(entry, directory)
+    return expected is not None and path.is_file() and sha256_file(path) == expected
 
 
 def pull(
     entry: WeightsEntry,
     directory: Path | None = None,
     url: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
     timeout_s: float = 30.0,
+    accept_unpinned: bool = False,
 ) -> Path:
     """Download ``entry`` into the cache unless a verified copy is there; returns its path.
 
-    The file is written to ``*.part`` and renamed only after its size and sha256 match, so a
-    broken download never looks like a usable checkpoint.
+    The bytes go to ``*.part``, which an interrupted download leaves behind: the next pull asks
+    the server for the rest (HTTP Range) instead of starting again. The file is renamed into
+    place only after its size and sha256 match, so a broken download never looks like a usable
+    checkpoint. An entry without a pinned sha256 is refused unless ``accept_unpinned``; its
+    digest is then recorded beside it, and later pulls and verifies hold it to that.
     """
     directory = directory or model_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / entry.file
     if verify(entry, directory):
         return target
+    if not entry.pinned and not accept_unpinned:
+        raise WeightsError(
+            f"{entry.name}: the manifest pins no sha256 for {entry.file}, so a download cannot be checked; "
+            f"`dfstream models pull {entry.name} --accept-unpinned` fetches it and records its digest"
+        )
     partial = target.with_name(target.name + ".part")
     source = url or source_url(entry)
-    digest = hashlib.sha256()
-    received = 0
-    try:
-        with urllib.request.urlopen(source, timeout=timeout_s) as response, open(partial, "wb") as out:
-            for chunk in iter(lambda: response.read(CHUNK), b""):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if progress is not None:
-                    progress(received, entry.size)
-    except (urllib.error.URLError, OSError) as exc:
-        partial.unlink(missing_ok=True)
-        raise DownloadError(f"{entry.name}: download from {source} failed: {exc}") from exc
-    if received != entry.size or digest.hexdigest() != entry.sha256:
+    digest, received, total = _download(entry, source, partial, progress, timeout_s)
+    if entry.pinned and (received != entry.size or digest != entry.sha256):
         partial.unlink(missing_ok=True)
         raise ChecksumError(
-            f"{entry.name}: downloaded {received} bytes with sha256 {digest.hexdigest()[:16]}…, "
+            f"{entry.name}: downloaded {received} bytes with sha256 {digest[:16]}…, "
             f"expected {entry.size} bytes with sha256 {entry.sha256[:16]}…; file discarded"
         )
+    if not entry.pinned:
+        if total is not None and received != total:
+            partial.unlink(missing_ok=True)
+            raise DownloadError(f"{entry.name}: the server announced {total} bytes and sent {received}; file discarded")
+        (directory / f"{entry.file}.sha256").write_text(f"{digest}  {entry.file}\n")
+        log.warning("%s is not pinned: recorded sha256 %s (%d bytes); pin it in configs/models.yaml", entry.name, digest, received)
     partial.replace(target)
     log.info("weights %s saved to %s", entry.name, target)
     return target
+
+
+def _download(
+    entry: WeightsEntry, source: str, partial: Path, progress: Callable[[int, int | None], None] | None, timeout_s: float
+) -> tuple[str, int, int | None]:
+    """Fetch ``source`` into ``partial``, resuming what an earlier attempt left; returns the
+    sha256 and size of the whole file and the size the server announced (None if it did not)."""
+    digest = hashlib.sha256()
+    have = partial.stat().st_size if partial.is_file() else 0
+    if entry.size is not None and have > entry.size:
+        have = 0  # longer than the file can be: not a prefix of it
+    request = urllib.request.Request(source, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            resumed = have > 0 and response.status == 206
+            if resumed:
+                with open(partial, "rb") as earlier:
+                    for chunk in iter(lambda: earlier.read(CHUNK), b""):
+                        digest.update(chunk)
+            received = have if resumed else 0
+            length = response.headers.get("Content-Length")
+            total = received + int(length) if length is not None else entry.size
+            with open(partial, "ab" if resumed else "wb") as out:
+                for chunk in iter(lambda: response.read(CHUNK), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    if progress is not None:
+                        progress(received, entry.size or total)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        # the .part stays: the next pull resumes from it
+        raise DownloadError(f"{entry.name}: download from {source} failed: {exc}") from exc
+    if length is not None and received < total:  # read(n) reports a dropped connection as a short end
+        raise DownloadError(f"{entry.name}: download from {source} failed: the connection closed after {received} of {total} bytes "
+                            "(run the pull again to resume)")  # fmt: skip
+    return digest.hexdigest(), received, total

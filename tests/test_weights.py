@@ -75,11 +75,15 @@ def test_http_404_and_refused_port_are_download_errors(file_server, tmp_path):
 
 def test_manifest_matches_the_published_digests():
     manifest = load_manifest()
-    assert {"meso4_df", "meso4_f2f", "mesoinception4_df", "mesoinception4_f2f"} <= set(manifest)
+    mesonet = {"meso4_df", "meso4_f2f", "mesoinception4_df", "mesoinception4_f2f"}
+    assert mesonet <= set(manifest) and list(manifest)[:4] == sorted(mesonet, key=list(manifest).index)
+    assert all(manifest[name].pinned for name in mesonet)
+    assert {manifest[n].license for n in manifest if n.startswith("dfb_")} == {"CC-BY-NC-4.0"}
+    assert manifest["dfdc_b7_111"].license == "MIT"
     if SHA256SUMS.is_file():
         published = dict(reversed(line.split()) for line in SHA256SUMS.read_text().splitlines() if line.strip())
-        for entry in manifest.values():
-            assert published[entry.file] == entry.sha256
+        for name in mesonet:
+            assert published[manifest[name].file] == manifest[name].sha256
 
 
 def test_resolve_weights_explains_what_to_do(tmp_path, monkeypatch):
@@ -102,10 +106,85 @@ def test_cli_pulls_the_real_files_from_a_mirror(weights_dir, file_server, tmp_pa
     out = run("pull", "meso4_df", "meso4_f2f", "--mirror", base)
     assert out.returncode == 0, out.stderr
     assert "license Apache-2.0" in out.stdout and out.stdout.count("verified sha256") == 2
-    listing = run("list").stdout
-    assert "meso4_df" in listing and listing.count("verified") == 2 and listing.count("missing") == 2
+    lines = {line.split()[0]: line for line in run("list").stdout.splitlines()[1:]}
+    assert lines["meso4_df"].endswith(" verified") and lines["meso4_f2f"].endswith(" verified")
+    assert lines["mesoinception4_df"].endswith(" missing") and "Apache-2.0" in lines["meso4_df"]
+    assert "unpinned" in lines["dfb_xception"] and "CC-BY-NC-4.0" in lines["dfb_xception"]
     (tmp_path / "cache" / "Meso4_DF.h5").write_bytes(b"corrupted")
     out = run("verify")
     assert out.returncode == 1 and "meso4_df: sha256 mismatch" in out.stdout
     out = run("pull", "nope")
     assert out.returncode == 2 and "unknown model(s) ['nope']" in out.stderr
+
+
+class FlakyServer:
+    """Serves one file with HTTP Range support; the first ``cuts`` answers stop after ``cut_at``
+    bytes, as a dropped connection does."""
+
+    def __init__(self, data: bytes, cut_at: int = 0, cuts: int = 0, ranges: bool = True):
+        self.data, self.cut_at, self.cuts, self.ranges = data, cut_at, cuts, ranges
+        self.requests: list[str | None] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                wanted = self.headers.get("Range")
+                outer.requests.append(wanted)
+                start = int(wanted.split("=")[1].rstrip("-")) if wanted and outer.ranges else 0
+                body = outer.data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body)))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(outer.data) - 1}/{len(outer.data)}")
+                self.end_headers()
+                if outer.cuts > 0:
+                    outer.cuts -= 1
+                    self.wfile.write(body[: outer.cut_at])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # the connection drops mid-file
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/weights.pth"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["resumed", "server-ignores-range"])
+def test_an_interrupted_download_resumes_where_it_stopped(tmp_path, ranges):
+    data = bytes(range(256)) * 4000  # 1 MB
+    server = FlakyServer(data, cut_at=300_000, cuts=1, ranges=ranges)
+    try:
+        with pytest.raises(DownloadError, match="download from .* failed"):
+            pull(entry_for(data), tmp_path, url=server.url)
+        assert (tmp_path / "tiny.h5.part").stat().st_size == 300_000  # kept for the next attempt
+        seen = []
+        path = pull(entry_for(data), tmp_path, url=server.url, progress=lambda got, total: seen.append(got))
+    finally:
+        server.close()
+    assert path.read_bytes() == data and not (tmp_path / "tiny.h5.part").exists()
+    assert server.requests == [None, "bytes=300000-"]
+    assert seen[0] > 300_000 if ranges else seen[0] <= 300_000  # resumed, or started over when the server cannot
+
+
+def test_an_unpinned_file_needs_consent_and_its_digest_is_recorded(tmp_path):
+    data = b"unpinned weights" * 1000
+    entry = WeightsEntry(name="zoo", architecture="dfb_xception", file="zoo.pth", url="http://unused.invalid/x", license="CC-BY-NC-4.0")
+    server = FlakyServer(data)
+    try:
+        with pytest.raises(WeightsError, match="pins no sha256 .* --accept-unpinned"):
+            pull(entry, tmp_path, url=server.url)
+        path = pull(entry, tmp_path, url=server.url, accept_unpinned=True)
+    finally:
+        server.close()
+    recorded = (tmp_path / "zoo.pth.sha256").read_text().split()[0]
+    assert path.read_bytes() == data and recorded == hashlib.sha256(data).hexdigest() and verify(entry, tmp_path)
+    path.write_bytes(b"swapped")  # from now on the recorded digest holds it
+    assert not verify(entry, tmp_path)
