@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-from .errors import DfstreamError
+from .errors import ConfigError, DfstreamError
 
 log = logging.getLogger("dfstream")
 
@@ -38,6 +38,22 @@ def main(argv: list[str] | None = None) -> int:
                           help="also fetch files the manifest pins no sha256 for, and record their digest")  # fmt: skip
     models_cmd.add_parser("verify", help="check every cached file against its sha256")
 
+    for name, text in (("eval", "score a labelled set of videos or images and report AUC, accuracy, precision, recall, F1"),
+                       ("calibrate", "fit per-detector temperature or Platt calibration on a labelled set")):  # fmt: skip
+        command = commands.add_parser(name, help=text)
+        command.add_argument("dataset", help="a folder with real/ and fake/, a FaceForensics++ tree, or a CSV of path,label")
+        command.add_argument("--detectors", nargs="+", required=True, metavar="NAME[=WEIGHTS]",
+                             help="manifest names (meso4_df) or types with a file (meso4=path/to/Meso4_DF.h5)")  # fmt: skip
+        command.add_argument("--frames", type=int, default=32, help="evenly spaced frames per video (default 32, as DeepfakeBench)")
+        command.add_argument("--device", default="auto")
+        if name == "eval":
+            command.add_argument("--out", required=True, help="folder for report.json, frame_scores.csv and ROC curves")
+            command.add_argument("--fusion", default="weighted_average", choices=[m.value for m in _fusion_methods()])
+            command.add_argument("--calibration", help="a calibration file written by dfstream calibrate")
+        else:
+            command.add_argument("--out", required=True, help="the calibration file to write (what ensemble.calibration reads)")
+            command.add_argument("--method", default="platt", choices=["platt", "temperature"])
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -45,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "calibrate":
+            return _calibrate(args)
         return _models(args)
     except DfstreamError as exc:
         for line in str(exc).splitlines():
@@ -99,6 +119,77 @@ def _run(args: argparse.Namespace) -> int:
         if exporter is not None:
             exporter.close()
     return 0
+
+
+def _fusion_methods():
+    from .fusion import FusionMethod
+
+    return list(FusionMethod)
+
+
+def _score(args: argparse.Namespace, calibration: str | None = None):
+    from .datasets import load_dataset
+    from .evaluation import build_ensemble, faces_for, load_eval_detectors, parse_detector_spec, progress_bar, score_items
+    from .fusion import FusionMethod
+
+    if args.frames < 1:
+        raise ConfigError(f"--frames {args.frames}: must be at least 1")
+    items = load_dataset(args.dataset)
+    specs = [parse_detector_spec(text) for text in args.detectors]
+    detectors = load_eval_detectors(specs, args.device)
+    ensemble = build_ensemble(detectors, FusionMethod(getattr(args, "fusion", "weighted_average")), calibration)
+    scores = score_items(items, detectors, ensemble, faces_for(args.device), args.frames, progress_bar(args.command))
+    for skipped in scores.skipped:
+        print(f"dfstream: skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    return items, specs, detectors, scores
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluation import FUSED, report, write_outputs
+
+    items, specs, detectors, scores = _score(args, args.calibration)
+    names = list(detectors)
+    result = report(scores, names)
+    meta = {"dataset": str(args.dataset), "items": len(items), "frames_per_video": args.frames, "fusion": args.fusion,
+            "calibration": args.calibration, "detectors": {s.name: {"type": s.type, "weights": str(detectors[s.name].weights_path)} for s in specs}}  # fmt: skip
+    for path in write_outputs(Path(args.out), result, scores, names, meta):
+        print(f"wrote {path}")
+    print(f"{'model':<22} {'frame AUC':>9} {'video AUC':>9} {'video acc':>9} {'video F1':>8}")
+    for name in [*names, FUSED]:
+        frame, video = result["models"][name]["frame"], result["models"][name]["video"]["mean"]
+        show = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{name:<22} {show(frame['auc']):>9} {show(video['auc']):>9} {show(video['accuracy']):>9} {show(video['f1']):>8}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .calibration import fit_calibrator, save_calibrators
+    from .evaluation import eval_frames_and_labels
+
+    _, _, detectors, scores = _score(args)
+    calibrators = {}
+    for name in detectors:
+        p, y = eval_frames_and_labels(scores, name)
+        if len(set(y.tolist())) < 2:
+            raise ConfigError(f"{args.dataset}: calibration needs both real and fake faces; scored {len(y)} frames of one class")
+        calibrator = fit_calibrator(p, y, args.method)
+        calibrators[name] = calibrator
+        before, after = _log_loss(p, y), _log_loss(np.asarray(calibrator(p)), y)
+        print(f"{name}: {calibrator.to_dict()} log loss {before:.4f} -> {after:.4f} on {len(y)} frames")
+    save_calibrators(calibrators, args.out)
+    print(f"wrote {args.out} (set ensemble.calibration to it)")
+    return 0
+
+
+def _log_loss(p, y) -> float:
+    import numpy as np
+
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def _models(args: argparse.Namespace) -> int:

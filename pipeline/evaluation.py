@@ -1,0 +1,186 @@
+"""``dfstream eval`` and ``dfstream calibrate``: score a labelled set the way the runtime scores a
+stream (MTCNN, each detector's own crop and preprocessing, the ensemble's fusion), then report.
+
+Per video, ``frames`` evenly spaced frames (DeepfakeBench uses 32); in each, the largest face.
+Frame-level metrics treat every scored frame as a sample with its video's label; video-level
+metrics first aggregate a video's frame scores (mean, the DFDC winner's confident strategy, or the
+share of fake frames). Nothing is random: items are sorted, frames fixed, models in eval mode.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import Item, sample_frames
+from .detectors import BUILTIN_DETECTORS
+from .detectors.torch_detector import TorchDetector
+from .ensemble import EnsembleConfig, EnsembleManager
+from .errors import ConfigError, DfstreamError
+from .faces import FaceDetector, FacesConfig
+from .fusion import FusionMethod
+from .metrics import AGGREGATIONS, classification_report, roc_curve
+from .weights import load_manifest
+
+FUSED = "fused"
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    type: str
+    weights: str | None
+
+
+def parse_detector_spec(text: str) -> DetectorSpec:
+    """``meso4_df`` (a manifest name), ``meso4`` (a type, its default weights) or
+    ``meso4=path/to/Meso4_DF.h5`` (a type with that file)."""
+    name, _, weights = text.partition("=")
+    manifest = load_manifest()
+    if name in manifest and not weights:
+        return DetectorSpec(name, manifest[name].architecture, name)
+    if name in BUILTIN_DETECTORS:
+        return DetectorSpec(name, name, weights or None)
+    known = ", ".join(sorted(set(manifest) | set(BUILTIN_DETECTORS)))
+    raise ConfigError(f"--detectors {text!r}: not a manifest name or a detector type (known: {known})")
+
+
+def load_eval_detectors(specs: list[DetectorSpec], device: str) -> dict[str, TorchDetector]:
+    if len({s.name for s in specs}) != len(specs):
+        raise ConfigError("--detectors: each detector needs its own name")
+    detectors = {}
+    for spec in specs:
+        detector = BUILTIN_DETECTORS[spec.type](model_name=spec.name, device=device, weights=spec.weights)  # type: ignore[call-arg]
+        detector.load_model()
+        detectors[spec.name] = detector
+    return detectors
+
+
+@dataclass
+class Scores:
+    """Every scored frame, and the items that could not be scored (with why)."""
+
+    rows: list[dict] = field(default_factory=list)  # path, label, frame, and one P(fake) per detector and fused
+    skipped: list[dict] = field(default_factory=list)  # path, label, reason
+    frames_without_face: int = 0
+
+
+def score_items(
+    items: list[Item],
+    detectors: dict[str, TorchDetector],
+    ensemble: EnsembleManager,
+    faces: FaceDetector,
+    frames: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Scores:
+    scores = Scores()
+    for done, item in enumerate(items, start=1):
+        try:
+            sampled = list(sample_frames(item, frames))
+            found = faces.detect([image for _, image in sampled]) if sampled else []
+            kept = [(index, image, tuple(float(v) for v in d.xyxy[0])) for (index, image), d in zip(sampled, found) if len(d)]
+            scores.frames_without_face += len(sampled) - len(kept)
+            if not kept:
+                raise ConfigError("no face in any sampled frame" if sampled else "no frame could be decoded")
+            per_model = {name: d.score_crops([(image, box) for _, image, box in kept]) for name, d in detectors.items()}
+        except (DfstreamError, OSError, ValueError, IndexError) as exc:  # one bad file is a line in the report
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            scores.skipped.append({"path": str(item.path), "label": item.label, "reason": reason})
+        else:
+            for k, (index, _, _) in enumerate(kept):
+                row = {"path": str(item.path), "label": item.label, "frame": index}
+                row |= {name: float(values[k]) for name, values in per_model.items()}
+                row[FUSED] = float(ensemble.fuse({name: row[name] for name in detectors}).fake_probability)
+                scores.rows.append(row)
+        if progress is not None:
+            progress(done, len(items))
+    return scores
+
+
+def build_ensemble(detectors: dict[str, TorchDetector], method: FusionMethod, calibration: str | None) -> EnsembleManager:
+    ensemble = EnsembleManager(EnsembleConfig(fusion_method=method, max_models=max(len(detectors), 1)))
+    for name, detector in detectors.items():
+        ensemble.add_model(name, detector)
+    if calibration:
+        ensemble.load_calibration(calibration)
+    return ensemble
+
+
+def report(scores: Scores, names: list[str]) -> dict:
+    """Metrics per detector and fused, per frame and per video under each aggregation."""
+    labels = [r["label"] for r in scores.rows]
+    by_video: dict[str, list[dict]] = {}
+    for row in scores.rows:
+        by_video.setdefault(row["path"], []).append(row)
+    result: dict = {"items_scored": len(by_video), "frames_scored": len(scores.rows),
+                    "frames_without_face": scores.frames_without_face, "skipped": scores.skipped, "models": {}}  # fmt: skip
+    for name in [*names, FUSED]:
+        entry = {"frame": classification_report(labels, [r[name] for r in scores.rows]), "video": {}}
+        for strategy, aggregate in AGGREGATIONS.items():
+            video_labels = [rows[0]["label"] for rows in by_video.values()]
+            video_scores = [aggregate([r[name] for r in rows]) for rows in by_video.values()]
+            entry["video"][strategy] = classification_report(video_labels, video_scores)
+        result["models"][name] = entry
+    return result
+
+
+def write_outputs(out: Path, result: dict, scores: Scores, names: list[str], meta: dict) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "report.json", out / "frame_scores.csv", out / "roc_frame.png", out / "roc_video.png"]
+    (out / "report.json").write_text(json.dumps({**meta, **result}, indent=2, sort_keys=True))
+    with open(out / "frame_scores.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "label", "frame", *names, FUSED])
+        writer.writeheader()
+        writer.writerows(scores.rows)
+    _plot_roc(out / "roc_frame.png", "frame level", {n: ([r["label"] for r in scores.rows], [r[n] for r in scores.rows]) for n in [*names, FUSED]}, result, "frame")
+    by_video: dict[str, list[dict]] = {}
+    for row in scores.rows:
+        by_video.setdefault(row["path"], []).append(row)
+    video = {n: ([rows[0]["label"] for rows in by_video.values()], [AGGREGATIONS["mean"]([r[n] for r in rows]) for rows in by_video.values()])
+             for n in [*names, FUSED]}  # fmt: skip
+    _plot_roc(out / "roc_video.png", "video level (mean of frames)", video, result, "video")
+    return written
+
+
+def _plot_roc(path: Path, title: str, curves: dict[str, tuple[list[int], list[float]]], result: dict, level: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
+    for name, (labels, values) in curves.items():
+        fpr, tpr = roc_curve(labels, values)
+        metrics = result["models"][name]["frame"] if level == "frame" else result["models"][name]["video"]["mean"]
+        auc = metrics["auc"]
+        axes.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})" if auc is not None else f"{name} (AUC n/a)")
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, {title}", xlim=(0, 1), ylim=(0, 1.01))
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})  # no version stamp: the same run gives the same bytes
+    plt.close(figure)
+
+
+def progress_bar(label: str) -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        print(f"\r{label}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    return show
+
+
+def faces_for(device: str) -> FaceDetector:
+    return FaceDetector(FacesConfig(device=device))
+
+
+def eval_frames_and_labels(scores: Scores, name: str) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([r[name] for r in scores.rows]), np.array([r["label"] for r in scores.rows])

@@ -1,0 +1,93 @@
+"""Detection metrics and per-video aggregation for ``dfstream eval``.
+
+Labels: 1 = fake, 0 = real; scores are P(fake). AUC is the Mann-Whitney statistic (the probability
+that a random fake scores above a random real, ties counting one half), which is what the area
+under the ROC curve equals; it is None when one class is absent, since it is not defined then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+    y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    positives, negatives = int(y.sum()), int((1 - y).sum())
+    if positives == 0 or negatives == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=float)
+    sorted_scores = s[order]
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
+    y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    thresholds = np.unique(s)[::-1]
+    positives, negatives = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
+    tpr = [0.0] + [float(((s >= t) & (y == 1)).sum() / positives) for t in thresholds]
+    fpr = [0.0] + [float(((s >= t) & (y == 0)).sum() / negatives) for t in thresholds]
+    return np.array(fpr), np.array(tpr)
+
+
+def classification_report(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> dict[str, float | int | None]:
+    """AUC, and accuracy / precision / recall / F1 of "fake" at ``threshold``."""
+    y = np.asarray(labels, dtype=int)
+    predicted = (np.asarray(scores, dtype=float) >= threshold).astype(int)
+    tp = int(((predicted == 1) & (y == 1)).sum())
+    fp = int(((predicted == 1) & (y == 0)).sum())
+    fn = int(((predicted == 0) & (y == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    if precision is None or recall is None:
+        f1 = None
+    else:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "n": len(y),
+        "fakes": int(y.sum()),
+        "auc": roc_auc(y, scores),
+        "accuracy": float((predicted == y).mean()) if len(y) else None,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
+def aggregate_mean(scores: Sequence[float]) -> float:
+    return float(np.mean(scores))
+
+
+def aggregate_confident(scores: Sequence[float], t: float = 0.8) -> float:
+    """The DFDC winner's rule: when enough frames are confidently fake (more than len/2.5 and more
+    than 11), the mean of those; when over 90 % are confidently real (< 0.2), the mean of those;
+    otherwise the plain mean."""
+    p = np.asarray(scores, dtype=float)
+    fakes = int((p > t).sum())
+    if fakes > len(p) // 2.5 and fakes > 11:
+        return float(p[p > t].mean())
+    if int((p < 0.2).sum()) > 0.9 * len(p):
+        return float(p[p < 0.2].mean())
+    return float(p.mean())
+
+
+def aggregate_majority(scores: Sequence[float], threshold: float = 0.5) -> float:
+    """The share of frames judged fake: above 0.5 when most are."""
+    return float((np.asarray(scores, dtype=float) >= threshold).mean())
+
+
+AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
+    "mean": aggregate_mean,
+    "confident": aggregate_confident,
+    "majority": aggregate_majority,
+}
