@@ -203,7 +203,7 @@ def _models(args: argparse.Namespace) -> int:
             present = (model_dir() / entry.file).is_file()
             state = "verified" if verify(entry) else ("unverified" if present else "missing")
             size = f"{entry.size:>10} B" if entry.size else "  unpinned  "
-            print(f"{name:<22} {entry.architecture:<20} {size}  {entry.license:<13} {state}")
+            print(f"{name:<22} {entry.architecture:<20} {entry.profile:<14} {size}  {entry.license:<13} {state}")
         return 0
     if args.models_command == "pull":
         unknown = [n for n in args.names if n not in manifest]

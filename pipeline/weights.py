@@ -31,6 +31,7 @@ class WeightsEntry(BaseModel):
 
     name: str
     architecture: str
+    profile: str  # the preprocessing it was trained with (pipeline.detectors.PROFILES)
     file: str
     url: str
     # None: not pinned yet (the publisher gives no digest and nobody has recorded one); such a

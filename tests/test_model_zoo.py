@@ -223,6 +223,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path, meso_state, change,
     ],
     ids=["empty", "zeros", "code-in-pickle", "not-a-state-dict"],
 )
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_unreadable_or_unsafe_files_are_refused(tmp_path, content, message, capsys):
     path = tmp_path / "xception_best.pth"
     if content is None:

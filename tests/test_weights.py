@@ -39,7 +39,7 @@ def file_server(tmp_path):
 
 
 def entry_for(data: bytes, name: str = "tiny", file: str = "tiny.h5") -> WeightsEntry:
-    return WeightsEntry(name=name, architecture="meso4", file=file, url="http://unused.invalid/x",
+    return WeightsEntry(name=name, architecture="meso4", profile="mesonet", file=file, url="http://unused.invalid/x",
                         sha256=hashlib.sha256(data).hexdigest(), size=len(data), license="Apache-2.0")  # fmt: skip
 
 
@@ -80,6 +80,10 @@ def test_manifest_matches_the_published_digests():
     assert all(manifest[name].pinned for name in mesonet)
     assert {manifest[n].license for n in manifest if n.startswith("dfb_")} == {"CC-BY-NC-4.0"}
     assert manifest["dfdc_b7_111"].license == "MIT"
+    from pipeline.detectors import BUILTIN_DETECTORS, PROFILES
+
+    for entry in manifest.values():  # each file's declared profile is the one its architecture applies
+        assert BUILTIN_DETECTORS[entry.architecture].preprocessing == PROFILES[entry.profile], entry.name
     if SHA256SUMS.is_file():
         published = dict(reversed(line.split()) for line in SHA256SUMS.read_text().splitlines() if line.strip())
         for name in mesonet:
@@ -176,7 +180,7 @@ def test_an_interrupted_download_resumes_where_it_stopped(tmp_path, ranges):
 
 def test_an_unpinned_file_needs_consent_and_its_digest_is_recorded(tmp_path):
     data = b"unpinned weights" * 1000
-    entry = WeightsEntry(name="zoo", architecture="dfb_xception", file="zoo.pth", url="http://unused.invalid/x", license="CC-BY-NC-4.0")
+    entry = WeightsEntry(name="zoo", architecture="dfb_xception", profile="deepfakebench", file="zoo.pth", url="http://unused.invalid/x", license="CC-BY-NC-4.0")
     server = FlakyServer(data)
     try:
         with pytest.raises(WeightsError, match="pins no sha256 .* --accept-unpinned"):

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from ..detector import BaseDetector
-from .deepfakebench import DFBEfficientNetB4Detector, DFBMeso4Detector, DFBMesoInception4Detector, DFBXceptionDetector
-from .dfdc import DFDCWinnerB7Detector
-from .mesonet import Meso4Detector, MesoInception4Detector
+from ..preprocessing import PreprocessingConfig
+from .deepfakebench import (
+    DEEPFAKEBENCH_PREPROCESSING,
+    DFBEfficientNetB4Detector,
+    DFBMeso4Detector,
+    DFBMesoInception4Detector,
+    DFBXceptionDetector,
+)
+from .dfdc import DFDC_WINNER_PREPROCESSING, DFDCWinnerB7Detector
+from .mesonet import MESONET_PREPROCESSING, Meso4Detector, MesoInception4Detector
 from .torch_detector import TorchDetector
 
 BUILTIN_DETECTORS: dict[str, type[BaseDetector]] = {
@@ -18,8 +25,16 @@ BUILTIN_DETECTORS: dict[str, type[BaseDetector]] = {
     "dfdc_b7": DFDCWinnerB7Detector,
 }
 
+# the manifest's ``profile`` names one of these
+PROFILES: dict[str, PreprocessingConfig] = {
+    "mesonet": MESONET_PREPROCESSING,
+    "deepfakebench": DEEPFAKEBENCH_PREPROCESSING,
+    "dfdc_winner": DFDC_WINNER_PREPROCESSING,
+}
+
 __all__ = [
     "BUILTIN_DETECTORS",
+    "PROFILES",
     "DFBEfficientNetB4Detector",
     "DFBMeso4Detector",
     "DFBMesoInception4Detector",
