@@ -119,6 +119,12 @@ def test_cli_pulls_the_real_files_from_a_mirror(weights_dir, file_server, tmp_pa
     assert out.returncode == 1 and "meso4_df: sha256 mismatch" in out.stdout
     out = run("pull", "nope")
     assert out.returncode == 2 and "unknown model(s) ['nope']" in out.stderr
+    (root / "meso4_best.pth").write_bytes(b"an unpinned checkpoint")
+    out = run("pull", "dfb_meso4", "--mirror", base)
+    assert out.returncode == 2 and "pins no sha256" in out.stderr and "--accept-unpinned" in out.stderr
+    out = run("pull", "dfb_meso4", "--mirror", base, "--accept-unpinned")
+    assert out.returncode == 0 and "license CC-BY-NC-4.0" in out.stdout and "recorded sha256" in out.stdout
+    assert run("verify").returncode == 1  # Meso4_DF.h5 is still the corrupted one; dfb_meso4 holds to its record
 
 
 class FlakyServer:
