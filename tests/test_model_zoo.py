@@ -286,3 +286,23 @@ def test_dfdc_input_keeps_the_aspect_and_pads_black(astronaut):
     big = np.full((900, 500, 3), 200, np.uint8)  # shrunk with area interpolation: a flat image stays flat
     image = DFDCWinnerB7Detector(device="cpu").preprocessor.prepare(big)
     assert image.shape == (380, 380, 3) and (image[:, 84:295] == 200).all() and (image[:, :84] == 0).all()
+
+
+def test_a_zoo_detector_runs_in_the_streaming_runtime(tmp_path, short_clip):
+    """From the config file's point of view a DeepfakeBench checkpoint is one more detector type."""
+    import asyncio
+
+    from pipeline.config import parse_config
+    from pipeline.runtime import Runtime, load_detectors
+    from tests.test_runtime import MemorySink
+
+    state = randomise(DFBMeso4Detector(device="cpu").build(), 11).state_dict()
+    torch.save({f"backbone.{k}": v for k, v in state.items()}, tmp_path / "meso4_best.pth")
+    config = parse_config({
+        "streams": [{"id": "clip", "url": str(short_clip), "pace": "asap"}],
+        "detectors": [{"name": "dfb", "type": "dfb_meso4", "weights": str(tmp_path / "meso4_best.pth")}],
+    })  # fmt: skip
+    sink = MemorySink()
+    asyncio.run(Runtime(config, load_detectors(config), [sink]).run())
+    verdicts = sink.verdicts("clip")
+    assert len(verdicts) == 60 and all(set(v.models) == {"dfb"} and 0 <= v.models["dfb"] <= 1 for v in verdicts)
