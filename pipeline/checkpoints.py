@@ -31,7 +31,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         with torch.serialization.safe_globals(_NUMPY_SCALARS):  # training dicts keep best scores as numpy scalars
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  torch raises anything from EOFError to UnpicklingError
+    except Exception as exc:  # torch raises anything from EOFError to UnpicklingError for a bad file
         raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
     if isinstance(data, Mapping):
         for key in WRAPPERS:

@@ -129,7 +129,14 @@ def _fusion_methods():
 
 def _score(args: argparse.Namespace, calibration: str | None = None):
     from .datasets import load_dataset
-    from .evaluation import build_ensemble, faces_for, load_eval_detectors, parse_detector_spec, progress_bar, score_items
+    from .evaluation import (
+        build_ensemble,
+        faces_for,
+        load_eval_detectors,
+        parse_detector_spec,
+        progress_bar,
+        score_items,
+    )
     from .fusion import FusionMethod
 
     if args.frames < 1:
@@ -159,9 +166,12 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"{'model':<22} {'frame AUC':>9} {'video AUC':>9} {'video acc':>9} {'video F1':>8}")
     for name in [*names, FUSED]:
         frame, video = result["models"][name]["frame"], result["models"][name]["video"]["mean"]
-        show = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"{name:<22} {show(frame['auc']):>9} {show(video['auc']):>9} {show(video['accuracy']):>9} {show(video['f1']):>8}")
+        print(f"{name:<22} {_show(frame['auc']):>9} {_show(video['auc']):>9} {_show(video['accuracy']):>9} {_show(video['f1']):>8}")
     return 0
+
+
+def _show(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _calibrate(args: argparse.Namespace) -> int:

@@ -131,7 +131,9 @@ def meso_inception_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> tor
         return F.batch_norm(t, s[f"{name}.running_mean"], s[f"{name}.running_var"], s[f"{name}.weight"], s[f"{name}.bias"], eps=1e-5)
 
     for n in (1, 2):
-        w = lambda k: s[f"Incption{n}_{k}.weight"]  # noqa: E731
+        def w(k, n=n):
+            return s[f"Incption{n}_{k}.weight"]
+
         branches = [F.conv2d(x, w("conv1")), F.conv2d(F.conv2d(x, w("conv2_1")), w("conv2_2"), padding=1),
                     F.conv2d(F.conv2d(x, w("conv3_1")), w("conv3_2"), padding=2, dilation=2),
                     F.conv2d(F.conv2d(x, w("conv4_1")), w("conv4_2"), padding=3, dilation=3)]  # fmt: skip

@@ -76,7 +76,9 @@ class DFBMesoInception4(nn.Module):
         self.fc2 = nn.Linear(16, num_classes)
 
     def _inception(self, n: int, x: torch.Tensor) -> torch.Tensor:
-        layer = lambda name: getattr(self, f"Incption{n}_{name}")  # noqa: E731
+        def layer(name: str) -> nn.Module:
+            return getattr(self, f"Incption{n}_{name}")
+
         y = torch.cat([layer("conv1")(x), layer("conv2_2")(layer("conv2_1")(x)),
                        layer("conv3_2")(layer("conv3_1")(x)), layer("conv4_2")(layer("conv4_1")(x))], 1)  # fmt: skip
         return nn.functional.max_pool2d(layer("bn")(y), 2)
