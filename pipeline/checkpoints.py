@@ -10,7 +10,7 @@ Files are read with ``torch.load(weights_only=True)``: a checkpoint is data, nev
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +46,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path, prefix: str = "") -> None:
-    """Copy ``state`` into ``module``: the file's keys are ``prefix`` + the module's own keys."""
+def load_strict(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    path: str | Path,
+    prefix: str = "",
+    rename: Callable[[str], str] | None = None,
+) -> None:
+    """Copy ``state`` into ``module``: the file's keys are ``prefix`` + the module's own keys
+    (after ``rename``, where a library names a layer otherwise than the file)."""
     if prefix and not all(k.startswith(prefix) for k in state):
         stray = [k for k in state if not k.startswith(prefix)]
         raise ModelLoadError(f"{Path(path).name}: expected every key under {prefix!r}; {len(stray)} are not: {_some(stray)}")
-    renamed = {k.removeprefix(prefix): v for k, v in state.items()}
+    renamed = {(rename or str)(k.removeprefix(prefix)): v for k, v in state.items()}
+    prefix = "" if rename else prefix  # messages then name the module's keys
     own = module.state_dict()
     missing = [k for k in own if k not in renamed]
     unexpected = [k for k in renamed if k not in own]

@@ -20,7 +20,6 @@ from torch import nn
 from ..checkpoints import load_strict, read_state_dict
 from ..preprocessing import PreprocessingConfig
 from .torch_detector import TorchDetector
-from .xception import Xception
 
 DEEPFAKEBENCH_PREPROCESSING = PreprocessingConfig(
     input_size=(256, 256),
@@ -91,6 +90,29 @@ class DFBMesoInception4(nn.Module):
         return self.fc2(f.leaky_relu(self.fc1(torch.flatten(x, 1)), 0.1))
 
 
+class DFBXception(nn.Module):
+    """timm's ``legacy_xception`` (the FaceForensics++ / Cadene Xception that DeepfakeBench's
+    xception.py also derives from), two classes. DeepfakeBench names the head ``last_linear``
+    where timm says ``fc``, and saves an ``adjust_channel`` branch its plain Xception never runs;
+    it is kept here so that strict loading accounts for every tensor of the file."""
+
+    def __init__(self, num_classes: int = 2):
+        super().__init__()
+        import timm  # imported late: it costs a second and only the model zoo needs it
+
+        self.net = timm.create_model("legacy_xception", pretrained=False, num_classes=num_classes)
+        self.adjust_channel = nn.Sequential(nn.Conv2d(2048, 512, 1, 1), nn.BatchNorm2d(512), nn.ReLU(inplace=True))
+
+    @staticmethod
+    def file_key_to_module_key(key: str) -> str:
+        if key.startswith("adjust_channel."):
+            return key
+        return "net.fc." + key.removeprefix("last_linear.") if key.startswith("last_linear.") else "net." + key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class DFBEfficientNetB4(nn.Module):
     """DeepfakeBench's EfficientNet-B4: efficientnet_pytorch's network under ``efficientnet.``
     with its stem replaced by a plain 3x3 stride-2 convolution without padding (DeepfakeBench
@@ -132,7 +154,10 @@ class DFBXceptionDetector(DeepfakeBenchDetector):
     default_weights = "dfb_xception"
 
     def build(self) -> nn.Module:
-        return Xception(num_classes=2)
+        return DFBXception(num_classes=2)
+
+    def load_weights(self, module: nn.Module, path: Path) -> None:
+        load_strict(module, read_state_dict(path), path, prefix=self.prefix, rename=DFBXception.file_key_to_module_key)
 
 
 class DFBEfficientNetB4Detector(DeepfakeBenchDetector):
