@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 
 from .datasets import Item, sample_frames
@@ -89,7 +90,7 @@ def score_items(
             if not kept:
                 raise ConfigError("no face in any sampled frame" if sampled else "no frame could be decoded")
             per_model = {name: d.score_crops([(image, box) for _, image, box in kept]) for name, d in detectors.items()}
-        except (DfstreamError, OSError, ValueError, IndexError) as exc:  # one bad file is a line in the report
+        except (DfstreamError, av.error.FFmpegError, OSError, ValueError, IndexError) as exc:  # one bad file is a line in the report
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             scores.skipped.append({"path": str(item.path), "label": item.label, "reason": reason})
         else:
