@@ -164,3 +164,28 @@ def creds(monkeypatch):
 
     monkeypatch.setenv("DFSTREAM_MQTT_USERNAME", "dfstream")
     monkeypatch.setenv("DFSTREAM_MQTT_PASSWORD", USERS["dfstream"])
+
+
+@pytest.fixture
+def serve_folder():
+    """serve_folder(root) → the base URL of a quiet HTTP server for ``root`` on loopback."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    servers = []
+
+    def serve(root: Path) -> str:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -76,11 +76,8 @@ def test_rtsp_over_udp(rtsp_server):
 
 
 @pytest.fixture
-def hls_server(tmp_path):
+def hls_server(tmp_path, serve_folder):
     """An HLS playlist (1 s segments of the face clip) served over HTTP on loopback."""
-    import functools
-    import http.server
-    import threading
     from fractions import Fraction
 
     import av
@@ -99,16 +96,7 @@ def hls_server(tmp_path):
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    return serve_folder(root)
 
 
 def test_hls_over_http(hls_server):

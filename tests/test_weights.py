@@ -18,24 +18,11 @@ SHA256SUMS = SHARED_WEIGHTS / "SHA256SUMS"
 
 
 @pytest.fixture
-def file_server(tmp_path):
-    """Serve tmp_path/www over HTTP on an ephemeral loopback port."""
+def file_server(tmp_path, serve_folder):
+    """tmp_path/www over HTTP on an ephemeral loopback port."""
     root = tmp_path / "www"
     root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    return root, serve_folder(root)
 
 
 def entry_for(data: bytes, name: str = "tiny", file: str = "tiny.h5") -> WeightsEntry:

@@ -144,19 +144,8 @@ def test_a_server_that_never_answers_gives_up_after_open_timeout(silent_server, 
 
 
 @pytest.fixture
-def http_server(tmp_path):
-    import functools
-    import http.server
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def http_server(tmp_path, serve_folder):
+    return serve_folder(tmp_path)
 
 
 @pytest.mark.parametrize(
