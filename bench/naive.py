@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 
 from pipeline.detectors import TorchDetector
-from pipeline.preprocessing import crop_with_margin
 
 
 def naive_fps(clip: Path, mtcnn, detectors: list[TorchDetector], max_frames: int | None = None) -> tuple[float, int]:
@@ -30,7 +29,7 @@ def naive_fps(clip: Path, mtcnn, detectors: list[TorchDetector], max_frames: int
         for box in np.asarray(boxes, dtype=np.float32):
             scores = []
             for detector in detectors:
-                crop = crop_with_margin(rgb, tuple(box), detector.preprocessing.face_crop_margin)
+                crop = detector.preprocessor.crop(rgb, tuple(box))
                 scores.append(detector.predict(crop).fake_probability)
             _ = float(np.mean(scores))
             faces += 1

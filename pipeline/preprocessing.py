@@ -56,6 +56,9 @@ class PreprocessingConfig(BaseModel):
     augmentation_seed: int | None = None
     enable_face_detection: bool = False
     face_crop_margin: float = Field(0.2, ge=0.0, le=2.0)  # fraction of the box width/height added on each side
+    # outward: the grown box rounded outwards; integer: the box truncated to whole pixels first and
+    # the margin truncated too (the DFDC winner's int(box), w // 3)
+    face_crop_rounding: Literal["outward", "integer"] = "outward"
     face_min_size: int = Field(20, ge=8)
     enable_noise_reduction: bool = False
     noise_reduction_strength: float = Field(0.1, gt=0.0, le=1.0)
@@ -151,7 +154,11 @@ class UnifiedPreprocessor:
             return array, None
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         box = tuple(float(v) for v in boxes[int(np.argmax(areas))])
-        return crop_with_margin(array, box, self.config.face_crop_margin), box  # type: ignore[return-value]
+        return self.crop(array, box), box  # type: ignore[arg-type]
+
+    def crop(self, array: np.ndarray, box: Box) -> np.ndarray:
+        """The face ``box`` of ``array`` cut the way this profile's model was trained on."""
+        return crop_with_margin(array, box, self.config.face_crop_margin, self.config.face_crop_rounding)
 
     # ---- internals --------------------------------------------------------------------------
     def _to_tensor(self, batch: np.ndarray) -> torch.Tensor:
@@ -195,15 +202,20 @@ def _longest_side_pad(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def crop_with_margin(array: np.ndarray, box: Box, margin: float) -> np.ndarray:
+def crop_with_margin(array: np.ndarray, box: Box, margin: float, rounding: str = "outward") -> np.ndarray:
     """Crop ``box`` grown by ``margin`` x its width/height on each side, clamped to the image."""
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
     height, width = array.shape[:2]
-    left = int(max(0, np.floor(x1 - margin * w)))
-    top = int(max(0, np.floor(y1 - margin * h)))
-    right = int(min(width, np.ceil(x2 + margin * w)))
-    bottom = int(min(height, np.ceil(y2 + margin * h)))
+    if rounding == "integer":
+        x1, y1, x2, y2 = (int(v) for v in box)
+        pad_w, pad_h = int((x2 - x1) * margin + 1e-9), int((y2 - y1) * margin + 1e-9)  # 1e-9: 99 * (1/3) is 32.999...
+        left, top, right, bottom = max(0, x1 - pad_w), max(0, y1 - pad_h), min(width, x2 + pad_w), min(height, y2 + pad_h)
+    else:
+        x1, y1, x2, y2 = box
+        w, h = x2 - x1, y2 - y1
+        left = int(max(0, np.floor(x1 - margin * w)))
+        top = int(max(0, np.floor(y1 - margin * h)))
+        right = int(min(width, np.ceil(x2 + margin * w)))
+        bottom = int(min(height, np.ceil(y2 + margin * h)))
     if right - left < 2 or bottom - top < 2:
         return array
     return array[top:bottom, left:right]

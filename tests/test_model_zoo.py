@@ -260,6 +260,7 @@ def test_preprocessing_profiles_are_pinned(detector_cls):
     p = detector_cls.preprocessing
     assert (p.input_size, p.resize_mode, p.interpolation, p.mean, p.std) == (size, resize, interpolation, mean, std)
     assert p.face_crop_margin == pytest.approx(margin) and p.channel_order == "RGB" and p.normalize
+    assert p.face_crop_rounding == ("integer" if detector_cls is DFDCWinnerB7Detector else "outward")
     logits = torch.tensor([[0.3, -1.2], [2.0, 0.5]])
     expected = torch.softmax(logits, 1)[:, 1] if polarity == "softmax[:, 1]" else torch.sigmoid(logits[:, 0])
     assert torch.allclose(detector_cls(device="cpu").fake_probability(logits), expected)
@@ -308,3 +309,16 @@ def test_a_zoo_detector_runs_in_the_streaming_runtime(tmp_path, short_clip):
     asyncio.run(Runtime(config, load_detectors(config), [sink]).run())
     verdicts = sink.verdicts("clip")
     assert len(verdicts) == 60 and all(set(v.models) == {"dfb"} and 0 <= v.models["dfb"] <= 1 for v in verdicts)
+
+
+def test_dfdc_crop_is_the_winners_integer_rule(astronaut):
+    """int(box), then a third of the width and height (floored) on each side, clamped at 0."""
+    box = (181.7, 62.2, 280.9, 172.9)  # int → 181, 62, 280, 172: w 99, h 110 → pads 33, 36
+    crop = DFDCWinnerB7Detector(device="cpu").preprocessor.crop(astronaut, box)
+    assert crop.shape[:2] == (172 + 36 - (62 - 36), 280 + 33 - (181 - 33))
+    assert (crop == astronaut[62 - 36 : 172 + 36, 181 - 33 : 280 + 33]).all()
+    edge = DFDCWinnerB7Detector(device="cpu").preprocessor.crop(astronaut, (10.0, 5.0, 70.0, 95.0))
+    assert (edge == astronaut[0 : 95 + 30, 0 : 70 + 20]).all()  # clamped at the top-left corner
+    outward = DFBXceptionDetector(device="cpu").preprocessor.crop(astronaut, box)  # 0.15 per side, rounded out
+    assert outward.shape[:2] == (int(np.ceil(172.9 + 0.15 * 110.7)) - int(np.floor(62.2 - 0.15 * 110.7)),
+                                 int(np.ceil(280.9 + 0.15 * 99.2)) - int(np.floor(181.7 - 0.15 * 99.2)))  # fmt: skip

@@ -124,10 +124,7 @@ class TorchDetector(BaseDetector):
     def score_crops(self, items: Sequence[tuple[np.ndarray, tuple[float, float, float, float]]]) -> list[float]:
         """P(fake) for faces given as (full frame, box): each crop is cut with this detector's own
         margin, resized and normalised as it declares, then scored in one forward pass."""
-        from ..preprocessing import crop_with_margin
-
-        margin = self.preprocessing.face_crop_margin
-        crops = [crop_with_margin(image, box, margin) for image, box in items]
+        crops = [self.preprocessor.crop(image, box) for image, box in items]
         return self.score_tensor(self.preprocessor.preprocess_batch(crops)).tolist()
 
     def _results(self, probabilities: np.ndarray) -> list[DetectionResult]:
