@@ -131,12 +131,12 @@ def _score(args: argparse.Namespace, calibration: str | None = None):
     from .datasets import load_dataset
     from .evaluation import (
         build_ensemble,
-        faces_for,
         load_eval_detectors,
         parse_detector_spec,
         progress_bar,
         score_items,
     )
+    from .faces import FaceDetector, FacesConfig
     from .fusion import FusionMethod
 
     if args.frames < 1:
@@ -145,7 +145,7 @@ def _score(args: argparse.Namespace, calibration: str | None = None):
     specs = [parse_detector_spec(text) for text in args.detectors]
     detectors = load_eval_detectors(specs, args.device)
     ensemble = build_ensemble(detectors, FusionMethod(getattr(args, "fusion", "weighted_average")), calibration)
-    scores = score_items(items, detectors, ensemble, faces_for(args.device), args.frames, progress_bar(args.command))
+    scores = score_items(items, detectors, ensemble, FaceDetector(FacesConfig(device=args.device)), args.frames, progress_bar(args.command))
     for skipped in scores.skipped:
         print(f"dfstream: skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
     return items, specs, detectors, scores
@@ -178,12 +178,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .calibration import fit_calibrator, save_calibrators
-    from .evaluation import eval_frames_and_labels
 
     _, _, detectors, scores = _score(args)
     calibrators = {}
     for name in detectors:
-        p, y = eval_frames_and_labels(scores, name)
+        p, y = np.array(scores.column(name)), np.array(scores.column("label"))
         if len(set(y.tolist())) < 2:
             raise ConfigError(f"{args.dataset}: calibration needs both real and fake faces; scored {len(y)} frames of one class")
         calibrator = fit_calibrator(p, y, args.method)

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
-import numpy as np
 
 from .datasets import Item, sample_frames
 from .detectors import BUILTIN_DETECTORS
 from .detectors.torch_detector import TorchDetector
 from .ensemble import EnsembleConfig, EnsembleManager
 from .errors import ConfigError, DfstreamError
-from .faces import FaceDetector, FacesConfig
+from .faces import FaceDetector
 from .fusion import FusionMethod
 from .metrics import AGGREGATIONS, classification_report, roc_curve
 from .weights import load_manifest
@@ -71,6 +70,16 @@ class Scores:
     skipped: list[dict] = field(default_factory=list)  # path, label, reason
     frames_without_face: int = 0
 
+    def column(self, key: str) -> list:
+        return [row[key] for row in self.rows]
+
+    def by_video(self) -> list[list[dict]]:
+        """The rows of each item, items in the order they were scored."""
+        groups: dict[str, list[dict]] = {}
+        for row in self.rows:
+            groups.setdefault(row["path"], []).append(row)
+        return list(groups.values())
+
 
 def score_items(
     items: list[Item],
@@ -115,18 +124,14 @@ def build_ensemble(detectors: dict[str, TorchDetector], method: FusionMethod, ca
 
 def report(scores: Scores, names: list[str]) -> dict:
     """Metrics per detector and fused, per frame and per video under each aggregation."""
-    labels = [r["label"] for r in scores.rows]
-    by_video: dict[str, list[dict]] = {}
-    for row in scores.rows:
-        by_video.setdefault(row["path"], []).append(row)
-    result: dict = {"items_scored": len(by_video), "frames_scored": len(scores.rows),
+    videos = scores.by_video()
+    video_labels = [rows[0]["label"] for rows in videos]
+    result: dict = {"items_scored": len(videos), "frames_scored": len(scores.rows),
                     "frames_without_face": scores.frames_without_face, "skipped": scores.skipped, "models": {}}  # fmt: skip
     for name in [*names, FUSED]:
-        entry = {"frame": classification_report(labels, [r[name] for r in scores.rows]), "video": {}}
+        entry = {"frame": classification_report(scores.column("label"), scores.column(name)), "video": {}}
         for strategy, aggregate in AGGREGATIONS.items():
-            video_labels = [rows[0]["label"] for rows in by_video.values()]
-            video_scores = [aggregate([r[name] for r in rows]) for rows in by_video.values()]
-            entry["video"][strategy] = classification_report(video_labels, video_scores)
+            entry["video"][strategy] = classification_report(video_labels, [aggregate([r[name] for r in rows]) for rows in videos])
         result["models"][name] = entry
     return result
 
@@ -139,12 +144,10 @@ def write_outputs(out: Path, result: dict, scores: Scores, names: list[str], met
         writer = csv.DictWriter(fh, fieldnames=["path", "label", "frame", *names, FUSED])
         writer.writeheader()
         writer.writerows(scores.rows)
-    _plot_roc(out / "roc_frame.png", "frame level", {n: ([r["label"] for r in scores.rows], [r[n] for r in scores.rows]) for n in [*names, FUSED]}, result, "frame")
-    by_video: dict[str, list[dict]] = {}
-    for row in scores.rows:
-        by_video.setdefault(row["path"], []).append(row)
-    video = {n: ([rows[0]["label"] for rows in by_video.values()], [AGGREGATIONS["mean"]([r[n] for r in rows]) for rows in by_video.values()])
-             for n in [*names, FUSED]}  # fmt: skip
+    models = [*names, FUSED]
+    _plot_roc(out / "roc_frame.png", "frame level", {n: (scores.column("label"), scores.column(n)) for n in models}, result, "frame")
+    videos = scores.by_video()
+    video = {n: ([rows[0]["label"] for rows in videos], [AGGREGATIONS["mean"]([r[n] for r in rows]) for rows in videos]) for n in models}
     _plot_roc(out / "roc_video.png", "video level (mean of frames)", video, result, "video")
     return written
 
@@ -177,11 +180,3 @@ def progress_bar(label: str) -> Callable[[int, int], None]:
               file=sys.stderr, flush=True)  # fmt: skip
 
     return show
-
-
-def faces_for(device: str) -> FaceDetector:
-    return FaceDetector(FacesConfig(device=device))
-
-
-def eval_frames_and_labels(scores: Scores, name: str) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([r[name] for r in scores.rows]), np.array([r["label"] for r in scores.rows])
