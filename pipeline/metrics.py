@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
@@ -17,27 +18,20 @@ def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
     positives, negatives = int(y.sum()), int((1 - y).sum())
     if positives == 0 or negatives == 0:
         return None
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=float)
-    sorted_scores = s[order]
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    ranks = rankdata(s)  # ties share their average rank
     return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """False and true positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
     y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
-    thresholds = np.unique(s)[::-1]
+    order = np.argsort(-s, kind="mergesort")
+    y, s = y[order], s[order]
+    last_of_each_threshold = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1] if len(s) else np.array([], int)
+    true_positives = np.cumsum(y)[last_of_each_threshold]
+    false_positives = np.cumsum(1 - y)[last_of_each_threshold]
     positives, negatives = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
-    tpr = [0.0] + [float(((s >= t) & (y == 1)).sum() / positives) for t in thresholds]
-    fpr = [0.0] + [float(((s >= t) & (y == 0)).sum() / negatives) for t in thresholds]
-    return np.array(fpr), np.array(tpr)
+    return np.r_[0.0, false_positives / negatives], np.r_[0.0, true_positives / positives]
 
 
 def classification_report(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> dict[str, float | int | None]:
