@@ -84,12 +84,13 @@ def sample_frames(item: Item, count: int) -> Iterator[tuple[int, np.ndarray]]:
         yield 0, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return
     with av.open(str(item.path)) as container:
-        stream = container.streams.video[0]
-        total = stream.frames or sum(1 for _ in container.decode(video=0))
-    if total <= 0:
-        return
-    wanted = sorted({int(i) for i in np.linspace(0, total - 1, min(count, total))})
-    with av.open(str(item.path)) as container:
+        total = container.streams.video[0].frames
+        if not total:  # the container does not say: count, then decode again from the start
+            total = sum(1 for _ in container.decode(video=0))
+            container.seek(0)
+        if total <= 0:
+            return
+        wanted = sorted({int(i) for i in np.linspace(0, total - 1, min(count, total))})
         for index, frame in enumerate(container.decode(video=0)):
             if index == wanted[0]:
                 yield index, frame.to_ndarray(format="rgb24")
