@@ -21,7 +21,8 @@ from .errors import ModelLoadError
 
 WRAPPERS = ("state_dict", "model", "model_state_dict", "net")  # where training scripts nest the weights
 SHOWN = 5  # keys listed per problem; the count says how many there are
-_NUMPY_SCALARS = [np._core.multiarray.scalar, np.dtype, *(type(np.dtype(t)) for t in ("f8", "f4", "i8", "i4"))]
+_NUMPY_CORE = getattr(np, "_core", None) or np.core  # numpy 2 renamed it; the dependency allows 1.26
+_NUMPY_SCALARS = [_NUMPY_CORE.multiarray.scalar, np.dtype, *(type(np.dtype(t)) for t in ("f8", "f4", "i8", "i4"))]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
