@@ -21,14 +21,14 @@ import numpy as np
 import psutil
 import torch
 
-from pipeline.config import parse_config
-from pipeline.faces import FaceDetector
-from pipeline.runtime import Runtime, load_detectors
+from dfstream.config import parse_config
+from pipeline.models.faces import FaceDetector
+from pipeline.models.registry import ModelRegistry
 from stream import make_sample_clip
 from stream.sample import sample_frames
 
 from .naive import naive_fps
-from .rtsp_latency import Collect, measure
+from .rtsp_latency import Collect, measure, new_runtime
 from .stages import decode_fps, detector_fps, faces_fps
 
 HERE = Path(__file__).resolve().parent
@@ -49,7 +49,7 @@ def config_for(clip: Path | None, weights: Path, device: str, streams: list[dict
 def pipeline_fps(config, frames: int) -> tuple[float, int]:
     """Frames per second of the whole runtime on a file read asap (models loaded beforehand)."""
     sink = Collect()
-    runtime = Runtime(config, load_detectors(config), [sink])
+    runtime = new_runtime(config, sink)
     start = time.perf_counter()
     asyncio.run(runtime.run())
     return frames / (time.perf_counter() - start), len(sink.verdicts)
@@ -78,7 +78,7 @@ def main() -> None:
         # 1. ceilings
         base = config_for(clip, args.weights, args.device)
         face_detector = FaceDetector(base.faces)
-        detectors = load_detectors(base)
+        detectors = ModelRegistry().load_configured(base.detectors)
         found = face_detector.detect(frames[:1])[0]
         items = [(f, tuple(face_detector.detect([f])[0].xyxy[0])) for f in frames[:4]]
         faces = faces_fps(face_detector, frames, [1, 4, 8], stage_s)

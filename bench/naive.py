@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.detectors import TorchDetector
+from pipeline.models.detectors import TorchDetector
 
 
 def naive_fps(clip: Path, mtcnn, detectors: list[TorchDetector], max_frames: int | None = None) -> tuple[float, int]:

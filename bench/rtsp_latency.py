@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import parse_config
-from pipeline.events import Verdict
-from pipeline.runtime import Runtime, load_detectors
+from dfstream.config import parse_config
+from pipeline.models.registry import ModelRegistry
+from pipeline.monitoring.keys import Count, Subject
+from pipeline.runtime.events import Verdict
+from pipeline.runtime.runtime import Runtime, share_cpu_threads
 from stream import make_sample_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +47,13 @@ class Collect:
 
     async def aclose(self) -> None:
         pass
+
+
+def new_runtime(config, sink) -> Runtime:
+    """The runtime as ``dfstream run`` builds it: detectors from the registry, CPU threads shared."""
+    detectors = ModelRegistry().load_configured(config.detectors)
+    share_cpu_threads(len(detectors) + 1)
+    return Runtime(config, detectors, [sink])
 
 
 def _port() -> int:
@@ -77,7 +86,7 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0) ->
                 ],
             })  # fmt: skip
             sink = Collect()
-            runtime = Runtime(config, load_detectors(config), [sink])
+            runtime = new_runtime(config, sink)
 
             async def run() -> tuple[float, float]:
                 task = asyncio.create_task(runtime.run())
@@ -96,8 +105,9 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0) ->
     report = runtime.monitor.get_performance_report()
     window = [v for v in sink.verdicts if start <= v.ts - (time.time() - time.monotonic()) <= end]
     latencies = np.array([v.latency_ms for v in window])
-    decoded = sum(report["streams"][f"cam{i}"]["counters"].get("frames_decoded", 0) for i in range(streams))
-    dropped = sum(v for i in range(streams) for k, v in report["streams"][f"cam{i}"]["counters"].items() if k.startswith("dropped"))
+    cams = [runtime.monitor.snapshot(Subject.stream(f"cam{i}")) for i in range(streams)]
+    decoded = sum(s[0].counter(Count.FRAMES_DECODED) for s in cams if s)
+    dropped = sum(v for s in cams if s for (name, _), v in s[0].counters.items() if name is Count.FRAMES_DROPPED)
     return {
         "streams": streams,
         "seconds": round(end - start, 2),

@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 import av
 import numpy as np
 
-from pipeline.detectors import TorchDetector
-from pipeline.faces import FaceDetector
+from pipeline.models.detectors import TorchDetector
+from pipeline.models.faces import FaceDetector
 
 
 def best_of(fn: Callable[[], int], seconds: float) -> float:

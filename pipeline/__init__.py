@@ -3,12 +3,12 @@
     from pipeline import ModelRegistry, EnsembleManager, UnifiedPreprocessor, PerformanceMonitor
 """
 
-from .detector import BaseDetector, DetectionResult, ModelInfo, ModelStatus
-from .ensemble import EnsembleConfig, EnsembleManager, EnsembleResult
-from .fusion import FusionMethod
-from .monitor import MonitoringConfig, PerformanceMonitor
-from .preprocessing import AugmentationType, PreprocessingConfig, UnifiedPreprocessor
-from .registry import ModelRegistry
+from pipeline.judging.ensemble import EnsembleConfig, EnsembleManager, EnsembleResult
+from pipeline.judging.fusion import FusionMethod
+from pipeline.models.detector import BaseDetector, DetectionResult, ModelInfo, ModelStatus
+from pipeline.models.preprocessing import AugmentationType, PreprocessingConfig, UnifiedPreprocessor
+from pipeline.models.registry import ModelRegistry
+from pipeline.monitoring.monitor import MonitoringConfig, PerformanceMonitor
 
 __all__ = [
     "AugmentationType",

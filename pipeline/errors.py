@@ -21,7 +21,7 @@ Lower-level errors (h5py, torch, urllib, PyAV) are translated at the boundary wi
 
 from __future__ import annotations
 
-from stream.errors import DfstreamError, SourceError
+from stream.errors import DfstreamError, SourceError, one_line
 
 __all__ = [
     "ChecksumError",
@@ -38,6 +38,7 @@ __all__ = [
     "ModelNotLoadedError",
     "SourceError",
     "WeightsError",
+    "one_line",
 ]  # fmt: skip
 
 

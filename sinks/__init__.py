@@ -1,9 +1,9 @@
-"""Where verdicts leave dfstream. Every sink implements ``pipeline.sink.Sink`` (publish, aclose)."""
+"""Where verdicts leave dfstream. Every sink implements ``pipeline.runtime.sink.Sink`` (start, publish, aclose)."""
 
 from __future__ import annotations
 
-from pipeline.monitor import PerformanceMonitor
-from pipeline.sink import Sink
+from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.sink import Sink
 
 from .config import SinksConfig
 from .jsonl import JsonlConfig, JsonlSink

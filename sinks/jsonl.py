@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.configbase import StrictModel
-from pipeline.events import Event
+from pipeline.runtime.events import Event
+from stream.config import StrictModel
 
 
 class JsonlConfig(StrictModel):

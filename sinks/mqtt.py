@@ -37,13 +37,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field, field_validator, model_validator
 
-from pipeline.configbase import StrictModel
-from pipeline.events import Alert, Event, StreamState, StreamStatus, Verdict
-from pipeline.monitor import PerformanceMonitor
+from pipeline.monitoring.keys import Count, Gauge, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.events import Alert, Event, StreamState, StreamStatus, Verdict
+from stream.config import StrictModel
 
 log = logging.getLogger(__name__)
 
-SERIES = "sink:mqtt"
+SERIES = Subject.sink("mqtt")
 
 
 class MqttTls(StrictModel):
@@ -89,7 +90,7 @@ class MqttConfig(StrictModel):
 
 
 @dataclass
-class _Message:
+class MqttMessage:
     topic: str
     payload: bytes
     retain: bool
@@ -104,16 +105,16 @@ class MqttSink:
         self.monitor = monitor or PerformanceMonitor()
         self._username = os.environ.get("DFSTREAM_MQTT_USERNAME") or None
         self._password = os.environ.get("DFSTREAM_MQTT_PASSWORD") or None
-        self._outbox: deque[_Message] = deque()
-        self._retained: dict[str, _Message] = {}  # republished on every connect: a restarted broker may have lost them
+        self._outbox: deque[MqttMessage] = deque()
+        self._retained: dict[str, MqttMessage] = {}  # republished on every connect: a restarted broker may have lost them
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._streams: set[str] = set()
         self._verdict_seq: dict[str, int] = {}
         self._last_verdict: dict[tuple[str, int], tuple[float, str]] = {}
         self._rng = random.Random()
-        self.monitor.set_gauge(SERIES, "outbox_capacity", config.outbox_capacity, kind="stage")
-        self.monitor.set_gauge(SERIES, "connected", 0, kind="stage")
+        self.monitor.set_gauge(SERIES, Gauge.OUTBOX_CAPACITY, config.outbox_capacity)
+        self.monitor.set_gauge(SERIES, Gauge.CONNECTED, 0)
 
     @property
     def available_topic(self) -> str:
@@ -159,6 +160,15 @@ class MqttSink:
     def outbox_depth(self) -> int:
         return len(self._outbox)
 
+    def queued(self) -> list[MqttMessage]:
+        """The messages waiting for the broker, oldest first."""
+        return list(self._outbox)
+
+    def last_verdict_seq(self, stream: str) -> int:
+        """The ``seq`` of the last verdict message made for ``stream``: a subscriber that saw fewer
+        than this many lost some."""
+        return self._verdict_seq.get(stream, 0)
+
     # ---- building messages ---------------------------------------------------------------------
     def _due(self, verdict: Verdict) -> bool:
         key = (verdict.stream, verdict.track_id)
@@ -179,14 +189,14 @@ class MqttSink:
     def _enqueue(self, topic: str, payload: Any, retain: bool, expires: bool = False) -> None:
         # allow_nan=False: NaN is not JSON; a payload holding one fails here, loudly, not in every client
         data = payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-        message = _Message(topic, data, retain, expires)
+        message = MqttMessage(topic, data, retain, expires)
         if retain:
             self._retained[topic] = message
         if len(self._outbox) >= self.config.outbox_capacity:
             self._outbox.popleft()
-            self.monitor.count(SERIES, "dropped:outbox_full", kind="stage")
+            self.monitor.count(SERIES, Count.MESSAGES_DROPPED)
         self._outbox.append(message)
-        self.monitor.set_gauge(SERIES, "outbox_depth", len(self._outbox), kind="stage")
+        self.monitor.set_gauge(SERIES, Gauge.OUTBOX_DEPTH, len(self._outbox))
         self._wakeup.set()
 
     # ---- delivery -------------------------------------------------------------------------------
@@ -228,7 +238,7 @@ class MqttSink:
                     await self._drain(client)
             except aiomqtt.MqttError as exc:
                 self._set_connected(False)
-                self.monitor.count(SERIES, "connection_errors", kind="stage")
+                self.monitor.count(SERIES, Count.CONNECTION_ERRORS)
                 reason = str(exc)
                 if reason != last_error:  # one line per outage, not one per retry
                     log.error("mqtt: broker %s:%d: %s; retrying with backoff (outbox %d/%d)",
@@ -255,18 +265,18 @@ class MqttSink:
             await self._send(client, message)
             if self._outbox and self._outbox[0] is message:
                 self._outbox.popleft()
-            self.monitor.set_gauge(SERIES, "outbox_depth", len(self._outbox), kind="stage")
+            self.monitor.set_gauge(SERIES, Gauge.OUTBOX_DEPTH, len(self._outbox))
 
-    async def _send(self, client: aiomqtt.Client, message: _Message) -> None:
+    async def _send(self, client: aiomqtt.Client, message: MqttMessage) -> None:
         properties = None
         if message.expires and self.config.protocol == "5" and self.config.message_expiry_s:
             properties = Properties(PacketTypes.PUBLISH)
             properties.MessageExpiryInterval = self.config.message_expiry_s
         await client.publish(message.topic, message.payload, qos=self.config.qos, retain=message.retain, properties=properties)
-        self.monitor.count(SERIES, "published", kind="stage")
+        self.monitor.count(SERIES, Count.PUBLISHED)
 
     def _set_connected(self, connected: bool) -> None:
-        self.monitor.set_gauge(SERIES, "connected", 1 if connected else 0, kind="stage")
+        self.monitor.set_gauge(SERIES, Gauge.CONNECTED, 1 if connected else 0)
 
 
 def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, Any]]:

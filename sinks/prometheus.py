@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import Field
 
-from pipeline.configbase import StrictModel
-from pipeline.monitor import Histogram, PerformanceMonitor
+from pipeline.monitoring.keys import END_TO_END, FACES, RUNTIME, STAGE_SPANS, Count, Gauge, Kind, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.monitoring.store import Histogram, SeriesSnapshot
+from stream.config import StrictModel
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode_to_faces", "faces_to_scores", "scores_to_verdict")
 # (monitor key, metric, help, scale); the GPU ones appear only where NVML finds a GPU
 SYSTEM_GAUGES = (
     ("cpu_usage_percent", "dfstream_system_cpu_ratio", "Machine CPU use, 0-1", 0.01),
@@ -33,123 +35,131 @@ SYSTEM_GAUGES = (
 )
 
 
+@dataclass(frozen=True)
+class Family:
+    """A Prometheus family fed by one typed monitor key: ``subject_label`` carries the subject's
+    name (None: one subject only), ``labels`` the key's own labels, in this order."""
+
+    name: str
+    help: str
+    subject_label: str | None
+    labels: tuple[str, ...] = ()
+    zero: bool = False  # exported as 0 for every subject of its kind before the first count
+
+
+COUNTERS: dict[tuple[Kind, Count], Family] = {
+    (Kind.STREAM, Count.FRAMES_DECODED): Family("dfstream_frames_decoded", "Frames decoded", "stream"),
+    (Kind.STREAM, Count.FRAMES_PROCESSED): Family("dfstream_frames_processed", "Frames through the whole pipeline", "stream"),
+    (Kind.STREAM, Count.FRAMES_DROPPED): Family("dfstream_frames_dropped", "Frames dropped, by reason", "stream", ("reason",)),
+    (Kind.STREAM, Count.FACES_DETECTED): Family("dfstream_faces_detected", "Faces found by the face detector", "stream"),
+    (Kind.STREAM, Count.FACE_ERRORS): Family("dfstream_face_errors", "Frames whose face detection failed", "stream"),
+    (Kind.STREAM, Count.RECONNECTS): Family("dfstream_stream_reconnects", "Reconnection attempts", "stream"),
+    (Kind.STREAM, Count.SOURCE_ERRORS): Family("dfstream_stream_errors", "Open or read errors of the source", "stream"),
+    (Kind.STREAM, Count.DECODE_ERRORS): Family("dfstream_decode_errors", "Packets that failed to decode", "stream"),
+    (Kind.STREAM, Count.STALLS): Family("dfstream_stream_stalls", "Watchdog stalls (no frame for stall_timeout_s)", "stream"),
+    (Kind.STREAM, Count.VERDICTS): Family("dfstream_verdicts", "Verdicts, by label", "stream", ("label",)),
+    (Kind.STREAM, Count.VERDICTS_SKIPPED): Family("dfstream_verdicts_skipped", "Faces left without a verdict (too few models)", "stream"),
+    (Kind.MODEL, Count.CROP_ERRORS): Family("dfstream_detector_errors", "Crops a detector failed to score", "detector", zero=True),
+    (Kind.SINK, Count.EVENTS_DROPPED): Family("dfstream_sink_dropped", "Events a sink never got: it fell behind, or was still behind at shutdown",
+                                              "sink", ("reason",)),
+    (Kind.SINK, Count.MESSAGES_DROPPED): Family("dfstream_mqtt_outbox_dropped", "MQTT messages dropped from a full outbox", None, zero=True),
+    (Kind.SINK, Count.PUBLISHED): Family("dfstream_mqtt_published", "MQTT messages the broker acknowledged", None, zero=True),
+    (Kind.SINK, Count.CONNECTION_ERRORS): Family("dfstream_mqtt_connection_errors", "Failed or lost MQTT connections", None, zero=True),
+}  # fmt: skip
+
+GAUGES: dict[tuple[Kind, Gauge], Family] = {
+    (Kind.STREAM, Gauge.UP): Family("dfstream_stream_up", "1 while the stream delivers frames", "stream"),
+    (Kind.STREAM, Gauge.QUEUE_DEPTH): Family("dfstream_queue_depth", "Decoded frames waiting for the pipeline", "stream"),
+    (Kind.STREAM, Gauge.ACTIVE_TRACKS): Family("dfstream_active_tracks", "Face tracks being judged", "stream"),
+    (Kind.STREAM, Gauge.EXPECTED_FPS): Family("dfstream_stream_expected_fps", "The source's frame rate (after the fps cap)", "stream"),
+    (Kind.STAGE, Gauge.MODELS_READY): Family("dfstream_models_ready", "Detectors loaded and serving", None),
+    (Kind.SINK, Gauge.CONNECTED): Family("dfstream_mqtt_connected", "1 while connected to the MQTT broker", None),
+    (Kind.SINK, Gauge.OUTBOX_DEPTH): Family("dfstream_mqtt_outbox_depth", "MQTT messages waiting for the broker", None),
+    (Kind.SINK, Gauge.OUTBOX_CAPACITY): Family("dfstream_mqtt_outbox_capacity", "Capacity of the MQTT outbox", None),
+}  # fmt: skip
+
+# the MQTT families have no sink label: only the MQTT sink feeds them
+MQTT = Subject.sink("mqtt")
+
+
 class PrometheusConfig(StrictModel):
     host: str = "127.0.0.1"  # metrics and health are private by default
     port: int = Field(9108, ge=0, le=65535)  # 0: any free port
 
 
 class MonitorCollector:
-    """Reads one PerformanceMonitor into Prometheus metric families at every scrape."""
+    """Reads one PerformanceMonitor into Prometheus metric families at every scrape, from one
+    snapshot (the monitor's lock is held only while it copies)."""
 
     def __init__(self, monitor: PerformanceMonitor):
         self.monitor = monitor
 
     def collect(self) -> Iterator[Metric]:
-        report = self.monitor.get_performance_report()
-        yield from self._streams(report["streams"])
-        yield from self._models(report["models"])
-        yield from self._stages(report["stages"])
-        yield from self._system(report["system"])
+        snapshots = self.monitor.snapshot()
+        counters = {key: CounterMetricFamily(f.name, f.help, labels=_label_names(f)) for key, f in COUNTERS.items()}
+        gauges = {key: GaugeMetricFamily(f.name, f.help, labels=_label_names(f)) for key, f in GAUGES.items()}
+        for series in snapshots:
+            kind, name = series.subject.kind, series.subject.name
+            for (count, labelled), value in series.counters.items():
+                family = COUNTERS.get((kind, count))
+                if family is not None and _feeds(family, series.subject):
+                    counters[(kind, count)].add_metric(_values(family, name, dict(labelled)), value)
+            for (kind_, count), family in COUNTERS.items():
+                if kind_ is kind and family.zero and _feeds(family, series.subject) and series.counter(count) == 0:
+                    counters[(kind, count)].add_metric(_values(family, name, {}), 0)
+            for (gauge, labelled), value in series.gauges.items():
+                family = GAUGES.get((kind, gauge))
+                if family is not None and _feeds(family, series.subject):
+                    gauges[(kind, gauge)].add_metric(_values(family, name, dict(labelled)), value)
+        yield from counters.values()
+        yield from gauges.values()
+        yield from self._histograms(snapshots)
+        yield from self._system(self.monitor.get_system_metrics())
         active = GaugeMetricFamily("dfstream_alert_active", "1 while a PerformanceMonitor alert threshold is exceeded",
                                    labels=["alert", "subject"])  # fmt: skip
-        for alert in self.monitor.check_alerts(report):
+        for alert in self.monitor.check_alerts():
             active.add_metric([alert["type"], alert["subject"]], 1.0)
         yield active
 
-    def _streams(self, streams: dict) -> Iterator[Metric]:
-        counters = {
-            "frames_decoded": CounterMetricFamily("dfstream_frames_decoded", "Frames decoded", labels=["stream"]),
-            "frames_processed": CounterMetricFamily("dfstream_frames_processed", "Frames through the whole pipeline", labels=["stream"]),
-            "faces_detected": CounterMetricFamily("dfstream_faces_detected", "Faces found by the face detector", labels=["stream"]),
-            "reconnects": CounterMetricFamily("dfstream_stream_reconnects", "Reconnection attempts", labels=["stream"]),
-            "errors": CounterMetricFamily("dfstream_stream_errors", "Open or read errors of the source", labels=["stream"]),
-            "decode_errors": CounterMetricFamily("dfstream_decode_errors", "Packets that failed to decode", labels=["stream"]),
-            "stalls": CounterMetricFamily("dfstream_stream_stalls", "Watchdog stalls (no frame for stall_timeout_s)", labels=["stream"]),
-            "verdicts_skipped": CounterMetricFamily("dfstream_verdicts_skipped", "Faces left without a verdict (too few models)", labels=["stream"]),
-        }  # fmt: skip
-        dropped = CounterMetricFamily("dfstream_frames_dropped", "Frames dropped, by reason", labels=["stream", "reason"])
-        verdicts = CounterMetricFamily("dfstream_verdicts", "Verdicts, by label", labels=["stream", "label"])
-        gauges = {
-            "up": GaugeMetricFamily("dfstream_stream_up", "1 while the stream delivers frames", labels=["stream"]),
-            "queue_depth": GaugeMetricFamily("dfstream_queue_depth", "Decoded frames waiting for the pipeline", labels=["stream"]),
-            "active_tracks": GaugeMetricFamily("dfstream_active_tracks", "Face tracks being judged", labels=["stream"]),
-            "expected_fps": GaugeMetricFamily("dfstream_stream_expected_fps", "The source's frame rate (after the fps cap)", labels=["stream"]),
-        }  # fmt: skip
-        for stream, m in streams.items():
-            for key, value in m["counters"].items():
-                if key in counters:
-                    counters[key].add_metric([stream], value)
-                elif key.startswith("dropped:"):
-                    dropped.add_metric([stream, key.split(":", 1)[1]], value)
-                elif key.startswith("verdicts:"):
-                    verdicts.add_metric([stream, key.split(":", 1)[1]], value)
-            for key, value in m["gauges"].items():
-                if key in gauges:
-                    gauges[key].add_metric([stream], value)
-        yield from counters.values()
-        yield dropped
-        yield verdicts
-        yield from gauges.values()
-
-    def _models(self, models: dict) -> Iterator[Metric]:
+    def _histograms(self, snapshots: list[SeriesSnapshot]) -> Iterator[Metric]:
         batch = HistogramMetricFamily("dfstream_detector_batch_size", "Crops per detector batch", labels=["detector"])
         seconds = HistogramMetricFamily("dfstream_detector_inference_seconds", "Seconds per detector batch", labels=["detector"])
-        errors = CounterMetricFamily("dfstream_detector_errors", "Crops a detector failed to score", labels=["detector"])
         batches = CounterMetricFamily("dfstream_detector_batches", "Detector batches run, by outcome", labels=["detector", "outcome"])
-        for name, m in models.items():
-            histograms = self.monitor.histograms(name)
-            if histograms and histograms[0].count:
-                _add(seconds, [name], histograms[0])
-                _add(batch, [name], histograms[1])
-            errors.add_metric([name], m["counters"].get("errors", 0))
-            batches.add_metric([name, "ok"], m["successes"])
-            batches.add_metric([name, "failed"], m["failures"])
-        yield from (batch, seconds, errors, batches)
-
-    def _stages(self, stages: dict) -> Iterator[Metric]:
         stage = HistogramMetricFamily("dfstream_stage_latency_seconds", "Seconds spent in a pipeline stage", labels=["stage"])
         e2e = HistogramMetricFamily("dfstream_end_to_end_latency_seconds", "Seconds from a frame's arrival at decode to its verdict")
         faces = HistogramMetricFamily("dfstream_face_batch_size", "Frames per face-detection batch")
-        mqtt = {
-            "connected": GaugeMetricFamily("dfstream_mqtt_connected", "1 while connected to the MQTT broker"),
-            "outbox_depth": GaugeMetricFamily("dfstream_mqtt_outbox_depth", "MQTT messages waiting for the broker"),
-            "outbox_capacity": GaugeMetricFamily("dfstream_mqtt_outbox_capacity", "Capacity of the MQTT outbox"),
-        }
-        mqtt_counters = {
-            "published": CounterMetricFamily("dfstream_mqtt_published", "MQTT messages the broker acknowledged"),
-            "dropped:outbox_full": CounterMetricFamily("dfstream_mqtt_outbox_dropped", "MQTT messages dropped from a full outbox"),
-            "connection_errors": CounterMetricFamily("dfstream_mqtt_connection_errors", "Failed or lost MQTT connections"),
-        }
-        sink_dropped = CounterMetricFamily("dfstream_sink_dropped", "Events a sink never got: it fell behind, or was still behind at shutdown",
-                                           labels=["sink", "reason"])  # fmt: skip
-        ready = GaugeMetricFamily("dfstream_models_ready", "Detectors loaded and serving")
-        for name, m in stages.items():
-            histograms = self.monitor.histograms(name)
-            if name in STAGES and histograms:
-                _add(stage, [name], histograms[0])
-            elif name == "end_to_end" and histograms:
-                _add(e2e, [], histograms[0])
-            elif name == "faces" and histograms:
-                _add(faces, [], histograms[1])
-            elif name == "sink:mqtt":
-                for key, family in mqtt.items():
-                    if key in m["gauges"]:
-                        family.add_metric([], m["gauges"][key])
-                for key, family in mqtt_counters.items():
-                    family.add_metric([], m["counters"].get(key, 0))
-            elif name == "runtime":
-                ready.add_metric([], m["gauges"].get("models_ready", 0))
-            if name.startswith("sink:"):
-                # MQTT's own full outbox has its own family (dfstream_mqtt_outbox_dropped)
-                for reason in ("shutdown",) if name == "sink:mqtt" else ("outbox_full", "shutdown"):
-                    if f"dropped:{reason}" in m["counters"]:
-                        sink_dropped.add_metric([name[5:], reason], m["counters"][f"dropped:{reason}"])
-        yield from (stage, e2e, faces, sink_dropped, ready, *mqtt.values(), *mqtt_counters.values())
+        for series in snapshots:
+            subject = series.subject
+            if subject.kind is Kind.MODEL:
+                if series.latency.count:
+                    _add(seconds, [subject.name], series.latency)
+                    _add(batch, [subject.name], series.sizes)
+                batches.add_metric([subject.name, "ok"], series.successes)
+                batches.add_metric([subject.name, "failed"], series.failures)
+            elif subject in STAGE_SPANS and series.latency.count:
+                _add(stage, [subject.name], series.latency)
+            elif subject == END_TO_END and series.latency.count:
+                _add(e2e, [], series.latency)
+            elif subject == FACES and series.sizes.count:
+                _add(faces, [], series.sizes)
+        yield from (batch, seconds, batches, stage, e2e, faces)
 
     def _system(self, system: dict) -> Iterator[Metric]:
         for key, name, doc, scale in SYSTEM_GAUGES:
             if key in system:
                 yield GaugeMetricFamily(name, doc, value=system[key] * scale)
+
+
+def _feeds(family: Family, subject: Subject) -> bool:
+    return family.subject_label is not None or subject in (MQTT, RUNTIME)
+
+
+def _label_names(family: Family) -> list[str]:
+    return ([family.subject_label] if family.subject_label else []) + list(family.labels)
+
+
+def _values(family: Family, subject: str, labelled: dict[str, str]) -> list[str]:
+    return ([subject] if family.subject_label else []) + [labelled.get(k, "") for k in family.labels]
 
 
 def _add(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
@@ -179,9 +189,9 @@ class PrometheusExporter:
         return self._server.server_address[1]
 
     def ready(self) -> tuple[bool, str]:
-        report = self.monitor.get_performance_report()
-        models = report["stages"].get("runtime", {}).get("gauges", {}).get("models_ready", 0)
-        online = [s for s, m in report["streams"].items() if m["gauges"].get("up") == 1]
+        snapshots = self.monitor.snapshot()
+        models = self.monitor.gauge(RUNTIME, Gauge.MODELS_READY) or 0
+        online = [s for s in snapshots if s.subject.kind is Kind.STREAM and s.gauge(Gauge.UP) == 1]
         if not models:
             return False, "no detector loaded"
         if not online:

@@ -4,9 +4,9 @@ from .config import StreamConfig
 from .errors import DfstreamError, SourceError
 from .frame import Frame
 from .sample import make_sample_clip, sample_clip_path
-from .source import Source, SourceCounters, SourceStatus
+from .source import Source, SourceCount, SourceCounters, SourceStatus
 
 __all__ = [
-    "DfstreamError", "Frame", "Source", "SourceCounters", "SourceError", "SourceStatus", "StreamConfig",
+    "DfstreamError", "Frame", "Source", "SourceCount", "SourceCounters", "SourceError", "SourceStatus", "StreamConfig",
     "make_sample_clip", "sample_clip_path",
 ]  # fmt: skip

@@ -27,7 +27,7 @@ from typing import Protocol
 import av
 
 from .config import StreamConfig
-from .errors import SourceError
+from .errors import SourceError, one_line
 from .frame import Frame
 from .sample import sample_clip_path
 from .urls import file_path, open_options, redact
@@ -44,10 +44,22 @@ class SourceStatus(str, enum.Enum):
     OFFLINE = "offline"
 
 
-class Counters(Protocol):
-    def count(self, key: str, n: int = 1) -> None: ...
+class SourceCount(str, enum.Enum):
+    """What a source counts (the runtime maps each onto its own metric)."""
 
-    def gauge(self, key: str, value: float) -> None: ...
+    FRAMES_DECODED = "frames_decoded"
+    DROPPED_FPS_CAP = "dropped:fps_cap"
+    DROPPED_QUEUE_FULL = "dropped:queue_full"
+    DECODE_ERRORS = "decode_errors"
+    ERRORS = "errors"  # failed opens and reads
+    RECONNECTS = "reconnects"
+    STALLS = "stalls"
+
+
+class Counters(Protocol):
+    def count(self, key: SourceCount, n: int = 1) -> None: ...
+
+    def expected_fps(self, fps: float) -> None: ...
 
 
 class SourceCounters:
@@ -56,14 +68,14 @@ class SourceCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.values: collections.Counter[str] = collections.Counter()
-        self.gauges: dict[str, float] = {}
+        self.fps: float | None = None
 
-    def count(self, key: str, n: int = 1) -> None:
+    def count(self, key: SourceCount, n: int = 1) -> None:
         with self._lock:
-            self.values[key] += n
+            self.values[key.value] += n
 
-    def gauge(self, key: str, value: float) -> None:
-        self.gauges[key] = value
+    def expected_fps(self, fps: float) -> None:
+        self.fps = fps
 
 
 StatusCallback = Callable[[str, SourceStatus, str | None], None]
@@ -149,10 +161,10 @@ class Source:
                     raise SourceError(f"{redact(cfg.url)}: no video frame could be decoded")
             except (av.error.FFmpegError, OSError, SourceError) as exc:
                 reason = _one_line(exc)
-                self.counters.count("errors")
+                self.counters.count(SourceCount.ERRORS)
             except Exception as exc:  # noqa: BLE001  a damaged input can trip PyAV itself; one stream, not the process
                 reason = f"unexpected {_one_line(exc)}"
-                self.counters.count("errors")
+                self.counters.count(SourceCount.ERRORS)
             if self._stop.is_set():
                 break
             if cfg.kind in ("file", "sample"):
@@ -171,7 +183,7 @@ class Source:
         if reason != self.last_error:
             log.warning("%s: %s; reconnecting with backoff (up to %ss)", cfg.id, reason, cfg.retry_max_s)
         self.last_error = reason
-        self.counters.count("reconnects")
+        self.counters.count(SourceCount.RECONNECTS)
         self._call_loop(self._set_status, SourceStatus.RECONNECTING, reason)
         delay = min(cfg.retry_max_s, cfg.retry_initial_s * 2**attempt)
         self._stop.wait(delay / 2 + self._rng.uniform(0, delay / 2))  # "equal jitter": never 0, never in lockstep
@@ -195,7 +207,7 @@ class Source:
             video = container.streams.video[0]
             rate = video.average_rate or video.guessed_rate
             if rate:
-                self.counters.gauge("expected_fps", min(float(rate), cfg.fps or float(rate)))
+                self.counters.expected_fps(min(float(rate), cfg.fps or float(rate)))
             anchor: tuple[float, float] | None = None  # (first pts, monotonic time) for realtime pacing
             last_kept: float | None = None
             for packet in container.demux(video):
@@ -204,11 +216,11 @@ class Source:
                 try:
                     frames = packet.decode()
                 except av.error.FFmpegError:
-                    self.counters.count("decode_errors")  # a corrupt packet costs its frames, not the stream
+                    self.counters.count(SourceCount.DECODE_ERRORS)  # a corrupt packet costs its frames, not the stream
                     continue
                 for av_frame in frames:
                     pts = float(av_frame.pts * av_frame.time_base) if av_frame.pts is not None else None
-                    self.counters.count("frames_decoded")
+                    self.counters.count(SourceCount.FRAMES_DECODED)
                     if kind in ("file", "sample") and cfg.pace == "realtime" and pts is not None:
                         anchor = anchor or (pts, time.monotonic())
                         wait = anchor[1] + (pts - anchor[0]) - time.monotonic()
@@ -217,7 +229,7 @@ class Source:
                     now = time.monotonic()
                     clock = pts if pts is not None and not network else now
                     if cfg.fps is not None and last_kept is not None and clock - last_kept < 0.95 / cfg.fps:
-                        self.counters.count("dropped:fps_cap")
+                        self.counters.count(SourceCount.DROPPED_FPS_CAP)
                         continue
                     last_kept = clock
                     frame = Frame(cfg.id, self._seq, pts, time.time(), now, av_frame.to_ndarray(format="rgb24"))
@@ -270,7 +282,7 @@ class Source:
             if dropped is _END:  # the end marker is never dropped: put it back last
                 self._queue.put_nowait(dropped)
                 return
-            self.counters.count("dropped:queue_full")
+            self.counters.count(SourceCount.DROPPED_QUEUE_FULL)
         self._queue.put_nowait(item)
         self._mark_frame()
 
@@ -294,7 +306,7 @@ class Source:
         while True:
             await asyncio.sleep(min(0.5, stall / 4))
             if self.status is SourceStatus.ONLINE and time.monotonic() - self._last_frame > stall:
-                self.counters.count("stalls")
+                self.counters.count(SourceCount.STALLS)
                 self._set_status(SourceStatus.RECONNECTING, f"no frame for {stall:g}s")
 
     def _call_loop(self, fn: Callable, *args: object) -> None:
@@ -306,6 +318,4 @@ class Source:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    detail = redact(text[0]) if text else ""  # FFmpeg's messages quote the URL, credentials included
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return redact(one_line(exc, with_type=True))  # FFmpeg's messages quote the URL, credentials included

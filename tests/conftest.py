@@ -8,21 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, SHARED_WEIGHTS
 
-
-def _shared_weights() -> Path:
-    """$DFSTREAM_TEST_WEIGHTS, else shared/models/mesonet beside the checkout or beside a parent of it."""
-    if os.environ.get("DFSTREAM_TEST_WEIGHTS"):
-        return Path(os.environ["DFSTREAM_TEST_WEIGHTS"])
-    for parent in REPO.parents:
-        candidate = parent / "shared" / "models" / "mesonet"
-        if candidate.is_dir():
-            return candidate
-    return REPO.parent / "shared" / "models" / "mesonet"
-
-
-SHARED_WEIGHTS = _shared_weights()
 WEIGHT_FILES = ["Meso4_DF.h5", "Meso4_F2F.h5", "MesoInception_DF.h5", "MesoInception_F2F.h5"]
 
 
@@ -46,16 +33,16 @@ def astronaut() -> np.ndarray:
 @pytest.fixture(scope="session")
 def face_crop(astronaut: np.ndarray) -> np.ndarray:
     """The astronaut's face as MTCNN finds it (x1 181, y1 62, x2 268, y2 172), with MesoNet's margin."""
-    from pipeline.preprocessing import crop_with_margin
+    from pipeline.models.preprocessing import crop_with_margin
 
     return crop_with_margin(astronaut, (181.05, 62.16, 267.75, 172.05), 0.15)
 
 
 # ---- media and a real RTSP server -----------------------------------------------------------------
 import signal
-import socket
 import subprocess
-import time
+
+from tests.helpers import free_port, wait_listening
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER = REPO / "tests" / "servers" / "rtsp_server.py"
@@ -77,12 +64,6 @@ def short_clip(tmp_path_factory) -> Path:
     return make_sample_clip(tmp_path_factory.mktemp("media") / "face_2s.mp4", seconds=2.0)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class RtspServer:
     """GStreamer's RTSP server in its own process, on loopback; can be killed and restarted."""
 
@@ -99,16 +80,8 @@ class RtspServer:
         for mount, clip in self.mounts.items():
             args += ["--mount", f"{mount}={clip}"]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the RTSP server exited: {self.process.stderr.read().strip()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"the RTSP server did not listen on port {self.port} within 10 s")
+        wait_listening([self.port], self.process, "the RTSP server")
+        return self
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -189,3 +162,11 @@ def serve_folder():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def file_server(tmp_path, serve_folder):
+    """tmp_path/www over HTTP on an ephemeral loopback port."""
+    root = tmp_path / "www"
+    root.mkdir()
+    return root, serve_folder(root)

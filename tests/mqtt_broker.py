@@ -1,26 +1,27 @@
 """A real Mosquitto for tests: password file, ACL, a plain and a TLS listener on loopback, with a
-CA made by the test. Can be SIGKILLed and restarted on the same ports."""
+CA made by the test. Can be SIGKILLed and restarted on the same ports. And a real subscriber that
+reads what dfstream publishes, with the schemas its payloads follow."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
+from pipeline.runtime.events import Verdict
+from tests.helpers import free_port, wait_listening
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "configs" / "schemas"
 USERS = {"dfstream": "df-secret-pw", "reader": "reader-pw"}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(*args: str) -> None:
@@ -34,7 +35,7 @@ class Mosquitto:
         # mosquitto run as root drops to user mosquitto: its files must be readable by it
         self.dir = Path(tempfile.mkdtemp(prefix="dfstream-mosquitto-"))
         os.chmod(self.dir, 0o755)
-        self.port, self.tls_port = _port(), _port()
+        self.port, self.tls_port = free_port(), free_port()
         self._make_certificates()
         passwd = self.dir / "passwd"
         for i, (user, password) in enumerate(USERS.items()):
@@ -87,17 +88,8 @@ keyfile {self.dir / 'server.key'}
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.process = subprocess.Popen([binary, "-c", str(self.dir / "mosquitto.conf")], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"mosquitto exited: {self.process.stderr.read().strip()}")
-            try:
-                for port in (self.port, self.tls_port):
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail("mosquitto did not listen within 10 s")
+        wait_listening([self.port, self.tls_port], self.process, "mosquitto")
+        return self
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -108,3 +100,65 @@ keyfile {self.dir / 'server.key'}
     def close(self) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- a real subscriber, and the payloads it reads ------------------------------------------------
+def schema_for(topic: str) -> dict:
+    last = topic.rsplit("/", 1)[-1]
+    name = {"verdict": "verdict", "state": "state", "status": "status", "available": "available", "alerts": "alert",
+            "config": "ha_discovery"}[last]  # fmt: skip
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+
+
+def payload_of(message: aiomqtt.Message):
+    text = message.payload.decode()
+    return text if str(message.topic).endswith(("/status", "/available")) else json.loads(text)
+
+
+class Subscriber:
+    """A real client (user ``reader``) with a persistent session, reconnecting on its own."""
+
+    def __init__(self, broker: Mosquitto, topics=("dfstream/#", "homeassistant/#")):
+        self.broker, self.topics = broker, topics
+        self.messages: list[aiomqtt.Message] = []
+        self.subscribed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> Subscriber:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.subscribed.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client("127.0.0.1", self.broker.port, username="reader", password=USERS["reader"],
+                                          identifier="test-reader", clean_session=False,
+                                          protocol=aiomqtt.ProtocolVersion.V311) as client:  # fmt: skip
+                    for topic in self.topics:
+                        await client.subscribe(topic, qos=1)
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        self.messages.append(message)
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.05)
+
+    def on(self, suffix: str) -> list:
+        return [payload_of(m) for m in self.messages if str(m.topic).endswith(suffix)]
+
+    async def wait_for(self, predicate, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out waiting for MQTT messages"
+            await asyncio.sleep(0.05)
+
+
+def verdict(stream: str, seq: int, track: int = 1, label: str = "real", ts: float | None = None) -> Verdict:
+    return Verdict(stream=stream, track_id=track, seq=seq, ts=ts if ts is not None else time.time(), frame_seq=seq,
+                   frame_pts=seq / 30, label=label, label_since=0.0, fake_probability=0.1, raw_probability=0.12,
+                   uncertainty=0.2, models={"meso4": 0.1}, bbox=(1.0, 2.0, 30.0, 40.0), faces_in_frame=1,
+                   latency_ms=12.5)  # fmt: skip

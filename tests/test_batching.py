@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pipeline.batching import Batcher
+from pipeline.runtime.batching import Batcher
 
 
 def doubler(calls: list[int], delay: float = 0.02):

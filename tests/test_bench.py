@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.weights
 
@@ -27,6 +27,8 @@ def test_quick_bench_writes_every_figure(weights_dir, rtsp_available, tmp_path):
     for key in ("bound_fps", "pipeline_fps", "efficiency", "naive_fps", "speedup_same_work", "speedup_default"):
         assert results[key] > 0, key
     assert set(results["latency_ms"]["1"]) == {"p50", "p95", "p99"}
-    assert results["max_streams_realtime"] >= 0 and results["device"] == "cpu"
+    # --quick measures one stream: it counts as real time when under 1 % of its frames were dropped
+    assert results["max_streams_realtime"] == (1 if results["dropped_ratio"]["1"] < 0.01 else 0)
+    assert results["device"] == "cpu"
     assert {"python", "torch", "av"} <= set(results["versions"])
     assert (tmp_path / "RESULTS.md").read_text().startswith("# dfstream benchmark")

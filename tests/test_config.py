@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import yaml
 
-from pipeline.config import apply_override, load_config, verify_files
+from dfstream.config import apply_override, load_config, verify_files
 from pipeline.errors import ConfigError
 
 ISSUE_EXAMPLE = """
@@ -68,7 +68,7 @@ def test_set_overrides(tmp_path):
 
 
 def dfstream(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "dfstream", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ}, timeout=120)  # fmt: skip
 
 
@@ -101,7 +101,7 @@ def test_check_never_prints_a_password_and_warns_about_clear_text(weights_dir, t
         "    url: rtsp://viewer:${CAM_PASSWORD}@127.0.0.1:8554/cam1\n  - id: door\n    url: rtsp://admin:hunter2@10.0.0.9/live",
     )
     path = write(tmp_path, text)
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "check", str(path)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "dfstream", "check", str(path)], capture_output=True, text=True,
                          env={**os.environ, "CAM_PASSWORD": "from-env-s3cret"}, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "from-env-s3cret" not in out.stdout + out.stderr and "hunter2" not in out.stdout + out.stderr

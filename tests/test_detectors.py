@@ -8,8 +8,6 @@ import torch
 from PIL import Image
 
 from pipeline import DetectionResult, ModelRegistry, ModelStatus, PerformanceMonitor
-from pipeline.detector import resolve_device
-from pipeline.detectors import Meso4Detector, MesoInception4Detector
 from pipeline.errors import (
     ConfigError,
     InferenceError,
@@ -18,6 +16,8 @@ from pipeline.errors import (
     ModelNotFoundError,
     ModelNotLoadedError,
 )
+from pipeline.models.detectors import Meso4Detector, MesoInception4Detector
+from pipeline.models.devices import resolve_device
 from tests.fixed_detector import FixedDetector
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.datasets import Item, load_dataset
+from dfstream.cli import main
 from pipeline.errors import ConfigError
-from pipeline.evaluation import parse_detector_spec
-from pipeline.metrics import aggregate_confident, aggregate_majority, classification_report, roc_auc
+from pipeline.evaluation.datasets import Item, load_dataset
+from pipeline.evaluation.metrics import aggregate_confident, aggregate_majority, classification_report, roc_auc
+from pipeline.evaluation.scoring import parse_detector_spec
 from tests.synthetic import make_labelled_set
 
 
@@ -97,7 +97,7 @@ def test_eval_reports_every_model_and_the_fusion(weights_dir, synthetic_set, tmp
 
 @pytest.mark.weights
 def test_calibrate_writes_what_the_ensemble_reads(weights_dir, synthetic_set, tmp_path, capsys, monkeypatch):
-    from pipeline.calibration import load_calibrators
+    from pipeline.judging.calibration import load_calibrators
 
     monkeypatch.setenv("DFSTREAM_MODEL_PATH", str(weights_dir))
     calibration = tmp_path / "calibration.json"

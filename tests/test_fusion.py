@@ -7,9 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline import EnsembleConfig, EnsembleManager, FusionMethod
-from pipeline.calibration import PlattScaling, TemperatureScaling
 from pipeline.errors import EnsembleError, InsufficientModelsError
-from pipeline.fusion import disagreement, fuse, temper, uncertainty
+from pipeline.judging.calibration import PlattScaling, TemperatureScaling
+from pipeline.judging.fusion import disagreement, fuse, temper, uncertainty
 from tests.fixed_detector import FixedDetector
 
 P = [0.9, 0.6, 0.2]

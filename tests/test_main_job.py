@@ -9,15 +9,14 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
-from tests.test_weights import file_server  # noqa: F401  (fixture)
+from tests.helpers import REPO
 
 DEMO = str(REPO / "configs" / "demo.yaml")
 
 
 def dfstream(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, env=environment,
+    return subprocess.run([sys.executable, "-m", "dfstream", *args], capture_output=True, text=True, env=environment,
                           timeout=600, check=False)  # fmt: skip
 
 

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.detectors import Meso4Detector, MesoInception4Detector
-from pipeline.detectors.mesonet import MESONET_PREPROCESSING
 from pipeline.errors import ModelLoadError
-from pipeline.preprocessing import UnifiedPreprocessor
+from pipeline.models.detectors import Meso4Detector, MesoInception4Detector
+from pipeline.models.detectors.mesonet import MESONET_PREPROCESSING
+from pipeline.models.preprocessing import UnifiedPreprocessor
+from tests.broken_checkpoints import empty, missing_bias, random_bytes, reshaped_layer, truncated
 
 pytestmark = pytest.mark.weights
 
@@ -149,41 +150,14 @@ def test_nearest_resize_matches_keras_pil_nearest(face_crop):
 
 
 # ---- strict loading: a wrong file fails loudly, naming the file and the layer ----------------
-def _truncated(src, dst):
-    data = src.read_bytes()
-    dst.write_bytes(data[: len(data) // 2])
-
-
-def _random(src, dst):
-    dst.write_bytes(np.random.default_rng(1).bytes(4096))
-
-
-def _empty(src, dst):
-    dst.write_bytes(b"")
-
-
-def _reshaped_layer(src, dst):
-    shutil.copy(src, dst)
-    with h5py.File(dst, "r+") as h5:
-        group = h5["conv2d_6/conv2d_6"]
-        del group["kernel:0"]
-        group.create_dataset("kernel:0", data=np.zeros((3, 3, 8, 8), dtype=np.float32))
-
-
-def _missing_bias(src, dst):
-    shutil.copy(src, dst)
-    with h5py.File(dst, "r+") as h5:
-        del h5["dense_4/dense_4"]["bias:0"]
-
-
 @pytest.mark.parametrize(
     "corrupt, detector_cls, message",
     [
-        (_truncated, Meso4Detector, "not a readable Keras HDF5"),
-        (_random, Meso4Detector, "not a readable Keras HDF5"),
-        (_empty, Meso4Detector, "not a readable Keras HDF5"),
-        (_reshaped_layer, Meso4Detector, "layer conv2d_6 kernel has shape (3, 3, 8, 8)"),
-        (_missing_bias, Meso4Detector, "layer dense_4 holds ['kernel']"),
+        (truncated, Meso4Detector, "not a readable Keras HDF5"),
+        (random_bytes, Meso4Detector, "not a readable Keras HDF5"),
+        (empty, Meso4Detector, "not a readable Keras HDF5"),
+        (reshaped_layer, Meso4Detector, "layer conv2d_6 kernel has shape (3, 3, 8, 8)"),
+        (missing_bias, Meso4Detector, "layer dense_4 holds ['kernel']"),
         (lambda src, dst: shutil.copy(src, dst), MesoInception4Detector, "has 16 conv2d layers, the file has 4"),
     ],
     ids=["truncated", "random-bytes", "empty", "wrong-shape", "missing-weight", "other-architecture"],

@@ -15,16 +15,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.detectors import (
+from pipeline.errors import ModelLoadError
+from pipeline.models.detectors import (
     DFBEfficientNetB4Detector,
     DFBMeso4Detector,
     DFBMesoInception4Detector,
     DFBXceptionDetector,
     DFDCWinnerB7Detector,
 )
-from pipeline.errors import ModelLoadError
 
-FIDELITY: dict[str, float] = {}
 
 
 def randomise(model: nn.Module, seed: int) -> nn.Module:
@@ -65,7 +64,6 @@ def check(name, detector, reference: nn.Module, x: torch.Tensor, probability) ->
         ref_logits = reference(x)
         ours_p = detector.fake_probability(ours_logits)
     error = relative_error(ours_logits, ref_logits)
-    FIDELITY[name] = error
     print(f"{name}: relative logit error {error:.2e}")
     assert error <= 1e-5
     assert torch.allclose(ours_p, probability(ref_logits).float(), atol=1e-6)
@@ -237,12 +235,6 @@ def test_unreadable_or_unsafe_files_are_refused(tmp_path, content, message, caps
     assert "a checkpoint ran code" not in capsys.readouterr().out
 
 
-def test_fidelity_summary():
-    """Printed for the record (pytest -s): each architecture's measured error."""
-    for name, error in FIDELITY.items():
-        print(f"{name}: {error:.2e}")
-
-
 # ---- preprocessing profiles ------------------------------------------------------------------------
 PROFILES = {
     # detector: (input size, resize, interpolation, mean, std, margin per side, polarity)
@@ -295,9 +287,9 @@ def test_a_zoo_detector_runs_in_the_streaming_runtime(tmp_path, short_clip):
     """From the config file's point of view a DeepfakeBench checkpoint is one more detector type."""
     import asyncio
 
-    from pipeline.config import parse_config
-    from pipeline.runtime import Runtime, load_detectors
-    from tests.test_runtime import MemorySink
+    from dfstream.config import parse_config
+    from pipeline.runtime.runtime import Runtime
+    from tests.helpers import MemorySink, load_detectors
 
     state = randomise(DFBMeso4Detector(device="cpu").build(), 11).state_dict()
     torch.save({f"backbone.{k}": v for k, v in state.items()}, tmp_path / "meso4_best.pth")

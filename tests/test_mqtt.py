@@ -4,80 +4,15 @@ Assistant discovery. Broker failures are in tests/reliability/test_broker_faults
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from pathlib import Path
 
 import aiomqtt
 import jsonschema
 import pytest
 
-from pipeline.events import Alert, StreamState, StreamStatus, Verdict
+from pipeline.runtime.events import Alert, StreamState, StreamStatus
 from sinks.mqtt import MqttConfig, MqttSink
-from tests.mqtt_broker import USERS, Mosquitto
-
-SCHEMAS = Path(__file__).resolve().parents[1] / "configs" / "schemas"
-
-
-def schema_for(topic: str) -> dict:
-    last = topic.rsplit("/", 1)[-1]
-    name = {"verdict": "verdict", "state": "state", "status": "status", "available": "available", "alerts": "alert",
-            "config": "ha_discovery"}[last]  # fmt: skip
-    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-
-
-def payload_of(message: aiomqtt.Message):
-    text = message.payload.decode()
-    return text if str(message.topic).endswith(("/status", "/available")) else json.loads(text)
-
-
-class Subscriber:
-    """A real client (user ``reader``) with a persistent session, reconnecting on its own."""
-
-    def __init__(self, broker: Mosquitto, topics=("dfstream/#", "homeassistant/#")):
-        self.broker, self.topics = broker, topics
-        self.messages: list[aiomqtt.Message] = []
-        self.subscribed = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> Subscriber:
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self.subscribed.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", self.broker.port, username="reader", password=USERS["reader"],
-                                          identifier="test-reader", clean_session=False,
-                                          protocol=aiomqtt.ProtocolVersion.V311) as client:  # fmt: skip
-                    for topic in self.topics:
-                        await client.subscribe(topic, qos=1)
-                    self.subscribed.set()
-                    async for message in client.messages:
-                        self.messages.append(message)
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.05)
-
-    def on(self, suffix: str) -> list:
-        return [payload_of(m) for m in self.messages if str(m.topic).endswith(suffix)]
-
-    async def wait_for(self, predicate, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, "timed out waiting for MQTT messages"
-            await asyncio.sleep(0.05)
-
-
-def verdict(stream: str, seq: int, track: int = 1, label: str = "real", ts: float | None = None) -> Verdict:
-    return Verdict(stream=stream, track_id=track, seq=seq, ts=ts if ts is not None else time.time(), frame_seq=seq,
-                   frame_pts=seq / 30, label=label, label_since=0.0, fake_probability=0.1, raw_probability=0.12,
-                   uncertainty=0.2, models={"meso4": 0.1}, bbox=(1.0, 2.0, 30.0, 40.0), faces_in_frame=1,
-                   latency_ms=12.5)  # fmt: skip
+from tests.mqtt_broker import USERS, Subscriber, payload_of, schema_for, verdict
 
 
 def test_topics_payloads_and_discovery_follow_the_schemas(mosquitto, creds):

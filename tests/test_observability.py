@@ -14,8 +14,9 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from pipeline.monitor import PerformanceMonitor
-from sinks.prometheus import SYSTEM_GAUGES, PrometheusConfig, PrometheusExporter
+from pipeline.monitoring.keys import END_TO_END, FACES, RUNTIME, STAGE_SPANS, Count, Kind, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from sinks.prometheus import COUNTERS, GAUGES, MQTT, SYSTEM_GAUGES, PrometheusConfig, PrometheusExporter
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = REPO / "configs" / "prometheus"
@@ -29,26 +30,22 @@ def tool(name: str) -> str:
     return path
 
 
+SUBJECTS = {Kind.STREAM: Subject.stream("cam1"), Kind.MODEL: Subject.model("meso4"), Kind.SINK: MQTT, Kind.STAGE: RUNTIME}
+
+
 def busy_monitor() -> PerformanceMonitor:
-    """A monitor holding every kind of number the runtime and sinks record."""
+    """A monitor holding every number the runtime and sinks record (each exported family fed once)."""
     m = PerformanceMonitor()
-    for key in ("frames_decoded", "frames_processed", "faces_detected", "reconnects", "errors", "decode_errors", "stalls",
-                "verdicts_skipped", "dropped:queue_full", "dropped:fps_cap", "verdicts:real", "verdicts:fake"):  # fmt: skip
-        m.count("cam1", key, 3)
-    for key in ("up", "queue_depth", "active_tracks", "expected_fps"):
-        m.set_gauge("cam1", key, 1)
+    for (kind, name), family in COUNTERS.items():
+        m.count(SUBJECTS[kind], name, 3, **{label: "x" for label in family.labels})
+    for (kind, name), family in GAUGES.items():
+        m.set_gauge(SUBJECTS[kind], name, 1, **{label: "x" for label in family.labels})
+    m.count(Subject.sink("jsonl"), Count.EVENTS_DROPPED, reason="outbox_full")
     m.record_inference("meso4", 0.01, images=4)
     m.record_inference("meso4", 0.02, images=1, success=False)
-    m.count("meso4", "errors", kind="model")
-    for stage in ("decode_to_faces", "faces_to_scores", "scores_to_verdict", "end_to_end"):
-        m.record_latency(stage, 0.05, kind="stage")
-    m.record_inference("faces", 0.03, images=2, kind="stage")
-    for key in ("connected", "outbox_depth", "outbox_capacity"):
-        m.set_gauge("sink:mqtt", key, 1, kind="stage")
-    for key in ("published", "dropped:outbox_full", "connection_errors"):
-        m.count("sink:mqtt", key, kind="stage")
-    m.count("sink:jsonl", "dropped:outbox_full", kind="stage")
-    m.set_gauge("runtime", "models_ready", 2, kind="stage")
+    for stage in (*STAGE_SPANS, END_TO_END):
+        m.record_latency(stage, 0.05)
+    m.record_inference(FACES, 0.03, images=2)
     return m
 
 
@@ -119,6 +116,6 @@ def test_compose_file_validates():
     assert set(services) == {"dfstream", "mosquitto", "prometheus", "grafana"}
     scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["dfstream:9108"]
-    from pipeline.config import load_config
+    from dfstream.config import load_config
 
     assert load_config(REPO / "configs" / "compose.yaml").sinks.prometheus.port == 9108

@@ -33,7 +33,7 @@ def test_readme_gives_the_two_commands():
 def test_the_readme_config_example_is_valid(monkeypatch):
     import yaml
 
-    from pipeline.config import parse_config, substitute_env
+    from dfstream.config import parse_config, substitute_env
 
     monkeypatch.setenv("CAM_USER", "viewer")
     monkeypatch.setenv("CAM_PASSWORD", "s3cret")

@@ -13,55 +13,11 @@ from collections import defaultdict
 
 import pytest
 
-from pipeline.config import parse_config
-from pipeline.events import Event, StreamStatus, Verdict
-from pipeline.runtime import Runtime, load_detectors
+from pipeline.monitoring.keys import END_TO_END, FACES, Count, Subject
+from pipeline.runtime.runtime import Runtime
+from tests.helpers import MemorySink, load_detectors, make_config, run_for, wait_until
 
 pytestmark = pytest.mark.weights
-
-
-class MemorySink:
-    """A real Sink that keeps what it is given (what a test subscriber would see)."""
-
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.closed = False
-
-    async def start(self) -> None:
-        pass
-
-    async def publish(self, event: Event) -> None:
-        self.events.append(event)
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-    def verdicts(self, stream: str | None = None) -> list[Verdict]:
-        return [e for e in self.events if isinstance(e, Verdict) and (stream is None or e.stream == stream)]
-
-    def statuses(self, stream: str) -> list[str]:
-        return [e.status for e in self.events if isinstance(e, StreamStatus) and e.stream == stream]
-
-
-def make_config(weights_dir, streams, **sections):
-    return parse_config({
-        "streams": streams,
-        "detectors": [
-            {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
-            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights_dir / "MesoInception_DF.h5")},
-        ],
-        **sections,
-    })  # fmt: skip
-
-
-async def run_for(runtime: Runtime, seconds: float | None) -> None:
-    task = asyncio.create_task(runtime.run())
-    if seconds is not None:
-        await asyncio.sleep(seconds)
-        runtime.stop.set()
-    await asyncio.wait_for(task, 30)
 
 
 def test_rtsp_stream_gets_verdicts_for_the_face_track(weights_dir, rtsp_server):
@@ -83,9 +39,9 @@ def test_rtsp_stream_gets_verdicts_for_the_face_track(weights_dir, rtsp_server):
     x1, y1, x2, y2 = verdicts[0].bbox
     assert 40 < x2 - x1 < 120 and 50 < y2 - y1 < 140  # the astronaut's face in a 360p frame
     assert sink.statuses("cam1")[0] == "online" and sink.statuses("cam1")[-1] == "offline" and sink.closed
-    report = runtime.monitor.get_performance_report()
-    assert report["stages"]["end_to_end"]["calls"] == len(verdicts)
-    assert report["streams"]["cam1"]["counters"]["frames_decoded"] >= report["streams"]["cam1"]["counters"]["frames_processed"]
+    monitor, cam1 = runtime.monitor, Subject.stream("cam1")
+    assert monitor.get_model_metrics(END_TO_END)["calls"] == len(verdicts)
+    assert monitor.counter(cam1, Count.FRAMES_DECODED) >= monitor.counter(cam1, Count.FRAMES_PROCESSED) > 30
 
 
 def test_two_rtsp_streams_and_a_file_share_batches(weights_dir, rtsp_server, face_clip):
@@ -103,11 +59,9 @@ def test_two_rtsp_streams_and_a_file_share_batches(weights_dir, rtsp_server, fac
     for stream in ("cam1", "cam2", "file"):
         assert len(sink.verdicts(stream)) > 10, stream
     # batches really form across streams, for faces and for each detector
-    assert max(runtime.faces.batch_sizes) > 1
-    for name, batcher in runtime.batchers.items():
-        assert max(batcher.batch_sizes) > 1, name
-    report = runtime.monitor.get_performance_report()
-    assert report["models"]["meso4"]["items"] > report["models"]["meso4"]["calls"]
+    for subject in (FACES, Subject.model("meso4"), Subject.model("mesoinception4")):
+        _, sizes = runtime.monitor.histograms(subject)
+        assert sizes.cumulative[0] < sizes.count, subject  # some batches held more than one item
 
 
 def test_a_dead_stream_does_not_stop_the_others(weights_dir, rtsp_server):
@@ -122,7 +76,7 @@ def test_a_dead_stream_does_not_stop_the_others(weights_dir, rtsp_server):
     asyncio.run(run_for(runtime, 3.0))
     assert len(sink.verdicts("cam1")) > 20 and sink.verdicts("dead") == []
     assert sink.statuses("dead")[0] == "reconnecting"
-    assert runtime.monitor.get_performance_report()["streams"]["dead"]["counters"]["reconnects"] >= 3
+    assert runtime.monitor.counter(Subject.stream("dead"), Count.RECONNECTS) >= 3
 
 
 def test_realtime_and_asap_pacing(weights_dir, short_clip):
@@ -147,11 +101,9 @@ def test_dfstream_run_stops_cleanly_on_sigterm(weights_dir, face_clip, tmp_path)
         "detectors": [{"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")}],
         "sinks": {"jsonl": {"path": str(out)}},
     }))  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(config)], stderr=subprocess.PIPE, text=True,
+    process = subprocess.Popen([sys.executable, "-m", "dfstream", "run", str(config)], stderr=subprocess.PIPE, text=True,
                                env={**os.environ})  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not out.exists() or out.read_text().count('"verdict"') < 10):
-        time.sleep(0.2)
+    wait_until(lambda: out.exists() and out.read_text().count('"verdict"') >= 10, 60, "10 verdicts in the file")
     process.send_signal(signal.SIGTERM)
     sent = time.monotonic()
     assert process.wait(10) == 0, process.stderr.read()
@@ -175,12 +127,12 @@ def test_a_failing_detector_is_counted_and_the_others_still_judge(weights_dir, s
     sink = MemorySink()
     runtime = Runtime(config, detectors, [sink])
     asyncio.run(run_for(runtime, None))
-    report = runtime.monitor.get_performance_report()
-    assert report["models"]["mesoinception4"]["failures"] > 0
-    assert report["models"]["mesoinception4"]["counters"]["errors"] == 60
+    monitor, broken = runtime.monitor, Subject.model("mesoinception4")
+    assert monitor.get_model_metrics(broken)["failures"] > 0
+    assert monitor.counter(broken, Count.CROP_ERRORS) == 60
     if min_models == 1:
         verdicts = sink.verdicts("f")
         assert len(verdicts) == 60
         assert all(v.failed_models == ("mesoinception4",) and set(v.models) == {"meso4"} for v in verdicts)
     else:
-        assert sink.verdicts("f") == [] and report["streams"]["f"]["counters"]["verdicts_skipped"] == 60
+        assert sink.verdicts("f") == [] and monitor.counter(Subject.stream("f"), Count.VERDICTS_SKIPPED) == 60

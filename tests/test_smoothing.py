@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from pipeline.smoothing import SmoothingConfig, TrackSmoother
+from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 
 
 def run(config: SmoothingConfig, samples):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.detections import Detections, iou_matrix
-from pipeline.tracking import IouTracker
+from pipeline.judging.tracking import IouTracker
+from pipeline.models.detections import Detections, iou_matrix
 
 
 def dets(*boxes) -> Detections:

@@ -11,18 +11,10 @@ import threading
 import pytest
 
 from pipeline.errors import ChecksumError, DownloadError, WeightsError
-from pipeline.weights import WeightsEntry, load_manifest, pull, resolve_weights, verify
-from tests.conftest import SHARED_WEIGHTS
+from pipeline.models.weights import WeightsEntry, load_manifest, pull, resolve_weights, verify
+from tests.helpers import SHARED_WEIGHTS
 
 SHA256SUMS = SHARED_WEIGHTS / "SHA256SUMS"
-
-
-@pytest.fixture
-def file_server(tmp_path, serve_folder):
-    """tmp_path/www over HTTP on an ephemeral loopback port."""
-    root = tmp_path / "www"
-    root.mkdir()
-    return root, serve_folder(root)
 
 
 def entry_for(data: bytes, name: str = "tiny", file: str = "tiny.h5") -> WeightsEntry:
@@ -67,10 +59,11 @@ def test_manifest_matches_the_published_digests():
     assert all(manifest[name].pinned for name in mesonet)
     assert {manifest[n].license for n in manifest if n.startswith("dfb_")} == {"CC-BY-NC-4.0"}
     assert manifest["dfdc_b7_111"].license == "MIT"
-    from pipeline.detectors import BUILTIN_DETECTORS, PROFILES
+    from pipeline.models.detectors import PROFILES
+    from pipeline.models.plugins import detector_types
 
     for entry in manifest.values():  # each file's declared profile is the one its architecture applies
-        assert BUILTIN_DETECTORS[entry.architecture].preprocessing == PROFILES[entry.profile], entry.name
+        assert detector_types()[entry.architecture].preprocessing == PROFILES[entry.profile], entry.name
     if SHA256SUMS.is_file():
         published = dict(reversed(line.split()) for line in SHA256SUMS.read_text().splitlines() if line.strip())
         for name in mesonet:
@@ -93,7 +86,7 @@ def test_cli_pulls_the_real_files_from_a_mirror(weights_dir, file_server, tmp_pa
     for f in ("Meso4_DF.h5", "Meso4_F2F.h5"):
         (root / f).write_bytes((weights_dir / f).read_bytes())
     env = {"DFSTREAM_MODEL_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "pipeline.cli", "models", *a], capture_output=True, text=True, env=env)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "dfstream", "models", *a], capture_output=True, text=True, env=env)
     out = run("pull", "meso4_df", "meso4_f2f", "--mirror", base)
     assert out.returncode == 0, out.stderr
     assert "license Apache-2.0" in out.stdout and out.stdout.count("verified sha256") == 2

@@ -13,51 +13,13 @@ import psutil
 import pytest
 from torch import nn
 
-from pipeline.events import Event, Verdict
-from pipeline.runtime import Runtime, load_detectors
-from tests.test_runtime import make_config
+from pipeline.monitoring.keys import Count, Subject
+from pipeline.runtime.runtime import Runtime
+from tests.helpers import MemorySink, load_detectors, make_config
 
 pytestmark = pytest.mark.weights
 
 RUN_S = 12.0
-
-
-class TimedSink:
-    """A real sink that notes when each verdict reached it."""
-
-    name = "timed"
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def start(self) -> None:
-        pass
-
-    async def publish(self, event: Event) -> None:
-        if isinstance(event, Verdict):
-            self.delays.append(time.time() - event.ts)
-
-    async def aclose(self) -> None:
-        pass
-
-
-class StuckSink:
-    """A sink whose every publish hangs, like a write to a peer that stopped reading."""
-
-    name = "stuck"
-
-    async def start(self) -> None:
-        pass
-
-    async def publish(self, event: Event) -> None:
-        await asyncio.Event().wait()
-
-    async def aclose(self) -> None:
-        pass
-
-
-class StuckSink2(StuckSink):
-    name = "stuck2"  # a second one: stuck sinks drain side by side, their timeouts do not add up
 
 
 class Slowed(nn.Module):
@@ -96,34 +58,36 @@ def run(runtime: Runtime, seconds: float) -> tuple[list[int], float]:
 def test_a_stuck_sink_costs_the_others_nothing(weights_dir, face_clip, figures):
     config = make_config(weights_dir, [{"id": "cam", "url": str(face_clip), "pace": "realtime", "loop": True}],
                          sinks={"outbox_capacity": 50})  # fmt: skip
-    timed = TimedSink()
-    runtime = Runtime(config, load_detectors(config), [StuckSink(), StuckSink2(), timed])
+    timed = MemorySink("timed")
+    # two stuck sinks: they drain side by side, their timeouts do not add up
+    runtime = Runtime(config, load_detectors(config), [MemorySink("stuck", hang=True), MemorySink("stuck2", hang=True), timed])
     rss, stop_s = run(runtime, RUN_S)
-    report = runtime.monitor.get_performance_report()
-    dropped = report["stages"]["sink:stuck"]["counters"]["dropped:outbox_full"]
-    verdicts = sum(v for k, v in report["streams"]["cam"]["counters"].items() if k.startswith("verdicts:"))
-    p99_ms = float(np.percentile(timed.delays, 99)) * 1000
+    monitor, stuck = runtime.monitor, Subject.sink("stuck")
+    dropped = monitor.counter(stuck, Count.EVENTS_DROPPED, reason="outbox_full")
+    verdicts = sum(monitor.counter(Subject.stream("cam"), Count.VERDICTS, label=label) for label in ("real", "fake", "uncertain"))
+    delays = timed.verdict_delays()
+    p99_ms = float(np.percentile(delays, 99)) * 1000
     growth_mb = (max(rss) - rss[0]) / 2**20
-    figures(verdicts=verdicts, delivered_to_others=len(timed.delays), stuck_dropped=dropped, others_p99_delay_ms=p99_ms,
+    figures(verdicts=verdicts, delivered_to_others=len(delays), stuck_dropped=dropped, others_p99_delay_ms=p99_ms,
             rss_growth_mb=growth_mb, stop_s=stop_s)  # fmt: skip
-    assert len(timed.delays) == verdicts > 200  # the healthy sink got every verdict
+    assert len(delays) == verdicts > 200  # the healthy sink got every verdict
     assert p99_ms < 50  # and got it at once
     assert dropped >= verdicts - 50 - 1  # the stuck one: all but its 50 slots (+1 in its hung publish), counted
     assert growth_mb < 50
     assert stop_s < 3.0 + 2  # its outbox gives up after drain_timeout_s instead of hanging the exit
-    assert report["stages"]["sink:stuck"]["counters"]["dropped:shutdown"] == 51  # and what it held is counted
+    assert monitor.counter(stuck, Count.EVENTS_DROPPED, reason="shutdown") == 51  # and what it held is counted
 
 
 def test_a_detector_ten_times_slower_than_the_frames(weights_dir, face_clip, figures):
     config = make_config(weights_dir, [{"id": "cam", "url": str(face_clip), "pace": "realtime", "loop": True}])
     detectors = load_detectors(config)
     detectors["meso4"].module = Slowed(detectors["meso4"].module, delay_s=10 / 30)
-    timed = TimedSink()
+    timed = MemorySink("timed")
     runtime = Runtime(config, detectors, [timed])
     rss, stop_s = run(runtime, RUN_S)
-    counters = runtime.monitor.get_performance_report()["streams"]["cam"]["counters"]
-    decoded, processed = counters["frames_decoded"], counters.get("frames_processed", 0)
-    dropped = counters.get("dropped:queue_full", 0)
+    monitor, cam = runtime.monitor, Subject.stream("cam")
+    decoded, processed = monitor.counter(cam, Count.FRAMES_DECODED), monitor.counter(cam, Count.FRAMES_PROCESSED)
+    dropped = monitor.counter(cam, Count.FRAMES_DROPPED, reason="queue_full")
     growth_mb = (max(rss) - rss[0]) / 2**20
     figures(decoded=decoded, processed=processed, dropped=dropped, unaccounted=decoded - processed - dropped,
             rss_growth_mb=growth_mb, stop_s=stop_s)  # fmt: skip
@@ -132,4 +96,4 @@ def test_a_detector_ten_times_slower_than_the_frames(weights_dir, face_clip, fig
     # every decoded frame was processed or counted as dropped; at most the frames in flight at the
     # stop are neither (source queue 4, stage queue 2, one in each stage)
     assert 0 <= decoded - processed - dropped <= 4 + 2 + 2
-    assert len(timed.delays) > 0 and growth_mb < 50
+    assert len(timed.verdicts()) > 0 and growth_mb < 50

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from pipeline.cli import main
+from dfstream.cli import main
 
 BASE = """
 streams:
@@ -217,7 +217,7 @@ def test_the_real_process_prints_no_traceback(tmp_path, weights_dir, figures):
         tmp_path, weights_dir, lambda d: (at("faces.detect_every", 0)(d), at("streams.0.url", "ftp://x")(d))
     )
     for command in (["check", path], ["run", path, "--offline"]):
-        out = subprocess.run([sys.executable, "-m", "pipeline.cli", *command], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-m", "dfstream", *command], capture_output=True, text=True,
                              env={**os.environ}, timeout=120, check=False)  # fmt: skip
         assert out.returncode == 2 and "Traceback" not in out.stderr and out.stdout == ""
         assert len(out.stderr.splitlines()) == 2, out.stderr

@@ -12,13 +12,15 @@ from collections import defaultdict
 import jsonschema
 import pytest
 
-from pipeline.monitor import PerformanceMonitor
-from pipeline.runtime import Runtime, load_detectors
+from pipeline.monitoring.keys import Count, Gauge, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.runtime import Runtime
 from sinks import MqttSink, build_sinks
 from sinks.mqtt import MqttConfig
-from tests.mqtt_broker import USERS, Mosquitto
-from tests.test_mqtt import Subscriber, payload_of, schema_for, verdict
-from tests.test_runtime import MemorySink, make_config
+from tests.helpers import MemorySink, load_detectors, make_config, until
+
+MQTT = Subject.sink("mqtt")
+from tests.mqtt_broker import USERS, Mosquitto, Subscriber, payload_of, schema_for, verdict
 
 
 @pytest.mark.weights
@@ -79,7 +81,7 @@ def test_no_verdict_lost_across_a_broker_killed_and_restarted(weights_dir, face_
         if str(message.topic).endswith("/verdict"):
             payload = payload_of(message)
             seqs[payload["stream"]].add(payload["seq"])
-    published = mqtt._verdict_seq
+    published = {stream: mqtt.last_verdict_seq(stream) for stream in ("camA", "camB")}
     lost = {stream: set(range(1, published[stream] + 1)) - seqs[stream] for stream in ("camA", "camB")}
     errors = [r.getMessage() for r in caplog.records if r.name == "sinks.mqtt" and r.levelno >= logging.WARNING]
     figures(queued_while_down=timeline["queued"], judged_while_down=timeline["judged_while_down"],
@@ -89,7 +91,7 @@ def test_no_verdict_lost_across_a_broker_killed_and_restarted(weights_dir, face_
     assert timeline["judged_while_down"] > 30  # and detection went on
     assert lost == {"camA": set(), "camB": set()}
     assert len(errors) <= 3, errors  # lost, the first failed retry, back: not one line per retry
-    assert monitor.get_performance_report()["stages"]["sink:mqtt"]["counters"].get("dropped:outbox_full", 0) == 0
+    assert monitor.counter(MQTT, Count.MESSAGES_DROPPED) == 0
 
 
 @pytest.mark.parametrize(
@@ -117,17 +119,17 @@ def test_connection_problems_are_one_clear_error_and_counted(
         await sink.start()
         for i in range(1, 4):
             await sink.publish(verdict("cam1", i, ts=i * 2.0))
-        await asyncio.sleep(1.0)
+        await until(lambda: monitor.counter(MQTT, Count.CONNECTION_ERRORS) >= 3, 10, "three failed connections")
         depth = sink.outbox_depth()
         await sink.aclose()
         return depth
 
     depth = asyncio.run(scenario())
-    stage = monitor.get_performance_report()["stages"]["sink:mqtt"]
-    assert stage["counters"]["connection_errors"] >= 3 and stage["gauges"]["connected"] == 0
+    connection_errors = monitor.counter(MQTT, Count.CONNECTION_ERRORS)
+    assert connection_errors >= 3 and monitor.gauge(MQTT, Gauge.CONNECTED) == 0
     assert depth >= 3  # nothing accepted was thrown away
     errors = [r.getMessage() for r in caplog.records if r.name == "sinks.mqtt" and r.levelname == "ERROR"]
-    figures(connection_errors=stage["counters"]["connection_errors"], error_lines=len(errors), kept=depth)
+    figures(connection_errors=connection_errors, error_lines=len(errors), kept=depth)
     assert expected_log in errors[0] and len([e for e in errors if "retrying" in e]) == 1
     assert all(USERS["dfstream"] not in r.getMessage() for r in caplog.records)
 
@@ -158,7 +160,7 @@ def test_outbox_overflow_drops_the_oldest_and_delivers_the_rest_in_order(creds, 
     finally:
         broker.close()
     # 200 verdicts into 50 slots: the first 150 were pushed out, and counted
-    dropped = monitor.get_performance_report()["stages"]["sink:mqtt"]["counters"]["dropped:outbox_full"]
+    dropped = monitor.counter(MQTT, Count.MESSAGES_DROPPED)
     figures(accepted=200, delivered=len(seqs), dropped_counted=dropped)
     assert dropped == 150
     assert seqs == list(range(151, 201))

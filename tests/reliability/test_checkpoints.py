@@ -9,8 +9,8 @@ import shutil
 import pytest
 import yaml
 
-from pipeline.cli import main
-from tests.test_mesonet_fidelity import _empty, _missing_bias, _random, _reshaped_layer, _truncated
+from dfstream.cli import main
+from tests.broken_checkpoints import empty, missing_bias, random_bytes, reshaped_layer, truncated
 
 pytestmark = pytest.mark.weights
 
@@ -43,11 +43,11 @@ def run_with(tmp_path, weights_dir, broken, detector_type="meso4", capsys=None):
 @pytest.mark.parametrize(
     "corrupt, detector_type, message",
     [
-        (_truncated, "meso4", "not a readable Keras HDF5"),
-        (_random, "meso4", "not a readable Keras HDF5"),
-        (_empty, "meso4", "not a readable Keras HDF5"),
-        (_reshaped_layer, "meso4", "layer conv2d_6 kernel has shape (3, 3, 8, 8)"),
-        (_missing_bias, "meso4", "layer dense_4 holds ['kernel']"),
+        (truncated, "meso4", "not a readable Keras HDF5"),
+        (random_bytes, "meso4", "not a readable Keras HDF5"),
+        (empty, "meso4", "not a readable Keras HDF5"),
+        (reshaped_layer, "meso4", "layer conv2d_6 kernel has shape (3, 3, 8, 8)"),
+        (missing_bias, "meso4", "layer dense_4 holds ['kernel']"),
         (_nan_weight, "meso4", "layer conv2d_6 kernel holds 1 non-finite values"),
         (lambda src, dst: shutil.copy(src, dst), "mesoinception4", "has 16 conv2d layers, the file has 4"),
     ],

@@ -162,8 +162,9 @@ def build_small(root: Path) -> list[tuple[str, Path]]:
 
 @pytest.mark.weights
 def test_broken_files_beside_a_good_one_leave_its_verdicts_whole(weights_dir, short_clip, tmp_path):
-    from pipeline.runtime import Runtime, load_detectors
-    from tests.test_runtime import MemorySink, make_config
+    from pipeline.monitoring.keys import Count, Subject
+    from pipeline.runtime.runtime import Runtime
+    from tests.helpers import MemorySink, load_detectors, make_config
 
     broken = build_small(tmp_path)
     streams = [{"id": "good", "url": str(short_clip), "pace": "asap"}]
@@ -172,7 +173,7 @@ def test_broken_files_beside_a_good_one_leave_its_verdicts_whole(weights_dir, sh
     sink = MemorySink()
     runtime = Runtime(config, load_detectors(config), [sink])
     asyncio.run(asyncio.wait_for(runtime.run(), 120))  # files that do not loop end the run by themselves
-    report = runtime.monitor.get_performance_report()["streams"]
     assert len(sink.verdicts("good")) == 60
     for name, _ in broken:
-        assert sink.statuses(name)[-1] == "offline" and report[name]["counters"]["errors"] == 1, name
+        errors = runtime.monitor.counter(Subject.stream(name), Count.SOURCE_ERRORS)
+        assert sink.statuses(name)[-1] == "offline" and errors == 1, name

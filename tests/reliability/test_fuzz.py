@@ -16,9 +16,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import apply_override, load_config, parse_config
+from dfstream.config import apply_override, load_config, parse_config
 from pipeline.errors import ConfigError
-from pipeline.events import Alert, StreamState, StreamStatus, Verdict
+from pipeline.runtime.events import Alert, StreamState, StreamStatus, Verdict
 from sinks.mqtt import MqttConfig, MqttSink
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "configs" / "schemas"
@@ -160,7 +160,7 @@ SCHEMA_BY_TOPIC = {"verdict": schema("verdict"), "state": schema("state"), "aler
 def published(event) -> list:
     sink = MqttSink(MqttConfig(verdict_interval_s=0))  # never started: messages stay in its outbox
     asyncio.run(sink.publish(event))
-    return list(sink._outbox)
+    return sink.queued()
 
 
 @FUZZ
@@ -187,4 +187,4 @@ def test_a_non_finite_number_never_leaves_as_a_payload(event, bad, where):
         assert "Out of range float values are not JSON compliant" in str(error)
     else:
         raise AssertionError("a NaN/inf payload was accepted")
-    assert not any(m.topic.endswith("/verdict") for m in sink._outbox)
+    assert not any(m.topic.endswith("/verdict") for m in sink.queued())

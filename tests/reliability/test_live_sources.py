@@ -12,16 +12,16 @@ import time
 
 import pytest
 
-from pipeline.monitor import PerformanceMonitor
-from pipeline.runtime import Runtime, load_detectors
+from pipeline.monitoring.keys import Count, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.runtime import Runtime
 from sinks import PrometheusConfig, PrometheusExporter
 from stream import Source, SourceStatus, StreamConfig
-from tests.test_delivery import scrape
-from tests.test_runtime import MemorySink, make_config
+from tests.helpers import MemorySink, load_detectors, make_config, scrape
 
 
 def decoded(monitor: PerformanceMonitor, stream: str) -> int:
-    return monitor.get_performance_report()["streams"].get(stream, {}).get("counters", {}).get("frames_decoded", 0)
+    return monitor.counter(Subject.stream(stream), Count.FRAMES_DECODED)
 
 
 @pytest.mark.weights
@@ -198,7 +198,7 @@ def test_a_missing_file_ends_the_stream_with_one_error(tmp_path, caplog):
 
 @pytest.mark.parametrize("url", ["rtp+x://cam", "ftp://127.0.0.1/a.mp4", "srt://127.0.0.1:9"])
 def test_an_unsupported_scheme_is_a_config_error(url):
-    from pipeline.config import parse_config
+    from dfstream.config import parse_config
     from pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"streams\[0\]\.url: unsupported scheme"):

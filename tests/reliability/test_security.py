@@ -13,7 +13,7 @@ import psutil
 import pytest
 import yaml
 
-from pipeline.monitor import PerformanceMonitor
+from pipeline.monitoring.monitor import PerformanceMonitor
 from sinks import PrometheusConfig, PrometheusExporter
 from tests.mqtt_broker import USERS
 
@@ -50,7 +50,7 @@ def test_metrics_and_health_listen_on_loopback_by_default(figures):
 
 def dfstream(*args: str, password: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DFSTREAM_MQTT_USERNAME": "dfstream", "DFSTREAM_MQTT_PASSWORD": password}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "dfstream", *args], capture_output=True, text=True, env=env,
                           timeout=180, check=False)  # fmt: skip
 
 

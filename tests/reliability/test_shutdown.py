@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from tests.test_mqtt import Subscriber
+from tests.mqtt_broker import Subscriber
 
 pytestmark = pytest.mark.weights
 
@@ -35,7 +35,7 @@ def test_sigterm_under_load_exits_in_5s_and_flushes_to_the_broker(weights_dir, f
 
     async def scenario() -> dict:
         async with Subscriber(mosquitto, topics=("dfstream/#",)) as sub:
-            process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(config)],
+            process = subprocess.Popen([sys.executable, "-m", "dfstream", "run", str(config)],
                                        stderr=subprocess.PIPE, text=True, env={**os.environ})  # fmt: skip
             await sub.wait_for(lambda: len(sub.on("/verdict")) >= 150, 90)  # three streams, the CPU saturated
             process.send_signal(signal.SIGTERM)

@@ -1,0 +1,5 @@
+import sys
+
+from dfstream.cli import main
+
+sys.exit(main())

@@ -1,0 +1,221 @@
+"""The ``dfstream`` command: run, check, models (list, pull, verify), eval, calibrate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipeline.errors import ConfigError, DfstreamError
+
+log = logging.getLogger("dfstream")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    commands = {"check": _check, "run": _run, "eval": _eval, "calibrate": _calibrate, "models": _models}
+    try:
+        return commands[args.command](args)
+    except DfstreamError as exc:
+        for line in str(exc).splitlines():
+            print(f"dfstream: error: {line}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from pipeline.judging.fusion import FusionMethod
+
+    parser = argparse.ArgumentParser(prog="dfstream", description="Real-time multi-model deepfake detection")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    for name, text in (("run", "watch the configured streams and emit verdicts"), ("check", "validate a config and print it resolved")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("config", help="YAML configuration file")
+        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a value, e.g. --set streams.0.url=rtsp://... (repeatable)")  # fmt: skip
+        if name == "run":
+            command.add_argument("--offline", action="store_true", help="never download weights")
+
+    models = commands.add_parser("models", help="published weights: list, pull, verify")
+    models_cmd = models.add_subparsers(dest="models_command", required=True)
+    models_cmd.add_parser("list", help="the manifest and what is in the cache")
+    pull_cmd = models_cmd.add_parser("pull", help="download weights (sha256-checked) into the cache")
+    pull_cmd.add_argument("names", nargs="*", help="manifest names (default: all)")
+    pull_cmd.add_argument("--mirror", help="base URL holding the same files (also $DFSTREAM_MODEL_MIRROR)")
+    pull_cmd.add_argument("--accept-unpinned", action="store_true",
+                          help="also fetch files the manifest pins no sha256 for, and record their digest")  # fmt: skip
+    models_cmd.add_parser("verify", help="check every cached file against its sha256")
+
+    for name, text in (("eval", "score a labelled set of videos or images and report AUC, accuracy, precision, recall, F1"),
+                       ("calibrate", "fit per-detector temperature or Platt calibration on a labelled set")):  # fmt: skip
+        command = commands.add_parser(name, help=text)
+        command.add_argument("dataset", help="a folder with real/ and fake/, a FaceForensics++ tree, or a CSV of path,label")
+        command.add_argument("--detectors", nargs="+", required=True, metavar="NAME[=WEIGHTS]",
+                             help="manifest names (meso4_df) or types with a file (meso4=path/to/Meso4_DF.h5)")  # fmt: skip
+        command.add_argument("--frames", type=int, default=32, help="evenly spaced frames per video (default 32, as DeepfakeBench)")
+        command.add_argument("--device", default="auto")
+        if name == "eval":
+            command.add_argument("--out", required=True, help="folder for report.json, frame_scores.csv and ROC curves")
+            command.add_argument("--fusion", default="weighted_average", choices=[m.value for m in FusionMethod])
+            command.add_argument("--calibration", help="a calibration file written by dfstream calibrate")
+        else:
+            command.add_argument("--out", required=True, help="the calibration file to write (what ensemble.calibration reads)")
+            command.add_argument("--method", default="platt", choices=["platt", "temperature"])
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from dfstream.config import load_config, verify_files
+
+    config = load_config(args.config, args.overrides)
+    problems = verify_files(config)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def _check(args: argparse.Namespace) -> int:
+    from dfstream.config import redacted
+
+    config = _load(args)
+    print(yaml.safe_dump(redacted(config.model_dump(mode="json")), sort_keys=False), end="")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dfstream.wiring import run
+
+    run(_load(args), args.offline, lambda text: print(text, file=sys.stderr))
+    return 0
+
+
+def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibration: str | None = None):
+    from tqdm import tqdm
+
+    from pipeline.evaluation.datasets import load_dataset
+    from pipeline.evaluation.scoring import parse_detector_spec, score_items
+    from pipeline.judging.ensemble import EnsembleSection, build_ensemble
+    from pipeline.judging.fusion import FusionMethod
+    from pipeline.models.faces import FaceDetector, FacesConfig
+    from pipeline.models.registry import ModelRegistry
+
+    if args.frames < 1:
+        raise ConfigError(f"--frames {args.frames}: must be at least 1")
+    items = load_dataset(args.dataset)
+    configs = [parse_detector_spec(text, args.device) for text in args.detectors]
+    if len({c.name for c in configs}) != len(configs):
+        raise ConfigError("--detectors: each detector needs its own name")
+    detectors = ModelRegistry().load_configured(configs)
+    ensemble = build_ensemble(EnsembleSection(method=FusionMethod(fusion), calibration=calibration), configs, detectors)
+    faces = FaceDetector(FacesConfig(device=args.device))
+    with tqdm(total=len(items), desc=args.command, unit="item", disable=None) as bar:  # quiet when not on a terminal
+        scores = score_items(items, detectors, ensemble, faces, args.frames, lambda done, total: bar.update(1))
+    for skipped in scores.skipped:
+        print(f"dfstream: skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    return items, configs, detectors, scores
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pipeline.evaluation.scoring import FUSED, report, write_outputs
+
+    items, configs, detectors, scores = _score(args, args.fusion, args.calibration)
+    names = list(detectors)
+    result = report(scores, names)
+    meta = {"dataset": str(args.dataset), "items": len(items), "frames_per_video": args.frames, "fusion": args.fusion,
+            "calibration": args.calibration,
+            "detectors": {c.name: {"type": c.type, "weights": str(getattr(detectors[c.name], "weights_path", c.weights))} for c in configs}}  # fmt: skip
+    for path in write_outputs(Path(args.out), result, scores, names, meta):
+        print(f"wrote {path}")
+    print(f"{'model':<22} {'frame AUC':>9} {'video AUC':>9} {'video acc':>9} {'video F1':>8}")
+    for name in [*names, FUSED]:
+        frame, video = result["models"][name]["frame"], result["models"][name]["video"]["mean"]
+        print(f"{name:<22} {_show(frame['auc']):>9} {_show(video['auc']):>9} {_show(video['accuracy']):>9} {_show(video['f1']):>8}")
+    return 0
+
+
+def _show(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pipeline.judging.calibration import fit_calibrator, log_loss, save_calibrators
+
+    _, _, detectors, scores = _score(args)
+    calibrators = {}
+    for name in detectors:
+        p, y = np.array(scores.column(name)), np.array(scores.column("label"))
+        if len(set(y.tolist())) < 2:
+            raise ConfigError(f"{args.dataset}: calibration needs both real and fake faces; scored {len(y)} frames of one class")
+        calibrator = fit_calibrator(p, y, args.method)
+        calibrators[name] = calibrator
+        before, after = log_loss(p, y), log_loss(np.asarray(calibrator(p)), y)
+        print(f"{name}: {calibrator.to_dict()} log loss {before:.4f} -> {after:.4f} on {len(y)} frames")
+    save_calibrators(calibrators, args.out)
+    print(f"wrote {args.out} (set ensemble.calibration to it)")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from pipeline.errors import WeightsError
+    from pipeline.models.weights import (
+        download_progress,
+        expected_sha256,
+        load_manifest,
+        model_dir,
+        pull,
+        sha256_file,
+        source_url,
+        verify,
+    )
+
+    manifest = load_manifest()
+    if args.models_command == "list":
+        print(f"cache: {model_dir()}")
+        for name, entry in manifest.items():
+            present = (model_dir() / entry.file).is_file()
+            state = "verified" if verify(entry) else ("unverified" if present else "missing")
+            size = f"{entry.size:>10} B" if entry.size else "  unpinned  "
+            print(f"{name:<22} {entry.architecture:<20} {entry.profile:<14} {size}  {entry.license:<13} {state}")
+        return 0
+    if args.models_command == "pull":
+        unknown = [n for n in args.names if n not in manifest]
+        if unknown:
+            print(f"dfstream: error: unknown model(s) {unknown}; known: {', '.join(manifest)}", file=sys.stderr)
+            return 2
+        for name in args.names or list(manifest):
+            entry = manifest[name]
+            url = f"{args.mirror.rstrip('/')}/{entry.file}" if args.mirror else source_url(entry)
+            if not entry.pinned and not args.accept_unpinned and args.names:
+                raise WeightsError(f"{name}: the manifest pins no sha256 for {entry.file}; add --accept-unpinned to fetch it "
+                                   "and record its digest")  # fmt: skip
+            if not entry.pinned and not args.accept_unpinned:
+                print(f"{name}: skipped, no pinned sha256 (--accept-unpinned fetches it)")
+                continue
+            print(f"{name}: {url} (license {entry.license})")
+            with download_progress(name) as progress:
+                path = pull(entry, url=url, progress=progress, accept_unpinned=args.accept_unpinned)
+            how = "verified sha256" if entry.pinned else f"recorded sha256 {sha256_file(path)} (unpinned)"
+            print(f"{name}: {how}, saved to {path}")
+        return 0
+    bad = 0
+    for name, entry in manifest.items():
+        path = model_dir() / entry.file
+        if not path.exists():
+            continue
+        if expected_sha256(entry, model_dir()) is None:
+            print(f"{name}: {path} unverified: no sha256 pinned or recorded")
+        elif not verify(entry):
+            print(f"{name}: sha256 mismatch in {path}")
+            bad += 1
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

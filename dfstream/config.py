@@ -1,0 +1,179 @@
+"""The configuration file: YAML → validated models that mirror its sections.
+
+    streams, faces, detectors, ensemble, smoothing, sinks, monitoring
+
+``${NAME}`` (or ``${NAME:-default}``) in any string is replaced from the environment, so secrets
+stay out of the file. ``--set a.b.0.c=value`` overrides a value (parsed as YAML). Errors name
+the field: ``streams[1].url: unsupported scheme 'rtp+x'``. Checks that touch the disk (weights
+files) live in ``verify_files``, not in the models.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from pipeline.errors import ConfigError
+from pipeline.models.weights import load_manifest
+from pipeline.runtime.config import RuntimeConfig
+from sinks.config import SinksConfig
+from stream.urls import redact, url_password
+
+log = logging.getLogger(__name__)
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class DfstreamConfig(RuntimeConfig):
+    """The whole file: the runtime's sections and the sinks that tell the world."""
+
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+
+
+# ---- loading -----------------------------------------------------------------------------------
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> DfstreamConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with streams, detectors, ...")
+    for override in overrides:
+        apply_override(raw, override)
+    for where in cleartext_secrets(raw):
+        log.warning("%s: %s holds a password in clear text; put it in the environment and write ${VAR}", path, where)
+    return parse_config(substitute_env(raw))
+
+
+def cleartext_secrets(raw: Any) -> list[str]:
+    """Where the raw (unsubstituted) config holds a URL password that is not a ${VAR}."""
+    found: list[str] = []
+
+    def check(path: str, text: str) -> str:
+        password = url_password(text)
+        if password and not _ENV.fullmatch(password):
+            found.append(path)
+        return text
+
+    _map_strings(raw, check)
+    return found
+
+
+def redacted(value: Any) -> Any:
+    """``value`` with every URL password replaced by ***, for printing a resolved config."""
+    return _map_strings(value, lambda _, text: redact(text))
+
+
+def _map_strings(value: Any, leaf: Callable[[str, str], Any], path: str = "") -> Any:
+    """``value`` (YAML data) with every string replaced by ``leaf(its field path, it)``."""
+    if isinstance(value, dict):
+        return {k: _map_strings(v, leaf, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, leaf, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        return leaf(path, value)
+    return value
+
+
+def parse_config(data: dict[str, Any]) -> DfstreamConfig:
+    try:
+        return DfstreamConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(format_errors(exc))) from None
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """One line per problem: ``streams[0].url: unsupported scheme 'rtp+x'``."""
+    lines = []
+    for error in exc.errors():
+        path = ""
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(_printable(f"{path or 'config'}: {message}"))
+    return lines
+
+
+def _printable(line: str) -> str:
+    """Keys and values come from the user: a control character in one must not split or garble
+    the one line that reports it."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+
+
+def substitute_env(value: Any) -> Any:
+    def substitute(path: str, text: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+
+        return _ENV.sub(replace, text)
+
+    return _map_strings(value, substitute)
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """``a.b.0.c=value``: set a nested key (list items by index); the value is parsed as YAML."""
+    if "=" not in override:
+        raise ConfigError(f"--set {_printable(override)}: expected key.path=value")
+    key, text = override.split("=", 1)
+    parts, key = key.split("."), _printable(key)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: the value is not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = _printable(".".join(parts[: i + 1]))
+        if isinstance(node, list):
+            if not (part.isascii() and part.isdigit()) or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: {where} is not an item of a list of {len(node)}")
+            index = int(part)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"--set {key}: {_printable('.'.join(parts[:i]))} is not a mapping or a list")
+
+
+def verify_files(config: DfstreamConfig) -> list[str]:
+    """Problems only the disk can show: weights, calibration and TLS files that do not exist."""
+    manifest = load_manifest()
+    problems = []
+    for i, detector in enumerate(config.detectors):
+        weights = detector.weights
+        if weights is not None and weights not in manifest and not Path(weights).expanduser().is_file():
+            problems.append(f"detectors[{i}].weights: no such file {weights!r} (and not a name in configs/models.yaml)")
+    calibration = config.ensemble.calibration
+    if calibration is not None and not Path(calibration).is_file():
+        problems.append(f"ensemble.calibration: no such file {calibration!r}")
+    tls = config.sinks.mqtt.tls if config.sinks.mqtt is not None else None
+    for key in ("ca_file", "cert_file", "key_file"):
+        name = getattr(tls, key, None)
+        if name is not None and not Path(name).expanduser().is_file():
+            problems.append(f"sinks.mqtt.tls.{key}: no such file {name!r}")
+    return problems

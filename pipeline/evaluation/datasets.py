@@ -1,0 +1,99 @@
+"""Labelled media for ``dfstream eval`` and ``dfstream calibrate``.
+
+Three layouts, recognised in this order:
+
+- a CSV file of ``path,label`` rows (label ``real``/``fake`` or ``0``/``1``; a header row is
+  allowed; relative paths are relative to the CSV's folder);
+- FaceForensics++: ``original_sequences/**`` is real, ``manipulated_sequences/**`` is fake;
+- a folder holding ``real/`` and ``fake/``, searched recursively.
+
+Items are videos or still images, sorted by path so that every run sees them in the same order.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipeline.errors import ConfigError
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1}
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    label: int  # 1 = fake
+
+    @property
+    def is_video(self) -> bool:
+        return self.path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def load_dataset(location: str | Path) -> list[Item]:
+    root = Path(location)
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return _from_csv(root)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: no such dataset (a folder with real/ and fake/, a FaceForensics++ tree, or a CSV of path,label)")
+    if (root / "original_sequences").is_dir() and (root / "manipulated_sequences").is_dir():
+        items = [Item(p, 0) for p in _media(root / "original_sequences")] + [Item(p, 1) for p in _media(root / "manipulated_sequences")]
+    elif (root / "real").is_dir() and (root / "fake").is_dir():
+        items = [Item(p, 0) for p in _media(root / "real")] + [Item(p, 1) for p in _media(root / "fake")]
+    else:
+        raise ConfigError(f"{root}: expected real/ and fake/ folders, or original_sequences/ and manipulated_sequences/")
+    if not items:
+        raise ConfigError(f"{root}: no videos or images found")
+    return sorted(items, key=lambda item: str(item.path))
+
+
+def _media(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES]
+
+
+def _from_csv(path: Path) -> list[Item]:
+    items = []
+    with open(path, newline="") as fh:
+        for number, row in enumerate(csv.reader(fh), start=1):
+            if not row or (number == 1 and row[-1].strip().lower() == "label"):
+                continue
+            if len(row) != 2 or row[1].strip().lower() not in LABELS:
+                raise ConfigError(f"{path}:{number}: expected path,label with label real, fake, 0 or 1; got {row!r}")
+            media = Path(row[0].strip())
+            items.append(Item(media if media.is_absolute() else path.parent / media, LABELS[row[1].strip().lower()]))
+    if not items:
+        raise ConfigError(f"{path}: no rows")
+    return sorted(items, key=lambda item: str(item.path))
+
+
+def sample_frames(item: Item, count: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``count`` evenly spaced frames (index, RGB array) of a video, or the image itself."""
+    if not item.is_video:
+        import cv2
+
+        image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ConfigError(f"{item.path}: not a readable image")
+        yield 0, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return
+    with av.open(str(item.path)) as container:
+        total = container.streams.video[0].frames
+        if not total:  # the container does not say: count, then decode again from the start
+            total = sum(1 for _ in container.decode(video=0))
+            container.seek(0)
+        if total <= 0:
+            return
+        wanted = sorted({int(i) for i in np.linspace(0, total - 1, min(count, total))})
+        for index, frame in enumerate(container.decode(video=0)):
+            if index == wanted[0]:
+                yield index, frame.to_ndarray(format="rgb24")
+                wanted.pop(0)
+                if not wanted:
+                    return

@@ -1,0 +1,144 @@
+"""``dfstream eval`` and ``dfstream calibrate``: score a labelled set the way the runtime scores a
+stream (MTCNN, each detector's own crop and preprocessing, the ensemble's fusion), then report.
+
+Per video, ``frames`` evenly spaced frames (DeepfakeBench uses 32); in each, the largest face.
+Frame-level metrics treat every scored frame as a sample with its video's label; video-level
+metrics first aggregate a video's frame scores (mean, the DFDC winner's confident strategy, or the
+share of fake frames). Nothing is random: items are sorted, frames fixed, models in eval mode.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+from pipeline.errors import ConfigError, DfstreamError, one_line
+from pipeline.evaluation.datasets import Item, sample_frames
+from pipeline.evaluation.metrics import AGGREGATIONS, classification_report, roc_curve
+from pipeline.judging.ensemble import EnsembleManager
+from pipeline.models.config import DetectorConfig
+from pipeline.models.detector import BaseDetector
+from pipeline.models.faces import FaceDetector
+from pipeline.models.plugins import detector_types
+from pipeline.models.weights import load_manifest
+
+FUSED = "fused"
+
+
+def parse_detector_spec(text: str, device: str = "auto") -> DetectorConfig:
+    """``meso4_df`` (a manifest name), ``meso4`` (a type, its default weights) or
+    ``meso4=path/to/Meso4_DF.h5`` (a type with that file)."""
+    name, _, weights = text.partition("=")
+    manifest = load_manifest()
+    types = detector_types()
+    if name in manifest and not weights:
+        return DetectorConfig(name=name, type=manifest[name].architecture, weights=name, device=device)
+    if name in types:
+        return DetectorConfig(name=name, type=name, weights=weights or None, device=device)
+    known = ", ".join(sorted(set(manifest) | set(types)))
+    raise ConfigError(f"--detectors {text!r}: not a manifest name or a detector type (known: {known})")
+
+
+@dataclass
+class Scores:
+    """Every scored frame, and the items that could not be scored (with why)."""
+
+    rows: list[dict] = field(default_factory=list)  # path, label, frame, and one P(fake) per detector and fused
+    skipped: list[dict] = field(default_factory=list)  # path, label, reason
+    frames_without_face: int = 0
+
+    def column(self, key: str) -> list:
+        return [row[key] for row in self.rows]
+
+    def by_video(self) -> list[list[dict]]:
+        """The rows of each item, items in the order they were scored."""
+        groups: dict[str, list[dict]] = {}
+        for row in self.rows:
+            groups.setdefault(row["path"], []).append(row)
+        return list(groups.values())
+
+
+def score_items(
+    items: list[Item],
+    detectors: Mapping[str, BaseDetector],
+    ensemble: EnsembleManager,
+    faces: FaceDetector,
+    frames: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Scores:
+    scores = Scores()
+    for done, item in enumerate(items, start=1):
+        try:
+            sampled = list(sample_frames(item, frames))
+            found = faces.detect([image for _, image in sampled]) if sampled else []
+            kept = [(index, image, tuple(float(v) for v in d.xyxy[0])) for (index, image), d in zip(sampled, found) if len(d)]
+            scores.frames_without_face += len(sampled) - len(kept)
+            if not kept:
+                raise ConfigError("no face in any sampled frame" if sampled else "no frame could be decoded")
+            per_model = {name: d.score_crops([(image, box) for _, image, box in kept]) for name, d in detectors.items()}
+        except (DfstreamError, av.error.FFmpegError, OSError, ValueError, IndexError) as exc:  # one bad file is a line in the report
+            scores.skipped.append({"path": str(item.path), "label": item.label, "reason": one_line(exc)})
+        else:
+            for k, (index, _, _) in enumerate(kept):
+                row = {"path": str(item.path), "label": item.label, "frame": index}
+                row |= {name: float(values[k]) for name, values in per_model.items()}
+                row[FUSED] = float(ensemble.fuse({name: row[name] for name in detectors}).fake_probability)
+                scores.rows.append(row)
+        if progress is not None:
+            progress(done, len(items))
+    return scores
+
+
+def report(scores: Scores, names: list[str]) -> dict:
+    """Metrics per detector and fused, per frame and per video under each aggregation."""
+    videos = scores.by_video()
+    video_labels = [rows[0]["label"] for rows in videos]
+    result: dict = {"items_scored": len(videos), "frames_scored": len(scores.rows),
+                    "frames_without_face": scores.frames_without_face, "skipped": scores.skipped, "models": {}}  # fmt: skip
+    for name in [*names, FUSED]:
+        entry = {"frame": classification_report(scores.column("label"), scores.column(name)), "video": {}}
+        for strategy, aggregate in AGGREGATIONS.items():
+            entry["video"][strategy] = classification_report(video_labels, [aggregate([r[name] for r in rows]) for rows in videos])
+        result["models"][name] = entry
+    return result
+
+
+def write_outputs(out: Path, result: dict, scores: Scores, names: list[str], meta: dict) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "report.json", out / "frame_scores.csv", out / "roc_frame.png", out / "roc_video.png"]
+    (out / "report.json").write_text(json.dumps({**meta, **result}, indent=2, sort_keys=True))
+    with open(out / "frame_scores.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "label", "frame", *names, FUSED])
+        writer.writeheader()
+        writer.writerows(scores.rows)
+    models = [*names, FUSED]
+    _plot_roc(out / "roc_frame.png", "frame level", {n: (scores.column("label"), scores.column(n)) for n in models}, result, "frame")
+    videos = scores.by_video()
+    video = {n: ([rows[0]["label"] for rows in videos], [AGGREGATIONS["mean"]([r[n] for r in rows]) for rows in videos]) for n in models}
+    _plot_roc(out / "roc_video.png", "video level (mean of frames)", video, result, "video")
+    return written
+
+
+def _plot_roc(path: Path, title: str, curves: dict[str, tuple[list[int], list[float]]], result: dict, level: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
+    for name, (labels, values) in curves.items():
+        fpr, tpr = roc_curve(labels, values)
+        metrics = result["models"][name]["frame"] if level == "frame" else result["models"][name]["video"]["mean"]
+        auc = metrics["auc"]
+        axes.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})" if auc is not None else f"{name} (AUC n/a)")
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, {title}", xlim=(0, 1), ylim=(0, 1.01))
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})  # no version stamp: the same run gives the same bytes
+    plt.close(figure)

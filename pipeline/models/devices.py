@@ -1,0 +1,33 @@
+"""Device names: checked when a config is read, resolved (``auto``) when a model loads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+from pydantic import AfterValidator
+
+from pipeline.errors import ConfigError
+
+
+def check_device_name(device: str) -> str:
+    """The spelling of a device, checked when a config is read (its availability, when a model loads)."""
+    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+        return device
+    raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+DeviceName = Annotated[str, AfterValidator(check_device_name)]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is usable, else ``cpu``; anything else is checked."""
+    try:
+        check_device_name(device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
+    return device

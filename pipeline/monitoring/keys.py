@@ -1,0 +1,92 @@
+"""The monitor's vocabulary: whom a number is about (a ``Subject``: kind and name) and which number
+it is (a ``Count`` or a ``Gauge``, with labels as data). Nothing is ever parsed back out of a
+string: a stream called ``faces`` and the face stage are two subjects."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class Kind(str, enum.Enum):
+    MODEL = "model"  # a deepfake detector
+    STREAM = "stream"  # one configured stream
+    STAGE = "stage"  # a step of the runtime (faces, decode_to_faces, end_to_end, ...) or the runtime itself
+    SINK = "sink"  # where verdicts go (jsonl, mqtt, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    kind: Kind
+    name: str
+
+    @classmethod
+    def model(cls, name: str) -> Subject:
+        return cls(Kind.MODEL, name)
+
+    @classmethod
+    def stream(cls, name: str) -> Subject:
+        return cls(Kind.STREAM, name)
+
+    @classmethod
+    def stage(cls, name: str) -> Subject:
+        return cls(Kind.STAGE, name)
+
+    @classmethod
+    def sink(cls, name: str) -> Subject:
+        return cls(Kind.SINK, name)
+
+
+class Count(str, enum.Enum):
+    """Totals since start."""
+
+    FRAMES_DECODED = "frames_decoded"
+    FRAMES_PROCESSED = "frames_processed"
+    FRAMES_DROPPED = "frames_dropped"  # label reason: queue_full, fps_cap, ...
+    FACES_DETECTED = "faces_detected"
+    FACE_ERRORS = "face_errors"  # frames whose face detection failed
+    SOURCE_ERRORS = "source_errors"  # failed opens and reads
+    DECODE_ERRORS = "decode_errors"
+    RECONNECTS = "reconnects"
+    STALLS = "stalls"
+    VERDICTS = "verdicts"  # label label: real, fake, uncertain
+    VERDICTS_SKIPPED = "verdicts_skipped"
+    CROP_ERRORS = "crop_errors"  # a model's crops that got no score
+    EVENTS_DROPPED = "events_dropped"  # a sink's; label reason: outbox_full, shutdown
+    MESSAGES_DROPPED = "messages_dropped"  # a sink's own message queue (MQTT's outbox) overflowed
+    PUBLISHED = "published"
+    CONNECTION_ERRORS = "connection_errors"
+
+
+class Gauge(str, enum.Enum):
+    """Current values."""
+
+    UP = "up"
+    QUEUE_DEPTH = "queue_depth"
+    ACTIVE_TRACKS = "active_tracks"
+    EXPECTED_FPS = "expected_fps"
+    MODELS_READY = "models_ready"
+    CONNECTED = "connected"
+    OUTBOX_DEPTH = "outbox_depth"
+    OUTBOX_CAPACITY = "outbox_capacity"
+
+
+def labels(**values: str) -> Labels:
+    return tuple(sorted(values.items()))
+
+
+def key_text(name: Count | Gauge, labelled: Labels) -> str:
+    """A series key for reports meant for people (``frames_dropped{reason=queue_full}``)."""
+    return name.value + ("{" + ",".join(f"{k}={v}" for k, v in labelled) + "}" if labelled else "")
+
+
+# The runtime's stages, timed separately
+RUNTIME = Subject.stage("runtime")
+FACES = Subject.stage("faces")
+DECODE_TO_FACES = Subject.stage("decode_to_faces")
+FACES_TO_SCORES = Subject.stage("faces_to_scores")
+SCORES_TO_VERDICT = Subject.stage("scores_to_verdict")
+END_TO_END = Subject.stage("end_to_end")
+STAGE_SPANS = (DECODE_TO_FACES, FACES_TO_SCORES, SCORES_TO_VERDICT)

@@ -1,0 +1,52 @@
+"""The sections of the configuration the runtime reads: streams, faces, detectors, ensemble,
+smoothing, monitoring, and how events are delivered to sinks (the sinks themselves are configured
+above ``pipeline``; ``dfstream.config`` extends this model with them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import Field, model_validator
+
+from pipeline.judging.ensemble import EnsembleSection
+from pipeline.judging.smoothing import SmoothingConfig
+from pipeline.models.config import DetectorConfig
+from pipeline.models.faces import FacesConfig
+from pipeline.monitoring.monitor import MonitoringConfig
+from stream.config import StreamConfig, StrictModel
+
+
+class DeliveryConfig(StrictModel):
+    """The ``sinks`` section's settings for every sink's outbox."""
+
+    outbox_capacity: int = Field(1000, ge=1)  # events waiting per sink before the oldest is dropped
+    drain_timeout_s: float = Field(3.0, ge=0.0)  # at shutdown, how long the sinks may take to deliver what is queued
+
+
+class RuntimeConfig(StrictModel):
+    streams: list[StreamConfig] = Field(min_length=1)
+    faces: FacesConfig = Field(default_factory=FacesConfig)
+    detectors: list[DetectorConfig] = Field(min_length=1)
+    ensemble: EnsembleSection = Field(default_factory=EnsembleSection)
+    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
+    sinks: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig(enable_system_monitoring=True))
+
+    @model_validator(mode="after")
+    def _verify(self) -> RuntimeConfig:
+        _unique("streams", [s.id for s in self.streams], "id")
+        _unique("detectors", [d.name for d in self.detectors], "name")
+        if self.ensemble.min_models > len(self.detectors):
+            raise ValueError(
+                f"ensemble.min_models ({self.ensemble.min_models}) exceeds the {len(self.detectors)} detectors configured"
+            )
+        return self
+
+
+def _unique(section: str, values: Iterable[str], key: str) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ValueError(f"{section}[{i}].{key}: duplicate {key} {value!r}")
+        seen.add(value)
+

@@ -1,0 +1,245 @@
+"""One stream's whole path from source to verdict: decode, find and track faces, have them scored,
+smooth each track, publish. A worker gets only the narrow ``Judges`` interface, so the same worker
+runs beside in-process batchers or, later, remote ones (a Ray actor per stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.errors import InsufficientModelsError
+from pipeline.judging.ensemble import EnsembleResult
+from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
+from pipeline.judging.tracking import IouTracker
+from pipeline.models.detections import Detections
+from pipeline.models.faces import FacesConfig
+from pipeline.monitoring.keys import DECODE_TO_FACES, END_TO_END, Count, Gauge, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict, stream_label
+from stream import Frame, Source, SourceCount, SourceStatus, StreamConfig
+
+log = logging.getLogger(__name__)
+
+from pipeline.models.preprocessing import Box
+
+
+@dataclass(frozen=True)
+class FaceScores:
+    """Every model's answer for one face: P(fake) from those that answered, the error of the others."""
+
+    scores: dict[str, float]
+    failed: dict[str, str]
+
+
+class Judges(Protocol):
+    """What a stream worker needs from the rest of the runtime, and nothing more."""
+
+    async def find_faces(self, image: np.ndarray) -> Detections: ...
+
+    async def score_faces(self, image: np.ndarray, boxes: list[Box]) -> list[FaceScores]: ...
+
+    def fuse(self, face: FaceScores) -> EnsembleResult: ...
+
+    def publish(self, event: Event) -> None: ...
+
+
+@dataclass
+class TrackState:
+    smoother: TrackSmoother
+    label: str | None = None
+    probability: float | None = None
+
+
+@dataclass
+class _Queued:
+    frame: Frame
+    tracked: Detections
+    closed: list[int] = field(default_factory=list)
+
+
+class RareLog:
+    """Log a recurring problem at its 1st, 10th, 100th, ... occurrence: visible, never a flood
+    (the exact count is in the monitor)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, key: str, message: str, *args: object) -> None:
+        n = self._seen[key] = self._seen.get(key, 0) + 1
+        if n == 10 ** (len(str(n)) - 1):
+            log.warning(message + (f" (x{n})" if n > 1 else ""), *args)
+
+
+_SOURCE_COUNTS: dict[SourceCount, tuple[Count, dict[str, str]]] = {
+    SourceCount.FRAMES_DECODED: (Count.FRAMES_DECODED, {}),
+    SourceCount.DROPPED_FPS_CAP: (Count.FRAMES_DROPPED, {"reason": "fps_cap"}),
+    SourceCount.DROPPED_QUEUE_FULL: (Count.FRAMES_DROPPED, {"reason": "queue_full"}),
+    SourceCount.DECODE_ERRORS: (Count.DECODE_ERRORS, {}),
+    SourceCount.ERRORS: (Count.SOURCE_ERRORS, {}),
+    SourceCount.RECONNECTS: (Count.RECONNECTS, {}),
+    SourceCount.STALLS: (Count.STALLS, {}),
+}
+
+
+class _SourceMetrics:
+    """A source's counts, into the monitor under its stream."""
+
+    def __init__(self, monitor: PerformanceMonitor, subject: Subject):
+        self.monitor, self.subject = monitor, subject
+
+    def count(self, key: SourceCount, n: int = 1) -> None:
+        name, label_values = _SOURCE_COUNTS[key]
+        self.monitor.count(self.subject, name, n, **label_values)
+
+    def expected_fps(self, fps: float) -> None:
+        self.monitor.set_gauge(self.subject, Gauge.EXPECTED_FPS, fps)
+
+
+class StreamWorker:
+    """Two tasks per stream: the detect loop finds faces (every ``detect_every`` frames) and tracks
+    them; the score loop has them scored, fuses, smooths and publishes. Frame n+1's faces are found
+    while frame n is scored. The queue between them is small and blocking, so when the pipeline is
+    behind the pressure reaches the source, which drops its oldest frame (counted)."""
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        faces: FacesConfig,
+        smoothing: SmoothingConfig,
+        judges: Judges,
+        monitor: PerformanceMonitor,
+        stop: asyncio.Event,
+    ):
+        self.config = config
+        self.subject = Subject.stream(config.id)
+        self.detect_every = faces.detect_every
+        self.smoothing = smoothing
+        self.judges = judges
+        self.monitor = monitor
+        self.stop = stop
+        self.tracker = IouTracker(faces.iou_threshold, faces.max_missed)
+        self.tracks: dict[int, TrackState] = {}
+        self.state: str | None = None
+        self.verdict_seq = 0
+        self.frames_seen = 0
+        self.live = config.live
+        self.rare = RareLog()
+
+    async def run(self) -> None:
+        self.monitor.set_gauge(self.subject, Gauge.UP, 0)
+        source = Source(self.config, on_status=self._on_status, counters=_SourceMetrics(self.monitor, self.subject))
+        async with source:
+            stopper = asyncio.create_task(self._stop_on_request(source), name=f"dfstream[{self.config.id}].stop")
+            queue: asyncio.Queue[_Queued | None] = asyncio.Queue(maxsize=2)
+            try:
+                await asyncio.gather(self._detect(source, queue), self._score(queue))
+            finally:
+                stopper.cancel()
+            # drained: the stream shows no face any more, then (leaving the block) goes offline
+            self.tracks.clear()
+            self._publish_state()
+
+    async def _stop_on_request(self, source: Source) -> None:
+        await self.stop.wait()
+        source.request_stop()
+
+    async def _detect(self, source: Source, queue: asyncio.Queue[_Queued | None]) -> None:
+        try:
+            async for frame in source:
+                index = self.frames_seen
+                self.frames_seen += 1
+                self.monitor.set_gauge(self.subject, Gauge.QUEUE_DEPTH, source.qsize())
+                if index % self.detect_every:
+                    await queue.put(_Queued(frame, self.tracker.carry(index)))
+                    continue
+                try:
+                    found = await self.judges.find_faces(frame.image)
+                except Exception as exc:
+                    self.monitor.count(self.subject, Count.FACE_ERRORS)
+                    self.rare("faces", "%s: face detection failed: %s", self.config.id, exc)
+                    found = Detections.empty()
+                tracked, closed = self.tracker.update(found, index)
+                self.monitor.count(self.subject, Count.FACES_DETECTED, len(found))
+                self.monitor.record_latency(DECODE_TO_FACES, time.monotonic() - frame.arrival_mono)
+                await queue.put(_Queued(frame, tracked, closed))
+        finally:
+            await queue.put(None)
+
+    async def _score(self, queue: asyncio.Queue[_Queued | None]) -> None:
+        while (item := await queue.get()) is not None:
+            for track_id in item.closed:
+                self.tracks.pop(track_id, None)
+            if len(item.tracked):
+                await self._judge(item.frame, item.tracked)
+            self.monitor.count(self.subject, Count.FRAMES_PROCESSED)
+            self._publish_state()
+
+    async def _judge(self, frame: Frame, tracked: Detections) -> None:
+        height, width = frame.image.shape[:2]
+        boxes = np.clip(tracked.xyxy, 0, [width, height, width, height])
+        faces = await self.judges.score_faces(frame.image, [_box(b) for b in boxes])
+        for track_id, box, face in zip(tracked.track_ids, boxes, faces):
+            try:
+                fused = self.judges.fuse(face)
+            except InsufficientModelsError as exc:
+                self.monitor.count(self.subject, Count.VERDICTS_SKIPPED)
+                self.rare("no_verdict", "%s: no verdict for track %d: %s", self.config.id, track_id, exc)
+                continue
+            self._emit(frame, int(track_id), _box(box), len(tracked), fused, face.failed)
+
+    def _emit(self, frame: Frame, track_id: int, box: Box, faces: int, fused: EnsembleResult, failed: dict[str, str]) -> None:
+        # smoothing runs on stream time for files read asap, on arrival time for live input
+        t = frame.pts if (not self.live and frame.pts is not None) else frame.arrival_mono
+        track = self.tracks.get(track_id)
+        if track is None:
+            track = self.tracks[track_id] = TrackState(TrackSmoother(self.smoothing))
+        smoothed = track.smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
+        track.label, track.probability = smoothed.label, smoothed.probability
+        latency = time.monotonic() - frame.arrival_mono
+        self.verdict_seq += 1
+        verdict = Verdict(
+            stream=self.config.id,
+            track_id=track_id,
+            seq=self.verdict_seq,
+            ts=time.time(),
+            frame_seq=frame.seq,
+            frame_pts=frame.pts,
+            label=smoothed.label,
+            label_since=frame.arrival_ts - (t - smoothed.label_since),
+            fake_probability=round(smoothed.probability, 6),
+            raw_probability=round(fused.fake_probability, 6),
+            uncertainty=round(smoothed.uncertainty, 6),
+            models={k: round(v, 6) for k, v in fused.model_scores.items()},
+            bbox=box,
+            faces_in_frame=faces,
+            latency_ms=round(latency * 1000.0, 2),
+            failed_models=tuple(sorted(failed)),
+        )
+        self.monitor.record_latency(END_TO_END, latency)
+        self.monitor.count(self.subject, Count.VERDICTS, label=smoothed.label)
+        self.judges.publish(verdict)
+
+    def _publish_state(self) -> None:
+        live = set(self.tracker.track_ids)
+        judged = {tid: t for tid, t in self.tracks.items() if tid in live and t.label is not None}
+        labels = {tid: t.label for tid, t in judged.items() if t.label is not None}
+        label = stream_label(labels)
+        self.monitor.set_gauge(self.subject, Gauge.ACTIVE_TRACKS, len(labels))
+        if label != self.state:
+            self.state = label
+            top = max((t.probability for t in judged.values() if t.probability is not None), default=None)
+            self.judges.publish(StreamState(self.config.id, label, labels, None if top is None else round(top, 6), time.time()))
+
+    def _on_status(self, stream_id: str, status: SourceStatus, reason: str | None) -> None:
+        self.monitor.set_gauge(self.subject, Gauge.UP, 1 if status is SourceStatus.ONLINE else 0)
+        self.judges.publish(StreamStatus(stream_id, status.value, reason, time.time()))
+
+
+def _box(values: np.ndarray) -> Box:
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return x1, y1, x2, y2
