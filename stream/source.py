@@ -7,7 +7,7 @@ bounded queue, a watchdog, and reconnection with capped, jittered exponential ba
 
 Live sources keep the newest frames: when the consumer falls behind, the oldest queued frame is
 dropped and counted (``dropped:queue_full``). A file read ``asap`` waits for the consumer
-instead, so every frame is judged. Lessons from FACTS.md: a killed RTSP server makes ``decode``
+instead, so every frame is judged. Measured with real servers: a killed RTSP server makes ``decode``
 simply end, so a live source treats a normal end as a disconnect; a hung server blocks reads
 forever unless ``av.open`` gets a read timeout, after which the read gives up in about twice that.
 """

@@ -1,4 +1,4 @@
-"""The folders tell the data flow, and imports point one way (DESIGN.md, "The house as it grows"):
+"""The folders tell the data flow, and imports point one way (README, "Architecture"):
 
     dfstream (composition root) → service → sinks → pipeline → stream
 

@@ -25,7 +25,6 @@ from pipeline.models.detectors import (
 )
 
 
-
 def randomise(model: nn.Module, seed: int) -> nn.Module:
     """Random weights and BatchNorm statistics, so that no layer is an identity by accident."""
     generator = torch.Generator().manual_seed(seed)

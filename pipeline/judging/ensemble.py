@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,7 +39,7 @@ class EnsembleConfig(BaseModel):
     max_models: int = Field(10, ge=1)
     confidence_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # fused P(fake) at or above it is fake
     enable_uncertainty: bool = True
-    enable_attention: bool = True  # ATTENTION_FUSION needs it; off, attention weights are never computed
+    enable_attention: bool = True  # the seed's switch: off, ATTENTION_FUSION is refused (no other method uses attention)
 
     @model_validator(mode="after")
     def _verify(self) -> EnsembleConfig:
@@ -199,7 +199,7 @@ class EnsembleManager:
 
 def _probability(result: DetectionResult | float) -> float:
     if isinstance(result, DetectionResult):
-        return float(result.fake_probability)  # type: ignore[arg-type]
+        return cast(float, result.fake_probability)  # set in DetectionResult.__post_init__
     return float(result)
 
 

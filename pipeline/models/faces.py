@@ -1,6 +1,6 @@
 """Face detection for the runtime: MTCNN on downscaled copies of frames from every stream, batched.
 
-Measured on this 2-core machine (FACTS.md): MTCNN costs ~50 ms on a 360p frame with
+Measured on the 2-core development machine: MTCNN costs ~50 ms on a 360p frame with
 min_face_size 20 and ~23 ms with 40; the image pyramid dominates, so batching helps little and
 downscaling plus ``detect_every`` (tracking in between) is what buys speed.
 """
@@ -57,7 +57,7 @@ class FaceDetector:
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Faces in each full-resolution RGB image, boxes in full-resolution pixels."""
         scaled = [self._downscale(image) for image in images]
-        results: list[Detections | None] = [None] * len(images)
+        results: dict[int, Detections] = {}
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (small, _) in enumerate(scaled):
             groups.setdefault(small.shape, []).append(i)  # MTCNN batches only equal sizes
@@ -67,7 +67,7 @@ class FaceDetector:
                 boxes, probs = self._mtcnn.detect(stack)
                 for i, b, p in zip(indices, boxes, probs):
                     results[i] = self._to_detections(b, p, scaled[i][1])
-        return results  # type: ignore[return-value]
+        return [results[i] for i in range(len(images))]
 
     def _downscale(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         side, limit = max(image.shape[:2]), self.config.detect_max_side

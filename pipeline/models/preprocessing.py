@@ -151,8 +151,8 @@ class UnifiedPreprocessor:
         if len(boxes) == 0:
             return array, None
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        box = tuple(float(v) for v in boxes[int(np.argmax(areas))])
-        return self.crop(array, box), box  # type: ignore[arg-type]
+        x1, y1, x2, y2 = (float(v) for v in boxes[int(np.argmax(areas))])
+        return self.crop(array, (x1, y1, x2, y2)), (x1, y1, x2, y2)
 
     def crop(self, array: np.ndarray, box: Box) -> np.ndarray:
         """The face ``box`` of ``array`` cut the way this profile's model was trained on."""
