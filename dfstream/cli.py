@@ -128,7 +128,7 @@ def _eval(args: argparse.Namespace) -> int:
     result = report(scores, names)
     meta = {"dataset": str(args.dataset), "items": len(items), "frames_per_video": args.frames, "fusion": args.fusion,
             "calibration": args.calibration,
-            "detectors": {c.name: {"type": c.type, "weights": str(getattr(detectors[c.name], "weights_path", c.weights))} for c in configs}}  # fmt: skip
+            "detectors": {c.name: {"type": c.type, "weights": str(detectors[c.name].get_model_info().weights_path)} for c in configs}}  # fmt: skip
     for path in write_outputs(Path(args.out), result, scores, names, meta):
         print(f"wrote {path}")
     print(f"{'model':<22} {'frame AUC':>9} {'video AUC':>9} {'video acc':>9} {'video F1':>8}")

@@ -35,14 +35,19 @@ SYSTEM_GAUGES = (
 )
 
 
+# the MQTT families have no sink label: only the MQTT sink feeds them
+MQTT = Subject.sink("mqtt")
+
+
 @dataclass(frozen=True)
 class Family:
-    """A Prometheus family fed by one typed monitor key: ``subject_label`` carries the subject's
-    name (None: one subject only), ``labels`` the key's own labels, in this order."""
+    """A Prometheus family fed by one typed monitor key. ``by``: the label that names the subject
+    (every subject of the key's kind feeds it), or the one Subject that feeds it, unlabelled.
+    ``labels``: the key's own labels, in this order."""
 
     name: str
     help: str
-    subject_label: str | None
+    by: str | Subject
     labels: tuple[str, ...] = ()
     zero: bool = False  # exported as 0 for every subject of its kind before the first count
 
@@ -62,9 +67,9 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
     (Kind.MODEL, Count.CROP_ERRORS): Family("dfstream_detector_errors", "Crops a detector failed to score", "detector", zero=True),
     (Kind.SINK, Count.EVENTS_DROPPED): Family("dfstream_sink_dropped", "Events a sink never got: it fell behind, or was still behind at shutdown",
                                               "sink", ("reason",)),
-    (Kind.SINK, Count.MESSAGES_DROPPED): Family("dfstream_mqtt_outbox_dropped", "MQTT messages dropped from a full outbox", None, zero=True),
-    (Kind.SINK, Count.PUBLISHED): Family("dfstream_mqtt_published", "MQTT messages the broker acknowledged", None, zero=True),
-    (Kind.SINK, Count.CONNECTION_ERRORS): Family("dfstream_mqtt_connection_errors", "Failed or lost MQTT connections", None, zero=True),
+    (Kind.SINK, Count.MESSAGES_DROPPED): Family("dfstream_mqtt_outbox_dropped", "MQTT messages dropped from a full outbox", MQTT, zero=True),
+    (Kind.SINK, Count.PUBLISHED): Family("dfstream_mqtt_published", "MQTT messages the broker acknowledged", MQTT, zero=True),
+    (Kind.SINK, Count.CONNECTION_ERRORS): Family("dfstream_mqtt_connection_errors", "Failed or lost MQTT connections", MQTT, zero=True),
 }  # fmt: skip
 
 GAUGES: dict[tuple[Kind, Gauge], Family] = {
@@ -72,15 +77,11 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
     (Kind.STREAM, Gauge.QUEUE_DEPTH): Family("dfstream_queue_depth", "Decoded frames waiting for the pipeline", "stream"),
     (Kind.STREAM, Gauge.ACTIVE_TRACKS): Family("dfstream_active_tracks", "Face tracks being judged", "stream"),
     (Kind.STREAM, Gauge.EXPECTED_FPS): Family("dfstream_stream_expected_fps", "The source's frame rate (after the fps cap)", "stream"),
-    (Kind.STAGE, Gauge.MODELS_READY): Family("dfstream_models_ready", "Detectors loaded and serving", None),
-    (Kind.SINK, Gauge.CONNECTED): Family("dfstream_mqtt_connected", "1 while connected to the MQTT broker", None),
-    (Kind.SINK, Gauge.OUTBOX_DEPTH): Family("dfstream_mqtt_outbox_depth", "MQTT messages waiting for the broker", None),
-    (Kind.SINK, Gauge.OUTBOX_CAPACITY): Family("dfstream_mqtt_outbox_capacity", "Capacity of the MQTT outbox", None),
+    (Kind.STAGE, Gauge.MODELS_READY): Family("dfstream_models_ready", "Detectors loaded and serving", RUNTIME),
+    (Kind.SINK, Gauge.CONNECTED): Family("dfstream_mqtt_connected", "1 while connected to the MQTT broker", MQTT),
+    (Kind.SINK, Gauge.OUTBOX_DEPTH): Family("dfstream_mqtt_outbox_depth", "MQTT messages waiting for the broker", MQTT),
+    (Kind.SINK, Gauge.OUTBOX_CAPACITY): Family("dfstream_mqtt_outbox_capacity", "Capacity of the MQTT outbox", MQTT),
 }  # fmt: skip
-
-# the MQTT families have no sink label: only the MQTT sink feeds them
-MQTT = Subject.sink("mqtt")
-
 
 class PrometheusConfig(StrictModel):
     host: str = "127.0.0.1"  # metrics and health are private by default
@@ -95,7 +96,7 @@ class MonitorCollector:
         self.monitor = monitor
 
     def collect(self) -> Iterator[Metric]:
-        snapshots = self.monitor.snapshot()
+        snapshots, system = self.monitor.snapshot(), self.monitor.get_system_metrics()
         counters = {key: CounterMetricFamily(f.name, f.help, labels=_label_names(f)) for key, f in COUNTERS.items()}
         gauges = {key: GaugeMetricFamily(f.name, f.help, labels=_label_names(f)) for key, f in GAUGES.items()}
         for series in snapshots:
@@ -114,10 +115,11 @@ class MonitorCollector:
         yield from counters.values()
         yield from gauges.values()
         yield from self._histograms(snapshots)
-        yield from self._system(self.monitor.get_system_metrics())
+        yield from self._system(system)
         active = GaugeMetricFamily("dfstream_alert_active", "1 while a PerformanceMonitor alert threshold is exceeded",
                                    labels=["alert", "subject"])  # fmt: skip
-        for alert in self.monitor.check_alerts():
+        # from the same readings: a second psutil CPU reading right after the first would span ~0 s
+        for alert in self.monitor.check_alerts(self.monitor.report_of(snapshots, system)):
             active.add_metric([alert["type"], alert["subject"]], 1.0)
         yield active
 
@@ -151,15 +153,15 @@ class MonitorCollector:
 
 
 def _feeds(family: Family, subject: Subject) -> bool:
-    return family.subject_label is not None or subject in (MQTT, RUNTIME)
+    return not isinstance(family.by, Subject) or family.by == subject
 
 
 def _label_names(family: Family) -> list[str]:
-    return ([family.subject_label] if family.subject_label else []) + list(family.labels)
+    return ([family.by] if isinstance(family.by, str) else []) + list(family.labels)
 
 
 def _values(family: Family, subject: str, labelled: dict[str, str]) -> list[str]:
-    return ([subject] if family.subject_label else []) + [labelled.get(k, "") for k in family.labels]
+    return ([subject] if isinstance(family.by, str) else []) + [labelled.get(k, "") for k in family.labels]
 
 
 def _add(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:

@@ -37,14 +37,10 @@ def imports(path: Path) -> set[str]:
     return names
 
 
-def first_party(path: Path) -> list[Path]:
-    return [p for p in path.rglob("*.py")]
-
-
 @pytest.mark.parametrize("package", [p for p in LAYERS if (REPO / p).is_dir()])
 def test_packages_import_only_downwards(package):
     above = set(LAYERS[LAYERS.index(package) + 1 :])
-    for path in first_party(REPO / package):
+    for path in (REPO / package).rglob("*.py"):
         wrong = {name for name in imports(path) if name.split(".")[0] in above}
         assert not wrong, f"{path.relative_to(REPO)} imports {sorted(wrong)}, a package above {package}"
 
@@ -52,7 +48,7 @@ def test_packages_import_only_downwards(package):
 def test_sinks_know_the_pipeline_only_through_its_vocabulary():
     """Sinks receive events and read the monitor; they never reach into stream/ or the judging itself."""
     allowed = ("pipeline.runtime.events", "pipeline.runtime.sink", "pipeline.runtime.config", "pipeline.monitoring", "stream.config")
-    for path in first_party(REPO / "sinks"):
+    for path in (REPO / "sinks").rglob("*.py"):
         wrong = {n for n in imports(path) if n.split(".")[0] in ("pipeline", "stream") and not n.startswith(allowed)}
         assert not wrong, f"{path.relative_to(REPO)} imports {sorted(wrong)}"
 
@@ -60,13 +56,13 @@ def test_sinks_know_the_pipeline_only_through_its_vocabulary():
 @pytest.mark.parametrize("folder", PIPELINE_LAYERS)
 def test_pipeline_folders_import_only_downwards(folder):
     above = PIPELINE_LAYERS[PIPELINE_LAYERS.index(folder) + 1 :]
-    for path in first_party(REPO / "pipeline" / folder):
+    for path in (REPO / "pipeline" / folder).rglob("*.py"):
         wrong = {n for n in imports(path) if any(n == f"pipeline.{a}" or n.startswith(f"pipeline.{a}.") for a in above)}
         assert not wrong, f"{path.relative_to(REPO)} imports {sorted(wrong)}, a folder above {folder}"
     # runtime and evaluation are siblings: neither needs the other
     if folder in ("runtime", "evaluation"):
         sibling = "evaluation" if folder == "runtime" else "runtime"
-        for path in first_party(REPO / "pipeline" / folder):
+        for path in (REPO / "pipeline" / folder).rglob("*.py"):
             assert not any(n.startswith(f"pipeline.{sibling}") for n in imports(path)), path
 
 

@@ -121,12 +121,10 @@ class PerformanceMonitor:
         return self.store.snapshot(subject)
 
     def counter(self, subject: Subject, name: Count, **label_values: str) -> int:
-        found = self.store.snapshot(subject)
-        return found[0].counter(name, labels(**label_values)) if found else 0
+        return self.store.counter(subject, name, labels(**label_values))
 
     def gauge(self, subject: Subject, name: Gauge, **label_values: str) -> float | None:
-        found = self.store.snapshot(subject)
-        return found[0].gauge(name, labels(**label_values)) if found else None
+        return self.store.gauge(subject, name, labels(**label_values))
 
     def histograms(self, subject: Subject) -> tuple[Histogram, Histogram] | None:
         """(latency in seconds, items per call) since start, or None for a subject with no numbers."""
@@ -143,7 +141,12 @@ class PerformanceMonitor:
         return self.system.read() if self.system is not None else {}
 
     def get_performance_report(self) -> dict[str, Any]:
-        return report.build_report(self.store.snapshot(), self.get_system_metrics(), time.monotonic() - self._started)
+        return self.report_of(self.store.snapshot(), self.get_system_metrics())
+
+    def report_of(self, snapshots: list[SeriesSnapshot], system: dict[str, Any]) -> dict[str, Any]:
+        """The report of readings already taken (a Prometheus scrape takes one of each and builds
+        its families and its alerts from them)."""
+        return report.build_report(snapshots, system, time.monotonic() - self._started)
 
     def check_alerts(self, performance_report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every threshold of ``alert_thresholds`` that is exceeded, as a dict with ``type``,

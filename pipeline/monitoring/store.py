@@ -141,9 +141,15 @@ class MetricStore:
         with self._lock:
             self._get(subject).gauges[(name, labelled)] = float(value)
 
-    def subjects(self) -> list[Subject]:
+    def counter(self, subject: Subject, name: Count, labelled: Labels = ()) -> int:
         with self._lock:
-            return list(self._series)
+            series = self._series.get(subject)
+            return 0 if series is None else series.counters.get((name, labelled), 0)
+
+    def gauge(self, subject: Subject, name: Gauge, labelled: Labels = ()) -> float | None:
+        with self._lock:
+            series = self._series.get(subject)
+            return None if series is None else series.gauges.get((name, labelled))
 
     def snapshot(self, subject: Subject | None = None) -> list[SeriesSnapshot]:
         """Every series (or only ``subject``'s, an empty list when it recorded nothing)."""

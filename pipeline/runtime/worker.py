@@ -50,9 +50,11 @@ class Judges(Protocol):
 
 @dataclass
 class TrackState:
+    """A judged track: its smoother and what it said last (a track exists here from its first verdict)."""
+
     smoother: TrackSmoother
-    label: str | None = None
-    probability: float | None = None
+    label: str
+    probability: float
 
 
 @dataclass
@@ -196,10 +198,9 @@ class StreamWorker:
         # smoothing runs on stream time for files read asap, on arrival time for live input
         t = frame.pts if (not self.live and frame.pts is not None) else frame.arrival_mono
         track = self.tracks.get(track_id)
-        if track is None:
-            track = self.tracks[track_id] = TrackState(TrackSmoother(self.smoothing))
-        smoothed = track.smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
-        track.label, track.probability = smoothed.label, smoothed.probability
+        smoother = track.smoother if track is not None else TrackSmoother(self.smoothing)
+        smoothed = smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
+        self.tracks[track_id] = TrackState(smoother, smoothed.label, smoothed.probability)
         latency = time.monotonic() - frame.arrival_mono
         self.verdict_seq += 1
         verdict = Verdict(
@@ -226,13 +227,13 @@ class StreamWorker:
 
     def _publish_state(self) -> None:
         live = set(self.tracker.track_ids)
-        judged = {tid: t for tid, t in self.tracks.items() if tid in live and t.label is not None}
-        labels = {tid: t.label for tid, t in judged.items() if t.label is not None}
+        judged = {tid: t for tid, t in self.tracks.items() if tid in live}
+        labels = {tid: t.label for tid, t in judged.items()}
         label = stream_label(labels)
         self.monitor.set_gauge(self.subject, Gauge.ACTIVE_TRACKS, len(labels))
         if label != self.state:
             self.state = label
-            top = max((t.probability for t in judged.values() if t.probability is not None), default=None)
+            top = max((t.probability for t in judged.values()), default=None)
             self.judges.publish(StreamState(self.config.id, label, labels, None if top is None else round(top, 6), time.time()))
 
     def _on_status(self, stream_id: str, status: SourceStatus, reason: str | None) -> None:
