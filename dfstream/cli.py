@@ -1,4 +1,4 @@
-"""The ``dfstream`` command: run, check, models (list, pull, verify), eval, calibrate."""
+"""The ``dfstream`` command: run, serve, check, db upgrade, users add, models (list, pull, verify), eval, calibrate."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ log = logging.getLogger("dfstream")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"check": _check, "run": _run, "eval": _eval, "calibrate": _calibrate, "models": _models}
+    commands = {"check": _check, "run": _run, "serve": _serve, "db": _db, "users": _users, "eval": _eval, "calibrate": _calibrate,
+                "models": _models}  # fmt: skip
     try:
         return commands[args.command](args)
     except DfstreamError as exc:
@@ -33,13 +34,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    for name, text in (("run", "watch the configured streams and emit verdicts"), ("check", "validate a config and print it resolved")):
-        command = commands.add_parser(name, help=text)
+    def config_arguments(command: argparse.ArgumentParser) -> None:
         command.add_argument("config", help="YAML configuration file")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="override a value, e.g. --set streams.0.url=rtsp://... (repeatable)")  # fmt: skip
-        if name == "run":
+
+    for name, text in (("run", "watch the configured streams and emit verdicts"),
+                       ("serve", "run the streams and the HTTP API (users, media analysis, events, live feed)"),
+                       ("check", "validate a config and print it resolved")):  # fmt: skip
+        command = commands.add_parser(name, help=text)
+        config_arguments(command)
+        if name != "check":
             command.add_argument("--offline", action="store_true", help="never download weights")
+
+    db = commands.add_parser("db", help="the service's database")
+    db_cmd = db.add_subparsers(dest="db_command", required=True)
+    config_arguments(db_cmd.add_parser("upgrade", help="migrate the api section's database to this dfstream's schema"))
+    users = commands.add_parser("users", help="the service's users")
+    users_cmd = users.add_subparsers(dest="users_command", required=True)
+    add_cmd = users_cmd.add_parser("add", help="add a user; the password comes from a prompt or $DFSTREAM_ADMIN_PASSWORD")
+    config_arguments(add_cmd)
+    add_cmd.add_argument("name", help="the username")
+    add_cmd.add_argument("--role", choices=["admin", "analyst", "viewer"], required=True)
 
     models = commands.add_parser("models", help="published weights: list, pull, verify")
     models_cmd = models.add_subparsers(dest="models_command", required=True)
@@ -90,7 +106,66 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from dfstream.wiring import run
 
-    run(_load(args), args.offline, lambda text: print(text, file=sys.stderr))
+    run(_load(args), args.offline, lambda text: print(text, file=sys.stderr), args.config)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dfstream.wiring import serve
+
+    serve(_load(args), args.offline, lambda text: print(text, file=sys.stderr), args.config)
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from service.db.schema import current, head, make_engine, upgrade
+
+    engine = make_engine(_load(args).api.database_url)
+    try:
+        before = current(engine)
+        upgrade(engine)
+        where = engine.url.render_as_string(hide_password=True)
+        print(f"{where}: schema {head()}" + (f" (was {before})" if before != head() else " (already current)"))
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.orm import Session
+
+    from service.auth import hash_password, validate_password
+    from service.db.models import User
+    from service.db.schema import make_engine, prepare
+
+    # never an argument: it would sit in the shell history and in every `ps` listing
+    password = os.environ.get("DFSTREAM_ADMIN_PASSWORD")
+    if password is None:
+        if not sys.stdin.isatty():
+            raise ConfigError("no password: set DFSTREAM_ADMIN_PASSWORD or run on a terminal to be asked")
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    try:
+        validate_password(password)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    engine = make_engine(_load(args).api.database_url)
+    try:
+        prepare(engine, args.config)
+        with Session(engine) as session:
+            session.add(User(username=args.name, password_hash=hash_password(password), role=args.role))
+            try:
+                session.commit()
+            except IntegrityError:
+                raise ConfigError(f"user {args.name!r} exists") from None
+    finally:
+        engine.dispose()
+    print(f"user {args.name} ({args.role}) added")
     return 0
 
 

@@ -1,6 +1,6 @@
 """The configuration file: YAML → validated models that mirror its sections.
 
-    streams, faces, detectors, ensemble, smoothing, sinks, monitoring
+    streams, faces, detectors, ensemble, smoothing, sinks, monitoring, api
 
 ``${NAME}`` (or ``${NAME:-default}``) in any string is replaced from the environment, so secrets
 stay out of the file. ``--set a.b.0.c=value`` overrides a value (parsed as YAML). Errors name
@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 from pipeline.errors import ConfigError
 from pipeline.models.weights import load_manifest
 from pipeline.runtime.config import RuntimeConfig
+from service.config import ApiConfig
 from sinks.config import SinksConfig
 from stream.urls import redact, url_password
 
@@ -32,9 +33,11 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class DfstreamConfig(RuntimeConfig):
-    """The whole file: the runtime's sections and the sinks that tell the world."""
+    """The whole file: the runtime's sections, the sinks that tell the world, and the HTTP service
+    (used by `dfstream serve`, and for its database by a store sink under `dfstream run`)."""
 
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
 
 # ---- loading -----------------------------------------------------------------------------------

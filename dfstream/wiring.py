@@ -1,37 +1,70 @@
 """The one place every package meets: a config in, the runtime with its detectors, sinks and
-metrics endpoint wired and running until the streams end or a signal stops it."""
+metrics endpoint wired and running until the streams end or a signal stops it; under ``serve``,
+the HTTP service beside it in the same event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
+
+import uvicorn
 
 from dfstream.config import DfstreamConfig
+from pipeline.errors import ConfigError
+from pipeline.models.detector import BaseDetector
 from pipeline.models.registry import ModelRegistry
 from pipeline.models.weights import ensure_available, load_manifest
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.runtime import Runtime, share_cpu_threads
 from pipeline.runtime.sink import Sink
-from sinks import PrometheusExporter, build_sinks
+from sinks import PrometheusConfig, PrometheusExporter, StoreConfig, StoreSink, build_sinks
+
+log = logging.getLogger("dfstream")
 
 
-def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print) -> None:
-    """Fetch missing weights (unless ``offline``), load every detector (any failure stops here),
-    then judge every stream until they end or SIGINT / SIGTERM."""
+def _load_detectors(config: DfstreamConfig, offline: bool, say: Callable[[str], None]) -> dict[str, BaseDetector]:
+    """Fetch missing weights (unless ``offline``), load every detector (any failure stops here)."""
     manifest = load_manifest()
     ensure_available([d.weights for d in config.detectors if d.weights in manifest], offline, say)
     detectors = ModelRegistry().load_configured(config.detectors)
     share_cpu_threads(len(detectors) + 1)  # the face stage and each detector run side by side
+    return detectors
+
+
+def _stop_on_signals(*actions: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: [action() for action in actions])
+
+
+def _store_sink(config: DfstreamConfig, monitor: PerformanceMonitor, engine) -> StoreSink:  # type: ignore[no-untyped-def]
+    from service.db.events import DatabaseEventWriter
+
+    return StoreSink(config.sinks.store or StoreConfig(), DatabaseEventWriter(engine), monitor)
+
+
+def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG") -> None:
+    """Judge every stream until they end or SIGINT / SIGTERM."""
+    detectors = _load_detectors(config, offline, say)
+    engine = None
+    if config.sinks.store is not None:  # events into the api section's database, without the API
+        from service.db.schema import make_engine, prepare
+
+        engine = make_engine(config.api.database_url)
+        log.info(prepare(engine, config_path))
     monitor = PerformanceMonitor(config.monitoring)
     exporter = PrometheusExporter(config.sinks.prometheus, monitor).start() if config.sinks.prometheus else None
 
     async def supervise() -> None:
         sinks: list[Sink] = build_sinks(config.sinks, monitor)
+        if engine is not None:
+            sinks.append(_store_sink(config, monitor, engine))
         runtime = Runtime(config, detectors, sinks, monitor)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, runtime.stop.set)
+        _stop_on_signals(runtime.stop.set)
         await runtime.run()
 
     try:
@@ -39,3 +72,82 @@ def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None
     finally:
         if exporter is not None:
             exporter.close()
+
+
+def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG") -> None:
+    """The runtime and the HTTP API in one process, until SIGINT / SIGTERM. The streams ending
+    (files) does not stop the API: events and media stay reachable."""
+    from sqlalchemy.orm import sessionmaker
+
+    from service.analysis import Analyzer
+    from service.app import Service, create_app
+    from service.db.schema import make_engine, prepare
+    from service.feed import FeedSink
+    from service.retention import keep
+
+    api = config.api
+    engine = make_engine(api.database_url)
+    say(prepare(engine, config_path))
+    listener = _bind(api.host, api.port)  # before the models load: a taken port fails fast
+    api.media_dir.mkdir(parents=True, exist_ok=True)
+    detectors = _load_detectors(config, offline, say)
+    monitor = PerformanceMonitor(config.monitoring)
+    exporter = PrometheusExporter(config.sinks.prometheus or PrometheusConfig(port=0), monitor)
+    if config.sinks.prometheus is not None:
+        exporter.start()
+
+    async def supervise() -> None:
+        feed = FeedSink(monitor, api.feed_queue)
+        sinks: list[Sink] = [*build_sinks(config.sinks, monitor), feed, _store_sink(config, monitor, engine)]
+        runtime = Runtime(config, detectors, sinks, monitor)
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        thresholds = (config.smoothing.enter, config.smoothing.leave)
+        analyzer = Analyzer(api.analysis, api.data_dir, sessions, detectors, runtime.ensemble, runtime.face_detector, thresholds, monitor)
+        service = Service(api, engine, sessions, monitor, feed, analyzer, list(config.streams), exporter.registry, exporter.ready)
+        server = _ApiServer(uvicorn.Config(create_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=3,
+                                        proxy_headers=False))  # fmt: skip
+        _stop_on_signals(runtime.stop.set, lambda: setattr(server, "should_exit", True))
+        await analyzer.start()
+        retention = asyncio.create_task(keep(api, sessions, monitor), name="dfstream.retention")
+        judging = asyncio.create_task(runtime.run(), name="dfstream.runtime")
+        host, port = listener.getsockname()[:2]
+        say(f"dfstream API on http://{host}:{port} (docs: /docs)")
+        serving = asyncio.create_task(server.serve(sockets=[listener]), name="dfstream.api")
+        await asyncio.wait([serving, judging], return_when=asyncio.FIRST_COMPLETED)
+        if judging.done() and judging.exception() is not None:
+            server.should_exit = True  # the runtime failed: stop, and say why below
+        await asyncio.gather(serving, return_exceptions=True)  # until a signal
+        runtime.stop.set()
+        retention.cancel()
+        await asyncio.gather(judging, retention, return_exceptions=True)
+        await analyzer.aclose()
+        if judging.exception() is not None:
+            raise judging.exception()  # type: ignore[misc]
+
+    try:
+        asyncio.run(supervise())
+    finally:
+        exporter.close()
+        engine.dispose()
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn's server without its own signal handling: ``serve``'s handlers stop the runtime too."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"api: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock

@@ -9,10 +9,12 @@ from .config import SinksConfig
 from .jsonl import JsonlConfig, JsonlSink
 from .mqtt import MqttConfig, MqttSink
 from .prometheus import PrometheusConfig, PrometheusExporter
+from .store import EventRecord, EventWriter, StoreConfig, StoreSink
 
 
 def build_sinks(config: SinksConfig, monitor: PerformanceMonitor) -> list[Sink]:
-    """The event sinks the config asks for (Prometheus is not one: it reads the monitor)."""
+    """The event sinks the config asks for (Prometheus is not one: it reads the monitor; the store
+    needs a database writer, which the composition root adds)."""
     sinks: list[Sink] = []
     if config.jsonl is not None:
         sinks.append(JsonlSink(config.jsonl))
@@ -21,4 +23,5 @@ def build_sinks(config: SinksConfig, monitor: PerformanceMonitor) -> list[Sink]:
     return sinks
 
 
-__all__ = ["JsonlConfig", "JsonlSink", "MqttConfig", "MqttSink", "PrometheusConfig", "PrometheusExporter", "SinksConfig", "build_sinks"]
+__all__ = ["EventRecord", "EventWriter", "JsonlConfig", "JsonlSink", "MqttConfig", "MqttSink", "PrometheusConfig", "PrometheusExporter",
+           "SinksConfig", "StoreConfig", "StoreSink", "build_sinks"]  # fmt: skip

@@ -83,7 +83,12 @@ def sample_frames(item: Item, count: int) -> Iterator[tuple[int, np.ndarray]]:
             raise ConfigError(f"{item.path}: not a readable image")
         yield 0, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return
-    with av.open(str(item.path)) as container:
+    yield from sample_video_frames(item.path, count)
+
+
+def sample_video_frames(path: Path, count: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``count`` evenly spaced frames (index, RGB array) of the first video stream of ``path``."""
+    with av.open(str(path)) as container:
         total = container.streams.video[0].frames
         if not total:  # the container does not say: count, then decode again from the start
             total = sum(1 for _ in container.decode(video=0))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import numpy as np
 
 from pipeline.errors import ConfigError, DfstreamError, one_line
 from pipeline.evaluation.datasets import Item, sample_frames
@@ -63,6 +64,67 @@ class Scores:
         return list(groups.values())
 
 
+# frames go through face detection and the detectors this many at a time: a long video is never
+# held whole in memory, and progress can be told. Eval and the service use the same size, so the
+# same file gets the same numbers from both.
+CHUNK = 8
+
+
+@dataclass(frozen=True)
+class FaceScore:
+    """One face of one sampled frame: each detector's P(fake) and the ensemble's fusion."""
+
+    frame: int
+    face: int  # 0: the face detector's first (largest) face
+    bbox: tuple[float, float, float, float]
+    models: dict[str, float]
+    fake_probability: float
+    uncertainty: float | None
+
+
+def score_frames(
+    frames: Iterable[tuple[int, np.ndarray]],
+    detectors: Mapping[str, BaseDetector],
+    ensemble: EnsembleManager,
+    faces: FaceDetector,
+    every_face: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[FaceScore], int, int]:
+    """Scores of the largest face (or ``every_face``) of each frame; also the number of frames
+    read and of frames without a face. ``progress(frames read)`` after each chunk."""
+    scored: list[FaceScore] = []
+    read = without_face = 0
+    for chunk in _chunks(frames, CHUNK):
+        read += len(chunk)
+        found = faces.detect([image for _, image in chunk])
+        crops = []  # (frame index, face index, image, box)
+        for (index, image), detections in zip(chunk, found):
+            if not len(detections):
+                without_face += 1
+            for k in range(len(detections) if every_face else min(1, len(detections))):
+                crops.append((index, k, image, tuple(float(v) for v in detections.xyxy[k])))
+        if crops:
+            per_model = {name: d.score_crops([(image, box) for _, _, image, box in crops]) for name, d in detectors.items()}
+            for j, (index, k, _, box) in enumerate(crops):
+                models = {name: float(values[j]) for name, values in per_model.items()}
+                fused = ensemble.fuse(models)
+                scored.append(FaceScore(index, k, box, models, float(fused.fake_probability), fused.uncertainty))  # type: ignore[arg-type]
+        if progress is not None:
+            progress(read)
+    return scored, read, without_face
+
+
+def _chunks(frames: Iterable[tuple[int, np.ndarray]], size: int) -> Iterator[list[tuple[int, np.ndarray]]]:
+    chunk: list[tuple[int, np.ndarray]] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def score_items(
     items: list[Item],
     detectors: Mapping[str, BaseDetector],
@@ -74,21 +136,15 @@ def score_items(
     scores = Scores()
     for done, item in enumerate(items, start=1):
         try:
-            sampled = list(sample_frames(item, frames))
-            found = faces.detect([image for _, image in sampled]) if sampled else []
-            kept = [(index, image, tuple(float(v) for v in d.xyxy[0])) for (index, image), d in zip(sampled, found) if len(d)]
-            scores.frames_without_face += len(sampled) - len(kept)
-            if not kept:
-                raise ConfigError("no face in any sampled frame" if sampled else "no frame could be decoded")
-            per_model = {name: d.score_crops([(image, box) for _, image, box in kept]) for name, d in detectors.items()}
+            found, read, without_face = score_frames(sample_frames(item, frames), detectors, ensemble, faces)
+            scores.frames_without_face += without_face
+            if not found:
+                raise ConfigError("no face in any sampled frame" if read else "no frame could be decoded")
         except (DfstreamError, av.error.FFmpegError, OSError, ValueError, IndexError) as exc:  # one bad file is a line in the report
             scores.skipped.append({"path": str(item.path), "label": item.label, "reason": one_line(exc)})
         else:
-            for k, (index, _, _) in enumerate(kept):
-                row = {"path": str(item.path), "label": item.label, "frame": index}
-                row |= {name: float(values[k]) for name, values in per_model.items()}
-                row[FUSED] = float(ensemble.fuse({name: row[name] for name in detectors}).fake_probability)
-                scores.rows.append(row)
+            for face in found:
+                scores.rows.append({"path": str(item.path), "label": item.label, "frame": face.frame, **face.models, FUSED: face.fake_probability})
         if progress is not None:
             progress(done, len(items))
     return scores

@@ -15,6 +15,7 @@ class Kind(str, enum.Enum):
     STREAM = "stream"  # one configured stream
     STAGE = "stage"  # a step of the runtime (faces, decode_to_faces, end_to_end, ...) or the runtime itself
     SINK = "sink"  # where verdicts go (jsonl, mqtt, ...)
+    SERVICE = "service"  # a part of the HTTP service (api, analysis, retention, feed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,10 @@ class Subject:
     def sink(cls, name: str) -> Subject:
         return cls(Kind.SINK, name)
 
+    @classmethod
+    def service(cls, name: str) -> Subject:
+        return cls(Kind.SERVICE, name)
+
 
 class Count(str, enum.Enum):
     """Totals since start."""
@@ -58,6 +63,11 @@ class Count(str, enum.Enum):
     MESSAGES_DROPPED = "messages_dropped"  # a sink's own message queue (MQTT's outbox) overflowed
     PUBLISHED = "published"
     CONNECTION_ERRORS = "connection_errors"
+    ROWS_WRITTEN = "rows_written"  # the store sink's event rows written (an update counts again)
+    WRITE_ERRORS = "write_errors"  # the store sink's failed writes (each retried)
+    REJECTED = "rejected"  # the API's refused requests; label reason: unauthorized, forbidden, rate_limited, ...
+    PRUNED = "pruned"  # retention; labels what (events, media), reason (age, disk)
+    JOBS = "jobs"  # media analyses; label outcome: done, failed, resumed
 
 
 class Gauge(str, enum.Enum):
@@ -71,6 +81,9 @@ class Gauge(str, enum.Enum):
     CONNECTED = "connected"
     OUTBOX_DEPTH = "outbox_depth"
     OUTBOX_CAPACITY = "outbox_capacity"
+    PENDING_WRITES = "pending_writes"  # the store sink's event rows waiting for the database
+    JOBS_WAITING = "jobs_waiting"  # media analyses queued
+    FEED_CLIENTS = "feed_clients"  # live feed subscribers
 
 
 def labels(**values: str) -> Labels:

@@ -5,8 +5,10 @@ Plain data with ``to_dict()`` (JSON-ready); sinks need nothing else from the pro
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Union
+
+import numpy as np
 
 StreamLabel = Literal["no_face", "real", "fake", "uncertain"]
 
@@ -31,11 +33,15 @@ class Verdict:
     faces_in_frame: int
     latency_ms: float  # arrival at decode → verdict
     failed_models: tuple[str, ...] = ()
+    # the decoded RGB frame, attached only while the label is fake (for the store sink's snapshots);
+    # a reference, never copied, never serialised
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     kind = "verdict"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "image"}
+        data["models"] = dict(self.models)
         data["bbox"] = [round(v, 1) for v in self.bbox]
         data["failed_models"] = list(self.failed_models)
         return data

@@ -220,6 +220,7 @@ class StreamWorker:
             faces_in_frame=faces,
             latency_ms=round(latency * 1000.0, 2),
             failed_models=tuple(sorted(failed)),
+            image=frame.image if smoothed.label == "fake" else None,
         )
         self.monitor.record_latency(END_TO_END, latency)
         self.monitor.count(self.subject, Count.VERDICTS, label=smoothed.label)

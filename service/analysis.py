@@ -1,0 +1,164 @@
+"""Uploaded media analysed in the background, by the code ``dfstream eval`` uses (``score_frames``),
+every face of ``frames`` evenly spaced frames. The queue is bounded; jobs run in worker threads,
+never in a request. A job's results are written in one transaction when it ends, so a crash leaves
+no half-written rows: a job found ``queued`` or ``running`` at start is simply run again, and gives
+the same numbers (nothing in scoring is random)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import av
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.errors import DfstreamError, one_line
+from pipeline.evaluation.datasets import sample_video_frames
+from pipeline.evaluation.metrics import AGGREGATIONS
+from pipeline.evaluation.scoring import FaceScore, score_frames
+from pipeline.judging.ensemble import EnsembleManager
+from pipeline.models.detector import BaseDetector
+from pipeline.models.faces import FaceDetector
+from pipeline.monitoring.keys import Count, Gauge, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from service.config import AnalysisConfig
+from service.db.models import DetectionResult, MediaFile, utcnow
+
+log = logging.getLogger(__name__)
+SERIES = Subject.service("analysis")
+
+
+class QueueFull(Exception):
+    pass
+
+
+def file_label(p: float, fake_at: float, real_below: float) -> str:
+    """The live label's thresholds, applied to a whole file's P(fake)."""
+    if p >= fake_at:
+        return "fake"
+    return "real" if p < real_below else "uncertain"
+
+
+class Analyzer:
+    def __init__(
+        self,
+        config: AnalysisConfig,
+        data_dir: Path,
+        sessions: sessionmaker[Session],
+        detectors: Mapping[str, BaseDetector],
+        ensemble: EnsembleManager,
+        faces: FaceDetector,
+        thresholds: tuple[float, float],
+        monitor: PerformanceMonitor,
+    ):
+        self.config = config
+        self.data_dir = data_dir
+        self.sessions = sessions
+        self.detectors = detectors
+        self.ensemble = ensemble
+        self.faces = faces
+        self.thresholds = thresholds  # (fake at or above, real below)
+        self.monitor = monitor
+        self.running: dict[int, float] = {}  # media id → progress, while analysed
+        self._queue: asyncio.Queue[int] = asyncio.Queue(config.queue)
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        """Pick up what a previous process left: queued jobs, and running ones (it died mid-job)."""
+        with self.sessions() as session:
+            left = session.execute(select(MediaFile.id, MediaFile.status).where(MediaFile.status.in_(("queued", "running"))).order_by(MediaFile.id)).all()
+        for media_id, state in left:
+            if state == "running":
+                self.monitor.count(SERIES, Count.JOBS, outcome="resumed")
+                log.warning("media %d: its analysis was interrupted (the process stopped); running it again", media_id)
+            self._queue.put_nowait(media_id)
+        self.monitor.set_gauge(SERIES, Gauge.JOBS_WAITING, self._queue.qsize())
+        self._tasks = [asyncio.create_task(self._work(), name=f"dfstream.analysis[{i}]") for i in range(self.config.workers)]
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def submit(self, media_id: int) -> None:
+        try:
+            self._queue.put_nowait(media_id)
+        except asyncio.QueueFull:
+            raise QueueFull(f"{self._queue.maxsize} analyses are waiting; try again later") from None
+        self.monitor.set_gauge(SERIES, Gauge.JOBS_WAITING, self._queue.qsize())
+
+    async def _work(self) -> None:
+        while True:
+            media_id = await self._queue.get()
+            self.monitor.set_gauge(SERIES, Gauge.JOBS_WAITING, self._queue.qsize())
+            try:
+                await asyncio.to_thread(self.analyse, media_id)
+            except Exception:  # noqa: BLE001 -- a bug in one job must not stop the worker
+                log.exception("media %d: analysis crashed", media_id)
+            finally:
+                self.running.pop(media_id, None)
+
+    def analyse(self, media_id: int) -> None:
+        with self.sessions() as session:
+            media = session.get(MediaFile, media_id)
+            if media is None:  # deleted while it waited
+                return
+            media.status, media.started_at, media.progress, media.error = "running", utcnow(), 0.0, None
+            session.commit()
+            path, expected = self.data_dir / media.storage_path, min(self.config.frames, media.frames or self.config.frames)
+        self.running[media_id] = 0.0
+        started = time.monotonic()
+        last_write = [0.0]
+
+        def progress(read: int) -> None:
+            done = min(0.99, read / max(1, expected))
+            self.running[media_id] = done
+            if time.monotonic() - last_write[0] > 0.5:
+                last_write[0] = time.monotonic()
+                with self.sessions() as s:
+                    s.execute(MediaFile.__table__.update().where(MediaFile.id == media_id).values(progress=done))
+                    s.commit()
+
+        try:
+            scored, read, _ = score_frames(sample_video_frames(path, self.config.frames), self.detectors, self.ensemble,
+                                           self.faces, every_face=True, progress=progress)  # fmt: skip
+            if not any(face.face == 0 for face in scored):
+                raise DfstreamError(f"no face in any of the {read} sampled frames" if read else "no frame could be decoded")
+        except (DfstreamError, av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
+            self._finish(media_id, [], error=one_line(exc))
+            return
+        self._finish(media_id, scored)
+        log.info("media %d: %d faces in %d frames scored in %.1f s", media_id, len(scored), read, time.monotonic() - started)
+
+    def _finish(self, media_id: int, scored: list[FaceScore], error: str | None = None) -> None:
+        with self.sessions() as session, session.begin():
+            media = session.get(MediaFile, media_id)
+            if media is None:
+                return
+            session.execute(delete(DetectionResult).where(DetectionResult.media_id == media_id))
+            media.finished_at, media.progress = utcnow(), 1.0
+            if error is not None:
+                media.status, media.error = "failed", error
+                self.monitor.count(SERIES, Count.JOBS, outcome="failed")
+                log.warning("media %d (%s): analysis failed: %s", media_id, media.original_name, error)
+                return
+            session.add_all(
+                DetectionResult(media_id=media_id, frame=f.frame, face=f.face, bbox=[round(v, 1) for v in f.bbox],
+                                models=f.models, fake_probability=f.fake_probability, uncertainty=f.uncertainty)
+                for f in scored
+            )  # fmt: skip
+            largest = [f for f in scored if f.face == 0]  # per frame, the face eval scores
+            aggregate = AGGREGATIONS[self.config.aggregation]
+            p = float(aggregate([f.fake_probability for f in largest]))
+            uncertainties = [f.uncertainty for f in largest if f.uncertainty is not None]
+            media.status, media.error, media.aggregation = "done", None, self.config.aggregation
+            media.fake_probability, media.frames_scored = round(p, 6), len(largest)
+            media.uncertainty = round(statistics.fmean(uncertainties), 6) if uncertainties else None
+            media.models = {name: round(float(aggregate([f.models[name] for f in largest])), 6) for name in largest[0].models}
+            media.verdict = file_label(p, *self.thresholds)
+            self.monitor.count(SERIES, Count.JOBS, outcome="done")

@@ -1,0 +1,154 @@
+"""Who is calling, and what they may do.
+
+Passwords are argon2id hashes. Tokens are random strings shown once; the database holds only their
+SHA-256, so a leaked database opens nothing. A token carries scopes, capped by its user's role:
+
+    viewer   read                  (everything GET)
+    analyst  read, write           (upload, delete media; acknowledge events)
+    admin    read, write, admin    (users)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import HTTPException, Request, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import ApiToken, User, utcnow
+
+SCOPES = ("read", "write", "admin")
+ROLE_SCOPES = {"viewer": ("read",), "analyst": ("read", "write"), "admin": ("read", "write", "admin")}
+TOKEN_PREFIX = "dfs_"
+
+_hasher = PasswordHasher()
+# verifying against this when the user does not exist takes as long as a real check: the answer's
+# timing does not tell which usernames exist
+_DUMMY_HASH = _hasher.hash("dfstream: no such user")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(user: User | None, password: str) -> bool:
+    try:
+        return _hasher.verify(user.password_hash if user is not None else _DUMMY_HASH, password) and user is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def validate_password(password: str) -> None:
+    if len(password) < 8:
+        raise ValueError("a password needs at least 8 characters")
+
+
+def new_token() -> tuple[str, str]:
+    """(the token to hand out once, the digest to store)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, token_digest(token)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(session: Session, user: User, kind: str, scopes: list[str], expires_at: dt.datetime | None, name: str = "") -> tuple[str, ApiToken]:
+    allowed = set(ROLE_SCOPES[user.role])
+    if not set(scopes) <= allowed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"a {user.role} cannot hold scopes {sorted(set(scopes) - allowed)}")
+    token, digest = new_token()
+    row = ApiToken(user_id=user.id, kind=kind, name=name, token_hash=digest, scopes=list(scopes), expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    role: str
+    scopes: frozenset[str]
+    token_id: int
+
+
+def bearer(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer ...``, or of ``?access_token=`` for what a browser
+    loads without headers (img tags, EventSource)."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise unauthorized("the Authorization header must be 'Bearer <token>'")
+        return value.strip()
+    return request.query_params.get("access_token") or None
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def resolve(session: Session, token: str | None) -> Principal:
+    if not token:
+        raise unauthorized("no token: log in at POST /api/v1/auth/token and send 'Authorization: Bearer <token>'")
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token)))
+    if row is None:
+        raise unauthorized("unknown token")
+    now = utcnow()
+    if row.revoked_at is not None:
+        raise unauthorized("the token was revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise unauthorized("the token has expired: log in again")
+    user = row.user
+    if user.disabled:
+        raise unauthorized(f"user {user.username} is disabled")
+    if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):  # not a write per request
+        row.last_used_at = now
+        session.commit()
+    scopes = frozenset(row.scopes) & frozenset(ROLE_SCOPES[user.role])  # a role lowered later caps old tokens
+    return Principal(user.id, user.username, user.role, scopes, row.id)
+
+
+class LoginLimiter:
+    """Failed logins per username and per client address: after ``failures`` within ``window_s``
+    the next attempts are refused (429) until the oldest failure leaves the window."""
+
+    def __init__(self, failures: int, window_s: float):
+        self.failures = failures
+        self.window_s = window_s
+        self._seen: dict[str, deque[float]] = {}
+
+    def retry_after(self, *keys: str) -> float:
+        """Seconds until a login may be tried again for these keys; 0: now."""
+        now = time.monotonic()
+        wait = 0.0
+        for key in keys:
+            times = self._seen.get(key)
+            if times is None:
+                continue
+            while times and now - times[0] > self.window_s:
+                times.popleft()
+            if len(times) >= self.failures:
+                wait = max(wait, self.window_s - (now - times[0]))
+            if not times:
+                del self._seen[key]
+        return wait
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            self._seen.setdefault(key, deque(maxlen=self.failures)).append(now)
+        if len(self._seen) > 100_000:  # a spray of usernames must not grow this without bound
+            self._seen.clear()
+
+    def succeeded(self, username_key: str) -> None:
+        self._seen.pop(username_key, None)

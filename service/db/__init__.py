@@ -1,0 +1,1 @@
+"""The database: typed ORM models, the engine, Alembic migrations, the event writer."""

@@ -1,0 +1,39 @@
+"""The store sink's writer: event records upserted into ``events`` and ``event_snapshots``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session
+
+from service.db.models import Event, EventSnapshot, utcnow
+from sinks.store import EventRecord
+
+
+def _time(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+class DatabaseEventWriter:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def write(self, records: list[EventRecord]) -> None:
+        with Session(self.engine) as session, session.begin():
+            for r in records:
+                event = session.get(Event, r.id) or Event(id=r.id)
+                event.stream, event.track_id, event.label = r.stream, r.track_id, r.label
+                event.started_at, event.ended_at = _time(r.started_at), _time(r.ended_at) if r.ended_at is not None else None
+                event.peak_probability, event.peak_at = r.peak_probability, _time(r.peak_at)
+                event.mean_probability, event.verdicts = r.mean_probability, r.verdicts
+                event.models_at_peak, event.models_mean = r.models_at_peak, r.models_mean
+                event.bbox_at_peak = [round(v, 1) for v in r.bbox_at_peak]
+                event.updated_at = utcnow()
+                session.add(event)
+                if r.face_jpeg is not None and r.frame_jpeg is not None:
+                    session.flush()
+                    session.execute(delete(EventSnapshot).where(EventSnapshot.event_id == r.id))
+                    taken = _time(r.peak_at)
+                    session.add_all([EventSnapshot(event_id=r.id, kind="face", jpeg=r.face_jpeg, taken_at=taken),
+                                     EventSnapshot(event_id=r.id, kind="frame", jpeg=r.frame_jpeg, taken_at=taken)])  # fmt: skip

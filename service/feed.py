@@ -1,0 +1,91 @@
+"""The live feed: a sink that keeps each stream's latest status and state (for GET /streams) and
+fans every event out to the feed's subscribers (GET /feed, Server-Sent Events). A subscriber that
+reads too slowly loses its oldest events, counted; it never slows the pipeline or the others."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+from pipeline.monitoring.keys import Count, Gauge, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict
+
+SERIES = Subject.service("feed")
+KINDS = ("verdict", "state", "status", "alert")
+
+
+@dataclass(eq=False)  # each is its own: kept in a set by identity
+class Subscriber:
+    kinds: frozenset[str]
+    streams: frozenset[str]  # empty: every stream
+    queue: asyncio.Queue[Event | None]  # None: the server is stopping
+    dropped: int = 0
+
+    def wants(self, event: Event) -> bool:
+        if event.kind not in self.kinds:
+            return False
+        stream = getattr(event, "stream", None)
+        return not self.streams or stream is None or stream in self.streams
+
+
+@dataclass
+class StreamView:
+    status: StreamStatus | None = None
+    state: StreamState | None = None
+    last_verdict_at: float | None = None
+    tracks: dict[int, Verdict] = field(default_factory=dict)  # the newest verdict of each live track
+
+
+class FeedSink:
+    def __init__(self, monitor: PerformanceMonitor, queue_size: int = 1000):
+        self.name = "feed"
+        self.monitor = monitor
+        self.queue_size = queue_size
+        self.streams: dict[str, StreamView] = {}
+        self._subscribers: set[Subscriber] = set()
+
+    async def start(self) -> None:
+        self.monitor.set_gauge(SERIES, Gauge.FEED_CLIENTS, 0)
+
+    async def publish(self, event: Event) -> None:
+        if isinstance(event, StreamStatus):
+            self.streams.setdefault(event.stream, StreamView()).status = event
+        elif isinstance(event, StreamState):
+            view = self.streams.setdefault(event.stream, StreamView())
+            view.state = event
+            view.tracks = {k: v for k, v in view.tracks.items() if k in event.tracks}
+        elif isinstance(event, Verdict):
+            view = self.streams.setdefault(event.stream, StreamView())
+            view.last_verdict_at = event.ts
+            view.tracks[event.track_id] = event
+        for subscriber in list(self._subscribers):
+            if subscriber.wants(event):
+                if subscriber.queue.full():
+                    subscriber.queue.get_nowait()
+                    subscriber.dropped += 1
+                    self.monitor.count(SERIES, Count.EVENTS_DROPPED, reason="slow_client")
+                subscriber.queue.put_nowait(event)
+
+    async def aclose(self) -> None:
+        for subscriber in self._subscribers:  # each open response ends instead of holding shutdown
+            if subscriber.queue.full():
+                subscriber.queue.get_nowait()
+            subscriber.queue.put_nowait(None)
+
+    def subscribe(self, kinds: frozenset[str], streams: frozenset[str]) -> Subscriber:
+        subscriber = Subscriber(kinds, streams, asyncio.Queue(self.queue_size))
+        self._subscribers.add(subscriber)
+        self.monitor.set_gauge(SERIES, Gauge.FEED_CLIENTS, len(self._subscribers))
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        self.monitor.set_gauge(SERIES, Gauge.FEED_CLIENTS, len(self._subscribers))
+
+
+def sse(event: Event) -> bytes:
+    """One Server-Sent Event: ``event:`` the kind, ``data:`` the JSON the MQTT payloads carry."""
+    data = json.dumps({"type": event.kind, **event.to_dict()}, separators=(",", ":"), allow_nan=False)
+    return f"event: {event.kind}\ndata: {data}\n\n".encode()

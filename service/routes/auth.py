@@ -1,0 +1,104 @@
+"""Logging in (OAuth2 password flow) and API tokens for scripts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from service.app import Service, db, get_service, principal
+from service.auth import ROLE_SCOPES, Principal, check_password, issue_token
+from service.db.models import ApiToken, User, utcnow
+
+router = APIRouter(tags=["auth"])
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: dt.datetime | None
+    scopes: list[str]
+
+
+@router.post("/auth/token", response_model=TokenOut, summary="Log in: username and password (form fields) for a bearer token")
+async def login(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], service: Service = Depends(get_service)) -> TokenOut:
+    limiter = service.limiter
+    assert limiter is not None
+    client = request.client.host if request.client else "unknown"
+    keys = (f"user:{form.username.lower()}", f"addr:{client}")
+    wait = limiter.retry_after(*keys)
+    if wait > 0:
+        raise HTTPException(429, f"too many failed logins; try again in {wait:.0f} s", headers={"Retry-After": str(int(wait) + 1)})
+
+    def attempt() -> TokenOut | None:
+        with service.sessions() as session:
+            user = session.scalar(select(User).where(User.username == form.username))
+            if not check_password(user, form.password) or user is None or user.disabled:
+                return None
+            expires = utcnow() + dt.timedelta(hours=service.config.token_ttl_hours)
+            scopes = list(ROLE_SCOPES[user.role])
+            token, _ = issue_token(session, user, "login", scopes, expires)
+            session.commit()
+            return TokenOut(access_token=token, expires_at=expires, scopes=scopes)
+
+    answer = await run_in_threadpool(attempt)  # argon2 takes tens of milliseconds of CPU: not on the loop
+    if answer is None:
+        limiter.failed(*keys)
+        raise HTTPException(401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"})
+    limiter.succeeded(keys[0])
+    return answer
+
+
+class NewToken(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Literal["read", "write", "admin"]] = Field(default_factory=lambda: ["read"], min_length=1)
+    expires_days: float | None = Field(90, gt=0, le=3650)  # None: never (revoke it when done)
+
+
+class TokenInfo(BaseModel):
+    id: int
+    name: str
+    kind: str
+    scopes: list[str]
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+def _info(row: ApiToken) -> TokenInfo:
+    return TokenInfo(id=row.id, name=row.name, kind=row.kind, scopes=row.scopes, created_at=row.created_at,
+                     expires_at=row.expires_at, revoked_at=row.revoked_at, last_used_at=row.last_used_at)  # fmt: skip
+
+
+@router.post("/tokens", status_code=201, response_model=TokenOut, summary="Make an API token (shown once) with some of your scopes")
+def create_token(body: NewToken, who: Principal = Depends(principal), session: Session = Depends(db)) -> TokenOut:
+    user = session.get(User, who.user_id)
+    assert user is not None
+    expires = utcnow() + dt.timedelta(days=body.expires_days) if body.expires_days is not None else None
+    token, _ = issue_token(session, user, "api", sorted(set(body.scopes)), expires, body.name)
+    session.commit()
+    return TokenOut(access_token=token, expires_at=expires, scopes=sorted(set(body.scopes)))
+
+
+@router.get("/tokens", response_model=list[TokenInfo], summary="Your API tokens (never their secret)")
+def list_tokens(who: Principal = Depends(principal), session: Session = Depends(db)) -> list[TokenInfo]:
+    rows = session.scalars(select(ApiToken).where(ApiToken.user_id == who.user_id, ApiToken.kind == "api").order_by(ApiToken.id))
+    return [_info(row) for row in rows]
+
+
+@router.delete("/tokens/{token_id}", response_model=TokenInfo, summary="Revoke a token (yours; an admin: anyone's)")
+def revoke_token(token_id: int, who: Principal = Depends(principal), session: Session = Depends(db)) -> TokenInfo:
+    row = session.get(ApiToken, token_id)
+    if row is None or (row.user_id != who.user_id and "admin" not in who.scopes):
+        raise HTTPException(404, f"no token {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.commit()
+    return _info(row)

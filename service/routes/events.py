@@ -1,0 +1,157 @@
+"""Events: live episodes of a track labelled fake, with filters, cursor pages, snapshots, ack."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from service.app import db, require
+from service.auth import Principal
+from service.db.models import Event, EventSnapshot, User, utcnow
+
+router = APIRouter(tags=["events"])
+
+
+class EventOut(BaseModel):
+    id: str
+    stream: str
+    track_id: int
+    label: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    ongoing: bool
+    peak_probability: float
+    peak_at: dt.datetime
+    mean_probability: float
+    verdicts: int
+    models_at_peak: dict[str, float]
+    models_mean: dict[str, float]
+    bbox_at_peak: list[float]
+    acknowledged_by: str | None
+    acknowledged_at: dt.datetime | None
+    face_url: str
+    frame_url: str
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+def _out(event: Event, acknowledged_by: str | None) -> EventOut:
+    base = f"/api/v1/events/{event.id}"
+    return EventOut(id=event.id, stream=event.stream, track_id=event.track_id, label=event.label, started_at=event.started_at,
+                    ended_at=event.ended_at, ongoing=event.ended_at is None, peak_probability=event.peak_probability,
+                    peak_at=event.peak_at, mean_probability=event.mean_probability, verdicts=event.verdicts,
+                    models_at_peak=event.models_at_peak, models_mean=event.models_mean, bbox_at_peak=event.bbox_at_peak,
+                    acknowledged_by=acknowledged_by, acknowledged_at=event.acknowledged_at,
+                    face_url=f"{base}/face.jpg", frame_url=f"{base}/frame.jpg")  # fmt: skip
+
+
+def _cursor(event: Event) -> str:
+    raw = json.dumps([event.started_at.isoformat(), event.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_cursor(text: str) -> tuple[dt.datetime, str]:
+    try:
+        started, event_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        when = dt.datetime.fromisoformat(started)
+        if when.tzinfo is None or not isinstance(event_id, str):
+            raise ValueError
+        return when, event_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+        raise HTTPException(400, "cursor: not a cursor this server gave (pass next_cursor back as it is)") from None
+
+
+def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise HTTPException(422, f"{name}: give a time zone (2026-11-24T20:00:00Z) or epoch seconds")
+    return value
+
+
+@router.get("/events", response_model=EventPage, summary="Events, newest first, filtered, one page at a time")
+def list_events(
+    stream: str | None = Query(None, max_length=128),
+    label: Literal["fake", "real", "uncertain"] | None = None,
+    since: dt.datetime | None = Query(None, description="events that started at or after (ISO 8601 with zone, or epoch seconds)"),
+    until: dt.datetime | None = Query(None, description="events that started before"),
+    acknowledged: bool | None = None,
+    cursor: str | None = Query(None, max_length=512),
+    limit: int = Query(50, ge=1, le=500),
+    _: Principal = Depends(require("read")),
+    session: Session = Depends(db),
+) -> EventPage:
+    since, until = _aware(since, "since"), _aware(until, "until")
+    if since is not None and until is not None and since >= until:
+        raise HTTPException(422, f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    query = select(Event, User.username).outerjoin(User, User.id == Event.acknowledged_by)
+    if stream is not None:
+        query = query.where(Event.stream == stream)
+    if label is not None:
+        query = query.where(Event.label == label)
+    if since is not None:
+        query = query.where(Event.started_at >= since)
+    if until is not None:
+        query = query.where(Event.started_at < until)
+    if acknowledged is not None:
+        query = query.where(Event.acknowledged_at.is_not(None) if acknowledged else Event.acknowledged_at.is_(None))
+    if cursor is not None:
+        at, last_id = _parse_cursor(cursor)
+        query = query.where(or_(Event.started_at < at, and_(Event.started_at == at, Event.id < last_id)))
+    rows = session.execute(query.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit + 1)).all()
+    items = [_out(event, who) for event, who in rows[:limit]]
+    return EventPage(items=items, next_cursor=_cursor(rows[limit - 1][0]) if len(rows) > limit else None)
+
+
+def _get(session: Session, event_id: str) -> Event:
+    event = session.get(Event, event_id) if len(event_id) <= 32 else None
+    if event is None:
+        raise HTTPException(404, f"no event {event_id!r}")
+    return event
+
+
+@router.get("/events/{event_id}", response_model=EventOut, summary="One event")
+def get_event(event_id: str, _: Principal = Depends(require("read")), session: Session = Depends(db)) -> EventOut:
+    event = _get(session, event_id)
+    who = session.get(User, event.acknowledged_by) if event.acknowledged_by is not None else None
+    return _out(event, who.username if who else None)
+
+
+def _snapshot(session: Session, event_id: str, kind: str) -> Response:
+    _get(session, event_id)
+    snap = session.get(EventSnapshot, (event_id, kind))
+    if snap is None:
+        raise HTTPException(404, f"event {event_id}: no {kind} snapshot yet (it is taken at the peak, within a second)")
+    return Response(snap.jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=5"})
+
+
+@router.get("/events/{event_id}/face.jpg", response_class=Response, summary="The face at the event's peak (JPEG)",
+            responses={200: {"content": {"image/jpeg": {}}}})  # fmt: skip
+def face_jpg(event_id: str, _: Principal = Depends(require("read")), session: Session = Depends(db)) -> Response:
+    return _snapshot(session, event_id, "face")
+
+
+@router.get("/events/{event_id}/frame.jpg", response_class=Response, summary="The whole frame at the event's peak (JPEG)",
+            responses={200: {"content": {"image/jpeg": {}}}})  # fmt: skip
+def frame_jpg(event_id: str, _: Principal = Depends(require("read")), session: Session = Depends(db)) -> Response:
+    return _snapshot(session, event_id, "frame")
+
+
+@router.post("/events/{event_id}/ack", response_model=EventOut, summary="Acknowledge an event (once; later calls keep the first)")
+def acknowledge(event_id: str, who: Principal = Depends(require("write")), session: Session = Depends(db)) -> EventOut:
+    event = _get(session, event_id)
+    if event.acknowledged_at is None:
+        event.acknowledged_by, event.acknowledged_at = who.user_id, utcnow()
+        session.commit()
+    by = session.get(User, event.acknowledged_by) if event.acknowledged_by is not None else None
+    return _out(event, by.username if by else None)

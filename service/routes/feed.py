@@ -1,0 +1,53 @@
+"""The live feed: verdicts, stream states and statuses, alerts, as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import StreamingResponse
+
+from service.app import Service, get_service, require
+from service.auth import Principal
+from service.feed import KINDS, sse
+
+router = APIRouter(tags=["feed"])
+HEARTBEAT_S = 15.0  # a comment line now and then: proxies keep the connection, clients see it alive
+
+
+@router.get("/feed", summary="Server-Sent Events: verdict, state, status, alert (token in the header or ?access_token=)",
+            response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})  # fmt: skip
+async def feed(
+    types: str = Query(",".join(KINDS), description="comma-separated: verdict, state, status, alert"),
+    stream: list[str] = Query(default_factory=list, description="only these streams (repeatable); none: all"),
+    _: Principal = Depends(require("read")),
+    service: Service = Depends(get_service),
+) -> StreamingResponse:
+    kinds = frozenset(t.strip() for t in types.split(",") if t.strip())
+    unknown = kinds - set(KINDS)
+    if unknown or not kinds:
+        raise HTTPException(422, f"types: unknown {sorted(unknown)}; choose from {', '.join(KINDS)}" if unknown else "types: none given")
+    subscriber = service.feed.subscribe(kinds, frozenset(stream))
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield b": dfstream live feed\nretry: 2000\n\n"
+            # the current state of each stream first, so a new client need not wait for a change
+            if "state" in kinds:
+                for view in list(service.feed.streams.values()):
+                    if view.state is not None and subscriber.wants(view.state):
+                        yield sse(view.state)
+            while True:
+                try:
+                    event = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_S)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if event is None:
+                    return
+                yield sse(event)
+        finally:
+            service.feed.unsubscribe(subscriber)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,67 @@
+"""Streams: the configured streams as the running runtime sees them now."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel
+
+from pipeline.monitoring.keys import Count, Gauge, Subject
+from service.app import Service, get_service, require
+from service.auth import Principal
+from stream.urls import redact
+
+router = APIRouter(tags=["streams"])
+
+
+class TrackOut(BaseModel):
+    track_id: int
+    label: str
+    fake_probability: float
+    uncertainty: float
+    bbox: list[float]
+    models: dict[str, float]
+    updated_at: float
+
+
+class StreamOut(BaseModel):
+    id: str
+    url: str  # its password hidden
+    status: str  # online, reconnecting, offline, or starting before the first word from the source
+    reason: str | None
+    up: bool
+    label: str  # no_face, real, fake, uncertain
+    fake_probability: float | None
+    tracks: list[TrackOut]
+    frames_decoded: int
+    updated_at: float | None
+
+
+def _stream(service: Service, stream_id: str) -> StreamOut:
+    config = next((s for s in service.streams if s.id == stream_id), None)
+    if config is None:
+        raise HTTPException(404, f"no stream {stream_id!r} (configured: {', '.join(s.id for s in service.streams) or 'none'})")
+    view = service.feed.streams.get(stream_id)
+    subject = Subject.stream(stream_id)
+    status, state = (view.status, view.state) if view is not None else (None, None)
+    tracks = []
+    if view is not None and state is not None:
+        for track_id, verdict in sorted(view.tracks.items()):
+            tracks.append(TrackOut(track_id=track_id, label=state.tracks.get(track_id, verdict.label), fake_probability=verdict.fake_probability,
+                                   uncertainty=verdict.uncertainty, bbox=list(verdict.bbox), models=verdict.models, updated_at=verdict.ts))  # fmt: skip
+    return StreamOut(
+        id=stream_id, url=redact(config.url), status=status.status if status else "starting", reason=status.reason if status else None,
+        up=service.monitor.gauge(subject, Gauge.UP) == 1, label=state.label if state else "no_face",
+        fake_probability=state.fake_probability if state else None, tracks=tracks,
+        frames_decoded=int(service.monitor.counter(subject, Count.FRAMES_DECODED) or 0),
+        updated_at=max((t for t in (status.ts if status else None, state.updated_at if state else None) if t is not None), default=None),
+    )  # fmt: skip
+
+
+@router.get("/streams", response_model=list[StreamOut], summary="Every configured stream: status, label and live tracks")
+async def list_streams(_: Principal = Depends(require("read")), service: Service = Depends(get_service)) -> list[StreamOut]:
+    return [_stream(service, s.id) for s in service.streams]
+
+
+@router.get("/streams/{stream_id}", response_model=StreamOut, summary="One stream")
+async def get_stream(stream_id: str, _: Principal = Depends(require("read")), service: Service = Depends(get_service)) -> StreamOut:
+    return _stream(service, stream_id)

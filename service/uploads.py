@@ -1,0 +1,172 @@
+"""An upload, streamed from the request to a file under a name the server chooses: never held in
+memory, hashed as it arrives, stopped the moment it passes the cap. Then PyAV decides what it is
+(not its name or its Content-Type): a file none of whose frames decodes is refused. Whatever goes
+wrong, the partial file is removed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from pipeline.errors import one_line
+
+FIELD = "file"
+# demuxers that would take text for video (ANSI art, subtitles as frames): never media
+_NOT_MEDIA = {"tty", "bin", "idf", "adf", "xbin"}
+
+
+class UploadError(Exception):
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Received:
+    path: Path
+    original_name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    container: str
+    codec: str
+    width: int
+    height: int
+    duration_s: float | None
+    frames: int | None
+
+
+async def receive(request: Request, folder: Path, max_bytes: int) -> Received:
+    mime, params = parse_options_header(request.headers.get("content-type", ""))
+    if mime != b"multipart/form-data" or b"boundary" not in params:
+        raise UploadError(415, f"send the file as multipart/form-data in a field named {FIELD!r}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + 1_000_000:
+        raise UploadError(413, f"the upload is {int(declared) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.part"
+    part = _Part()
+    parser = MultipartParser(params[b"boundary"], part.callbacks())
+    digest = hashlib.sha256()
+    size = body = 0
+    try:
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                body += len(chunk)
+                parser.write(chunk)
+                data = part.take()
+                size += len(data)
+                if size > max_bytes or body > max_bytes + 1_000_000:
+                    raise UploadError(413, f"the upload passed the limit of {max_bytes / 1e6:.0f} MB and was stopped")
+                if data:
+                    await asyncio.to_thread(_write, out, digest, data)
+            parser.finalize()
+        if not part.seen:
+            raise UploadError(422, f"no multipart field named {FIELD!r} with a file in it")
+        if size == 0:
+            raise UploadError(415, "the file is empty")
+    except ClientDisconnect:
+        path.unlink(missing_ok=True)
+        raise UploadError(400, "the client went away before the upload ended") from None
+    except UploadError:
+        path.unlink(missing_ok=True)
+        raise
+    except ValueError as exc:  # python-multipart: a malformed body
+        path.unlink(missing_ok=True)
+        raise UploadError(400, f"not a valid multipart body: {one_line(exc)}") from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Received(path, part.filename or "upload", size, digest.hexdigest())
+
+
+def _write(out, digest, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    out.write(data)
+    digest.update(data)
+
+
+class _Part:
+    """python-multipart's callbacks: the bytes of the field ``file`` (only the first such part)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.filename = ""
+        self._headers: dict[bytes, bytes] = {}
+        self._field = b""
+        self._value = b""
+        self._in_file = False
+        self._done = False
+        self._chunks: list[bytes] = []
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": lambda data, start, end: setattr(self, "_field", self._field + data[start:end]),
+            "on_header_value": lambda data, start, end: setattr(self, "_value", self._value + data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._data,
+            "on_part_end": self._end,
+        }
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+    def _begin(self) -> None:
+        self._headers = {}
+
+    def _header_end(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field = self._value = b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        is_file = options.get(b"name") == FIELD.encode() and b"filename" in options
+        self._in_file = is_file and not self._done
+        if self._in_file:
+            self.seen = True
+            # kept for people to read, cut and cleaned; never part of a path
+            name = options[b"filename"].decode("utf-8", "replace")
+            self.filename = "".join(c for c in name.replace("\\", "/").rsplit("/", 1)[-1] if c.isprintable())[:255]
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_file:
+            self._chunks.append(data[start:end])
+
+    def _end(self) -> None:
+        if self._in_file:
+            self._done = True
+        self._in_file = False
+
+
+def probe(path: Path) -> Probe:
+    """What the file is, by decoding it: its first video stream and one frame of it."""
+    try:
+        with av.open(str(path)) as container:
+            if container.format.name in _NOT_MEDIA or not container.streams.video:
+                raise UploadError(415, "not a video: no video stream in it")
+            video = container.streams.video[0]
+            for frame in container.decode(video):
+                width, height = frame.width, frame.height
+                break
+            else:
+                raise UploadError(415, "not a video: no frame of it decodes")
+            duration = container.duration / av.time_base if container.duration else None
+            if duration is None and video.duration and video.time_base:
+                duration = float(video.duration * video.time_base)
+            return Probe(container.format.name, video.codec_context.name, width, height, duration, video.frames or None)
+    except av.error.FFmpegError as exc:
+        raise UploadError(415, f"not a video PyAV can read: {one_line(exc)}") from None

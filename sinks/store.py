@@ -1,0 +1,260 @@
+"""Live events into a database: each episode of a track labelled fake becomes one event record,
+written when it starts, updated while it lasts, closed when the label leaves fake, the track ends
+or the stream goes away. The peak's face and frame are kept as JPEG snapshots.
+
+The sink knows no database: it hands ``EventRecord``s to an ``EventWriter`` (the service's writes
+them with SQLAlchemy), in a thread. While the writer fails (a database restarting) the records wait
+in memory, newest state per event, up to ``capacity``, and are retried with backoff: none is lost
+within that capacity, and what does not fit is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+from pydantic import Field
+
+from pipeline.monitoring.keys import Count, Gauge, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict
+from stream.config import StrictModel
+from stream.errors import one_line
+
+log = logging.getLogger(__name__)
+SERIES = Subject.sink("store")
+
+
+class StoreConfig(StrictModel):
+    capacity: int = Field(10000, ge=1)  # event records waiting for the database before the oldest closed ones go
+    flush_interval_s: float = Field(0.5, gt=0)  # how often changed events are written
+    retry_max_s: float = Field(10.0, gt=0)  # the longest wait between retries while the database is away
+    jpeg_quality: int = Field(85, ge=10, le=100)
+    face_margin: float = Field(0.3, ge=0)  # the face snapshot's box grown by this share per side
+
+
+@dataclass
+class EventRecord:
+    """An event as the database stores it. Snapshots are set only when they changed since the last
+    write, so an update does not resend them."""
+
+    id: str
+    stream: str
+    track_id: int
+    started_at: float  # epoch seconds
+    ended_at: float | None
+    peak_probability: float
+    peak_at: float
+    mean_probability: float
+    verdicts: int
+    models_at_peak: dict[str, float]
+    models_mean: dict[str, float]
+    bbox_at_peak: tuple[float, float, float, float]
+    label: str = "fake"
+    face_jpeg: bytes | None = None
+    frame_jpeg: bytes | None = None
+
+
+class EventWriter(Protocol):
+    def write(self, records: list[EventRecord]) -> None:
+        """Insert or update every record, in one transaction (called in a worker thread)."""
+
+
+@dataclass
+class _Episode:
+    id: str
+    stream: str
+    track_id: int
+    started_at: float
+    peak: Verdict
+    ended_at: float | None = None
+    verdicts: int = 0
+    probability_sum: float = 0.0
+    model_sums: dict[str, float] = field(default_factory=dict)
+    model_counts: dict[str, int] = field(default_factory=dict)
+    peak_image: np.ndarray | None = None  # the frame of the peak, until it is encoded
+    snaps: tuple[bytes, bytes] | None = None  # face and frame JPEGs, until they join a record
+    changed: bool = True
+
+    def add(self, verdict: Verdict) -> None:
+        self.verdicts += 1
+        self.probability_sum += verdict.fake_probability
+        for name, p in verdict.models.items():
+            self.model_sums[name] = self.model_sums.get(name, 0.0) + p
+            self.model_counts[name] = self.model_counts.get(name, 0) + 1
+        if verdict.fake_probability > self.peak.fake_probability or self.verdicts == 1:
+            self.peak = verdict
+            if verdict.image is not None:
+                self.peak_image = verdict.image
+        self.changed = True
+
+    def record(self) -> EventRecord:
+        p = self.peak
+        return EventRecord(
+            id=self.id, stream=self.stream, track_id=self.track_id, started_at=self.started_at, ended_at=self.ended_at,
+            peak_probability=p.fake_probability, peak_at=p.ts, mean_probability=round(self.probability_sum / self.verdicts, 6),
+            verdicts=self.verdicts, models_at_peak=dict(p.models),
+            models_mean={k: round(v / self.model_counts[k], 6) for k, v in self.model_sums.items()}, bbox_at_peak=p.bbox,
+        )  # fmt: skip
+
+
+class StoreSink:
+    def __init__(self, config: StoreConfig, writer: EventWriter, monitor: PerformanceMonitor):
+        self.config = config
+        self.name = "store"
+        self.writer = writer
+        self.monitor = monitor
+        self._open: dict[tuple[str, int], _Episode] = {}
+        self._closed: list[_Episode] = []  # closed since the last flush
+        self._pending: dict[str, EventRecord] = {}  # id → newest state not yet written
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._failures = 0
+
+    async def start(self) -> None:
+        self.monitor.set_gauge(SERIES, Gauge.PENDING_WRITES, 0)
+        self._task = asyncio.create_task(self._flusher(), name="dfstream[store].flusher")
+
+    async def publish(self, event: Event) -> None:
+        if isinstance(event, Verdict):
+            self._on_verdict(event)
+        elif isinstance(event, StreamState):
+            for key in list(self._open):
+                if key[0] == event.stream and key[1] not in event.tracks:
+                    self._close(key, event.updated_at)  # the track is gone
+        elif isinstance(event, StreamStatus) and event.status != "online":
+            for key in [k for k in self._open if k[0] == event.stream]:
+                self._close(key, event.ts)
+
+    async def aclose(self) -> None:
+        for key in list(self._open):
+            self._close(key, time.time())
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._encode_snapshots()
+        self._collect()
+        for _ in range(3):  # a database restarting as we stop gets a few seconds
+            if not self._pending or await self._write():
+                break
+            await asyncio.sleep(1.0)
+        if self._pending:
+            left = len(self._pending)
+            self.monitor.count(SERIES, Count.EVENTS_DROPPED, left, reason="shutdown")
+            log.error("store: %d event records not written at shutdown: the database is unreachable", left)
+
+    # ---- episodes ---------------------------------------------------------------------------------
+    def _on_verdict(self, verdict: Verdict) -> None:
+        key = (verdict.stream, verdict.track_id)
+        episode = self._open.get(key)
+        if verdict.label == "fake":
+            if episode is None:
+                episode = _Episode(uuid.uuid4().hex, verdict.stream, verdict.track_id, verdict.label_since, verdict)
+                self._open[key] = episode
+                self._wake.set()  # a new event is written at once, not at the next tick
+            episode.add(verdict)
+        elif episode is not None:
+            self._close(key, verdict.label_since)
+
+    def _close(self, key: tuple[str, int], at: float) -> None:
+        episode = self._open.pop(key)
+        episode.ended_at = max(at, episode.started_at)
+        episode.changed = True
+        self._closed.append(episode)
+        self._wake.set()
+
+    # ---- writing ----------------------------------------------------------------------------------
+    async def _flusher(self) -> None:
+        delay = self.config.flush_interval_s
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self._encode_snapshots()
+            self._collect()
+            if not self._pending:
+                delay = self.config.flush_interval_s
+                continue
+            ok = await self._write()
+            delay = self.config.flush_interval_s if ok else min(self.config.retry_max_s, self.config.flush_interval_s * 2**self._failures)
+
+    async def _encode_snapshots(self) -> None:
+        """JPEGs of every peak that changed, encoded in a thread; taken from the episodes here, on
+        the loop, so a peak that moves meanwhile is not paired with another verdict's box."""
+        todo = [(e, e.peak_image, e.peak.bbox) for e in [*self._open.values(), *self._closed] if e.peak_image is not None]
+        if not todo:
+            return
+        for episode, _, _ in todo:
+            episode.peak_image = None
+        margin, quality = self.config.face_margin, self.config.jpeg_quality
+        encoded = await asyncio.to_thread(lambda: [snapshots(image, box, margin, quality) for _, image, box in todo])
+        for (episode, _, _), snaps in zip(todo, encoded):
+            episode.snaps = snaps
+            episode.changed = True
+
+    def _collect(self) -> None:
+        """Changed episodes → pending records (newest state wins, snapshots kept until written)."""
+        for episode in [*self._open.values(), *self._closed]:
+            if not episode.changed:
+                continue
+            episode.changed = False
+            record = episode.record()
+            if episode.snaps is not None:
+                record.face_jpeg, record.frame_jpeg = episode.snaps
+                episode.snaps = None
+            earlier = self._pending.get(record.id)
+            if earlier is not None and record.face_jpeg is None:
+                record = replace(record, face_jpeg=earlier.face_jpeg, frame_jpeg=earlier.frame_jpeg)
+            self._pending[record.id] = record
+        self._closed.clear()
+        overflow = len(self._pending) - self.config.capacity
+        if overflow > 0:
+            # the oldest closed events go first: an open one will be rewritten whole anyway
+            victims = sorted(self._pending.values(), key=lambda r: (r.ended_at is None, r.started_at))[:overflow]
+            for record in victims:
+                del self._pending[record.id]
+            self.monitor.count(SERIES, Count.EVENTS_DROPPED, overflow, reason="store_full")
+            log.error("store: %d event records dropped: more than %d waiting for the database", overflow, self.config.capacity)
+        self.monitor.set_gauge(SERIES, Gauge.PENDING_WRITES, len(self._pending))
+
+    async def _write(self) -> bool:
+        batch = list(self._pending.values())
+        try:
+            await asyncio.to_thread(self.writer.write, batch)
+        except Exception as exc:  # noqa: BLE001 -- the database is away: keep the records, try again later
+            self._failures += 1
+            self.monitor.count(SERIES, Count.WRITE_ERRORS)
+            if self._failures == 1 or self._failures % 100 == 0:
+                log.error("store: writing %d events failed (%d failures in a row, retrying): %s", len(batch), self._failures, one_line(exc))
+            return False
+        if self._failures:
+            log.warning("store: database back after %d failed writes; %d events written", self._failures, len(batch))
+        self._failures = 0
+        for record in batch:
+            if self._pending.get(record.id) is record:
+                del self._pending[record.id]
+        self.monitor.count(SERIES, Count.ROWS_WRITTEN, len(batch))
+        self.monitor.set_gauge(SERIES, Gauge.PENDING_WRITES, len(self._pending))
+        return True
+
+
+def snapshots(image: np.ndarray, bbox: tuple[float, float, float, float], margin: float, quality: int) -> tuple[bytes, bytes]:
+    """JPEGs of the face (its box grown by ``margin`` per side) and of the whole frame."""
+    import cv2
+
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = bbox
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    right, bottom = min(width, int(np.ceil(x2 + mx))), min(height, int(np.ceil(y2 + my)))
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    face = bgr[top:bottom, left:right] if right > left and bottom > top else bgr
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    return cv2.imencode(".jpg", face, params)[1].tobytes(), cv2.imencode(".jpg", bgr, params)[1].tobytes()
