@@ -79,6 +79,7 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
     (files) does not stop the API: events and media stay reachable."""
     from sqlalchemy.orm import sessionmaker
 
+    from pipeline.models.faces import FaceDetector, FacesConfig
     from service.analysis import Analyzer
     from service.app import Service, create_app
     from service.db.schema import make_engine, prepare
@@ -102,7 +103,9 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
         runtime = Runtime(config, detectors, sinks, monitor)
         sessions = sessionmaker(engine, expire_on_commit=False)
         thresholds = (config.smoothing.enter, config.smoothing.leave)
-        analyzer = Analyzer(api.analysis, api.data_dir, sessions, detectors, runtime.ensemble, runtime.face_detector, thresholds, monitor)
+        # its own face detector (they are thread-confined), set as `dfstream eval` sets it: the same file, the same numbers
+        faces = FaceDetector(FacesConfig(device=config.faces.device))
+        analyzer = Analyzer(api.analysis, api.data_dir, sessions, detectors, runtime.ensemble, faces, thresholds, monitor)
         service = Service(api, engine, sessions, monitor, feed, analyzer, list(config.streams), exporter.registry, exporter.ready)
         server = _ApiServer(uvicorn.Config(create_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=3,
                                         proxy_headers=False))  # fmt: skip

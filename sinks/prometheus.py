@@ -35,8 +35,10 @@ SYSTEM_GAUGES = (
 )
 
 
-# the MQTT families have no sink label: only the MQTT sink feeds them
+# the MQTT families have no sink label: only the MQTT sink feeds them (so for the store and the service)
 MQTT = Subject.sink("mqtt")
+STORE = Subject.sink("store")
+API, ANALYSIS, RETENTION, FEED = (Subject.service(n) for n in ("api", "analysis", "retention", "feed"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,14 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
     (Kind.SINK, Count.MESSAGES_DROPPED): Family("dfstream_mqtt_outbox_dropped", "MQTT messages dropped from a full outbox", MQTT, zero=True),
     (Kind.SINK, Count.PUBLISHED): Family("dfstream_mqtt_published", "MQTT messages the broker acknowledged", MQTT, zero=True),
     (Kind.SINK, Count.CONNECTION_ERRORS): Family("dfstream_mqtt_connection_errors", "Failed or lost MQTT connections", MQTT, zero=True),
+    (Kind.SINK, Count.ROWS_WRITTEN): Family("dfstream_store_rows_written", "Event rows the store sink wrote (an update counts again)", STORE, zero=True),
+    (Kind.SINK, Count.WRITE_ERRORS): Family("dfstream_store_write_errors", "Failed database writes of the store sink (each retried)", STORE, zero=True),
+    (Kind.SERVICE, Count.REJECTED): Family("dfstream_api_rejected", "API requests refused, by reason", API, ("reason",)),
+    (Kind.SERVICE, Count.JOBS): Family("dfstream_analysis_jobs", "Media analyses, by outcome (done, failed, resumed)", ANALYSIS, ("outcome",)),
+    (Kind.SERVICE, Count.PRUNED): Family("dfstream_retention_pruned", "Rows removed by retention, by what and why (age, disk)", RETENTION,
+                                         ("what", "reason")),
+    (Kind.SERVICE, Count.EVENTS_DROPPED): Family("dfstream_feed_dropped", "Live feed events dropped for clients that read too slowly", FEED,
+                                                 ("reason",)),
 }  # fmt: skip
 
 GAUGES: dict[tuple[Kind, Gauge], Family] = {
@@ -81,6 +91,9 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
     (Kind.SINK, Gauge.CONNECTED): Family("dfstream_mqtt_connected", "1 while connected to the MQTT broker", MQTT),
     (Kind.SINK, Gauge.OUTBOX_DEPTH): Family("dfstream_mqtt_outbox_depth", "MQTT messages waiting for the broker", MQTT),
     (Kind.SINK, Gauge.OUTBOX_CAPACITY): Family("dfstream_mqtt_outbox_capacity", "Capacity of the MQTT outbox", MQTT),
+    (Kind.SINK, Gauge.PENDING_WRITES): Family("dfstream_store_pending_writes", "Event rows waiting for the database", STORE),
+    (Kind.SERVICE, Gauge.JOBS_WAITING): Family("dfstream_analysis_queue_depth", "Media analyses waiting", ANALYSIS),
+    (Kind.SERVICE, Gauge.FEED_CLIENTS): Family("dfstream_feed_clients", "Live feed subscribers", FEED),
 }  # fmt: skip
 
 class PrometheusConfig(StrictModel):

@@ -14,7 +14,7 @@ import numpy as np
 from pipeline.monitoring.keys import Kind, key_text
 from pipeline.monitoring.store import SeriesSnapshot
 
-GROUPS = {Kind.MODEL: "models", Kind.STREAM: "streams", Kind.STAGE: "stages", Kind.SINK: "sinks"}
+GROUPS = {Kind.MODEL: "models", Kind.STREAM: "streams", Kind.STAGE: "stages", Kind.SINK: "sinks", Kind.SERVICE: "services"}
 
 CSV_COLUMNS = ["name", "kind", "calls", "items", "successes", "failures", "error_rate", "throughput_per_s",
                "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms",

@@ -1,0 +1,1 @@
+"""Tests of `dfstream serve`: the API, its database, the store sink, media analysis."""
