@@ -20,11 +20,11 @@ from typing import Protocol
 import numpy as np
 from pydantic import Field
 
+from pipeline.errors import one_line
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict
 from stream.config import StrictModel
-from stream.errors import one_line
 
 log = logging.getLogger(__name__)
 SERIES = Subject.sink("store")
@@ -115,6 +115,7 @@ class StoreSink:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._failures = 0
+        self._closing = False
 
     async def start(self) -> None:
         self.monitor.set_gauge(SERIES, Gauge.PENDING_WRITES, 0)
@@ -134,8 +135,10 @@ class StoreSink:
     async def aclose(self) -> None:
         for key in list(self._open):
             self._close(key, time.time())
+        # told, not cancelled: Python 3.11's wait_for swallows a cancel that lands as the wake-up does
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._encode_snapshots()
         self._collect()
@@ -176,6 +179,8 @@ class StoreSink:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
                 pass
+            if self._closing:
+                return
             self._wake.clear()
             await self._encode_snapshots()
             self._collect()
