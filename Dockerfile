@@ -17,18 +17,21 @@ COPY pyproject.toml README.md ./
 COPY stream ./stream
 COPY pipeline ./pipeline
 COPY sinks ./sinks
+COPY service ./service
+COPY dfstream ./dfstream
 COPY configs ./configs
 # the base image's torch satisfies the pin, so pip keeps it; weights are fetched and sha256-checked
 # at build time so the container never downloads at run time
 RUN pip install -e . && dfstream models pull && dfstream models verify
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dfstream
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dfstream \
+    && mkdir -p /var/lib/dfstream && chown dfstream /var/lib/dfstream
 USER dfstream
 
-# /healthz is served with the metrics (sinks.prometheus); a config without it has no health endpoint
+# /healthz is served with the metrics (sinks.prometheus) and by `dfstream serve` on its API port
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4)" || exit 1
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${DFSTREAM_HEALTH_PORT:-9108}/healthz', timeout=4)" || exit 1
 
-EXPOSE 9108
+EXPOSE 9108 8080
 ENTRYPOINT ["dfstream"]
 CMD ["run", "configs/demo.yaml", "--offline", "--set", "sinks.prometheus.port=9108"]

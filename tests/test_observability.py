@@ -107,15 +107,19 @@ def test_dashboard_is_provisioned_with_a_stable_uid():
         assert topic in titles
 
 
-def test_compose_file_validates():
+def test_compose_file_validates(monkeypatch):
     compose = tool("docker-compose")
     out = subprocess.run([compose, "-f", "docker-compose.yml", "config", "-q"], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "DFSTREAM_MQTT_PASSWORD": "x"})  # fmt: skip
+                         env={**os.environ, "DFSTREAM_MQTT_PASSWORD": "x", "DFSTREAM_DB_PASSWORD": "y"})  # fmt: skip
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    assert set(services) == {"dfstream", "mosquitto", "prometheus", "grafana"}
+    assert set(services) == {"dfstream", "postgres", "mosquitto", "prometheus", "grafana"}
+    assert services["dfstream"]["command"][0] == "serve"
     scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["dfstream:9108"]
     from dfstream.config import load_config
 
-    assert load_config(REPO / "configs" / "compose.yaml").sinks.prometheus.port == 9108
+    monkeypatch.setenv("DFSTREAM_DB_PASSWORD", "y")
+    config = load_config(REPO / "configs" / "compose.yaml")
+    assert config.sinks.prometheus.port == 9108
+    assert config.api.database.startswith("postgresql+psycopg://dfstream:y@postgres:5432/")
