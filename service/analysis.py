@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,10 @@ SERIES = Subject.service("analysis")
 
 class QueueFull(Exception):
     pass
+
+
+class _Stopping(Exception):
+    """The server is stopping: the job is left ``running``, and runs again on the next start."""
 
 
 def file_label(p: float, fake_at: float, real_below: float) -> str:
@@ -67,6 +72,7 @@ class Analyzer:
         self.running: dict[int, float] = {}  # media id → progress, while analysed
         self._queue: asyncio.Queue[int] = asyncio.Queue(config.queue)
         self._tasks: list[asyncio.Task] = []
+        self._stopping = False
 
     async def start(self) -> None:
         """Pick up what a previous process left: queued jobs, and running ones (it died mid-job)."""
@@ -81,6 +87,7 @@ class Analyzer:
         self._tasks = [asyncio.create_task(self._work(), name=f"dfstream.analysis[{i}]") for i in range(self.config.workers)]
 
     async def aclose(self) -> None:
+        self._stopping = True  # a running job stops at its next chunk of frames
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -97,7 +104,7 @@ class Analyzer:
             media_id = await self._queue.get()
             self.monitor.set_gauge(SERIES, Gauge.JOBS_WAITING, self._queue.qsize())
             try:
-                await asyncio.to_thread(self.analyse, media_id)
+                await _in_daemon_thread(self.analyse, media_id)
             except Exception:  # noqa: BLE001 -- a bug in one job must not stop the worker
                 log.exception("media %d: analysis crashed", media_id)
             finally:
@@ -116,6 +123,8 @@ class Analyzer:
         last_write = [0.0]
 
         def progress(read: int) -> None:
+            if self._stopping:
+                raise _Stopping
             done = min(0.99, read / max(1, expected))
             self.running[media_id] = done
             if time.monotonic() - last_write[0] > 0.5:
@@ -129,6 +138,9 @@ class Analyzer:
                                            self.faces, every_face=True, progress=progress)  # fmt: skip
             if not any(face.face == 0 for face in scored):
                 raise DfstreamError(f"no face in any of the {read} sampled frames" if read else "no frame could be decoded")
+        except _Stopping:
+            log.info("media %d: analysis stopped with the server; it runs again on the next start", media_id)
+            return
         except (DfstreamError, av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
             self._finish(media_id, [], error=one_line(exc))
             return
@@ -162,3 +174,28 @@ class Analyzer:
             media.models = {name: round(float(aggregate([f.models[name] for f in largest])), 6) for name in largest[0].models}
             media.verdict = file_label(p, *self.thresholds)
             self.monitor.count(SERIES, Count.JOBS, outcome="done")
+
+
+async def _in_daemon_thread(function, *args) -> None:  # type: ignore[no-untyped-def]
+    """``function(*args)`` in a daemon thread: a long analysis never holds up the process's exit
+    (asyncio.to_thread's pool is joined at shutdown); what it leaves ``running`` is resumed."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(exc: BaseException | None) -> None:
+        if not done.done():
+            done.set_exception(exc) if exc is not None else done.set_result(None)
+
+    def target() -> None:
+        outcome: BaseException | None = None
+        try:
+            function(*args)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the awaiting task
+            outcome = exc
+        try:
+            loop.call_soon_threadsafe(settle, outcome)
+        except RuntimeError:  # the loop is closed: the process is exiting
+            pass
+
+    threading.Thread(target=target, name="dfstream.analysis", daemon=True).start()
+    await done

@@ -90,8 +90,8 @@ def sample_video_frames(path: Path, count: int) -> Iterator[tuple[int, np.ndarra
     """``count`` evenly spaced frames (index, RGB array) of the first video stream of ``path``."""
     with av.open(str(path)) as container:
         total = container.streams.video[0].frames
-        if not total:  # the container does not say: count, then decode again from the start
-            total = sum(1 for _ in container.decode(video=0))
+        if not total:  # the container does not say (MPEG-TS, MKV): count its packets, then start again
+            total = sum(1 for packet in container.demux(video=0) if packet.size)
             container.seek(0)
         if total <= 0:
             return
