@@ -22,7 +22,7 @@ from pipeline.errors import one_line
 from pipeline.monitoring.keys import Count, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from service.analysis import Analyzer
-from service.auth import LoginLimiter, Principal, bearer, resolve
+from service.auth import LoginLimiter, Principal, TokenCache, bearer, resolve
 from service.config import ApiConfig
 from service.feed import FeedSink
 from service.uploads import UploadError
@@ -48,10 +48,13 @@ class Service:
     registry: CollectorRegistry  # what /metrics exports
     pipeline_ready: Callable[[], tuple[bool, str]]
     limiter: LoginLimiter | None = None
+    tokens: TokenCache | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = LoginLimiter(self.config.login_limit.failures, self.config.login_limit.window_s)
+        if self.tokens is None:
+            self.tokens = TokenCache()
 
 
 # ---- dependencies --------------------------------------------------------------------------------
@@ -67,12 +70,24 @@ def db(service: Service = Depends(get_service)) -> Iterator[Session]:
         yield session
 
 
-def principal(request: Request, session: Session = Depends(db), _token: str | None = Depends(_scheme)) -> Principal:
-    return resolve(session, bearer(request))
+async def principal(request: Request, service: Service = Depends(get_service), _token: str | None = Depends(_scheme)) -> Principal:
+    token = bearer(request)
+    cache = service.tokens
+    assert cache is not None
+    who = cache.get(token) if token else None
+    if who is None:
+
+        def lookup() -> tuple[Principal, object]:
+            with service.sessions() as session:
+                return resolve(session, token)
+
+        who, expires_at = await run_in_threadpool(lookup)
+        cache.put(token, who, expires_at)  # type: ignore[arg-type]
+    return who
 
 
 def require(scope: str) -> Callable[..., Principal]:
-    def check(who: Principal = Depends(principal)) -> Principal:
+    async def check(who: Principal = Depends(principal)) -> Principal:
         if scope not in who.scopes:
             raise HTTPException(403, f"{who.username} ({who.role}) may not do this: it needs the {scope!r} scope")
         return who

@@ -94,11 +94,14 @@ def list_tokens(who: Principal = Depends(principal), session: Session = Depends(
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenInfo, summary="Revoke a token (yours; an admin: anyone's)")
-def revoke_token(token_id: int, who: Principal = Depends(principal), session: Session = Depends(db)) -> TokenInfo:
+def revoke_token(token_id: int, who: Principal = Depends(principal), session: Session = Depends(db),
+                 service: Service = Depends(get_service)) -> TokenInfo:  # fmt: skip
     row = session.get(ApiToken, token_id)
     if row is None or (row.user_id != who.user_id and "admin" not in who.scopes):
         raise HTTPException(404, f"no token {token_id}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.commit()
+        assert service.tokens is not None
+        service.tokens.clear()
     return _info(row)

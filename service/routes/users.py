@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.app import db, principal, require
+from service.app import Service, db, get_service, principal, require
 from service.auth import Principal, hash_password, validate_password
 from service.db.models import ApiToken, User, utcnow
 
@@ -80,7 +80,8 @@ def add_user(body: NewUser, _: Principal = Depends(require("admin")), session: S
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, summary="Change a user's role, password or disabled flag (admin)")
-def change_user(user_id: int, body: UserChange, who: Principal = Depends(require("admin")), session: Session = Depends(db)) -> UserOut:
+def change_user(user_id: int, body: UserChange, who: Principal = Depends(require("admin")), session: Session = Depends(db),
+                service: Service = Depends(get_service)) -> UserOut:  # fmt: skip
     user = session.get(User, user_id)
     if user is None:
         raise HTTPException(404, f"no user {user_id}")
@@ -96,4 +97,6 @@ def change_user(user_id: int, body: UserChange, who: Principal = Depends(require
         session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "login", ApiToken.revoked_at.is_(None))
                         .values(revoked_at=utcnow()))  # fmt: skip
     session.commit()
+    assert service.tokens is not None
+    service.tokens.clear()  # a role, a disabled flag or a password changes what its tokens may do
     return user_out(user)
