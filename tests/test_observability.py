@@ -33,13 +33,18 @@ def tool(name: str) -> str:
 SUBJECTS = {Kind.STREAM: Subject.stream("cam1"), Kind.MODEL: Subject.model("meso4"), Kind.SINK: MQTT, Kind.STAGE: RUNTIME}
 
 
+def _subject(kind: Kind, family) -> Subject:
+    """The one subject a family names, else a subject of its kind."""
+    return family.by if isinstance(family.by, Subject) else SUBJECTS[kind]
+
+
 def busy_monitor() -> PerformanceMonitor:
     """A monitor holding every number the runtime and sinks record (each exported family fed once)."""
     m = PerformanceMonitor()
     for (kind, name), family in COUNTERS.items():
-        m.count(SUBJECTS[kind], name, 3, **{label: "x" for label in family.labels})
+        m.count(_subject(kind, family), name, 3, **{label: "x" for label in family.labels})
     for (kind, name), family in GAUGES.items():
-        m.set_gauge(SUBJECTS[kind], name, 1, **{label: "x" for label in family.labels})
+        m.set_gauge(_subject(kind, family), name, 1, **{label: "x" for label in family.labels})
     m.count(Subject.sink("jsonl"), Count.EVENTS_DROPPED, reason="outbox_full")
     m.record_inference("meso4", 0.01, images=4)
     m.record_inference("meso4", 0.02, images=1, success=False)

@@ -109,6 +109,9 @@ def test_postgres_restarting_mid_episode_loses_no_event(serve, rtsp_server, long
     try:
         with served.client() as anonymous:
             assert anonymous.get("/readyz").status_code == 503
+        with served.client("viewer") as viewer:
+            away = viewer.get("/api/v1/events")
+        assert away.status_code == 503 and away.json()["detail"].startswith("the database is unavailable, try again")
         time.sleep(max(0.0, start + 10 - time.time()))
         assert scrape(prometheus_port)["dfstream_store_write_errors_total{}"] >= 1
         pending = scrape(prometheus_port)["dfstream_store_pending_writes{}"]
