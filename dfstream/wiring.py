@@ -106,7 +106,8 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
         # its own face detector (they are thread-confined), set as `dfstream eval` sets it: the same file, the same numbers
         faces = FaceDetector(FacesConfig(device=config.faces.device))
         analyzer = Analyzer(api.analysis, api.data_dir, sessions, detectors, runtime.ensemble, faces, thresholds, monitor)
-        service = Service(api, engine, sessions, monitor, feed, analyzer, list(config.streams), exporter.registry, exporter.ready)
+        service = Service(api, engine, sessions, monitor, feed, analyzer, list(config.streams), exporter.registry, exporter.ready,
+                          runtime.tap)  # fmt: skip
         server = _ApiServer(uvicorn.Config(create_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=3,
                                         proxy_headers=False))  # fmt: skip
         _stop_on_signals(runtime.stop.set, lambda: setattr(server, "should_exit", True))

@@ -32,6 +32,7 @@ from service.db.models import DetectionResult, MediaFile, utcnow
 
 log = logging.getLogger(__name__)
 SERIES = Subject.service("analysis")
+RETRIES, RETRY_AFTER_S = 3, 10.0  # a job the database failed (it restarts) is tried again
 
 
 class QueueFull(Exception):
@@ -73,6 +74,7 @@ class Analyzer:
         self._queue: asyncio.Queue[int] = asyncio.Queue(config.queue)
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
+        self._tries: dict[int, int] = {}
 
     async def start(self) -> None:
         """Pick up what a previous process left: queued jobs, and running ones (it died mid-job)."""
@@ -105,10 +107,19 @@ class Analyzer:
             self.monitor.set_gauge(SERIES, Gauge.JOBS_WAITING, self._queue.qsize())
             try:
                 await _in_daemon_thread(self.analyse, media_id)
-            except Exception:  # noqa: BLE001 -- a bug in one job must not stop the worker
-                log.exception("media %d: analysis crashed", media_id)
+            except Exception as exc:  # noqa: BLE001 -- the database away, or a bug: the worker goes on
+                tries = self._tries[media_id] = self._tries.get(media_id, 0) + 1
+                log.error("media %d: analysis could not run (try %d of %d): %s", media_id, tries, RETRIES, one_line(exc))
+                if tries < RETRIES:  # still `running` in the database; the next start would resume it anyway
+                    asyncio.get_running_loop().call_later(RETRY_AFTER_S, self._retry, media_id)
             finally:
                 self.running.pop(media_id, None)
+
+    def _retry(self, media_id: int) -> None:
+        try:
+            self.submit(media_id)
+        except QueueFull:
+            log.error("media %d: not retried, the queue is full; it runs again on the next start", media_id)
 
     def analyse(self, media_id: int) -> None:
         with self.sessions() as session:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from pipeline.errors import one_line
 from pipeline.monitoring.keys import Count, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.live import LiveTap
 from service.analysis import Analyzer
 from service.auth import LoginLimiter, Principal, TokenCache, bearer, resolve
 from service.config import ApiConfig
@@ -47,6 +48,7 @@ class Service:
     streams: list[StreamConfig]
     registry: CollectorRegistry  # what /metrics exports
     pipeline_ready: Callable[[], tuple[bool, str]]
+    tap: LiveTap  # the runtime's live view
     limiter: LoginLimiter | None = None
     tokens: TokenCache | None = None
 
@@ -97,7 +99,7 @@ def require(scope: str) -> Callable[..., Principal]:
 
 # ---- the application -----------------------------------------------------------------------------
 def create_app(service: Service) -> FastAPI:
-    from service.routes import auth, events, feed, media, streams, users
+    from service.routes import auth, events, feed, live, media, streams, users
 
     app = FastAPI(title="dfstream", version="1", summary="Real-time deepfake detection: live streams, events, media analysis",
                   docs_url="/docs", redoc_url=None)  # fmt: skip
@@ -146,7 +148,7 @@ def create_app(service: Service) -> FastAPI:
     def metrics(_: Principal = Depends(require("read"))) -> Response:
         return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
 
-    for router in (auth.router, users.router, media.router, streams.router, events.router, feed.router):
+    for router in (auth.router, users.router, media.router, streams.router, live.router, events.router, feed.router):
         app.include_router(router, prefix="/api/v1")
     return app
 

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import Field
 
-from pipeline.monitoring.keys import END_TO_END, FACES, RUNTIME, STAGE_SPANS, Count, Gauge, Kind, Subject
+from pipeline.monitoring.keys import END_TO_END, FACES, LIVE_VIEW, RUNTIME, STAGE_SPANS, Count, Gauge, Kind, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.monitoring.store import Histogram, SeriesSnapshot
 from stream.config import StrictModel
@@ -38,7 +38,7 @@ SYSTEM_GAUGES = (
 # the MQTT families have no sink label: only the MQTT sink feeds them (so for the store and the service)
 MQTT = Subject.sink("mqtt")
 STORE = Subject.sink("store")
-API, ANALYSIS, RETENTION, FEED = (Subject.service(n) for n in ("api", "analysis", "retention", "feed"))
+API, ANALYSIS, RETENTION, FEED, LIVE = (Subject.service(n) for n in ("api", "analysis", "retention", "feed", "live"))
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
     (Kind.SERVICE, Count.JOBS): Family("dfstream_analysis_jobs", "Media analyses, by outcome (done, failed, resumed)", ANALYSIS, ("outcome",)),
     (Kind.SERVICE, Count.PRUNED): Family("dfstream_retention_pruned", "Rows removed by retention, by what and why (age, disk)", RETENTION,
                                          ("what", "reason")),
+    (Kind.SERVICE, Count.FRAMES_DROPPED): Family("dfstream_live_view_missed", "Live view frames a viewer missed by reading slower than its fps",
+                                                 LIVE, ("reason", "stream")),
     (Kind.SERVICE, Count.EVENTS_DROPPED): Family("dfstream_feed_dropped", "Live feed events dropped for clients that read too slowly", FEED,
                                                  ("reason",)),
 }  # fmt: skip
@@ -94,6 +96,7 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
     (Kind.SINK, Gauge.PENDING_WRITES): Family("dfstream_store_pending_writes", "Event rows waiting for the database", STORE),
     (Kind.SERVICE, Gauge.JOBS_WAITING): Family("dfstream_analysis_queue_depth", "Media analyses waiting", ANALYSIS),
     (Kind.SERVICE, Gauge.FEED_CLIENTS): Family("dfstream_feed_clients", "Live feed subscribers", FEED),
+    (Kind.SERVICE, Gauge.VIEWERS): Family("dfstream_live_viewers", "Clients watching a stream's live view", LIVE, ("stream",)),
 }  # fmt: skip
 
 class PrometheusConfig(StrictModel):
@@ -151,7 +154,7 @@ class MonitorCollector:
                     _add(batch, [subject.name], series.sizes)
                 batches.add_metric([subject.name, "ok"], series.successes)
                 batches.add_metric([subject.name, "failed"], series.failures)
-            elif subject in STAGE_SPANS and series.latency.count:
+            elif (subject in STAGE_SPANS or subject == LIVE_VIEW) and series.latency.count:
                 _add(stage, [subject.name], series.latency)
             elif subject == END_TO_END and series.latency.count:
                 _add(e2e, [], series.latency)

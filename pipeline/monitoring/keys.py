@@ -84,6 +84,7 @@ class Gauge(str, enum.Enum):
     PENDING_WRITES = "pending_writes"  # the store sink's event rows waiting for the database
     JOBS_WAITING = "jobs_waiting"  # media analyses queued
     FEED_CLIENTS = "feed_clients"  # live feed subscribers
+    VIEWERS = "viewers"  # live view clients; label stream
 
 
 def labels(**values: str) -> Labels:
@@ -102,4 +103,5 @@ DECODE_TO_FACES = Subject.stage("decode_to_faces")
 FACES_TO_SCORES = Subject.stage("faces_to_scores")
 SCORES_TO_VERDICT = Subject.stage("scores_to_verdict")
 END_TO_END = Subject.stage("end_to_end")
+LIVE_VIEW = Subject.stage("live_view")  # frame decoded → annotated JPEG handed to a viewer
 STAGE_SPANS = (DECODE_TO_FACES, FACES_TO_SCORES, SCORES_TO_VERDICT)

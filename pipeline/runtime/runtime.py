@@ -27,6 +27,7 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.batching import Batcher
 from pipeline.runtime.config import RuntimeConfig
 from pipeline.runtime.events import Alert, Event
+from pipeline.runtime.live import LiveTap
 from pipeline.runtime.sink import Outbox, Sink
 from pipeline.runtime.worker import Box, FaceScores, StreamWorker
 
@@ -60,8 +61,9 @@ class Runtime:
         self.face_detector = face_detector or FaceDetector(config.faces)
         self.outboxes = [Outbox(s, config.sinks.outbox_capacity, self._sink_dropped) for s in sinks]
         self.stop = asyncio.Event()
+        self.tap = LiveTap()  # the live view: frames are handed over only while someone watches
         self.workers = [
-            StreamWorker(sc, config.faces, config.smoothing, self, self.monitor, self.stop) for sc in config.streams
+            StreamWorker(sc, config.faces, config.smoothing, self, self.monitor, self.stop, self.tap) for sc in config.streams
         ]
         self._faces: Batcher[np.ndarray, Detections] | None = None
         self._batchers: dict[str, Batcher[Crop, float]] = {}

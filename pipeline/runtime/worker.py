@@ -21,6 +21,7 @@ from pipeline.models.faces import FacesConfig
 from pipeline.monitoring.keys import DECODE_TO_FACES, END_TO_END, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict, stream_label
+from pipeline.runtime.live import Face, LiveTap, Shot
 from stream import Frame, Source, SourceCount, SourceStatus, StreamConfig
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,10 @@ class StreamWorker:
         judges: Judges,
         monitor: PerformanceMonitor,
         stop: asyncio.Event,
+        tap: LiveTap | None = None,
     ):
         self.config = config
+        self.tap = tap
         self.subject = Subject.stream(config.id)
         self.detect_every = faces.detect_every
         self.smoothing = smoothing
@@ -180,6 +183,8 @@ class StreamWorker:
                 await self._judge(item.frame, item.tracked)
             self.monitor.count(self.subject, Count.FRAMES_PROCESSED)
             self._publish_state()
+            if self.tap is not None and self.tap.watching(self.config.id):
+                self._show(item.frame, item.tracked)
 
     async def _judge(self, frame: Frame, tracked: Detections) -> None:
         height, width = frame.image.shape[:2]
@@ -225,6 +230,14 @@ class StreamWorker:
         self.monitor.record_latency(END_TO_END, latency)
         self.monitor.count(self.subject, Count.VERDICTS, label=smoothed.label)
         self.judges.publish(verdict)
+
+    def _show(self, frame: Frame, tracked: Detections) -> None:
+        faces = []
+        for track_id, box in zip(tracked.track_ids, tracked.xyxy):
+            state = self.tracks.get(int(track_id))
+            faces.append(Face(int(track_id), _box(box), state.label if state else "pending", state.probability if state else None))
+        assert self.tap is not None
+        self.tap.offer(Shot(self.config.id, frame.seq, frame.arrival_mono, frame.image, tuple(faces)))
 
     def _publish_state(self) -> None:
         live = set(self.tracker.track_ids)

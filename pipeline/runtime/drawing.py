@@ -1,0 +1,47 @@
+"""A judged frame drawn for people: each face's box in the colour of its label, with its track id,
+label and smoothed P(fake). The colours are told apart without reading the words (red, green,
+amber, grey differ in lightness too), and the words are there for whoever cannot tell colours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import cv2
+import numpy as np
+
+from pipeline.runtime.live import Face
+
+# RGB
+COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74), "uncertain": (245, 158, 11), "pending": (148, 163, 184)}
+
+
+def draw(image: np.ndarray, faces: Iterable[Face], width: int | None = None) -> np.ndarray:
+    """A new BGR image (ready for ``cv2.imencode``), scaled down to ``width`` when it is narrower."""
+    height, full = image.shape[:2]
+    scale = 1.0
+    if width is not None and width < full:
+        scale = width / full
+        canvas = cv2.resize(image, (width, max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    else:
+        canvas = image.copy()
+    canvas = cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
+    thickness = max(2, round(canvas.shape[1] / 320))
+    font_scale = max(0.4, canvas.shape[1] / 1400)
+    for face in faces:
+        r, g, b = COLOURS.get(face.label, COLOURS["pending"])
+        colour = (b, g, r)
+        x1, y1, x2, y2 = (round(v * scale) for v in face.box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+        text = f"#{face.track_id} {face.label}" + (f" {face.probability:.2f}" if face.probability is not None else "")
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        top = y1 - th - base - 4 if y1 - th - base - 4 >= 0 else y2  # above the box, or below it at the top edge
+        cv2.rectangle(canvas, (x1, top), (x1 + tw + 6, top + th + base + 4), colour, cv2.FILLED)
+        cv2.putText(canvas, text, (x1 + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+def jpeg(bgr: np.ndarray, quality: int = 80) -> bytes:
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return data.tobytes()

@@ -1,0 +1,87 @@
+"""The live view's tap: per stream, the newest judged frame and its faces, kept only while someone
+watches. Unwatched, a stream pays one dictionary lookup per frame; watched, it hands over a
+reference to a frame it no longer needs (never a copy). Drawing and encoding are the viewer's,
+off the event loop, at the viewer's rate; a viewer that falls behind only misses frames."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Face:
+    track_id: int
+    box: Box
+    label: str  # real, fake, uncertain; "pending" before its first verdict
+    probability: float | None  # smoothed P(fake)
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One judged frame as the stream saw it."""
+
+    stream: str
+    seq: int  # the frame's sequence number in its stream
+    arrival_mono: float  # when it was decoded (monotonic): the live view's latency starts here
+    image: np.ndarray  # RGB
+    faces: tuple[Face, ...]
+
+
+class LiveTap:
+    def __init__(self) -> None:
+        self._watchers: dict[str, int] = {}
+        self._latest: dict[str, Shot] = {}
+        self._fresh: dict[str, asyncio.Event] = {}
+
+    def watching(self, stream: str) -> bool:
+        return self._watchers.get(stream, 0) > 0
+
+    def watchers(self, stream: str) -> int:
+        return self._watchers.get(stream, 0)
+
+    def offer(self, shot: Shot) -> None:
+        """From a stream worker, on the event loop, once a frame is judged (only while watched)."""
+        self._latest[shot.stream] = shot
+        fresh = self._fresh.get(shot.stream)
+        if fresh is not None:
+            fresh.set()
+
+    def latest(self, stream: str) -> Shot | None:
+        return self._latest.get(stream)
+
+    async def next(self, stream: str, after: int, timeout: float) -> Shot | None:
+        """The newest shot newer than frame ``after``, waiting up to ``timeout``; None if none came."""
+        fresh = self._fresh.setdefault(stream, asyncio.Event())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            shot = self._latest.get(stream)
+            if shot is not None and shot.seq > after:
+                return shot
+            fresh.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            try:
+                await asyncio.wait_for(fresh.wait(), left)
+            except TimeoutError:
+                return None
+
+    @contextmanager
+    def watch(self, stream: str) -> Iterator[None]:
+        """While inside, the stream offers its frames; the last viewer leaving drops the frame held."""
+        self._watchers[stream] = self._watchers.get(stream, 0) + 1
+        try:
+            yield
+        finally:
+            self._watchers[stream] -= 1
+            if not self._watchers[stream]:
+                del self._watchers[stream]
+                self._latest.pop(stream, None)
