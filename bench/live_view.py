@@ -3,8 +3,8 @@
     python -m bench.live_view --weights DIR [--frames 600] [--fps 5]
 
 The same clip through the runtime read as fast as possible with 0, 1 and 10 viewers (each does
-what GET /streams/{id}/live.mjpeg does: waits for the tap's newest frame, draws and encodes it
-in a thread, at most ``--fps`` a second), in one run; then on a clip played in real time, the
+what GET /streams/{id}/live.mjpeg does, with its code: waits for the tap's newest frame, has it
+drawn and encoded in a thread, at most ``--fps`` a second), in one run; then on a clip played in real time, the
 latency from a frame's decode to its JPEG being ready, p50 / p99.
 """
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 from dfstream.config import parse_config
 from pipeline.monitoring.keys import Count
-from pipeline.runtime.drawing import draw, jpeg
 from pipeline.runtime.runtime import Runtime
 from stream import make_sample_clip
+
+from service.routes.live import render
 
 from .rtsp_latency import Collect, new_runtime
 
@@ -47,7 +48,7 @@ async def _viewer(runtime: Runtime, fps: float, latencies: list[float]) -> None:
             if wait > 0:
                 await asyncio.sleep(wait)
                 shot = tap.latest("cam") or shot
-            await asyncio.to_thread(lambda s=shot: jpeg(draw(s.image, s.faces)))
+            await asyncio.to_thread(render, shot, None)
             latencies.append(time.monotonic() - shot.arrival_mono)
             seen, sent_at = shot.seq, time.monotonic()
 

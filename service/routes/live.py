@@ -26,8 +26,19 @@ def _known(service: Service, stream_id: str) -> None:
         raise HTTPException(404, f"no stream {stream_id!r} (configured: {', '.join(s.id for s in service.streams) or 'none'})")
 
 
-def _render(shot: Shot, width: int | None) -> bytes:
-    return jpeg(draw(shot.image, shot.faces, width))
+# the newest JPEG per (stream, width): viewers of the same stream at the same width share one
+# drawing and encoding instead of each paying for it
+_rendered: dict[tuple[str, int | None], tuple[int, bytes]] = {}
+
+
+def render(shot: Shot, width: int | None) -> bytes:
+    key = (shot.stream, width)
+    cached = _rendered.get(key)
+    if cached is not None and cached[0] == shot.seq:
+        return cached[1]
+    body = jpeg(draw(shot.image, shot.faces, width))
+    _rendered[key] = (shot.seq, body)
+    return body
 
 
 @router.get("/streams/{stream_id}/live.mjpeg", summary="The stream with its faces drawn, as MJPEG (token in the header or ?access_token=)",
@@ -57,7 +68,7 @@ async def live(
                     if wait > 0:
                         await asyncio.sleep(wait)
                         shot = tap.latest(stream_id) or shot  # the newest, after the wait
-                    body = await asyncio.to_thread(_render, shot, width)  # drawing and encoding off the loop
+                    body = await asyncio.to_thread(render, shot, width)  # drawing and encoding off the loop
                     now = loop.time()
                     if sent_at and now - sent_at > 2 * period:  # this viewer fell behind its own rate
                         monitor.count(SERIES, Count.FRAMES_DROPPED, int((now - sent_at) / period) - 1, reason="slow_viewer", stream=stream_id)
@@ -87,5 +98,5 @@ async def snapshot(
         view = service.feed.streams.get(stream_id)
         status = view.status.status if view is not None and view.status is not None else "starting"
         raise HTTPException(503, f"stream {stream_id} sent no frame within {WAIT_S:.0f} s (status: {status})", headers={"Retry-After": "2"})
-    body = await asyncio.to_thread(_render, shot, width)
+    body = await asyncio.to_thread(render, shot, width)
     return Response(body, media_type="image/jpeg", headers={"Cache-Control": "no-cache, no-store", "X-Frame-Seq": str(shot.seq)})
