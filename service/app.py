@@ -99,7 +99,7 @@ def require(scope: str) -> Callable[..., Principal]:
 
 # ---- the application -----------------------------------------------------------------------------
 def create_app(service: Service) -> FastAPI:
-    from service.routes import auth, events, feed, live, media, streams, users
+    from service.routes import auth, events, feed, live, media, pages, streams, users
 
     app = FastAPI(title="dfstream", version="1", summary="Real-time deepfake detection: live streams, events, media analysis",
                   docs_url="/docs", redoc_url=None)  # fmt: skip
@@ -150,6 +150,7 @@ def create_app(service: Service) -> FastAPI:
 
     for router in (auth.router, users.router, media.router, streams.router, live.router, events.router, feed.router):
         app.include_router(router, prefix="/api/v1")
+    app.include_router(pages.router)
     return app
 
 

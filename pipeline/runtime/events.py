@@ -33,6 +33,7 @@ class Verdict:
     faces_in_frame: int
     latency_ms: float  # arrival at decode → verdict
     failed_models: tuple[str, ...] = ()
+    frame_size: tuple[int, int] | None = None  # width, height of the frame bbox is in (to draw it over a video)
     # the decoded RGB frame, attached only while the label is fake (for the store sink's snapshots);
     # a reference, never copied, never serialised
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -44,6 +45,7 @@ class Verdict:
         data["models"] = dict(self.models)
         data["bbox"] = [round(v, 1) for v in self.bbox]
         data["failed_models"] = list(self.failed_models)
+        data["frame_size"] = list(self.frame_size) if self.frame_size is not None else None
         return data
 
 

@@ -225,6 +225,7 @@ class StreamWorker:
             faces_in_frame=faces,
             latency_ms=round(latency * 1000.0, 2),
             failed_models=tuple(sorted(failed)),
+            frame_size=(frame.image.shape[1], frame.image.shape[0]),
             image=frame.image if smoothed.label == "fake" else None,
         )
         self.monitor.record_latency(END_TO_END, latency)

@@ -1,0 +1,23 @@
+"""Pages for people: the overlay for conference and broadcast screens. A page holds no data, so it
+is served without a token; what it shows comes from the API with the token it is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import HTMLResponse
+
+from service.app import Service, get_service
+
+router = APIRouter(include_in_schema=False)
+WEB = Path(__file__).resolve().parents[1] / "web"
+# inline script and style are the page's own; it talks to this server only
+_POLICY = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:"
+
+
+@router.get("/overlay/{stream_id}", response_class=HTMLResponse)
+def overlay(stream_id: str, service: Service = Depends(get_service)) -> HTMLResponse:
+    if not any(s.id == stream_id for s in service.streams):
+        raise HTTPException(404, f"no stream {stream_id!r} (configured: {', '.join(s.id for s in service.streams) or 'none'})")
+    return HTMLResponse((WEB / "overlay.html").read_text(), headers={"Content-Security-Policy": _POLICY, "Cache-Control": "no-cache"})
