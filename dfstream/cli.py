@@ -17,8 +17,8 @@ log = logging.getLogger("dfstream")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"check": _check, "run": _run, "serve": _serve, "db": _db, "users": _users, "eval": _eval, "calibrate": _calibrate,
-                "models": _models}  # fmt: skip
+    commands = {"check": _check, "run": _run, "serve": _serve, "db": _db, "users": _users, "annotate": _annotate, "eval": _eval,
+                "calibrate": _calibrate, "models": _models}  # fmt: skip
     try:
         return commands[args.command](args)
     except DfstreamError as exc:
@@ -56,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     config_arguments(add_cmd)
     add_cmd.add_argument("name", help="the username")
     add_cmd.add_argument("--role", choices=["admin", "analyst", "viewer"], required=True)
+
+    annotate = commands.add_parser("annotate", help="a video or stream in, the same video out with faces, verdicts and a timeline drawn")
+    annotate.add_argument("input", help="a file or a URL (rtsp://, http://, ...)")
+    annotate.add_argument("--out", required=True, help="the annotated video to write (.mp4, .mov, .mkv, .ts)")
+    judged_by = annotate.add_mutually_exclusive_group(required=True)
+    judged_by.add_argument("--detectors", nargs="+", metavar="NAME[=WEIGHTS]", help="as for eval: meso4_df, or meso4=path/to/Meso4_DF.h5")
+    judged_by.add_argument("--config", help="a config file: its faces, detectors, ensemble and smoothing")
+    annotate.add_argument("--device", default="auto")
+    annotate.add_argument("--offline", action="store_true", help="never download weights")
 
     models = commands.add_parser("models", help="published weights: list, pull, verify")
     models_cmd = models.add_subparsers(dest="models_command", required=True)
@@ -114,6 +123,30 @@ def _serve(args: argparse.Namespace) -> int:
     from dfstream.wiring import serve
 
     serve(_load(args), args.offline, lambda text: print(text, file=sys.stderr), args.config)
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dfstream.annotate import STREAM, annotate, probe
+    from dfstream.config import load_config, parse_config
+    from dfstream.wiring import load_detectors
+
+    stream = {"id": STREAM, "url": args.input, "pace": "asap"}
+    if args.config:
+        base = load_config(args.config).model_dump(mode="json", exclude={"streams", "sinks", "api"})
+        config = parse_config({**base, "streams": [stream]})
+    else:
+        from pipeline.evaluation.scoring import parse_detector_spec
+
+        specs = [parse_detector_spec(text, args.device).model_dump(mode="json") for text in args.detectors]
+        config = parse_config({"streams": [stream], "detectors": specs, "faces": {"device": args.device}})
+    total = probe(args.input).frames
+    detectors = load_detectors(config, args.offline, lambda text: print(text, file=sys.stderr))
+    with tqdm(total=total, desc="annotate", unit="frame", disable=None) as bar:  # quiet when not on a terminal
+        done = annotate(config, detectors, args.input, Path(args.out), bar.update)
+    print(f"wrote {args.out}: {done['frames']} frames in {done['seconds']:.1f} s ({done['fps']:.1f} frames/s)")
     return 0
 
 

@@ -26,7 +26,7 @@ from sinks import PrometheusConfig, PrometheusExporter, StoreConfig, StoreSink, 
 log = logging.getLogger("dfstream")
 
 
-def _load_detectors(config: DfstreamConfig, offline: bool, say: Callable[[str], None]) -> dict[str, BaseDetector]:
+def load_detectors(config: DfstreamConfig, offline: bool, say: Callable[[str], None]) -> dict[str, BaseDetector]:
     """Fetch missing weights (unless ``offline``), load every detector (any failure stops here)."""
     manifest = load_manifest()
     ensure_available([d.weights for d in config.detectors if d.weights in manifest], offline, say)
@@ -49,7 +49,7 @@ def _store_sink(config: DfstreamConfig, monitor: PerformanceMonitor, engine) -> 
 
 def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG") -> None:
     """Judge every stream until they end or SIGINT / SIGTERM."""
-    detectors = _load_detectors(config, offline, say)
+    detectors = load_detectors(config, offline, say)
     engine = None
     if config.sinks.store is not None:  # events into the api section's database, without the API
         from service.db.schema import make_engine, prepare
@@ -91,7 +91,7 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
     say(prepare(engine, config_path))
     listener = _bind(api.host, api.port)  # before the models load: a taken port fails fast
     api.media_dir.mkdir(parents=True, exist_ok=True)
-    detectors = _load_detectors(config, offline, say)
+    detectors = load_detectors(config, offline, say)
     monitor = PerformanceMonitor(config.monitoring)
     exporter = PrometheusExporter(config.sinks.prometheus or PrometheusConfig(port=0), monitor)
     if config.sinks.prometheus is not None:

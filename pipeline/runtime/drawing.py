@@ -45,3 +45,48 @@ def jpeg(bgr: np.ndarray, quality: int = 80) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return data.tobytes()
+
+
+class Timeline:
+    """A strip along the bottom of an annotated video: P(fake) of the stream over time, each moment
+    in the colour of its label, filled in as the video plays, with the playhead."""
+
+    def __init__(self, duration_s: float, width: int, height: int = 28):
+        self.duration_s = max(duration_s, 1e-3)
+        self.height = height
+        self.columns = np.zeros((width, 3), np.uint8)  # BGR per column; black: not reached yet
+        self.values = np.full(width, np.nan)
+        self._last = -1  # the last column marked: a frame fills the columns since it
+
+    def mark(self, t: float, faces: Iterable[Face]) -> int:
+        """Record the frame at ``t`` seconds; returns its column."""
+        width = len(self.columns)
+        x = min(width - 1, max(0, int(t / self.duration_s * width)))
+        span = slice(self._last + 1, x + 1) if x > self._last else slice(x, x + 1)
+        self._last = max(self._last, x)
+        judged = [f for f in faces if f.probability is not None]
+        if judged:
+            worst = max(judged, key=lambda f: (_RANK.get(f.label, 0), f.probability or 0.0))
+            r, g, b = COLOURS.get(worst.label, COLOURS["pending"])
+            self.columns[span] = (b, g, r)
+            self.values[span] = worst.probability
+        elif not self.columns[x].any():
+            self.columns[span] = (90, 90, 90)  # no face
+        return x
+
+    def draw(self, canvas: np.ndarray, playhead: int) -> None:
+        height, width = canvas.shape[:2]
+        top = height - self.height
+        strip = canvas[top:, :]
+        strip[:] = (strip * 0.35).astype(np.uint8)  # darken what is under it
+        band = 5  # the label's colour along the top of the strip; P(fake) as a bar below it
+        for x in np.flatnonzero(self.columns.any(axis=1)):
+            strip[:band, x] = self.columns[x]
+            value = self.values[x]
+            if not np.isnan(value):
+                bar = max(1, int(value * (self.height - band)))
+                strip[self.height - bar :, x] = self.columns[x]
+        cv2.line(canvas, (playhead, top), (playhead, height - 1), (255, 255, 255), 1)
+
+
+_RANK = {"fake": 3, "uncertain": 2, "real": 1, "pending": 0}

@@ -6,7 +6,7 @@ off the event loop, at the viewer's rate; a viewer that falls behind only misses
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -29,6 +29,7 @@ class Shot:
 
     stream: str
     seq: int  # the frame's sequence number in its stream
+    pts: float | None  # its presentation time in seconds, as the source says
     arrival_mono: float  # when it was decoded (monotonic): the live view's latency starts here
     image: np.ndarray  # RGB
     faces: tuple[Face, ...]
@@ -39,15 +40,18 @@ class LiveTap:
         self._watchers: dict[str, int] = {}
         self._latest: dict[str, Shot] = {}
         self._fresh: dict[str, asyncio.Event] = {}
+        self._followers: dict[str, list[Callable[[Shot], None]]] = {}
 
     def watching(self, stream: str) -> bool:
-        return self._watchers.get(stream, 0) > 0
+        return self._watchers.get(stream, 0) > 0 or stream in self._followers
 
     def watchers(self, stream: str) -> int:
         return self._watchers.get(stream, 0)
 
     def offer(self, shot: Shot) -> None:
         """From a stream worker, on the event loop, once a frame is judged (only while watched)."""
+        for follower in self._followers.get(shot.stream, ()):
+            follower(shot)
         self._latest[shot.stream] = shot
         fresh = self._fresh.get(shot.stream)
         if fresh is not None:
@@ -85,3 +89,15 @@ class LiveTap:
             if not self._watchers[stream]:
                 del self._watchers[stream]
                 self._latest.pop(stream, None)
+
+    @contextmanager
+    def follow(self, stream: str, receive: Callable[[Shot], None]) -> Iterator[None]:
+        """While inside, ``receive`` gets every judged frame of the stream, in order, on the event
+        loop (an output that must see every frame: ``dfstream annotate``, a re-encoded stream)."""
+        self._followers.setdefault(stream, []).append(receive)
+        try:
+            yield
+        finally:
+            self._followers[stream].remove(receive)
+            if not self._followers[stream]:
+                del self._followers[stream]

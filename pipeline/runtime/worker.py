@@ -238,7 +238,7 @@ class StreamWorker:
             state = self.tracks.get(int(track_id))
             faces.append(Face(int(track_id), _box(box), state.label if state else "pending", state.probability if state else None))
         assert self.tap is not None
-        self.tap.offer(Shot(self.config.id, frame.seq, frame.arrival_mono, frame.image, tuple(faces)))
+        self.tap.offer(Shot(self.config.id, frame.seq, frame.pts, frame.arrival_mono, frame.image, tuple(faces)))
 
     def _publish_state(self) -> None:
         live = set(self.tracker.track_ids)
