@@ -4,8 +4,9 @@
 
 The same clip through the runtime read as fast as possible with 0, 1 and 10 viewers (each does
 what GET /streams/{id}/live.mjpeg does, with its code: waits for the tap's newest frame, has it
-drawn and encoded in a thread, at most ``--fps`` a second), in one run; then on a clip played in real time, the
-latency from a frame's decode to its JPEG being ready, p50 / p99.
+drawn and encoded in a thread, at most ``--fps`` a second), and through ``dfstream annotate`` (every frame drawn and
+encoded), in one run; then on a clip played in real time, the latency from a frame's decode to its
+JPEG being ready, p50 / p99.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from dfstream.config import parse_config
+from pipeline.models.registry import ModelRegistry
 from pipeline.monitoring.keys import Count
 from pipeline.runtime.runtime import Runtime
 from stream import make_sample_clip
@@ -87,6 +89,12 @@ def main() -> None:
         for viewers in (1, 10):
             fps, _ = run(asap, viewers, args.fps)
             print(f"{viewers:>2} viewer(s) at {args.fps:g} fps: pipeline {fps:.1f} frames/s, {fps / base:.3f} of {base:.1f} with none")
+        from dfstream.annotate import STREAM, annotate
+
+        config = _config(clip, args.weights, "asap").model_copy(deep=True)
+        config.streams[0].id = STREAM
+        done = annotate(config, ModelRegistry().load_configured(config.detectors), str(clip), Path(tmp) / "annotated.mp4")
+        print(f"dfstream annotate: {done['fps']:.1f} frames/s, {done['fps'] / base:.3f} of the pipeline's {base:.1f} without writing video")
         _, latencies = run(_config(clip, args.weights, "realtime"), 1, args.fps)
         latencies.sort()
         p50, p99 = statistics.median(latencies) * 1e3, latencies[int(0.99 * (len(latencies) - 1))] * 1e3
