@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -151,6 +152,7 @@ def create_app(service: Service) -> FastAPI:
     for router in (auth.router, users.router, media.router, streams.router, live.router, events.router, feed.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(pages.router)
+    app.mount("/ui", StaticFiles(directory=pages.WEB), name="ui")  # the UI's script and style
     return app
 
 

@@ -129,7 +129,7 @@ class StreamWorker:
         self.stop = stop
         self.tracker = IouTracker(faces.iou_threshold, faces.max_missed)
         self.tracks: dict[int, TrackState] = {}
-        self.state: str | None = None
+        self.state: tuple[str, dict[int, str]] | None = None  # the label and the tracks' labels last published
         self.verdict_seq = 0
         self.frames_seen = 0
         self.live = config.live
@@ -246,8 +246,10 @@ class StreamWorker:
         labels = {tid: t.label for tid, t in judged.items()}
         label = stream_label(labels)
         self.monitor.set_gauge(self.subject, Gauge.ACTIVE_TRACKS, len(labels))
-        if label != self.state:
-            self.state = label
+        # published when the label or the tracks change: a track that ends (or starts) while the
+        # stream's label stays is news too, for whoever keeps one record per track (the store sink)
+        if (label, labels) != self.state:
+            self.state = (label, labels)
             top = max((t.probability for t in judged.values()), default=None)
             self.judges.publish(StreamState(self.config.id, label, labels, None if top is None else round(top, 6), time.time()))
 

@@ -10,10 +10,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 import yaml
 
@@ -208,3 +211,62 @@ def serve(tmp_path) -> Iterator:
     for served in started:
         served.stop()
 
+
+
+# ---- a real browser ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium driven by Selenium: ``chromium(width, height)`` opens one with that viewport."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if browser is None or driver is None:
+        if os.environ.get("DFSTREAM_REQUIRE_SERVERS") == "1":
+            pytest.fail("Chromium is missing: apt-get install chromium chromium-driver")
+        pytest.skip("Chromium and its driver are not installed (apt-get install chromium chromium-driver)")
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium fetch a driver
+    from selenium import webdriver
+
+    opened = []
+
+    def open_browser(width: int, height: int):
+        options = webdriver.ChromeOptions()
+        options.binary_location = browser
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+                     "--force-device-scale-factor=1", f"--window-size={width},{height}"):  # fmt: skip
+            options.add_argument(flag)
+        session = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+        session.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        opened.append(session)
+        return session
+
+    yield open_browser
+    for session in opened:
+        session.quit()
+
+
+def screenshot(driver, path: Path, element=None) -> np.ndarray:
+    """The page (or one element) as BGRA pixels; also written to ``path`` (the test's own folder,
+    or $DFSTREAM_SCREENSHOTS for the README's pictures)."""
+    png = element.screenshot_as_png if element is not None else driver.get_screenshot_as_png()
+    path.write_bytes(png)
+    folder = os.environ.get("DFSTREAM_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / path.name).write_bytes(png)
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    return image if image.shape[2] == 4 else np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+
+
+def wait_for(driver, script: str, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def colour_mask(image: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
+    """Opaque pixels of (about) this colour."""
+    bgr = np.array([rgb[2], rgb[1], rgb[0]])
+    return (np.abs(image[:, :, :3].astype(int) - bgr).sum(axis=2) < 40) & (image[:, :, 3] > 200)

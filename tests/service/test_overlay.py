@@ -5,65 +5,20 @@ the server restarts. Screenshots go to the test's temporary folder and their pix
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from tests.service.conftest import scripted
+from tests.service.conftest import colour_mask, scripted, screenshot, wait_for
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 RED = (220, 38, 38)  # the default palette's fake
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None or DRIVER is None:
-        if os.environ.get("DFSTREAM_REQUIRE_SERVERS") == "1":
-            pytest.fail("Chromium is missing: apt-get install chromium chromium-driver")
-        pytest.skip("Chromium and its driver are not installed (apt-get install chromium chromium-driver)")
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium fetch a driver
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=640,360",
-                 "--hide-scrollbars", "--force-device-scale-factor=1"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+def browser(chromium):
+    driver = chromium(640, 360)  # the page's viewport is the video's size, as an OBS browser source is set
     driver.execute_cdp_cmd("Emulation.setDefaultBackgroundColorOverride", {"color": {"r": 0, "g": 0, "b": 0, "a": 0}})
-    # the page's viewport is the video's size, as an OBS browser source is set
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 640, "height": 360, "deviceScaleFactor": 1, "mobile": False})
-    yield driver
-    driver.quit()
-
-
-def screenshot(driver, path: Path) -> np.ndarray:
-    """The page as BGRA pixels (alpha 0 where it is transparent); also written to ``path``."""
-    png = driver.get_screenshot_as_png()
-    path.write_bytes(png)
-    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert image.shape[2] == 4, "the screenshot has no alpha channel"
-    return image
-
-
-def wait_for(driver, script: str, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def colour_mask(image: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
-    bgr = np.array([rgb[2], rgb[1], rgb[0]])
-    return (np.abs(image[:, :, :3].astype(int) - bgr).sum(axis=2) < 40) & (image[:, :, 3] > 200)
+    return driver
 
 
 @pytest.mark.weights

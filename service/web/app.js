@@ -1,0 +1,278 @@
+// dfstream's web UI: plain JavaScript against the /api/v1 endpoints, no build step.
+// The login token lives in sessionStorage (gone with the tab); images and the live feed get it as
+// ?access_token= because <img> and EventSource cannot send headers.
+"use strict";
+
+const API = "/api/v1";
+const $ = (selector, root = document) => root.querySelector(selector);
+const COLOURS = {fake: "#dc2626", real: "#16a34a", uncertain: "#f59e0b", pending: "#94a3b8", no_face: "#64748b"};
+const SERIES = ["#60a5fa", "#f472b6", "#a3e635", "#fbbf24", "#c084fc", "#2dd4bf"];
+let token = sessionStorage.getItem("dfstream.token");
+let cleanup = [];        // what the current view must stop when it is left (timers, feeds)
+const alerts = new Map(); // firing alerts, by type and subject
+
+function escape(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+}
+function withToken(path) { return `${path}${path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(token)}`; }
+function when(iso) { return iso ? new Date(iso).toLocaleString() : ""; }
+
+async function call(path, options = {}) {
+  const answer = await fetch(API + path, {...options, headers: {...(options.headers || {}), Authorization: `Bearer ${token}`}});
+  if (answer.status === 401) { logout(); throw new Error("logged out"); }
+  const body = answer.status === 204 ? null : await answer.json();
+  if (!answer.ok) throw new Error(typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail));
+  return body;
+}
+
+// ---- login ---------------------------------------------------------------------------------------
+$("#login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const answer = await fetch(`${API}/auth/token`, {method: "POST", body: new URLSearchParams(form)});
+  const body = await answer.json();
+  if (!answer.ok) { $("#login-error").textContent = body.detail; return; }
+  token = body.access_token;
+  sessionStorage.setItem("dfstream.token", token);
+  start();
+});
+$("#logout").addEventListener("click", logout);
+
+function logout() {
+  token = null;
+  sessionStorage.removeItem("dfstream.token");
+  stopView();
+  $("#app").hidden = true;
+  $("#login").hidden = false;
+}
+
+async function start() {
+  try {
+    const me = await call("/users/me");
+    $("#who").textContent = `${me.username} (${me.role})`;
+  } catch { return logout(); }
+  $("#login").hidden = true;
+  $("#app").hidden = false;
+  watchAlerts();
+  route();
+}
+
+// ---- routing -------------------------------------------------------------------------------------
+function stopView() { cleanup.forEach((stop) => stop()); cleanup = []; }
+addEventListener("hashchange", () => token && route());
+
+function route() {
+  stopView();
+  const [, page, id] = location.hash.split("/");
+  const view = $("#view");
+  ({"": streamsView, stream: streamView, events: eventsView, event: eventView, media: mediaView, alerts: alertsView}[page || ""]
+    || streamsView)(view, id && decodeURIComponent(id));
+}
+
+function every(ms, action) { action(); const timer = setInterval(action, ms); cleanup.push(() => clearInterval(timer)); }
+
+function feed(query, handlers) {
+  const source = new EventSource(withToken(`${API}/feed?${query}`));
+  for (const [kind, handle] of Object.entries(handlers)) source.addEventListener(kind, (e) => handle(JSON.parse(e.data)));
+  return source;
+}
+
+// ---- streams -------------------------------------------------------------------------------------
+function streamsView(view) {
+  view.innerHTML = `<div class="grid" id="streams"></div>`;
+  const cards = new Map();
+  every(2000, async () => {
+    for (const s of await call("/streams")) {
+      let card = cards.get(s.id);
+      if (!card) {
+        card = document.createElement("div");
+        card.className = "card";
+        card.dataset.stream = s.id;
+        card.innerHTML = `<img alt="${escape(s.id)} live" src="${withToken(`${API}/streams/${encodeURIComponent(s.id)}/live.mjpeg?fps=2&width=480`)}">
+          <div class="meta"><span><strong>${escape(s.id)}</strong> <span class="muted status"></span></span><span class="label"></span></div>`;
+        card.addEventListener("click", () => { location.hash = `#/stream/${encodeURIComponent(s.id)}`; });
+        $("#streams").append(card);
+        cards.set(s.id, card);
+      }
+      $(".status", card).textContent = s.status;
+      const label = $(".label", card);
+      label.className = `label ${s.label}`;
+      label.textContent = s.label === "no_face" ? "no face" : s.label + (s.fake_probability != null ? ` ${s.fake_probability.toFixed(2)}` : "");
+    }
+  });
+  cleanup.push(() => view.querySelectorAll("img").forEach((img) => { img.src = ""; }));  // ends the MJPEG responses
+}
+
+function streamView(view, id) {
+  view.innerHTML = `<h2>${escape(id)} <span class="label" id="stream-label"></span></h2>
+    <div class="stream-page">
+      <img class="live" id="live" alt="${escape(id)} live" src="${withToken(`${API}/streams/${encodeURIComponent(id)}/live.mjpeg?fps=5&width=960`)}">
+      <div><canvas class="chart" id="chart" width="600" height="260"></canvas>
+        <p class="muted">Smoothed P(fake) of each face track over the last two minutes</p></div>
+    </div>`;
+  const points = new Map();  // track -> [[t, p, label]]
+  const label = $("#stream-label");
+  const source = feed(`types=verdict,state&stream=${encodeURIComponent(id)}`, {
+    verdict: (v) => {
+      if (!points.has(v.track_id)) points.set(v.track_id, []);
+      points.get(v.track_id).push([v.ts, v.fake_probability, v.label]);
+      label.className = `label ${v.label}`;
+      label.textContent = `${v.label} ${v.fake_probability.toFixed(2)}`;
+      label.dataset.label = v.label;
+    },
+    state: (s) => { if (s.label === "no_face") { label.className = "label no_face"; label.textContent = "no face"; } },
+  });
+  every(500, () => {
+    const now = Date.now() / 1000;
+    const series = [];
+    for (const [track, list] of points) {
+      while (list.length && list[0][0] < now - 120) list.shift();
+      if (list.length) series.push({name: `#${track}`, points: list.map(([t, p]) => [t - now, p]), colour: COLOURS[list.at(-1)[2]]});
+    }
+    chart($("#chart"), series, [-120, 0]);
+  });
+  cleanup.push(() => source.close(), () => { $("#live").src = ""; });
+}
+
+// a line chart of P(fake) (0..1) against x, on a canvas
+function chart(canvas, series, [x0, x1]) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, pad = 28;
+  ctx.clearRect(0, 0, w, h);
+  ctx.strokeStyle = "#334155"; ctx.fillStyle = "#94a3b8"; ctx.font = "12px system-ui"; ctx.lineWidth = 1;
+  for (const p of [0, 0.5, 1]) {
+    const y = h - pad - p * (h - 2 * pad);
+    ctx.beginPath(); ctx.moveTo(pad, y); ctx.lineTo(w - 8, y); ctx.stroke();
+    ctx.fillText(p.toFixed(1), 2, y + 4);
+  }
+  const x = (v) => pad + (v - x0) / (x1 - x0 || 1) * (w - pad - 8);
+  series.forEach((s, i) => {
+    ctx.strokeStyle = s.colour || SERIES[i % SERIES.length]; ctx.lineWidth = 2.5;
+    ctx.beginPath();
+    s.points.forEach(([t, p], k) => { const y = h - pad - p * (h - 2 * pad); k ? ctx.lineTo(x(t), y) : ctx.moveTo(x(t), y); });
+    ctx.stroke();
+    ctx.fillStyle = ctx.strokeStyle; ctx.fillText(s.name, w - 80, 16 + 14 * i);
+  });
+}
+
+// ---- events --------------------------------------------------------------------------------------
+function eventsView(view) {
+  view.innerHTML = `<div class="filters">
+      <label>Stream <input id="f-stream" placeholder="all"></label>
+      <label>Acknowledged <select id="f-ack"><option value="">any</option><option value="false">no</option><option value="true">yes</option></select></label>
+      <button id="f-apply" type="button">Show</button></div>
+    <table><thead><tr><th>Face</th><th>Stream</th><th>Started</th><th>Lasted</th><th>Peak P(fake)</th><th>Acknowledged</th></tr></thead>
+    <tbody id="events"></tbody></table><button id="more" type="button" hidden>More</button>`;
+  let cursor = null;
+  async function load(reset) {
+    const query = new URLSearchParams({limit: "25"});
+    if ($("#f-stream").value) query.set("stream", $("#f-stream").value);
+    if ($("#f-ack").value) query.set("acknowledged", $("#f-ack").value);
+    if (!reset && cursor) query.set("cursor", cursor);
+    const page = await call(`/events?${query}`);
+    if (reset) $("#events").innerHTML = "";
+    for (const e of page.items) {
+      const row = document.createElement("tr");
+      row.dataset.event = e.id;
+      const lasted = e.ongoing ? "ongoing" : `${((new Date(e.ended_at) - new Date(e.started_at)) / 1000).toFixed(1)} s`;
+      row.innerHTML = `<td><a href="#/event/${e.id}"><img class="thumb" alt="face" src="${withToken(e.face_url)}"></a></td>
+        <td>${escape(e.stream)} #${e.track_id}</td><td>${when(e.started_at)}</td><td>${lasted}</td>
+        <td><span class="label fake">${e.peak_probability.toFixed(2)}</span></td>
+        <td>${e.acknowledged_by ? escape(e.acknowledged_by) : `<button type="button" data-ack="${e.id}">Acknowledge</button>`}</td>`;
+      $("#events").append(row);
+    }
+    cursor = page.next_cursor;
+    $("#more").hidden = !cursor;
+  }
+  view.addEventListener("click", async (event) => {
+    const id = event.target.dataset.ack;
+    if (id) { await call(`/events/${id}/ack`, {method: "POST"}); load(true); }
+  });
+  $("#f-apply").addEventListener("click", () => load(true));
+  $("#more").addEventListener("click", () => load(false));
+  load(true);
+}
+
+async function eventView(view, id) {
+  const e = await call(`/events/${encodeURIComponent(id)}`);
+  const models = Object.entries(e.models_at_peak).map(([m, p]) => `${escape(m)} ${p.toFixed(2)}`).join(", ");
+  view.innerHTML = `<div class="detail"><p><a href="#/events">← Events</a></p>
+    <h2>${escape(e.stream)} #${e.track_id} <span class="label fake">likely deepfake ${e.peak_probability.toFixed(2)}</span></h2>
+    <p>${when(e.started_at)} → ${e.ongoing ? "ongoing" : when(e.ended_at)}; mean P(fake) ${e.mean_probability.toFixed(2)} over
+    ${e.verdicts} verdicts; at the peak: ${models}</p>
+    <p>${e.acknowledged_by ? `Acknowledged by ${escape(e.acknowledged_by)} at ${when(e.acknowledged_at)}` : ""}</p>
+    <img id="event-frame" alt="the frame at the peak" src="${withToken(e.frame_url)}">
+    <img alt="the face at the peak" src="${withToken(e.face_url)}"></div>`;
+}
+
+// ---- media ---------------------------------------------------------------------------------------
+function mediaView(view, id) {
+  view.innerHTML = `<form id="upload"><input type="file" name="file" id="file" accept="video/*" required>
+      <button type="submit">Upload</button> <progress id="sent" max="1" value="0" hidden></progress>
+      <span class="error" id="upload-error"></span></form>
+    <table><thead><tr><th>File</th><th>Size</th><th>Status</th><th>Verdict</th><th>Uploaded</th></tr></thead><tbody id="media"></tbody></table>
+    <div id="results"></div>`;
+  $("#upload").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const request = new XMLHttpRequest();  // fetch cannot report upload progress
+    request.open("POST", `${API}/media`);
+    request.setRequestHeader("Authorization", `Bearer ${token}`);
+    request.upload.onprogress = (e) => { $("#sent").hidden = false; $("#sent").value = e.loaded / e.total; };
+    request.onload = () => {
+      const body = JSON.parse(request.responseText);
+      $("#upload-error").textContent = request.status === 201 ? "" : body.detail;
+      refresh();
+    };
+    request.send(new FormData(event.target));
+  });
+  async function refresh() {
+    const rows = await call("/media?limit=50");
+    $("#media").innerHTML = rows.map((m) => `<tr data-media="${m.id}" data-status="${m.status}">
+      <td><a href="#/media/${m.id}">${escape(m.original_name)}</a></td><td>${(m.size / 1e6).toFixed(1)} MB</td>
+      <td>${m.status === "running" || m.status === "queued" ? `<progress max="1" value="${m.progress}"></progress>` : escape(m.status)}
+        ${m.error ? `<span class="error">${escape(m.error)}</span>` : ""}</td>
+      <td>${m.verdict ? `<span class="label ${m.verdict}">${m.verdict} ${m.fake_probability.toFixed(2)}</span>` : ""}</td>
+      <td>${when(m.created_at)}</td></tr>`).join("");
+  }
+  every(1000, refresh);
+  if (id) results(id);
+}
+
+async function results(id) {
+  const r = await call(`/media/${encodeURIComponent(id)}/results`).catch((error) => ({error}));
+  const target = $("#results");
+  if (r.error) { target.innerHTML = `<p class="muted">${escape(r.error.message)}</p>`; return; }
+  const largest = r.rows.filter((row) => row.face === 0);
+  target.innerHTML = `<h2>Verdict: <span class="label ${r.verdict}" id="media-verdict">${r.verdict} ${r.fake_probability.toFixed(2)}</span></h2>
+    <p class="muted">${r.frames_scored} frames, ${r.aggregation} of the largest face's fused P(fake); per detector:</p>
+    <canvas class="chart" id="media-chart" width="800" height="260"></canvas>`;
+  const names = Object.keys(r.models);
+  const frames = largest.map((row) => row.frame);
+  const series = names.map((name, i) => ({name, colour: SERIES[i % SERIES.length], points: largest.map((row) => [row.frame, row.models[name]])}));
+  series.push({name: "fused", colour: "#f8fafc", points: largest.map((row) => [row.frame, row.fake_probability])});
+  chart($("#media-chart"), series, [Math.min(...frames), Math.max(...frames)]);
+}
+
+// ---- alerts --------------------------------------------------------------------------------------
+function watchAlerts() {
+  const source = feed("types=alert", {
+    alert: (a) => {
+      const key = `${a.type}/${a.subject}`;
+      a.state === "firing" ? alerts.set(key, a) : alerts.delete(key);
+      $("#alert-count").hidden = !alerts.size;
+      $("#alert-count").textContent = alerts.size;
+      if (location.hash === "#/alerts") route();
+    },
+  });
+  addEventListener("beforeunload", () => source.close());
+}
+
+function alertsView(view) {
+  view.innerHTML = alerts.size
+    ? `<table><thead><tr><th>Alert</th><th>Subject</th><th>Value</th><th>Threshold</th><th>Since</th></tr></thead><tbody>${
+        [...alerts.values()].map((a) => `<tr><td>${escape(a.type)}</td><td>${escape(a.subject)}</td><td>${a.value.toFixed(2)}</td>
+          <td>${a.threshold}</td><td>${new Date(a.ts * 1000).toLocaleString()}</td></tr>`).join("")}</tbody></table>`
+    : `<p class="muted">No alert is firing.</p>`;
+}
+
+if (token) start(); else logout();
