@@ -34,6 +34,9 @@ def test_a_person_logs_in_watches_opens_an_event_and_analyses_a_clip(chromium, s
     time.sleep(1.5)
     second = screenshot(browser, tmp_path / "ui_streams.png", card)
     assert np.abs(first[:, :, :3].astype(int) - second[:, :, :3]).mean() > 1, "the live image did not change"
+    wait_for(browser, "return document.querySelector('[data-stream=cam1] .label').textContent !== ''", 10, "the stream's label")
+    grid = screenshot(browser, tmp_path / "ui_grid.png")
+    assert colour_mask(grid, (22, 163, 74)).sum() + colour_mask(grid, (245, 158, 11)).sum() > 200  # the label badge and the box
 
     # a fake episode: the stream page's label turns fake and the chart draws it in red
     start = time.time()
