@@ -19,9 +19,10 @@ from pipeline.models.detector import BaseDetector
 from pipeline.models.registry import ModelRegistry
 from pipeline.models.weights import ensure_available, load_manifest
 from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime, share_cpu_threads
 from pipeline.runtime.sink import Sink
-from sinks import PrometheusConfig, PrometheusExporter, StoreConfig, StoreSink, build_sinks
+from sinks import PrometheusConfig, PrometheusExporter, StoreConfig, StoreSink, VideoSink, build_sinks
 
 log = logging.getLogger("dfstream")
 
@@ -47,6 +48,12 @@ def _store_sink(config: DfstreamConfig, monitor: PerformanceMonitor, engine) -> 
     return StoreSink(config.sinks.store or StoreConfig(), DatabaseEventWriter(engine), monitor)
 
 
+def _video_sink(config: DfstreamConfig, monitor: PerformanceMonitor, tap: LiveTap) -> list[Sink]:
+    if config.sinks.video is None:
+        return []
+    return [VideoSink(config.sinks.video, monitor, tap, [s.id for s in config.streams])]
+
+
 def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG") -> None:
     """Judge every stream until they end or SIGINT / SIGTERM."""
     detectors = load_detectors(config, offline, say)
@@ -60,10 +67,11 @@ def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None
     exporter = PrometheusExporter(config.sinks.prometheus, monitor).start() if config.sinks.prometheus else None
 
     async def supervise() -> None:
-        sinks: list[Sink] = build_sinks(config.sinks, monitor)
+        tap = LiveTap()
+        sinks: list[Sink] = [*build_sinks(config.sinks, monitor), *_video_sink(config, monitor, tap)]
         if engine is not None:
             sinks.append(_store_sink(config, monitor, engine))
-        runtime = Runtime(config, detectors, sinks, monitor)
+        runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
         _stop_on_signals(runtime.stop.set)
         await runtime.run()
 
@@ -98,9 +106,9 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
         exporter.start()
 
     async def supervise() -> None:
-        feed = FeedSink(monitor, api.feed_queue)
-        sinks: list[Sink] = [*build_sinks(config.sinks, monitor), feed, _store_sink(config, monitor, engine)]
-        runtime = Runtime(config, detectors, sinks, monitor)
+        feed, tap = FeedSink(monitor, api.feed_queue), LiveTap()
+        sinks: list[Sink] = [*build_sinks(config.sinks, monitor), *_video_sink(config, monitor, tap), feed, _store_sink(config, monitor, engine)]
+        runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
         sessions = sessionmaker(engine, expire_on_commit=False)
         thresholds = (config.smoothing.enter, config.smoothing.leave)
         # its own face detector (they are thread-confined), set as `dfstream eval` sets it: the same file, the same numbers

@@ -10,6 +10,7 @@ from .jsonl import JsonlConfig, JsonlSink
 from .mqtt import MqttConfig, MqttSink
 from .prometheus import PrometheusConfig, PrometheusExporter
 from .store import EventRecord, EventWriter, StoreConfig, StoreSink
+from .video import VideoConfig, VideoSink
 
 
 def build_sinks(config: SinksConfig, monitor: PerformanceMonitor) -> list[Sink]:
@@ -24,4 +25,4 @@ def build_sinks(config: SinksConfig, monitor: PerformanceMonitor) -> list[Sink]:
 
 
 __all__ = ["EventRecord", "EventWriter", "JsonlConfig", "JsonlSink", "MqttConfig", "MqttSink", "PrometheusConfig", "PrometheusExporter",
-           "SinksConfig", "StoreConfig", "StoreSink", "build_sinks"]  # fmt: skip
+           "SinksConfig", "StoreConfig", "StoreSink", "VideoConfig", "VideoSink", "build_sinks"]  # fmt: skip

@@ -8,6 +8,7 @@ from .jsonl import JsonlConfig
 from .mqtt import MqttConfig
 from .prometheus import PrometheusConfig
 from .store import StoreConfig
+from .video import VideoConfig
 
 
 class SinksConfig(DeliveryConfig):
@@ -16,3 +17,4 @@ class SinksConfig(DeliveryConfig):
     prometheus: PrometheusConfig | None = None
     # live events into the api section's database; `dfstream serve` always has it (these are its defaults)
     store: StoreConfig | None = None
+    video: VideoConfig | None = None  # the annotated frames re-encoded and pushed to a server, or to files

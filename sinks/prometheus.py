@@ -38,6 +38,7 @@ SYSTEM_GAUGES = (
 # the MQTT families have no sink label: only the MQTT sink feeds them (so for the store and the service)
 MQTT = Subject.sink("mqtt")
 STORE = Subject.sink("store")
+VIDEO = Subject.sink("video")
 API, ANALYSIS, RETENTION, FEED, LIVE = (Subject.service(n) for n in ("api", "analysis", "retention", "feed", "live"))
 
 
@@ -74,6 +75,12 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
     (Kind.SINK, Count.CONNECTION_ERRORS): Family("dfstream_mqtt_connection_errors", "Failed or lost MQTT connections", MQTT, zero=True),
     (Kind.SINK, Count.ROWS_WRITTEN): Family("dfstream_store_rows_written", "Event rows the store sink wrote (an update counts again)", STORE, zero=True),
     (Kind.SINK, Count.WRITE_ERRORS): Family("dfstream_store_write_errors", "Failed database writes of the store sink (each retried)", STORE, zero=True),
+    (Kind.SINK, Count.FRAMES_WRITTEN): Family("dfstream_video_frames_written", "Annotated frames the video sink sent, per stream", VIDEO,
+                                              ("stream",)),
+    (Kind.SINK, Count.FRAMES_DROPPED): Family("dfstream_video_dropped", "Annotated frames dropped before the video sink's encoder", VIDEO,
+                                              ("reason", "stream")),
+    (Kind.SINK, Count.OUTPUT_ERRORS): Family("dfstream_video_output_errors", "Failed opens and writes of the video sink's outputs", VIDEO,
+                                             ("stream",)),
     (Kind.SERVICE, Count.REJECTED): Family("dfstream_api_rejected", "API requests refused, by reason", API, ("reason",)),
     (Kind.SERVICE, Count.JOBS): Family("dfstream_analysis_jobs", "Media analyses, by outcome (done, failed, resumed)", ANALYSIS, ("outcome",)),
     (Kind.SERVICE, Count.PRUNED): Family("dfstream_retention_pruned", "Rows removed by retention, by what and why (age, disk)", RETENTION,
@@ -93,6 +100,7 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
     (Kind.SINK, Gauge.CONNECTED): Family("dfstream_mqtt_connected", "1 while connected to the MQTT broker", MQTT),
     (Kind.SINK, Gauge.OUTBOX_DEPTH): Family("dfstream_mqtt_outbox_depth", "MQTT messages waiting for the broker", MQTT),
     (Kind.SINK, Gauge.OUTBOX_CAPACITY): Family("dfstream_mqtt_outbox_capacity", "Capacity of the MQTT outbox", MQTT),
+    (Kind.SINK, Gauge.OUTPUT_UP): Family("dfstream_video_output_up", "1 while the video sink's output for a stream is open", VIDEO, ("stream",)),
     (Kind.SINK, Gauge.PENDING_WRITES): Family("dfstream_store_pending_writes", "Event rows waiting for the database", STORE),
     (Kind.SERVICE, Gauge.JOBS_WAITING): Family("dfstream_analysis_queue_depth", "Media analyses waiting", ANALYSIS),
     (Kind.SERVICE, Gauge.FEED_CLIENTS): Family("dfstream_feed_clients", "Live feed subscribers", FEED),

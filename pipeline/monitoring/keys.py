@@ -68,6 +68,8 @@ class Count(str, enum.Enum):
     REJECTED = "rejected"  # the API's refused requests; label reason: unauthorized, forbidden, rate_limited, ...
     PRUNED = "pruned"  # retention; labels what (events, media), reason (age, disk)
     JOBS = "jobs"  # media analyses; label outcome: done, failed, resumed
+    FRAMES_WRITTEN = "frames_written"  # the video sink's, per stream
+    OUTPUT_ERRORS = "output_errors"  # the video sink's failed opens and writes, per stream
 
 
 class Gauge(str, enum.Enum):
@@ -85,6 +87,7 @@ class Gauge(str, enum.Enum):
     JOBS_WAITING = "jobs_waiting"  # media analyses queued
     FEED_CLIENTS = "feed_clients"  # live feed subscribers
     VIEWERS = "viewers"  # live view clients; label stream
+    OUTPUT_UP = "output_up"  # 1 while the video sink's output for a stream is open
 
 
 def labels(**values: str) -> Labels:

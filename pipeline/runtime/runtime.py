@@ -52,6 +52,7 @@ class Runtime:
         sinks: list[Sink],
         monitor: PerformanceMonitor | None = None,
         face_detector: FaceDetector | None = None,
+        tap: LiveTap | None = None,
     ):
         self.config = config
         self.detectors = detectors
@@ -61,7 +62,7 @@ class Runtime:
         self.face_detector = face_detector or FaceDetector(config.faces)
         self.outboxes = [Outbox(s, config.sinks.outbox_capacity, self._sink_dropped) for s in sinks]
         self.stop = asyncio.Event()
-        self.tap = LiveTap()  # the live view: frames are handed over only while someone watches
+        self.tap = tap or LiveTap()  # the live view: frames are handed over only while someone watches
         self.workers = [
             StreamWorker(sc, config.faces, config.smoothing, self, self.monitor, self.stop, self.tap) for sc in config.streams
         ]

@@ -1,0 +1,188 @@
+"""Annotated video out, for broadcast monitoring: each stream's judged frames, drawn as the live
+view draws them, re-encoded with PyAV (H.264) and pushed to a server the user runs (RTSP to
+MediaMTX, RTMP to nginx-rtmp, MPEG-TS over TCP or UDP) or written to a file.
+
+Frames come from the runtime's live tap, every judged frame in order; each output has its own
+thread and a bounded queue: when the encoder or the network falls behind, the oldest frame is
+dropped and counted, and detection never waits. A server that goes away is reconnected to with
+capped exponential backoff, as sources are."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from contextlib import ExitStack
+from fractions import Fraction
+
+import av
+from pydantic import Field, field_validator
+
+from pipeline.errors import one_line
+from pipeline.monitoring.keys import Count, Gauge, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.drawing import draw
+from pipeline.runtime.events import Event
+from pipeline.runtime.live import LiveTap, Shot
+from stream.config import StrictModel
+from stream.urls import redact
+
+log = logging.getLogger(__name__)
+SERIES = Subject.sink("video")
+_FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv", "tcp": "mpegts", "udp": "mpegts", "srt": "mpegts"}
+_FILES = {".mp4": "mp4", ".mkv": "matroska", ".ts": "mpegts", ".mov": "mov", ".flv": "flv"}
+
+
+class VideoConfig(StrictModel):
+    # {stream} becomes the stream's id: rtsp://127.0.0.1:8554/annotated/{stream}, rtmp://host/live/{stream},
+    # tcp://host:9000 (MPEG-TS), or a file: recordings/{stream}.mp4
+    url: str
+    streams: list[str] = Field(default_factory=list)  # none: every stream
+    fps: float = Field(15.0, gt=0, le=60)  # frames beyond it are not sent (the output's rate)
+    width: int | None = Field(None, ge=64)  # scaled down to this width
+    bitrate_kbps: int = Field(2000, ge=100)
+    queue: int = Field(30, ge=1)  # frames waiting for the encoder; beyond it the oldest is dropped
+    retry_initial_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_output(cls, value: str) -> str:
+        output_format(value)
+        return value
+
+
+def output_format(url: str) -> str:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in _FORMATS:
+        return _FORMATS[scheme]
+    for suffix, name in _FILES.items():
+        if url.lower().endswith(suffix):
+            return name
+    raise ValueError(f"{url!r}: use rtsp://, rtmp://, tcp://, udp://, srt:// or a file ending in {', '.join(_FILES)}")
+
+
+class VideoSink:
+    """A Sink for its lifecycle (events themselves it leaves to the others); its frames come from the tap."""
+
+    def __init__(self, config: VideoConfig, monitor: PerformanceMonitor, tap: LiveTap, streams: list[str]):
+        self.config = config
+        self.name = "video"
+        output_format(config.url)  # a wrong URL is a config error, before anything runs
+        wanted = config.streams or streams
+        self.outputs = {s: _Output(s, config.url.replace("{stream}", s), config, monitor) for s in wanted if s in streams}
+        self.tap = tap
+        self._follows = ExitStack()
+
+    async def start(self) -> None:
+        for stream, output in self.outputs.items():
+            output.start()
+            self._follows.enter_context(self.tap.follow(stream, output.offer))
+
+    async def publish(self, event: Event) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        import asyncio
+
+        self._follows.close()
+        for output in self.outputs.values():
+            output.finish()
+        await asyncio.to_thread(lambda: [output.join(10) for output in self.outputs.values()])
+
+
+class _Output(threading.Thread):
+    def __init__(self, stream: str, url: str, config: VideoConfig, monitor: PerformanceMonitor):
+        super().__init__(name=f"dfstream.video[{stream}]", daemon=True)
+        self.stream, self.url, self.config, self.monitor = stream, url, config, monitor
+        self.format = output_format(url)
+        self.frames: queue.Queue[Shot | None] = queue.Queue(config.queue)
+        self._last_offer = float("-inf")
+        self._stopping = threading.Event()
+
+    def offer(self, shot: Shot) -> None:
+        """On the event loop: keep at most ``fps`` frames a second, never wait for the encoder."""
+        if shot.arrival_mono - self._last_offer < 1.0 / self.config.fps * 0.999:
+            return
+        self._last_offer = shot.arrival_mono
+        if self.frames.full():
+            try:
+                self.frames.get_nowait()
+                self.monitor.count(SERIES, Count.FRAMES_DROPPED, reason="queue_full", stream=self.stream)
+            except queue.Empty:
+                pass
+        try:
+            self.frames.put_nowait(shot)
+        except queue.Full:
+            self.monitor.count(SERIES, Count.FRAMES_DROPPED, reason="queue_full", stream=self.stream)
+
+    def finish(self) -> None:
+        self._stopping.set()
+        try:
+            self.frames.put_nowait(None)
+        except queue.Full:
+            pass
+
+    def run(self) -> None:
+        delay, failures = self.config.retry_initial_s, 0
+        self.monitor.set_gauge(SERIES, Gauge.OUTPUT_UP, 0, stream=self.stream)
+        while not self._stopping.is_set():
+            try:
+                if self._send():
+                    return  # finished
+                delay = self.config.retry_initial_s
+            except (av.error.FFmpegError, OSError, ValueError) as exc:
+                failures += 1
+                self.monitor.count(SERIES, Count.OUTPUT_ERRORS, stream=self.stream)
+                if failures == 1 or failures % 20 == 0:
+                    log.error("video %s: %s failed (%d so far), retrying in %.0f s: %s", self.stream, _shown(self.url), failures, delay, one_line(exc))
+            self.monitor.set_gauge(SERIES, Gauge.OUTPUT_UP, 0, stream=self.stream)
+            if self._stopping.wait(delay):
+                return
+            delay = min(self.config.retry_max_s, delay * 2)
+
+    def _send(self) -> bool:
+        """Open the output and send until the sink finishes (True) or the output fails (raises)."""
+        first = self._next()
+        if first is None:
+            return True
+        options = {"rtsp_transport": "tcp"} if self.format == "rtsp" else {}
+        with av.open(self.url, "w", format=self.format, options=options, timeout=10) as container:
+            image = draw(first.image, first.faces, self.config.width)
+            height, width = image.shape[0] - image.shape[0] % 2, image.shape[1] - image.shape[1] % 2
+            rate = Fraction(self.config.fps).limit_denominator(1001)
+            video = container.add_stream("libx264", rate=rate)
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+            video.bit_rate = self.config.bitrate_kbps * 1000
+            video.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(max(1, round(self.config.fps)))}
+            self.monitor.set_gauge(SERIES, Gauge.OUTPUT_UP, 1, stream=self.stream)
+            log.info("video %s: sending to %s", self.stream, _shown(self.url))
+            shot: Shot | None = first
+            count = 0
+            while shot is not None:
+                canvas = draw(shot.image, shot.faces, self.config.width)[:height, :width]
+                frame = av.VideoFrame.from_ndarray(canvas, format="bgr24")
+                frame.pts, frame.time_base = count, 1 / rate
+                for packet in video.encode(frame):
+                    container.mux(packet)
+                count += 1
+                self.monitor.count(SERIES, Count.FRAMES_WRITTEN, stream=self.stream)
+                shot = self._next()
+            for packet in video.encode():
+                container.mux(packet)
+        return True
+
+    def _next(self) -> Shot | None:
+        while not self._stopping.is_set():
+            try:
+                return self.frames.get(timeout=0.5)
+            except queue.Empty:
+                continue
+        try:  # what was queued before the end is still written
+            return self.frames.get_nowait()
+        except queue.Empty:
+            return None
+
+
+def _shown(url: str) -> str:
+    return redact(url)
