@@ -86,6 +86,12 @@ def main() -> None:
         asap = _config(clip, args.weights, "asap")
         run(asap, 0, args.fps)  # warm-up: models, caches
         base, _ = run(asap, 0, args.fps)
+        import timeit
+
+        from pipeline.runtime.live import LiveTap
+
+        unwatched = timeit.timeit("tap.watching('cam')", globals={"tap": LiveTap()}, number=1_000_000) / 1_000_000
+        print(f"unwatched, a stream pays {unwatched * 1e9:.0f} ns a frame for the live view: {unwatched * base:.1e} of its time at {base:.1f} frames/s")
         for viewers in (1, 10):
             fps, _ = run(asap, viewers, args.fps)
             print(f"{viewers:>2} viewer(s) at {args.fps:g} fps: pipeline {fps:.1f} frames/s, {fps / base:.3f} of {base:.1f} with none")
