@@ -26,6 +26,7 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.drawing import Timeline, draw
 from pipeline.runtime.live import Shot
 from pipeline.runtime.runtime import Runtime
+from sinks.video import H264Writer
 
 STREAM = "input"
 
@@ -61,34 +62,24 @@ class _Writer(threading.Thread):
         self.shots: queue.Queue[Shot | None] = queue.Queue(maxsize=16)
         self.written = 0
         self.error: BaseException | None = None
-        # even sizes: yuv420p halves both
-        self.width, self.height = found.width - found.width % 2, found.height - found.height % 2
-        self.timeline = Timeline(found.duration_s, self.width) if found.duration_s else None
+        self.timeline = Timeline(found.duration_s, found.width) if found.duration_s else None
 
     def run(self) -> None:
         partial = self.out.with_name(f".{self.out.name}.part")
         try:
-            with av.open(str(partial), "w", format=_format(self.out)) as container:
-                stream = container.add_stream("libx264", rate=self.found.fps)
-                stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
-                stream.options = {"preset": "veryfast", "crf": "21"}
+            found = self.found
+            with H264Writer(str(partial), _format(self.out), found.width, found.height, found.fps, {"preset": "veryfast", "crf": "21"}) as out:
                 first_pts = None
                 while (shot := self.shots.get()) is not None:
-                    canvas = draw(shot.image, shot.faces)[: self.height, : self.width]
+                    canvas = draw(shot.image, shot.faces)
                     if self.timeline is not None:
                         if first_pts is None:
                             first_pts = shot.pts or 0.0
                         self.timeline.draw(canvas, self.timeline.mark((shot.pts or 0.0) - first_pts, shot.faces))
-                    frame = av.VideoFrame.from_ndarray(canvas, format="bgr24")
-                    frame.pts = self.written
-                    frame.time_base = 1 / self.found.fps
-                    for packet in stream.encode(frame):
-                        container.mux(packet)
-                    self.written += 1
+                    out.write(canvas)
+                    self.written = out.written
                     if self.progress is not None:
                         self.progress(1)
-                for packet in stream.encode():
-                    container.mux(packet)
             partial.replace(self.out)
         except BaseException as exc:  # noqa: BLE001 -- reported by annotate() on the main thread
             self.error = exc

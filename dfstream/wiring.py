@@ -22,7 +22,7 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime, share_cpu_threads
 from pipeline.runtime.sink import Sink
-from sinks import PrometheusConfig, PrometheusExporter, StoreConfig, StoreSink, VideoSink, build_sinks
+from sinks import PrometheusConfig, PrometheusExporter, StoreConfig, StoreSink, build_sinks
 
 log = logging.getLogger("dfstream")
 
@@ -48,12 +48,6 @@ def _store_sink(config: DfstreamConfig, monitor: PerformanceMonitor, engine) -> 
     return StoreSink(config.sinks.store or StoreConfig(), DatabaseEventWriter(engine), monitor)
 
 
-def _video_sink(config: DfstreamConfig, monitor: PerformanceMonitor, tap: LiveTap) -> list[Sink]:
-    if config.sinks.video is None:
-        return []
-    return [VideoSink(config.sinks.video, monitor, tap, [s.id for s in config.streams])]
-
-
 def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG") -> None:
     """Judge every stream until they end or SIGINT / SIGTERM."""
     detectors = load_detectors(config, offline, say)
@@ -68,7 +62,7 @@ def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None
 
     async def supervise() -> None:
         tap = LiveTap()
-        sinks: list[Sink] = [*build_sinks(config.sinks, monitor), *_video_sink(config, monitor, tap)]
+        sinks: list[Sink] = build_sinks(config.sinks, monitor, tap, [s.id for s in config.streams])
         if engine is not None:
             sinks.append(_store_sink(config, monitor, engine))
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
@@ -107,7 +101,8 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
 
     async def supervise() -> None:
         feed, tap = FeedSink(monitor, api.feed_queue), LiveTap()
-        sinks: list[Sink] = [*build_sinks(config.sinks, monitor), *_video_sink(config, monitor, tap), feed, _store_sink(config, monitor, engine)]
+        streams = [s.id for s in config.streams]
+        sinks: list[Sink] = [*build_sinks(config.sinks, monitor, tap, streams), feed, _store_sink(config, monitor, engine)]
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
         sessions = sessionmaker(engine, expire_on_commit=False)
         thresholds = (config.smoothing.enter, config.smoothing.leave)

@@ -53,6 +53,13 @@ class Service:
     limiter: LoginLimiter | None = None
     tokens: TokenCache | None = None
 
+    def stream(self, stream_id: str) -> StreamConfig:
+        """The configured stream, or 404 naming the ones there are."""
+        for config in self.streams:
+            if config.id == stream_id:
+                return config
+        raise HTTPException(404, f"no stream {stream_id!r} (configured: {', '.join(s.id for s in self.streams) or 'none'})")
+
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = LoginLimiter(self.config.login_limit.failures, self.config.login_limit.window_s)

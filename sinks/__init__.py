@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.live import LiveTap
 from pipeline.runtime.sink import Sink
 
 from .config import SinksConfig
@@ -13,14 +14,16 @@ from .store import EventRecord, EventWriter, StoreConfig, StoreSink
 from .video import VideoConfig, VideoSink
 
 
-def build_sinks(config: SinksConfig, monitor: PerformanceMonitor) -> list[Sink]:
-    """The event sinks the config asks for (Prometheus is not one: it reads the monitor; the store
-    needs a database writer, which the composition root adds)."""
+def build_sinks(config: SinksConfig, monitor: PerformanceMonitor, tap: LiveTap, streams: list[str]) -> list[Sink]:
+    """The sinks the config asks for (Prometheus is not one: it reads the monitor; the store needs
+    a database writer, which the composition root adds). The video sink reads ``tap``."""
     sinks: list[Sink] = []
     if config.jsonl is not None:
         sinks.append(JsonlSink(config.jsonl))
     if config.mqtt is not None:
         sinks.append(MqttSink(config.mqtt, monitor))
+    if config.video is not None:
+        sinks.append(VideoSink(config.video, monitor, tap, streams))
     return sinks
 
 

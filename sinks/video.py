@@ -9,6 +9,7 @@ capped exponential backoff, as sources are."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -16,6 +17,7 @@ from contextlib import ExitStack
 from fractions import Fraction
 
 import av
+import numpy as np
 from pydantic import Field, field_validator
 
 from pipeline.errors import one_line
@@ -62,6 +64,44 @@ def output_format(url: str) -> str:
     raise ValueError(f"{url!r}: use rtsp://, rtmp://, tcp://, udp://, srt:// or a file ending in {', '.join(_FILES)}")
 
 
+class H264Writer:
+    """One H.264 video into a container (a file or a server): BGR frames in, at a constant rate.
+    yuv420p halves both sides, so an odd width or height loses its last column or row."""
+
+    def __init__(self, target: str, format: str | None, width: int, height: int, rate: Fraction, options: dict[str, str],
+                 open_options: dict[str, str] | None = None, bit_rate: int | None = None):  # fmt: skip
+        self.width, self.height, self.rate = width - width % 2, height - height % 2, rate
+        self.container = av.open(target, "w", format=format, options=open_options or {}, timeout=10)
+        try:
+            self.video = self.container.add_stream("libx264", rate=rate)
+            self.video.width, self.video.height, self.video.pix_fmt = self.width, self.height, "yuv420p"
+            if bit_rate is not None:
+                self.video.bit_rate = bit_rate
+            self.video.options = options
+        except BaseException:
+            self.container.close()
+            raise
+        self.written = 0
+
+    def write(self, bgr: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr[: self.height, : self.width]), format="bgr24")
+        frame.pts, frame.time_base = self.written, 1 / self.rate
+        for packet in self.video.encode(frame):
+            self.container.mux(packet)
+        self.written += 1
+
+    def __enter__(self) -> H264Writer:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        try:
+            if kind is None:  # flush the encoder only when the writing went well
+                for packet in self.video.encode():
+                    self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
 class VideoSink:
     """A Sink for its lifecycle (events themselves it leaves to the others); its frames come from the tap."""
 
@@ -83,8 +123,6 @@ class VideoSink:
         pass
 
     async def aclose(self) -> None:
-        import asyncio
-
         self._follows.close()
         for output in self.outputs.values():
             output.finish()
@@ -128,49 +166,37 @@ class _Output(threading.Thread):
         self.monitor.set_gauge(SERIES, Gauge.OUTPUT_UP, 0, stream=self.stream)
         while not self._stopping.is_set():
             try:
-                if self._send():
-                    return  # finished
-                delay = self.config.retry_initial_s
+                self._send()
+                return  # finished
             except (av.error.FFmpegError, OSError, ValueError) as exc:
                 failures += 1
                 self.monitor.count(SERIES, Count.OUTPUT_ERRORS, stream=self.stream)
                 if failures == 1 or failures % 20 == 0:
-                    log.error("video %s: %s failed (%d so far), retrying in %.0f s: %s", self.stream, _shown(self.url), failures, delay, one_line(exc))
+                    log.error("video %s: %s failed (%d so far), retrying in %.0f s: %s", self.stream, redact(self.url), failures, delay, one_line(exc))
             self.monitor.set_gauge(SERIES, Gauge.OUTPUT_UP, 0, stream=self.stream)
             if self._stopping.wait(delay):
                 return
             delay = min(self.config.retry_max_s, delay * 2)
 
-    def _send(self) -> bool:
-        """Open the output and send until the sink finishes (True) or the output fails (raises)."""
-        first = self._next()
-        if first is None:
-            return True
-        options = {"rtsp_transport": "tcp"} if self.format == "rtsp" else {}
-        with av.open(self.url, "w", format=self.format, options=options, timeout=10) as container:
-            image = draw(first.image, first.faces, self.config.width)
-            height, width = image.shape[0] - image.shape[0] % 2, image.shape[1] - image.shape[1] % 2
-            rate = Fraction(self.config.fps).limit_denominator(1001)
-            video = container.add_stream("libx264", rate=rate)
-            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-            video.bit_rate = self.config.bitrate_kbps * 1000
-            video.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(max(1, round(self.config.fps)))}
+    def _send(self) -> None:
+        """Open the output and send until the sink finishes; raises when the output fails."""
+        shot = self._next()
+        if shot is None:
+            return
+        canvas = draw(shot.image, shot.faces, self.config.width)  # the first frame also sizes the output
+        rate = Fraction(self.config.fps).limit_denominator(1001)
+        options = {"preset": "veryfast", "tune": "zerolatency", "g": str(max(1, round(self.config.fps)))}
+        with H264Writer(self.url, self.format, canvas.shape[1], canvas.shape[0], rate, options,
+                        {"rtsp_transport": "tcp"} if self.format == "rtsp" else None, self.config.bitrate_kbps * 1000) as out:  # fmt: skip
             self.monitor.set_gauge(SERIES, Gauge.OUTPUT_UP, 1, stream=self.stream)
-            log.info("video %s: sending to %s", self.stream, _shown(self.url))
-            shot: Shot | None = first
-            count = 0
-            while shot is not None:
-                canvas = draw(shot.image, shot.faces, self.config.width)[:height, :width]
-                frame = av.VideoFrame.from_ndarray(canvas, format="bgr24")
-                frame.pts, frame.time_base = count, 1 / rate
-                for packet in video.encode(frame):
-                    container.mux(packet)
-                count += 1
+            log.info("video %s: sending to %s", self.stream, redact(self.url))
+            while True:
+                out.write(canvas)
                 self.monitor.count(SERIES, Count.FRAMES_WRITTEN, stream=self.stream)
                 shot = self._next()
-            for packet in video.encode():
-                container.mux(packet)
-        return True
+                if shot is None:
+                    return
+                canvas = draw(shot.image, shot.faces, self.config.width)
 
     def _next(self) -> Shot | None:
         while not self._stopping.is_set():
@@ -182,7 +208,3 @@ class _Output(threading.Thread):
             return self.frames.get_nowait()
         except queue.Empty:
             return None
-
-
-def _shown(url: str) -> str:
-    return redact(url)

@@ -21,11 +21,6 @@ BOUNDARY = "dfstreamframe"
 WAIT_S = 3.0  # how long a snapshot waits for the stream's next frame
 
 
-def _known(service: Service, stream_id: str) -> None:
-    if not any(s.id == stream_id for s in service.streams):
-        raise HTTPException(404, f"no stream {stream_id!r} (configured: {', '.join(s.id for s in service.streams) or 'none'})")
-
-
 # the newest JPEG per (stream, width): viewers of the same stream at the same width share one
 # drawing and encoding instead of each paying for it
 _rendered: dict[tuple[str, int | None], tuple[int, bytes]] = {}
@@ -50,7 +45,7 @@ async def live(
     _: Principal = Depends(require("read")),
     service: Service = Depends(get_service),
 ) -> StreamingResponse:
-    _known(service, stream_id)
+    service.stream(stream_id)
     tap, monitor = service.tap, service.monitor
     period = 1.0 / fps
 
@@ -91,7 +86,7 @@ async def snapshot(
     _: Principal = Depends(require("read")),
     service: Service = Depends(get_service),
 ) -> Response:
-    _known(service, stream_id)
+    service.stream(stream_id)
     with service.tap.watch(stream_id):
         shot = await service.tap.next(stream_id, -1, WAIT_S)
     if shot is None:

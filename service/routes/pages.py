@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
 from service.app import Service, get_service
@@ -27,6 +27,5 @@ def index() -> HTMLResponse:
 
 @router.get("/overlay/{stream_id}", response_class=HTMLResponse)
 def overlay(stream_id: str, service: Service = Depends(get_service)) -> HTMLResponse:
-    if not any(s.id == stream_id for s in service.streams):
-        raise HTTPException(404, f"no stream {stream_id!r} (configured: {', '.join(s.id for s in service.streams) or 'none'})")
+    service.stream(stream_id)
     return HTMLResponse((WEB / "overlay.html").read_text(), headers={"Content-Security-Policy": _POLICY, "Cache-Control": "no-cache"})

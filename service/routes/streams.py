@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from pipeline.monitoring.keys import Count, Gauge, Subject
@@ -37,9 +37,7 @@ class StreamOut(BaseModel):
 
 
 def _stream(service: Service, stream_id: str) -> StreamOut:
-    config = next((s for s in service.streams if s.id == stream_id), None)
-    if config is None:
-        raise HTTPException(404, f"no stream {stream_id!r} (configured: {', '.join(s.id for s in service.streams) or 'none'})")
+    config = service.stream(stream_id)
     view = service.feed.streams.get(stream_id)
     subject = Subject.stream(stream_id)
     status, state = (view.status, view.state) if view is not None else (None, None)

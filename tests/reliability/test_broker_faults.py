@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime
 from sinks import MqttSink, build_sinks
 from sinks.mqtt import MqttConfig
@@ -45,7 +46,7 @@ def test_no_verdict_lost_across_a_broker_killed_and_restarted(weights_dir, face_
         faces={"detect_every": 5},
     )
     monitor = PerformanceMonitor(config.monitoring)
-    sinks = build_sinks(config.sinks, monitor)
+    sinks = build_sinks(config.sinks, monitor, LiveTap(), [s.id for s in config.streams])
     mqtt = next(s for s in sinks if isinstance(s, MqttSink))
     memory = MemorySink()  # what the pipeline decided, whatever the broker does
     timeline = {}
