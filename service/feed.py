@@ -34,7 +34,6 @@ class Subscriber:
 class StreamView:
     status: StreamStatus | None = None
     state: StreamState | None = None
-    last_verdict_at: float | None = None
     tracks: dict[int, Verdict] = field(default_factory=dict)  # the newest verdict of each live track
 
 
@@ -58,7 +57,6 @@ class FeedSink:
             view.tracks = {k: v for k, v in view.tracks.items() if k in event.tracks}
         elif isinstance(event, Verdict):
             view = self.streams.setdefault(event.stream, StreamView())
-            view.last_verdict_at = event.ts
             view.tracks[event.track_id] = event
         for subscriber in list(self._subscribers):
             if subscriber.wants(event):
