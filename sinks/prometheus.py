@@ -67,6 +67,7 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
     (Kind.STREAM, Count.STALLS): Family("dfstream_stream_stalls", "Watchdog stalls (no frame for stall_timeout_s)", "stream"),
     (Kind.STREAM, Count.VERDICTS): Family("dfstream_verdicts", "Verdicts, by label", "stream", ("label",)),
     (Kind.STREAM, Count.VERDICTS_SKIPPED): Family("dfstream_verdicts_skipped", "Faces left without a verdict (too few models)", "stream"),
+    (Kind.STREAM, Count.VERDICTS_CARRIED): Family("dfstream_verdicts_carried", "Verdicts that carried their track's last score instead of scoring it again", "stream"),
     (Kind.MODEL, Count.CROP_ERRORS): Family("dfstream_detector_errors", "Crops a detector failed to score", "detector", zero=True),
     (Kind.SINK, Count.EVENTS_DROPPED): Family("dfstream_sink_dropped", "Events a sink never got: it fell behind, or was still behind at shutdown",
                                               "sink", ("reason",)),

@@ -1,8 +1,12 @@
 """Per-track temporal smoothing and a hysteresis label.
 
 A single frame's P(fake) is noisy (compression, blur, a turned head). Per track:
-1. smooth P(fake) (and the uncertainty) with ``ema`` (s ← α·p + (1-α)·s), a sliding ``window``
-   mean over the last ``window`` scores, or ``none``;
+1. smooth P(fake) (and the uncertainty) with ``ema`` (s ← a·p + (1-a)·s), a sliding ``window``
+   mean, or ``none``. Both weigh a score by the time since the one before, not by counting scores:
+   tracks are scored at a rate (``judge.max_rate_hz``), sooner when they move, so scores come at
+   uneven intervals. ``alpha`` and ``window`` are stated per ``period_s`` (a frame at 30 fps): a
+   score after dt seconds gets a = 1 - (1-alpha)^(dt/period_s), the same smoothing in seconds
+   whether a track is scored 30 or 10 times a second; the window spans ``window`` periods;
 2. label with hysteresis: ``fake`` once the smoothed value has stayed >= ``enter`` for
    ``min_duration_s``; back to ``real`` when it drops to <= ``leave``. Between the two the label
    holds, so a score hovering at one threshold does not flap;
@@ -27,6 +31,7 @@ class SmoothingConfig(StrictModel):
     method: Literal["ema", "window", "none"] = "ema"
     alpha: float = Field(0.3, gt=0.0, le=1.0)
     window: int = Field(8, ge=1)
+    period_s: float = Field(1 / 30, gt=0.0)  # the interval alpha and window are stated for
     enter: float = Field(0.7, gt=0.0, lt=1.0)
     leave: float = Field(0.4, gt=0.0, lt=1.0)
     min_duration_s: float = Field(0.5, ge=0.0)
@@ -54,7 +59,8 @@ class TrackSmoother:
         self.config = config
         self._p: float | None = None
         self._u: float | None = None
-        self._window: deque[tuple[float, float]] = deque(maxlen=config.window)
+        self._window: deque[tuple[float, float, float, float]] = deque()  # (ts, weight, p, u)
+        self._ts: float | None = None
         self._frames = 0
         self._state: Literal["real", "fake"] = "real"
         self._above_since: float | None = None
@@ -64,7 +70,7 @@ class TrackSmoother:
     def update(self, probability: float, uncertainty: float, ts: float) -> Smoothed:
         cfg = self.config
         self._frames += 1
-        p, u = self._smooth(probability, uncertainty)
+        p, u = self._smooth(probability, uncertainty, ts)
         if self._state == "real":
             if p >= cfg.enter:
                 self._above_since = ts if self._above_since is None else self._above_since
@@ -79,15 +85,24 @@ class TrackSmoother:
             self._label, self._label_since = label, ts
         return Smoothed(p, u, label, self._label_since, self._frames)
 
-    def _smooth(self, p: float, u: float) -> tuple[float, float]:
-        method = self.config.method
-        if method == "none":
+    def _smooth(self, p: float, u: float, ts: float) -> tuple[float, float]:
+        cfg = self.config
+        # a score's share is the time it stands for; the first stands for one period
+        dt = cfg.period_s if self._ts is None else max(0.0, ts - self._ts)
+        self._ts = ts
+        if cfg.method == "none":
             return p, u
-        if method == "ema":
-            a = self.config.alpha
+        if cfg.method == "ema":
+            a = 1.0 - (1.0 - cfg.alpha) ** (dt / cfg.period_s)
             self._p = p if self._p is None else a * p + (1 - a) * self._p
             self._u = u if self._u is None else a * u + (1 - a) * self._u
             return self._p, self._u
-        self._window.append((p, u))
-        n = len(self._window)
-        return sum(x for x, _ in self._window) / n, sum(y for _, y in self._window) / n
+        span = cfg.window * cfg.period_s
+        self._window.append((ts, min(dt, span), p, u))
+        while len(self._window) > 1 and self._window[0][0] <= ts - span:
+            self._window.popleft()
+        total = sum(w for _, w, _, _ in self._window)
+        if total <= 0.0:  # scores at one instant: their plain mean
+            n = len(self._window)
+            return sum(x for _, _, x, _ in self._window) / n, sum(y for _, _, _, y in self._window) / n
+        return (sum(w * x for _, w, x, _ in self._window) / total, sum(w * y for _, w, _, y in self._window) / total)

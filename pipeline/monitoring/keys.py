@@ -58,6 +58,7 @@ class Count(str, enum.Enum):
     STALLS = "stalls"
     VERDICTS = "verdicts"  # label label: real, fake, uncertain
     VERDICTS_SKIPPED = "verdicts_skipped"
+    VERDICTS_CARRIED = "verdicts_carried"  # verdicts that carried their track's last score (judge.max_rate_hz)
     CROP_ERRORS = "crop_errors"  # a model's crops that got no score
     EVENTS_DROPPED = "events_dropped"  # a sink's; label reason: outbox_full, shutdown
     MESSAGES_DROPPED = "messages_dropped"  # a sink's own message queue (MQTT's outbox) overflowed

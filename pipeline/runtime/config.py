@@ -1,5 +1,5 @@
 """The sections of the configuration the runtime reads: streams, faces, detectors, ensemble,
-smoothing, monitoring, and how events are delivered to sinks (the sinks themselves are configured
+judge, smoothing, monitoring, and how events are delivered to sinks (the sinks themselves are configured
 above ``pipeline``; ``dfstream.config`` extends this model with them)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from pydantic import Field, model_validator
 
+from pipeline.judging.cadence import JudgeConfig
 from pipeline.judging.ensemble import EnsembleSection
 from pipeline.judging.smoothing import SmoothingConfig
 from pipeline.models.config import DetectorConfig
@@ -28,6 +29,7 @@ class RuntimeConfig(StrictModel):
     faces: FacesConfig = Field(default_factory=FacesConfig)
     detectors: list[DetectorConfig] = Field(min_length=1)
     ensemble: EnsembleSection = Field(default_factory=EnsembleSection)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
     sinks: DeliveryConfig = Field(default_factory=DeliveryConfig)
     monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig(enable_system_monitoring=True))

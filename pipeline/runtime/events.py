@@ -34,6 +34,10 @@ class Verdict:
     latency_ms: float  # arrival at decode → verdict
     failed_models: tuple[str, ...] = ()
     frame_size: tuple[int, int] | None = None  # width, height of the frame bbox is in (to draw it over a video)
+    # false when the track was not scored on this frame (judge.max_rate_hz) and the verdict carries its
+    # last score; scored_at is the wall clock of the frame that score came from
+    scored: bool = True
+    scored_at: float | None = None
     # the decoded RGB frame, attached only while the label is fake (for the store sink's snapshots);
     # a reference, never copied, never serialised
     image: np.ndarray | None = field(default=None, repr=False, compare=False)

@@ -64,7 +64,7 @@ class Runtime:
         self.stop = asyncio.Event()
         self.tap = tap or LiveTap()  # the live view: frames are handed over only while someone watches
         self.workers = [
-            StreamWorker(sc, config.faces, config.smoothing, self, self.monitor, self.stop, self.tap) for sc in config.streams
+            StreamWorker(sc, config.faces, config.judge, config.smoothing, self, self.monitor, self.stop, self.tap) for sc in config.streams
         ]
         self._faces: Batcher[np.ndarray, Detections] | None = None
         self._batchers: dict[str, Batcher[Crop, float]] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -13,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from pipeline.errors import InsufficientModelsError
+from pipeline.judging.cadence import Cadence, JudgeConfig, Scored
 from pipeline.judging.ensemble import EnsembleResult
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 from pipeline.judging.tracking import IouTracker
@@ -51,11 +53,20 @@ class Judges(Protocol):
 
 @dataclass
 class TrackState:
-    """A judged track: its smoother and what it said last (a track exists here from its first verdict)."""
+    """A judged track: its smoother, its last score and its last scored verdict (a track exists
+    here from its first verdict)."""
 
     smoother: TrackSmoother
-    label: str
-    probability: float
+    scored: Scored
+    verdict: Verdict
+
+    @property
+    def label(self) -> str:
+        return self.verdict.label
+
+    @property
+    def probability(self) -> float:
+        return self.verdict.fake_probability
 
 
 @dataclass
@@ -105,7 +116,8 @@ class _SourceMetrics:
 
 class StreamWorker:
     """Two tasks per stream: the detect loop finds faces (every ``detect_every`` frames) and tracks
-    them; the score loop has them scored, fuses, smooths and publishes. Frame n+1's faces are found
+    them; the score loop has the tracks that are due scored (``Cadence``), fuses, smooths and
+    publishes a verdict for every tracked face. Frame n+1's faces are found
     while frame n is scored. The queue between them is small and blocking, so when the pipeline is
     behind the pressure reaches the source, which drops its oldest frame (counted)."""
 
@@ -113,6 +125,7 @@ class StreamWorker:
         self,
         config: StreamConfig,
         faces: FacesConfig,
+        judge: JudgeConfig,
         smoothing: SmoothingConfig,
         judges: Judges,
         monitor: PerformanceMonitor,
@@ -124,6 +137,7 @@ class StreamWorker:
         self.subject = Subject.stream(config.id)
         self.detect_every = faces.detect_every
         self.smoothing = smoothing
+        self.cadence = Cadence(judge)
         self.judges = judges
         self.monitor = monitor
         self.stop = stop
@@ -189,30 +203,41 @@ class StreamWorker:
     async def _judge(self, frame: Frame, tracked: Detections) -> None:
         height, width = frame.image.shape[:2]
         boxes = np.clip(tracked.xyxy, 0, [width, height, width, height])
-        faces = await self.judges.score_faces(frame.image, [_box(b) for b in boxes])
-        for track_id, box, face in zip(tracked.track_ids, boxes, faces):
+        t = self._time(frame)
+        ids = [int(i) for i in tracked.track_ids]
+        due = [i for i, tid in enumerate(ids) if self.cadence.due(_scored(self.tracks.get(tid)), boxes[i], t)]
+        faces = dict(zip(due, await self.judges.score_faces(frame.image, [_box(boxes[i]) for i in due]))) if due else {}
+        for i, track_id in enumerate(ids):
+            face = faces.get(i)
+            track = self.tracks.get(track_id)
+            if face is None:
+                assert track is not None  # a track without a state is always due
+                self._carry(frame, track, _box(boxes[i]), len(ids))
+                continue
             try:
                 fused = self.judges.fuse(face)
             except InsufficientModelsError as exc:
                 self.monitor.count(self.subject, Count.VERDICTS_SKIPPED)
                 self.rare("no_verdict", "%s: no verdict for track %d: %s", self.config.id, track_id, exc)
                 continue
-            self._emit(frame, int(track_id), _box(box), len(tracked), fused, face.failed)
+            self._emit(frame, t, track_id, boxes[i], len(ids), fused, face.failed)
 
-    def _emit(self, frame: Frame, track_id: int, box: Box, faces: int, fused: EnsembleResult, failed: dict[str, str]) -> None:
-        # smoothing runs on stream time for files read asap, on arrival time for live input
-        t = frame.pts if (not self.live and frame.pts is not None) else frame.arrival_mono
+    def _time(self, frame: Frame) -> float:
+        # smoothing and the judge rate run on stream time for files read asap, on arrival time for live input
+        return frame.pts if (not self.live and frame.pts is not None) else frame.arrival_mono
+
+    def _emit(self, frame: Frame, t: float, track_id: int, box: np.ndarray, faces: int, fused: EnsembleResult, failed: dict[str, str]) -> None:
         track = self.tracks.get(track_id)
         smoother = track.smoother if track is not None else TrackSmoother(self.smoothing)
         smoothed = smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
-        self.tracks[track_id] = TrackState(smoother, smoothed.label, smoothed.probability)
         latency = time.monotonic() - frame.arrival_mono
         self.verdict_seq += 1
+        now = time.time()
         verdict = Verdict(
             stream=self.config.id,
             track_id=track_id,
             seq=self.verdict_seq,
-            ts=time.time(),
+            ts=now,
             frame_seq=frame.seq,
             frame_pts=frame.pts,
             label=smoothed.label,
@@ -221,15 +246,33 @@ class StreamWorker:
             raw_probability=round(fused.fake_probability, 6),
             uncertainty=round(smoothed.uncertainty, 6),
             models={k: round(v, 6) for k, v in fused.model_scores.items()},
-            bbox=box,
+            bbox=_box(box),
             faces_in_frame=faces,
             latency_ms=round(latency * 1000.0, 2),
             failed_models=tuple(sorted(failed)),
             frame_size=(frame.image.shape[1], frame.image.shape[0]),
+            scored=True,
+            scored_at=frame.arrival_ts,
             image=frame.image if smoothed.label == "fake" else None,
         )
+        self.tracks[track_id] = TrackState(smoother, Scored(t, box.copy()), dataclasses.replace(verdict, image=None))
         self.monitor.record_latency(END_TO_END, latency)
         self.monitor.count(self.subject, Count.VERDICTS, label=smoothed.label)
+        self.judges.publish(verdict)
+
+    def _carry(self, frame: Frame, track: TrackState, box: Box, faces: int) -> None:
+        """The track's last scored verdict, at this frame and where its face is now."""
+        latency = time.monotonic() - frame.arrival_mono
+        self.verdict_seq += 1
+        last = track.verdict
+        verdict = dataclasses.replace(
+            last, seq=self.verdict_seq, ts=time.time(), frame_seq=frame.seq, frame_pts=frame.pts, bbox=box,
+            faces_in_frame=faces, latency_ms=round(latency * 1000.0, 2), scored=False,
+            image=frame.image if last.label == "fake" else None,
+        )  # fmt: skip
+        self.monitor.record_latency(END_TO_END, latency)
+        self.monitor.count(self.subject, Count.VERDICTS, label=last.label)
+        self.monitor.count(self.subject, Count.VERDICTS_CARRIED)
         self.judges.publish(verdict)
 
     def _show(self, frame: Frame, tracked: Detections) -> None:
@@ -256,6 +299,10 @@ class StreamWorker:
     def _on_status(self, stream_id: str, status: SourceStatus, reason: str | None) -> None:
         self.monitor.set_gauge(self.subject, Gauge.UP, 1 if status is SourceStatus.ONLINE else 0)
         self.judges.publish(StreamStatus(stream_id, status.value, reason, time.time()))
+
+
+def _scored(track: TrackState | None) -> Scored | None:
+    return None if track is None else track.scored
 
 
 def _box(values: np.ndarray) -> Box:
