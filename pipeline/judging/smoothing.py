@@ -97,12 +97,14 @@ class TrackSmoother:
             self._p = p if self._p is None else a * p + (1 - a) * self._p
             self._u = u if self._u is None else a * u + (1 - a) * self._u
             return self._p, self._u
+        # a score stands for the time since the one before, clipped to the window
         span = cfg.window * cfg.period_s
         self._window.append((ts, min(dt, span), p, u))
         while len(self._window) > 1 and self._window[0][0] <= ts - span:
             self._window.popleft()
-        total = sum(w for _, w, _, _ in self._window)
+        weights = [min(w, t - (ts - span)) for t, w, _, _ in self._window]
+        total = sum(weights)
         if total <= 0.0:  # scores at one instant: their plain mean
-            n = len(self._window)
-            return sum(x for _, _, x, _ in self._window) / n, sum(y for _, _, _, y in self._window) / n
-        return (sum(w * x for _, w, x, _ in self._window) / total, sum(w * y for _, w, _, y in self._window) / total)
+            weights, total = [1.0] * len(self._window), float(len(self._window))
+        return (sum(w * x for w, (_, _, x, _) in zip(weights, self._window)) / total,
+                sum(w * y for w, (_, _, _, y) in zip(weights, self._window)) / total)  # fmt: skip
