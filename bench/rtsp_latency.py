@@ -51,9 +51,8 @@ class Collect:
 
 def new_runtime(config, sink) -> Runtime:
     """The runtime as ``dfstream run`` builds it: detectors from the registry, CPU threads shared."""
-    detectors = ModelRegistry().load_configured(config.detectors)
-    share_cpu_threads(len(detectors) + 1)
-    return Runtime(config, detectors, [sink])
+    share_cpu_threads(len(config.detectors) + 1)
+    return Runtime(config, ModelRegistry().load_configured(config.detectors), [sink])
 
 
 def _port() -> int:

@@ -31,9 +31,9 @@ def load_detectors(config: DfstreamConfig, offline: bool, say: Callable[[str], N
     """Fetch missing weights (unless ``offline``), load every detector (any failure stops here)."""
     manifest = load_manifest()
     ensure_available([d.weights for d in config.detectors if d.weights in manifest], offline, say)
-    detectors = ModelRegistry().load_configured(config.detectors)
-    share_cpu_threads(len(detectors) + 1)  # the face stage and each detector run side by side
-    return detectors
+    # the face stage and each detector run side by side; set first, as backends size their thread pools when they load
+    share_cpu_threads(len(config.detectors) + 1)
+    return ModelRegistry().load_configured(config.detectors)
 
 
 def _stop_on_signals(*actions: Callable[[], None]) -> None:

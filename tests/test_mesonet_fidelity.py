@@ -113,9 +113,10 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
 @pytest.mark.parametrize("filename, detector_cls, reference", CASES, ids=[c[0] for c in CASES])
-def test_pytorch_matches_the_keras_reference(weights_dir, face_crop, filename, detector_cls, reference):
-    detector = detector_cls(device="cpu")
+def test_pytorch_matches_the_keras_reference(weights_dir, face_crop, filename, detector_cls, reference, backend):
+    detector = detector_cls(device="cpu", backend=backend)
     detector.load_model(str(weights_dir / filename))
     rng = np.random.default_rng(7)
     random_images = rng.random((3, 256, 256, 3), dtype=np.float64)
@@ -131,7 +132,7 @@ def test_pytorch_matches_the_keras_reference(weights_dir, face_crop, filename, d
 
     error = np.max(np.abs((1.0 - p_real_reference) - p_fake))
     logit_error = np.max(np.abs(z_torch - z_reference) / np.maximum(1.0, np.abs(z_reference)))
-    print(f"{filename}: max |P(fake) torch - reference| = {error:.2e}, relative logit error {logit_error:.2e}")
+    print(f"{filename} ({backend}): max |P(fake) - reference| = {error:.2e}, relative logit error {logit_error:.2e}")
     assert error < TOLERANCE
     # the sigmoid saturates for confident inputs: compare before it as well
     assert logit_error < TOLERANCE

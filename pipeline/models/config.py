@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from pipeline.models.devices import DeviceName
+from pipeline.models.devices import BackendName, DeviceName
 from pipeline.models.plugins import detector_types
 from stream.config import StrictModel
 
@@ -17,6 +17,7 @@ class DetectorConfig(StrictModel):
     max_batch: int = Field(8, ge=1)  # measured: small CNNs on a 2-core CPU slow down per image in big batches
     max_wait_ms: float = Field(0.0, ge=0.0)  # 0: batches form only while the worker is busy (see FacesConfig)
     fp16: bool = False  # CUDA only
+    backend: BackendName = "auto"  # on the CPU: torch, or the module exported to onnxruntime / openvino (checked against torch at load)
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     weight: float = Field(1.0, ge=0.0)  # in the ensemble
 

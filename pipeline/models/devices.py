@@ -1,8 +1,8 @@
-"""Device names: checked when a config is read, resolved (``auto``) when a model loads."""
+"""Device and backend names: checked when a config is read, resolved (``auto``) when a model loads."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from pydantic import AfterValidator
@@ -18,6 +18,16 @@ def check_device_name(device: str) -> str:
 
 
 DeviceName = Annotated[str, AfterValidator(check_device_name)]
+
+# what runs a detector's module; auto: openvino on the CPU (measured fastest for the MesoNets,
+# bench ``backends``), torch on a GPU
+BackendName = Literal["auto", "torch", "onnxruntime", "openvino"]
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    if backend == "auto":
+        return "openvino" if device == "cpu" else "torch"
+    return backend
 
 
 def resolve_device(device: str) -> str:

@@ -148,7 +148,7 @@ def _constructor_options(cls: type[BaseDetector], config: DetectorConfig) -> dic
     parameters = inspect.signature(cls).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     options: dict[str, Any] = {"device": config.device}
-    for key in ("threshold", "fp16"):
+    for key in ("threshold", "fp16", "backend"):
         value = getattr(config, key)
         if takes_any or key in parameters:
             options[key] = value

@@ -1,0 +1,111 @@
+"""CPU inference backends for PyTorch detectors: the loaded module exported to ONNX and run by
+ONNX Runtime or OpenVINO, checked against PyTorch at load.
+
+Measured on the 2-core development machine (FACTS.md; bench ``backends``): the MesoNets run 1.5-3x
+faster per crop in either than in PyTorch at small batches. OpenVINO's CPU plugin lowers its
+precision by itself on some CPUs (0.29 off in P(fake) there), so it is always asked for f32. A
+backend whose P(fake) differs from PyTorch's by more than ``TOLERANCE`` on a fixed input is refused:
+the detector does not load, with the difference in the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.errors import ModelLoadError
+from pipeline.models.devices import BackendName
+from pipeline.models.weights import model_dir
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[np.ndarray], np.ndarray]  # NCHW float32 batch → the module's output
+
+TOLERANCE = 1e-4  # max |ΔP(fake)| against PyTorch on the check input
+
+
+def compile_module(
+    module: nn.Module, backend: BackendName, input_size: tuple[int, int], cache_name: str, name: str, check: Callable[[Runner], float]
+) -> tuple[Runner, float]:
+    """``module`` (eval, float32, on the CPU) as a ``backend`` runner that passed ``check`` (which
+    returns its error or raises ``ModelLoadError``). The ONNX file is cached under ``cache_name``
+    (which must change with the weights) in the weights cache; a cached file that does not load or
+    does not pass is exported again once."""
+    path = _cached(cache_name)
+    if path.is_file():
+        try:
+            runner = _runner(path, backend)
+            return runner, check(runner)
+        except Exception as exc:
+            log.warning("%s: the cached export %s is unusable (%s); exporting again", name, path, exc)
+            path.unlink(missing_ok=True)
+    path = _export(module, input_size, path, name)
+    runner = _runner(path, backend)
+    return runner, check(runner)
+
+
+def _runner(path: Path, backend: str) -> Runner:
+    threads = torch.get_num_threads()  # the share ``share_cpu_threads`` gave each inference thread
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        return lambda batch: session.run(None, {input_name: batch})[0]
+    if backend == "openvino":
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(path), "CPU", {
+            "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+        })  # fmt: skip
+        request = compiled.create_infer_request()  # one: the detector's batcher calls from one thread
+        return lambda batch: np.array(request.infer([batch])[0])
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def check_against_torch(name: str, backend: str, torch_p: np.ndarray, backend_p: np.ndarray) -> float:
+    """The largest |ΔP(fake)|; raises ``ModelLoadError`` beyond ``TOLERANCE``."""
+    worst = float(np.max(np.abs(torch_p - backend_p)))
+    if not np.isfinite(worst) or worst > TOLERANCE:
+        raise ModelLoadError(
+            f"{name}: backend {backend} gives P(fake) up to {worst:.2g} away from PyTorch on the check input "
+            f"(limit {TOLERANCE:g}); use backend: torch"
+        )
+    return worst
+
+
+def _cached(cache_name: str) -> Path:
+    return model_dir() / "compiled" / f"{cache_name}.onnx"
+
+
+def _export(module: nn.Module, input_size: tuple[int, int], path: Path, name: str) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only cache: export for this run only
+        path = Path(tempfile.mkdtemp(prefix="dfstream-onnx-")) / path.name
+    sample = torch.zeros(1, 3, *input_size)
+    partial = path.with_suffix(".partial")
+    try:
+        with warnings.catch_warnings():
+            # the TorchScript exporter (the torch.export one needs onnxscript, not a dependency); its
+            # deprecation notice would be printed at every first start
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                module, (sample,), str(partial), dynamo=False, input_names=["input"], output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=17,
+            )  # fmt: skip
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        raise ModelLoadError(f"{name}: cannot export to ONNX for another backend: {type(exc).__name__}: {exc}") from exc
+    partial.replace(path)  # whole or not at all: a crash mid-export never leaves a file that looks usable
+    log.info("%s: exported to %s", name, path)
+    return path
