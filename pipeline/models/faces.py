@@ -1,14 +1,18 @@
-"""Face detection for the runtime: MTCNN on downscaled copies of frames from every stream, batched.
+"""Face detection for the runtime: BlazeFace or MTCNN on downscaled copies of frames from every
+stream, batched.
 
 Measured on the 2-core development machine: MTCNN costs ~50 ms on a 360p frame with
 min_face_size 20 and ~23 ms with 40; the image pyramid dominates, so batching helps little and
-downscaling plus ``detect_every`` (tracking in between) is what buys speed.
+downscaling plus ``detect_every`` (tracking in between) is what buys speed. BlazeFace
+(``blazeface.py``) costs ~4 ms, but misses faces below ~48 px on a 640 px frame (``python -m
+bench.faces``); ``fallback: mtcnn`` has MTCNN look at frames where it found nothing.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -21,11 +25,14 @@ from stream.config import StrictModel
 
 
 class FacesConfig(StrictModel):
-    detect_every: int = Field(3, ge=1)  # run MTCNN on every k-th frame of a stream; track in between
+    model: Literal["blazeface", "mtcnn"] = "blazeface"
+    fallback: Literal["mtcnn", "none"] = "none"  # mtcnn: MTCNN looks at frames where BlazeFace found no face
+    detect_every: int = Field(3, ge=1)  # find faces on every k-th frame of a stream; track in between
     detect_max_side: int | None = Field(640, ge=64)  # frames are downscaled so their longest side is at most this (None: never)
     min_face_size: int = Field(40, ge=12)  # in pixels of the downscaled image
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # MTCNN's P-, R- and O-net thresholds
-    min_probability: float = Field(0.9, ge=0.0, le=1.0)  # faces below it are ignored
+    min_probability: float = Field(0.9, ge=0.0, le=1.0)  # MTCNN's faces below it are ignored
+    blazeface_min_score: float = Field(0.5, ge=0.0, le=1.0)  # BlazeFace's (MediaPipe's default)
     max_faces: int = Field(8, ge=1)  # per frame, largest first
     max_batch: int = Field(8, ge=1)
     # 0: no idle wait; batches still form from every stream while the worker is busy (measured: a
@@ -40,34 +47,55 @@ class FaceDetector:
     """Synchronous and thread-confined: the runtime calls ``detect`` from one worker thread."""
 
     def __init__(self, config: FacesConfig):
+        self.config = config
+        self._blazeface = None
+        if config.model == "blazeface":
+            from pipeline.models.blazeface import BlazeFace
+
+            self._blazeface = BlazeFace(threads=torch.get_num_threads())
+        self._mtcnn = self._load_mtcnn() if config.model == "mtcnn" or config.fallback == "mtcnn" else None
+        self._lock = threading.Lock()
+
+    def _load_mtcnn(self):  # noqa: ANN202 (facenet-pytorch is untyped)
         from facenet_pytorch import MTCNN
 
-        self.config = config
-        self._mtcnn = MTCNN(
+        config = self.config
+        mtcnn = MTCNN(
             keep_all=True,
             min_face_size=config.min_face_size,
             thresholds=list(config.thresholds),
             device=torch.device(resolve_device(config.device)),
         )
         # measured here: channels_last takes MTCNN on a 640x360 frame from 24.5 to 16.0 ms, same boxes
-        for net in (self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet):
+        for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
             net.to(memory_format=torch.channels_last)
-        self._lock = threading.Lock()
+        return mtcnn
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Faces in each full-resolution RGB image, boxes in full-resolution pixels."""
         scaled = [self._downscale(image) for image in images]
+        with self._lock:
+            if self._blazeface is None:
+                return self._with_mtcnn(scaled)
+            found = [self._keep(*self._blazeface.detect(small, self.config.blazeface_min_score), factor) for small, factor in scaled]
+            if self._mtcnn is not None:  # the fallback, for the frames where BlazeFace saw no face
+                empty = [i for i, d in enumerate(found) if not len(d)]
+                for i, d in zip(empty, self._with_mtcnn([scaled[i] for i in empty]) if empty else []):
+                    found[i] = d
+            return found
+
+    def _with_mtcnn(self, scaled: list[tuple[np.ndarray, float]]) -> list[Detections]:
+        assert self._mtcnn is not None
         results: dict[int, Detections] = {}
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (small, _) in enumerate(scaled):
             groups.setdefault(small.shape, []).append(i)  # MTCNN batches only equal sizes
-        with self._lock:
-            for indices in groups.values():
-                stack = np.stack([scaled[i][0] for i in indices])
-                boxes, probs = self._mtcnn.detect(stack)
-                for i, b, p in zip(indices, boxes, probs):
-                    results[i] = self._to_detections(b, p, scaled[i][1])
-        return [results[i] for i in range(len(images))]
+        for indices in groups.values():
+            stack = np.stack([scaled[i][0] for i in indices])
+            boxes, probs = self._mtcnn.detect(stack)
+            for i, b, p in zip(indices, boxes, probs):
+                results[i] = self._from_mtcnn(b, p, scaled[i][1])
+        return [results[i] for i in range(len(scaled))]
 
     def _downscale(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         side, limit = max(image.shape[:2]), self.config.detect_max_side
@@ -77,13 +105,17 @@ class FaceDetector:
         size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
 
-    def _to_detections(self, boxes: object, probs: object, factor: float) -> Detections:
+    def _from_mtcnn(self, boxes: object, probs: object, factor: float) -> Detections:
         if boxes is None:
             return Detections.empty()
         # facenet-pytorch 2.5.3 with numpy 2 hands back object arrays
-        xyxy = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) / factor
+        xyxy = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(probs, dtype=np.float32).reshape(-1)
         keep = scores >= self.config.min_probability
-        xyxy, scores = xyxy[keep], scores[keep]
+        return self._keep(xyxy[keep], scores[keep], factor)
+
+    def _keep(self, xyxy: np.ndarray, scores: np.ndarray, factor: float) -> Detections:
+        """Boxes in full-resolution pixels, the ``max_faces`` largest."""
+        xyxy = xyxy / factor
         order = np.argsort(-(xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]))[: self.config.max_faces]
         return Detections(xyxy[order], scores[order])
