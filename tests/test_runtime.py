@@ -122,6 +122,8 @@ def test_a_failing_detector_is_counted_and_the_others_still_judge(weights_dir, s
     from torch import nn
 
     config = make_config(weights_dir, [{"id": "f", "url": str(short_clip), "pace": "asap"}], ensemble={"min_models": min_models})
+    # the layer broken below is PyTorch's, so PyTorch must run it
+    config = config.model_copy(update={"detectors": [d.model_copy(update={"backend": "torch"}) for d in config.detectors]})
     detectors = load_detectors(config)
     detectors["mesoinception4"].module.head.fc1 = nn.Linear(10, 16)  # a real forward pass that now fails
     sink = MemorySink()

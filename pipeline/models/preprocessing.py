@@ -138,7 +138,7 @@ class UnifiedPreprocessor:
         array = to_rgb_array(image)
         with self._faces_lock:
             if self._faces is None:  # built on first use: MTCNN costs a second and most users never crop
-                self._faces = FaceDetector(FacesConfig(
+                self._faces = FaceDetector(FacesConfig(model="mtcnn",
                     min_face_size=self.config.face_min_size, min_probability=0.0, max_faces=1000, detect_max_side=None,
                     device="cpu"))  # fmt: skip
             found = self._faces.detect([array])[0]
