@@ -9,8 +9,11 @@ Topics (``p`` = ``topic_prefix``):
     p/alerts             JSON alert, firing | resolved
 
 Delivery: every message goes through one bounded, ordered outbox; a message leaves it only once
-the broker acknowledged it (QoS >= 1), so a dead connection means a retry on the next one, never
-a loss (at least once: a subscriber may see a duplicate, never a gap). When the outbox is full,
+the broker acknowledged it and every message before it (QoS >= 1), so a dead connection means a
+retry on the next one, never a loss (at least once: a subscriber may see a duplicate, never a
+gap). Up to ``max_inflight`` messages are on their way at once: one at a time, a broker 100 ms
+away took 10 messages a second; each in flight adds one per round trip (within the broker's
+Receive Maximum, which paho honours). When the outbox is full,
 the oldest message is dropped and counted. ``seq`` in a verdict counts that stream's verdict
 messages, so a subscriber can prove nothing was lost. Reconnection waits a capped, jittered
 exponential backoff. Credentials come from DFSTREAM_MQTT_USERNAME / DFSTREAM_MQTT_PASSWORD.
@@ -27,9 +30,10 @@ import random
 import re
 import socket
 import ssl
+import itertools
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiomqtt
@@ -80,6 +84,9 @@ class MqttConfig(StrictModel):
     flush_timeout_s: float = Field(3.0, ge=0.0)  # at shutdown, how long to wait for the broker to take the outbox
     # a PUBACK lost with its connection is only noticed by this timeout; the message is then resent
     publish_timeout_s: float = Field(5.0, gt=0.0)
+    # messages sent and not yet acknowledged; throughput to a distant broker is about this many per
+    # round trip (python -m bench.mqtt_distance)
+    max_inflight: int = Field(100, ge=1, le=65535)
 
     @field_validator("topic_prefix", "discovery_prefix")
     @classmethod
@@ -95,6 +102,7 @@ class MqttMessage:
     payload: bytes
     retain: bool
     expires: bool = False
+    n: int = 0  # its place in the outbox order: acknowledged in order, re-sent from the first unacknowledged
 
 
 class MqttSink:
@@ -107,7 +115,8 @@ class MqttSink:
         self._password = os.environ.get("DFSTREAM_MQTT_PASSWORD") or None
         self._outbox: deque[MqttMessage] = deque()
         self._retained: dict[str, MqttMessage] = {}  # republished on every connect: a restarted broker may have lost them
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # set by a new message and by each acknowledgement
+        self._numbers = itertools.count(1)
         self._task: asyncio.Task | None = None
         self._streams: set[str] = set()
         self._verdict_seq: dict[str, int] = {}
@@ -189,7 +198,7 @@ class MqttSink:
     def _enqueue(self, topic: str, payload: Any, retain: bool, expires: bool = False) -> None:
         # allow_nan=False: NaN is not JSON; a payload holding one fails here, loudly, not in every client
         data = payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-        message = MqttMessage(topic, data, retain, expires)
+        message = MqttMessage(topic, data, retain, expires, next(self._numbers))
         if retain:
             self._retained[topic] = message
         if len(self._outbox) >= self.config.outbox_capacity:
@@ -217,6 +226,7 @@ class MqttSink:
             will=aiomqtt.Will(self.available_topic, b"offline", qos=1, retain=True),
             keepalive=cfg.keepalive_s,
             timeout=cfg.publish_timeout_s,
+            max_inflight_messages=cfg.max_inflight,
             tls_params=tls_params,
             tls_insecure=cfg.tls.insecure if cfg.tls is not None else None,
         )
@@ -249,23 +259,45 @@ class MqttSink:
                 await asyncio.sleep(delay / 2 + self._rng.uniform(0, delay / 2))
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        """Keep up to ``max_inflight`` messages from the head of the outbox in flight; a message
+        leaves the outbox when it and all before it are acknowledged. A failed send ends the
+        connection: what was in flight is still in the outbox and goes again on the next one."""
         refresh_at = time.monotonic() + self.config.state_refresh_s
-        while True:
-            if not self._outbox:
+        inflight: deque[tuple[int, asyncio.Task[None]]] = deque()
+        sent = 0  # the ``n`` of the last message handed to this connection
+        try:
+            while True:
                 self._wakeup.clear()
+                failed = next((t for _, t in inflight if t.done() and not t.cancelled() and t.exception()), None)
+                if failed is not None:
+                    failed.result()  # a failure ends this connection
+                while inflight and inflight[0][1].done():
+                    n, task = inflight.popleft()
+                    while self._outbox and self._outbox[0].n <= n:
+                        self._outbox.popleft()
+                for message in self._outbox:
+                    if len(inflight) >= self.config.max_inflight:
+                        break
+                    if message.n > sent:
+                        task = asyncio.create_task(self._send(client, message))
+                        task.add_done_callback(lambda _: self._wakeup.set())
+                        inflight.append((message.n, task))
+                        sent = message.n
+                self.monitor.set_gauge(SERIES, Gauge.OUTBOX_DEPTH, len(self._outbox))
+                if inflight or self._outbox:
+                    await self._wakeup.wait()
+                    continue
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), max(0.0, refresh_at - time.monotonic()))
                 except TimeoutError:
                     refresh_at = time.monotonic() + self.config.state_refresh_s
                     for message in list(self._retained.values()):
                         if message.topic.endswith("/state"):
-                            self._outbox.append(message)
-                continue
-            message = self._outbox[0]
-            await self._send(client, message)
-            if self._outbox and self._outbox[0] is message:
-                self._outbox.popleft()
-            self.monitor.set_gauge(SERIES, Gauge.OUTBOX_DEPTH, len(self._outbox))
+                            self._outbox.append(replace(message, n=next(self._numbers)))
+        finally:
+            for _, task in inflight:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in inflight), return_exceptions=True)
 
     async def _send(self, client: aiomqtt.Client, message: MqttMessage) -> None:
         properties = None
