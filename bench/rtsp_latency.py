@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from dfstream.config import parse_config
 from pipeline.models.registry import ModelRegistry
@@ -61,7 +62,14 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0) -> dict:
+# this issue's speed-ups switched off: MTCNN, PyTorch, every face scored on every frame
+BEFORE = {"faces": {"model": "mtcnn"}, "judge": {"max_rate_hz": None}, "backend": "torch"}
+
+
+def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0, overrides: dict | None = None) -> dict:
+    """``overrides``: ``faces`` and ``judge`` sections and a detector ``backend`` (``BEFORE``)."""
+    overrides = overrides or {}
+    backend = {"backend": overrides["backend"]} if "backend" in overrides else {}
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_sample_clip(Path(tmp) / "clip.mp4", seconds=seconds + warmup + 10)
         port = _port()
@@ -80,24 +88,27 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0) ->
             config = parse_config({
                 "streams": [{"id": f"cam{i}", "url": f"rtsp://127.0.0.1:{port}/cam{i}"} for i in range(streams)],
                 "detectors": [
-                    {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5")},
-                    {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5")},
+                    {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5"), **backend},
+                    {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5"), **backend},
                 ],
+                **{k: v for k, v in overrides.items() if k in ("faces", "judge")},
             })  # fmt: skip
             sink = Collect()
             runtime = new_runtime(config, sink)
 
-            async def run() -> tuple[float, float]:
+            process = psutil.Process()
+
+            async def run() -> tuple[float, float, float, int]:
                 task = asyncio.create_task(runtime.run())
                 await asyncio.sleep(warmup)
-                start = time.monotonic()
+                start, cpu = time.monotonic(), process.cpu_times()
                 await asyncio.sleep(seconds)
-                end = time.monotonic()
+                end, cpu_end, rss = time.monotonic(), process.cpu_times(), process.memory_info().rss
                 runtime.stop.set()
                 await task
-                return start, end
+                return start, end, (cpu_end.user + cpu_end.system) - (cpu.user + cpu.system), rss
 
-            start, end = asyncio.run(run())
+            start, end, cpu_s, rss = asyncio.run(run())
         finally:
             server.kill()
             server.wait()
@@ -107,9 +118,18 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0) ->
     cams = [runtime.monitor.snapshot(Subject.stream(f"cam{i}")) for i in range(streams)]
     decoded = sum(s[0].counter(Count.FRAMES_DECODED) for s in cams if s)
     dropped = sum(v for s in cams if s for (name, _), v in s[0].counters.items() if name is Count.FRAMES_DROPPED)
+    # how often each track was scored: the slowest track of the window, tracks seen for >= 1 s
+    scored: dict[tuple[str, int], list[float]] = {}
+    for v in window:
+        if v.scored:
+            scored.setdefault((v.stream, v.track_id), []).append(v.ts)
+    rates = [(len(ts) - 1) / (ts[-1] - ts[0]) for ts in scored.values() if len(ts) > 1 and ts[-1] - ts[0] >= 1.0]
     return {
         "streams": streams,
         "seconds": round(end - start, 2),
+        "cpu_s_per_stream_s": round(cpu_s / (streams * (end - start)), 3),
+        "rss_mb": round(rss / 2**20, 1),
+        "scored_hz_min": round(min(rates), 1) if rates else None,
         "verdicts_per_s": round(len(window) / (end - start), 1),
         "latency_ms": {p: round(float(np.percentile(latencies, q)), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
         if len(latencies) else None,
