@@ -91,9 +91,9 @@ def test_a_backend_that_disagrees_with_pytorch_is_refused(tmp_path, backend):
     BranchyDetector(device="cpu").load_model(str(weights))  # PyTorch itself runs it
 
 
-def test_the_config_default_picks_openvino_on_the_cpu(weights_dir):
+def test_the_config_default_picks_onnxruntime_on_the_cpu(weights_dir):
     from pipeline.models.config import DetectorConfig
     from pipeline.models.registry import ModelRegistry
 
     [detector] = ModelRegistry().load_configured([DetectorConfig(name="m", type="meso4", weights=str(weights_dir / "Meso4_DF.h5"), device="cpu")]).values()
-    assert detector.backend == "openvino" and detector.get_model_info().metadata["backend"] == "openvino"
+    assert detector.backend == "onnxruntime" and detector.get_model_info().metadata["backend"] == "onnxruntime"

@@ -19,14 +19,15 @@ def check_device_name(device: str) -> str:
 
 DeviceName = Annotated[str, AfterValidator(check_device_name)]
 
-# what runs a detector's module; auto: openvino on the CPU (measured fastest for the MesoNets,
-# bench ``backends``), torch on a GPU
+# what runs a detector's module; auto: onnxruntime on the CPU, torch on a GPU. Measured on the
+# 2-core machine (bench/PROFILE.md): OpenVINO is the fastest per crop alone, but with 6 live streams
+# sharing the cores onnxruntime dropped 0.3-2 % of frames where OpenVINO dropped 11-20 % and PyTorch 47 %
 BackendName = Literal["auto", "torch", "onnxruntime", "openvino"]
 
 
 def resolve_backend(backend: str, device: str) -> str:
     if backend == "auto":
-        return "openvino" if device == "cpu" else "torch"
+        return "onnxruntime" if device == "cpu" else "torch"
     return backend
 
 
