@@ -3,8 +3,8 @@ file streams at once, on the GPU against the same machine's CPU.
 
     python -m bench.gpu --weights DIR [--streams 1 8 32]
 
-Run where a GPU is lent (the ``device`` tool); prints JSON, and the figures go to bench/RESULTS.md
-with the device named. Faces use MTCNN on CUDA here (BlazeFace runs on the CPU through OpenVINO).
+Run where a GPU is lent (the ``device`` tool); prints JSON and writes bench/gpu_results.json,
+which ``python -m bench`` shows in bench/RESULTS.md with the device named. Faces use MTCNN on CUDA here (BlazeFace runs on the CPU through OpenVINO).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -77,7 +78,11 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    out: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "python": platform.python_version()}
+    import pynvml
+
+    pynvml.nvmlInit()
+    out: dict = {"device": torch.cuda.get_device_name(0), "driver": pynvml.nvmlSystemGetDriverVersion(), "torch": torch.__version__,
+                 "python": platform.python_version(), "command": "python -m bench.gpu " + " ".join(sys.argv[1:])}  # fmt: skip
     batches = [1, 4, 16, 64]
     out["crops_per_s"] = {
         "cuda_fp32": crops_per_s(args.weights, "cuda", False, batches, args.seconds),
@@ -98,6 +103,8 @@ def main() -> None:
             print(json.dumps({f"cuda_fp16_{n}": out["runtime"][f"cuda_fp16_{n}"]}), flush=True)
         out["runtime"]["cpu_1"] = runtime_fps(clip, args.weights, 1, "cpu", False)
     print(json.dumps(out, indent=1))
+    # the suite's RESULTS.md shows these beside the CPU figures
+    (Path(__file__).resolve().parent / "gpu_results.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0, ov
             })  # fmt: skip
             sink = Collect()
             runtime = new_runtime(config, sink)
-
             process = psutil.Process()
+            rss_loaded = process.memory_info().rss  # models in: what the streams add comes after
 
             async def run() -> tuple[float, float, float, int]:
                 task = asyncio.create_task(runtime.run())
@@ -129,6 +129,7 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0, ov
         "seconds": round(end - start, 2),
         "cpu_s_per_stream_s": round(cpu_s / (streams * (end - start)), 3),
         "rss_mb": round(rss / 2**20, 1),
+        "rss_mb_per_stream": round((rss - rss_loaded) / 2**20 / streams, 1),
         "scored_hz_min": round(min(rates), 1) if rates else None,
         "verdicts_per_s": round(len(window) / (end - start), 1),
         "latency_ms": {p: round(float(np.percentile(latencies, q)), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}

@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                              help="manifest names (meso4_df) or types with a file (meso4=path/to/Meso4_DF.h5)")  # fmt: skip
         command.add_argument("--frames", type=int, default=32, help="evenly spaced frames per video (default 32, as DeepfakeBench)")
         command.add_argument("--device", default="auto")
+        command.add_argument("--faces", default="blazeface", choices=["blazeface", "mtcnn"], help="the face finder (as faces.model)")
         if name == "eval":
             command.add_argument("--out", required=True, help="folder for report.json, frame_scores.csv and ROC curves")
             command.add_argument("--fusion", default="weighted_average", choices=[m.value for m in FusionMethod])
@@ -220,7 +221,7 @@ def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibrati
         raise ConfigError("--detectors: each detector needs its own name")
     detectors = ModelRegistry().load_configured(configs)
     ensemble = build_ensemble(EnsembleSection(method=FusionMethod(fusion), calibration=calibration), configs, detectors)
-    faces = FaceDetector(FacesConfig(device=args.device))
+    faces = FaceDetector(FacesConfig(model=args.faces, device=args.device))
     with tqdm(total=len(items), desc=args.command, unit="item", disable=None) as bar:  # quiet when not on a terminal
         scores = score_items(items, detectors, ensemble, faces, args.frames, lambda done, total: bar.update(1))
     for skipped in scores.skipped:
@@ -234,7 +235,7 @@ def _eval(args: argparse.Namespace) -> int:
     items, configs, detectors, scores = _score(args, args.fusion, args.calibration)
     names = list(detectors)
     result = report(scores, names)
-    meta = {"dataset": str(args.dataset), "items": len(items), "frames_per_video": args.frames, "fusion": args.fusion,
+    meta = {"dataset": str(args.dataset), "items": len(items), "frames_per_video": args.frames, "faces": args.faces, "fusion": args.fusion,
             "calibration": args.calibration,
             "detectors": {c.name: {"type": c.type, "weights": str(detectors[c.name].get_model_info().weights_path)} for c in configs}}  # fmt: skip
     for path in write_outputs(Path(args.out), result, scores, names, meta):

@@ -216,7 +216,7 @@ class MqttSink:
             tls_params = aiomqtt.TLSParameters(
                 ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file, cert_reqs=ssl.CERT_REQUIRED
             )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             cfg.host,
             cfg.port,
             identifier=cfg.client_id,
@@ -230,6 +230,9 @@ class MqttSink:
             tls_params=tls_params,
             tls_insecure=cfg.tls.insecure if cfg.tls is not None else None,
         )
+        # aiomqtt warns on every publish beyond 10 unacknowledged: that many is the design here
+        client.pending_calls_threshold = cfg.max_inflight
+        return client
 
     async def _supervise(self) -> None:
         cfg = self.config
