@@ -72,13 +72,16 @@ def pipeline_fps(config, frames: int) -> tuple[float, dict]:
 
 
 def bound_for(work: dict, frames: int, ceilings: dict) -> float:
-    """The fps the stages would allow sharing the CPU, doing this run's work at the batch sizes it
-    formed (each batch of b crops costs b / ceiling(b), the nearest measured batch size)."""
-    seconds = frames / ceilings["decode_fps_360p"] + work["face_frames"] / ceilings["faces_fps_by_batch"]["1"]
+    """The fps the stages would allow doing this run's work at the batch sizes it formed (a batch
+    of b crops costs b / ceiling(b), the nearest measured batch size). Each stage has one thread
+    (the ceilings are measured so): the stages share the cores, and none can go faster than its
+    own thread, so the bound is set by the larger of the total over the cores and the slowest stage."""
+    stages = [frames / ceilings["decode_fps_360p"], work["face_frames"] / ceilings["faces_fps_by_batch"]["1"]]
     for name, sizes in work["batches"].items():
         by_batch = {int(k): v for k, v in ceilings["detectors_by_batch"][name].items()}
-        seconds += sum(b / by_batch[min(by_batch, key=lambda k: abs(k - b))] for b in sizes)
-    return frames / seconds
+        stages.append(sum(b / by_batch[min(by_batch, key=lambda k: abs(k - b))] for b in sizes))
+    cores = psutil.cpu_count() or 1
+    return frames / max(sum(stages) / cores, max(stages))
 
 
 def realtime(figures: dict) -> bool:
@@ -169,7 +172,7 @@ def main() -> None:
         results["speedup_same_work"] = round(same_work / naive, 2)
         results["speedup_default"] = round(fps_default / naive, 2)
         results["work"] = {"frames": n_frames, "naive_faces": naive_faces, "same_work_verdicts": same_done["verdicts"],
-                           "default_verdicts": work["verdicts"], "default_scored": work["scored"]}  # fmt: skip
+                           "default_verdicts": work["verdicts"], "default_scored": work["scored"], "default_face_frames": work["face_frames"]}  # fmt: skip
 
     # 4. live 360p30 RTSP streams: the most sustained in real time, the default against BEFORE, and what each costs
     seconds = 4.0 if quick else 15.0
@@ -222,7 +225,8 @@ def table(r: dict) -> str:
         ("faces fps, BlazeFace / MTCNN (by batch)", f"{json.dumps(c['faces_fps_by_batch'])} / {json.dumps(c['mtcnn_fps_by_batch'])}"),
         *[(f"{n} crops/s by backend (batch 1 / 4)", json.dumps(v)) for n, v in c["crops_per_s_by_backend"].items()],
         ("pipeline fps (default config) / before (MTCNN, torch, every frame scored)", f"{r['pipeline_fps']} / {r['pipeline_fps_before']}"),
-        ("efficiency at the batch sizes formed (target >= 0.85)", f"{r['efficiency']} (bound {r['bound_fps']} fps; batches {json.dumps(r['batch_histogram'])})"),
+        ("efficiency at the batch sizes formed, stages sharing the cores (target >= 0.85)",
+         f"{r['efficiency']} (bound {r['bound_fps']} fps; batches {json.dumps(r['batch_histogram'])})"),
         ("efficiency, old best-batch bound", f"{r['efficiency_best_batch']} (bound {r['bound_fps_best_batch']} fps, scaled by the share scored)"),
         ("naive fps", r["naive_fps"]),
         ("speedup, same work (target >= 1.3)", r["speedup_same_work"]),
