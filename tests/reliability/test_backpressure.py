@@ -11,7 +11,6 @@ import time
 import numpy as np
 import psutil
 import pytest
-from torch import nn
 
 from pipeline.monitoring.keys import Count, Subject
 from pipeline.runtime.runtime import Runtime
@@ -22,16 +21,14 @@ pytestmark = pytest.mark.weights
 RUN_S = 12.0
 
 
-class Slowed(nn.Module):
-    """The real model behind a fixed delay per batch."""
+def slowed(score_crops, delay_s: float):
+    """The real detector (whichever backend runs it) behind a fixed delay per batch."""
 
-    def __init__(self, inner: nn.Module, delay_s: float):
-        super().__init__()
-        self.inner, self.delay_s = inner, delay_s
+    def slow(items):
+        time.sleep(delay_s)
+        return score_crops(items)
 
-    def forward(self, x):
-        time.sleep(self.delay_s)
-        return self.inner(x)
+    return slow
 
 
 def run(runtime: Runtime, seconds: float) -> tuple[list[int], float]:
@@ -81,7 +78,7 @@ def test_a_stuck_sink_costs_the_others_nothing(weights_dir, face_clip, figures):
 def test_a_detector_ten_times_slower_than_the_frames(weights_dir, face_clip, figures):
     config = make_config(weights_dir, [{"id": "cam", "url": str(face_clip), "pace": "realtime", "loop": True}])
     detectors = load_detectors(config)
-    detectors["meso4"].module = Slowed(detectors["meso4"].module, delay_s=10 / 30)
+    detectors["meso4"].score_crops = slowed(detectors["meso4"].score_crops, delay_s=10 / 30)
     timed = MemorySink("timed")
     runtime = Runtime(config, detectors, [timed])
     rss, stop_s = run(runtime, RUN_S)
