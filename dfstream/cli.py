@@ -1,4 +1,5 @@
-"""The ``dfstream`` command: run, serve, check, db upgrade, users add, models (list, pull, verify), eval, calibrate."""
+"""The ``dfstream`` command: run, serve, check, ray (apply, status, down), db upgrade, users add, models (list, pull, verify), eval,
+calibrate."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     commands = {"check": _check, "run": _run, "serve": _serve, "db": _db, "users": _users, "annotate": _annotate, "eval": _eval,
-                "calibrate": _calibrate, "models": _models}  # fmt: skip
+                "calibrate": _calibrate, "models": _models, "ray": _ray}  # fmt: skip
     try:
         return commands[args.command](args)
     except DfstreamError as exc:
@@ -45,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         config_arguments(command)
         if name != "check":
+            command.add_argument("--offline", action="store_true", help="never download weights")
+
+    ray = commands.add_parser("ray", help="the streams of a config on a Ray cluster (runtime.engine: ray)")
+    ray_cmd = ray.add_subparsers(dest="ray_command", required=True)
+    for name, text in (("apply", "deploy the models and make the running streams those of the config; leave them running"),
+                       ("status", "each stream actor: state, node, frames, verdicts"),
+                       ("down", "stop the streams (their sinks drained) and remove the deployments")):  # fmt: skip
+        command = ray_cmd.add_parser(name, help=text)
+        config_arguments(command)
+        if name == "apply":
             command.add_argument("--offline", action="store_true", help="never download weights")
 
     db = commands.add_parser("db", help="the service's database")
@@ -116,7 +127,26 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from dfstream.wiring import run
 
-    run(_load(args), args.offline, lambda text: print(text, file=sys.stderr), args.config)
+    run(_load(args), args.offline, lambda text: print(text, file=sys.stderr), args.config, reload=lambda: _load(args))
+    return 0
+
+
+def _ray(args: argparse.Namespace) -> int:
+    import json
+
+    from dfstream.wiring import ray_engine
+
+    config = _load(args)
+    if config.runtime.engine != "ray":
+        raise ConfigError(f"{args.config}: runtime.engine is {config.runtime.engine!r}; dfstream ray needs runtime: {{engine: ray}}")
+    engine = ray_engine(config, getattr(args, "offline", False), lambda text: print(text, file=sys.stderr))
+    if args.ray_command == "apply":
+        engine.deploy()
+        engine.apply()
+    elif args.ray_command == "down":
+        engine.down()
+    for line in engine.status():
+        print(json.dumps(line))
     return 0
 
 

@@ -1,6 +1,6 @@
 """The configuration file: YAML → validated models that mirror its sections.
 
-    streams, faces, detectors, ensemble, smoothing, sinks, monitoring, api
+    streams, faces, detectors, ensemble, smoothing, sinks, monitoring, api, runtime
 
 ``${NAME}`` (or ``${NAME:-default}``) in any string is replaced from the environment, so secrets
 stay out of the file. ``--set a.b.0.c=value`` overrides a value (parsed as YAML). Errors name
@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
+from dfstream.engine import RuntimeSection
 from pipeline.errors import ConfigError
 from pipeline.models.weights import load_manifest
 from pipeline.runtime.config import RuntimeConfig
@@ -34,10 +35,20 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class DfstreamConfig(RuntimeConfig):
     """The whole file: the runtime's sections, the sinks that tell the world, and the HTTP service
-    (used by `dfstream serve`, and for its database by a store sink under `dfstream run`)."""
+    (used by `dfstream serve`, and for its database by a store sink under `dfstream run`), and the
+engine that runs it all (local, or a Ray cluster)."""
 
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    runtime: RuntimeSection = Field(default_factory=RuntimeSection)
+
+    @model_validator(mode="after")
+    def _known_deployments(self) -> DfstreamConfig:
+        names = {d.name for d in self.detectors}
+        for name in self.runtime.deployments:
+            if name not in names:
+                raise ValueError(f"runtime.deployments.{name}: no detector named {name!r} (have {', '.join(sorted(names))})")
+        return self
 
 
 # ---- loading -----------------------------------------------------------------------------------

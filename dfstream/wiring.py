@@ -42,14 +42,20 @@ def _stop_on_signals(*actions: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, lambda: [action() for action in actions])
 
 
-def _store_sink(config: DfstreamConfig, monitor: PerformanceMonitor, engine) -> StoreSink:  # type: ignore[no-untyped-def]
+def store_sink(config: DfstreamConfig, monitor: PerformanceMonitor, engine) -> StoreSink:  # type: ignore[no-untyped-def]
     from service.db.events import DatabaseEventWriter
 
     return StoreSink(config.sinks.store or StoreConfig(), DatabaseEventWriter(engine), monitor)
 
 
-def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG") -> None:
-    """Judge every stream until they end or SIGINT / SIGTERM."""
+def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG",
+        reload: Callable[[], DfstreamConfig] | None = None) -> None:  # fmt: skip
+    """Judge every stream until they end or SIGINT / SIGTERM (on the engine ``runtime`` names;
+    under Ray, SIGHUP applies ``reload()``)."""
+    if config.runtime.engine == "ray":
+        engine = ray_engine(config, offline, say)
+        engine.run(reload)
+        return
     detectors = load_detectors(config, offline, say)
     engine = None
     if config.sinks.store is not None:  # events into the api section's database, without the API
@@ -64,7 +70,7 @@ def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None
         tap = LiveTap()
         sinks: list[Sink] = build_sinks(config.sinks, monitor, tap, [s.id for s in config.streams])
         if engine is not None:
-            sinks.append(_store_sink(config, monitor, engine))
+            sinks.append(store_sink(config, monitor, engine))
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
         _stop_on_signals(runtime.stop.set)
         await runtime.run()
@@ -74,6 +80,16 @@ def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None
     finally:
         if exporter is not None:
             exporter.close()
+
+
+def ray_engine(config: DfstreamConfig, offline: bool, say: Callable[[str], None]):  # noqa: ANN201
+    """Connected to the cluster ``runtime.address`` names."""
+    try:
+        from dfstream.ray.engine import RayEngine, connect
+    except ImportError as exc:
+        raise ConfigError(f"runtime.engine ray: Ray is not installed ({exc.name}): pip install 'dfstream[ray]'") from None
+    connect(config)
+    return RayEngine(config, offline, say)
 
 
 def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG") -> None:
@@ -88,6 +104,9 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
     from service.feed import FeedSink
     from service.retention import keep
 
+    if config.runtime.engine == "ray":
+        raise ConfigError("runtime.engine: dfstream serve runs its streams on the local engine; on Ray run them with "
+                          "`dfstream ray apply` (their store sinks fill the same database) and serve the API beside them")  # fmt: skip
     api = config.api
     engine = make_engine(api.database_url)
     say(prepare(engine, config_path))
@@ -102,7 +121,7 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
     async def supervise() -> None:
         feed, tap = FeedSink(monitor, api.feed_queue), LiveTap()
         streams = [s.id for s in config.streams]
-        sinks: list[Sink] = [*build_sinks(config.sinks, monitor, tap, streams), feed, _store_sink(config, monitor, engine)]
+        sinks: list[Sink] = [*build_sinks(config.sinks, monitor, tap, streams), feed, store_sink(config, monitor, engine)]
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
         sessions = sessionmaker(engine, expire_on_commit=False)
         thresholds = (config.smoothing.enter, config.smoothing.leave)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.live import LiveTap
+from pipeline.runtime.numbering import Numbering
 from pipeline.runtime.sink import Sink
 
 from .config import SinksConfig
@@ -14,14 +15,17 @@ from .store import EventRecord, EventWriter, StoreConfig, StoreSink
 from .video import VideoConfig, VideoSink
 
 
-def build_sinks(config: SinksConfig, monitor: PerformanceMonitor, tap: LiveTap, streams: list[str]) -> list[Sink]:
+def build_sinks(
+    config: SinksConfig, monitor: PerformanceMonitor, tap: LiveTap, streams: list[str], numbering: Numbering | None = None
+) -> list[Sink]:
     """The sinks the config asks for (Prometheus is not one: it reads the monitor; the store needs
-    a database writer, which the composition root adds). The video sink reads ``tap``."""
+    a database writer, which the composition root adds). The video sink reads ``tap``; MQTT
+    numbers its messages with ``numbering``."""
     sinks: list[Sink] = []
     if config.jsonl is not None:
         sinks.append(JsonlSink(config.jsonl))
     if config.mqtt is not None:
-        sinks.append(MqttSink(config.mqtt, monitor))
+        sinks.append(MqttSink(config.mqtt, monitor, numbering))
     if config.video is not None:
         sinks.append(VideoSink(config.video, monitor, tap, streams))
     return sinks

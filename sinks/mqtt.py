@@ -44,6 +44,7 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Alert, Event, StreamState, StreamStatus, Verdict
+from pipeline.runtime.numbering import Counting, Numbering
 from stream.config import StrictModel
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ class MqttMessage:
 class MqttSink:
     name = "mqtt"
 
-    def __init__(self, config: MqttConfig, monitor: PerformanceMonitor | None = None):
+    def __init__(self, config: MqttConfig, monitor: PerformanceMonitor | None = None, numbering: Numbering | None = None):
+        """``numbering``: where each stream's ``seq`` comes from (from 1 unless it outlives this sink, as under Ray)."""
         self.config = config
         self.monitor = monitor or PerformanceMonitor()
         self._username = os.environ.get("DFSTREAM_MQTT_USERNAME") or None
@@ -119,7 +121,8 @@ class MqttSink:
         self._numbers = itertools.count(1)
         self._task: asyncio.Task | None = None
         self._streams: set[str] = set()
-        self._verdict_seq: dict[str, int] = {}
+        self._numbering = numbering or Counting()
+        self._verdict_seq: dict[str, int] = {}  # the last made per stream
         self._last_verdict: dict[tuple[str, int], tuple[float, str]] = {}
         self._rng = random.Random()
         self.monitor.set_gauge(SERIES, Gauge.OUTBOX_CAPACITY, config.outbox_capacity)
@@ -146,7 +149,7 @@ class MqttSink:
         elif isinstance(event, Verdict):
             self._see_stream(event.stream)
             if self._due(event):
-                seq = self._verdict_seq[event.stream] = self._verdict_seq.get(event.stream, 0) + 1
+                seq = self._verdict_seq[event.stream] = self._numbering.next(f"{event.stream}/mqtt")
                 payload = {**event.to_dict(), "seq": seq, "verdict_seq": event.seq}
                 self._enqueue(f"{p}/{event.stream}/verdict", payload, retain=False, expires=True)
         elif isinstance(event, Alert):

@@ -226,12 +226,13 @@ class EnsembleSection(StrictModel):
 
 
 def build_ensemble(
-    section: EnsembleSection, configs: Sequence[DetectorConfig], detectors: Mapping[str, BaseDetector]
+    section: EnsembleSection, configs: Sequence[DetectorConfig], detectors: Mapping[str, BaseDetector] | None
 ) -> EnsembleManager:
     """The ensemble a config describes, over loaded detectors: ``dfstream run`` and ``dfstream eval``
-    both build it here."""
+    both build it here. ``detectors`` None: the detectors run elsewhere (Ray Serve) and this
+    ensemble only fuses their answers, with the configured weights and calibration."""
     ensemble = EnsembleManager(section.to_ensemble_config(configs))
-    for dc in configs:
+    for dc in configs if detectors is not None else ():
         ensemble.add_model(dc.name, detectors[dc.name])
     if section.calibration:
         ensemble.load_calibration(section.calibration)

@@ -73,7 +73,7 @@ class FaceDetector:
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Faces in each full-resolution RGB image, boxes in full-resolution pixels."""
-        scaled = [self._downscale(image) for image in images]
+        scaled = [downscale(image, self.config.detect_max_side) for image in images]
         with self._lock:
             if self._blazeface is None:
                 return self._with_mtcnn(scaled)
@@ -97,14 +97,6 @@ class FaceDetector:
                 results[i] = self._from_mtcnn(b, p, scaled[i][1])
         return [results[i] for i in range(len(scaled))]
 
-    def _downscale(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        side, limit = max(image.shape[:2]), self.config.detect_max_side
-        if limit is None or side <= limit:
-            return image, 1.0
-        factor = limit / side
-        size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
-
     def _from_mtcnn(self, boxes: object, probs: object, factor: float) -> Detections:
         if boxes is None:
             return Detections.empty()
@@ -119,3 +111,14 @@ class FaceDetector:
         xyxy = xyxy / factor
         order = np.argsort(-(xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]))[: self.config.max_faces]
         return Detections(xyxy[order], scores[order])
+
+
+def downscale(image: np.ndarray, limit: int | None) -> tuple[np.ndarray, float]:
+    """``image`` shrunk so its longest side is at most ``limit`` (never enlarged), and the factor used:
+    faces are found on this copy, and a remote face finder is sent only this copy."""
+    side = max(image.shape[:2])
+    if limit is None or side <= limit:
+        return image, 1.0
+    factor = limit / side
+    size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor

@@ -202,21 +202,26 @@ def _longest_side_pad(array: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def crop_with_margin(array: np.ndarray, box: Box, margin: float, rounding: str = "outward") -> np.ndarray:
     """Crop ``box`` grown by ``margin`` x its width/height on each side, clamped to the image."""
-    height, width = array.shape[:2]
-    if rounding == "integer":
-        x1, y1, x2, y2 = (int(v) for v in box)
-        pad_w, pad_h = int((x2 - x1) * margin + 1e-9), int((y2 - y1) * margin + 1e-9)  # 1e-9: 99 * (1/3) is 32.999...
-        left, top, right, bottom = max(0, x1 - pad_w), max(0, y1 - pad_h), min(width, x2 + pad_w), min(height, y2 + pad_h)
-    else:
-        x1, y1, x2, y2 = box
-        w, h = x2 - x1, y2 - y1
-        left = int(max(0, np.floor(x1 - margin * w)))
-        top = int(max(0, np.floor(y1 - margin * h)))
-        right = int(min(width, np.ceil(x2 + margin * w)))
-        bottom = int(min(height, np.ceil(y2 + margin * h)))
+    left, top, right, bottom = margin_window(array.shape[:2], box, margin, rounding)
     if right - left < 2 or bottom - top < 2:
         return array
     return array[top:bottom, left:right]
+
+
+def margin_window(shape: tuple[int, ...], box: Box, margin: float, rounding: str = "outward") -> tuple[int, int, int, int]:
+    """The pixels (left, top, right, bottom) that ``crop_with_margin`` cuts from an image of ``shape``."""
+    height, width = shape[:2]
+    if rounding == "integer":
+        x1, y1, x2, y2 = (int(v) for v in box)
+        pad_w, pad_h = int((x2 - x1) * margin + 1e-9), int((y2 - y1) * margin + 1e-9)  # 1e-9: 99 * (1/3) is 32.999...
+        return max(0, x1 - pad_w), max(0, y1 - pad_h), min(width, x2 + pad_w), min(height, y2 + pad_h)
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    left = int(max(0, np.floor(x1 - margin * w)))
+    top = int(max(0, np.floor(y1 - margin * h)))
+    right = int(min(width, np.ceil(x2 + margin * w)))
+    bottom = int(min(height, np.ceil(y2 + margin * h)))
+    return left, top, right, bottom
 
 
 def reduce_noise(array: np.ndarray, strength: float) -> np.ndarray:

@@ -164,3 +164,48 @@ class MetricStore:
         if series is None:
             series = self._series[subject] = _Series(history=self.history)
         return series
+
+
+# gauges that say whether something is well: the merged value is the worst (every MQTT client
+# connected, every runtime's models ready); the others (queue depths, capacities, viewers) add up
+_WORST_OF = frozenset({Gauge.UP, Gauge.CONNECTED, Gauge.MODELS_READY, Gauge.OUTPUT_UP})
+
+
+def merge_snapshots(groups: list[list[SeriesSnapshot]]) -> list[SeriesSnapshot]:
+    """Several monitors' snapshots (one list per process: the Ray engine's actors and replicas)
+    as one: a subject seen in several adds its totals and histograms; its gauges add up, except the
+    well-or-not ones, which take the worst; its event windows are joined (percentiles stay right;
+    each process's times are its own clock)."""
+    merged: dict[Subject, SeriesSnapshot] = {}
+    for group in groups:
+        for s in group:
+            m = merged.get(s.subject)
+            if m is None:
+                merged[s.subject] = s
+                continue
+            counters = dict(m.counters)
+            for key, value in s.counters.items():
+                counters[key] = counters.get(key, 0) + value
+            gauges = dict(m.gauges)
+            for key, value in s.gauges.items():
+                gauges[key] = value if key not in gauges else (min(gauges[key], value) if key[0] in _WORST_OF else gauges[key] + value)
+            merged[s.subject] = SeriesSnapshot(
+                subject=s.subject,
+                calls=m.calls + s.calls,
+                items=m.items + s.items,
+                successes=m.successes + s.successes,
+                failures=m.failures + s.failures,
+                confusion={k: m.confusion.get(k, 0) + s.confusion.get(k, 0) for k in {*m.confusion, *s.confusion}},
+                counters=counters,
+                gauges=gauges,
+                events=tuple(sorted(m.events + s.events)),
+                latency=_add_histograms(m.latency, s.latency),
+                sizes=_add_histograms(m.sizes, s.sizes),
+            )
+    return list(merged.values())
+
+
+def _add_histograms(a: Histogram, b: Histogram) -> Histogram:
+    if a.bounds != b.bounds:
+        raise ValueError(f"histograms with different bounds cannot be added: {a.bounds} and {b.bounds}")
+    return Histogram(a.bounds, tuple(x + y for x, y in zip(a.cumulative, b.cumulative)), a.total + b.total)

@@ -4,7 +4,9 @@
                                    │ faces batcher (all streams)   │ one batcher per detector (all streams)
 
 The runtime owns what streams share (the face batcher, one batcher per detector, the ensemble, the
-sinks' outboxes) and offers it to each ``StreamWorker`` through the ``Judges`` interface.
+sinks' outboxes) and offers it to each ``StreamWorker`` through the ``Judges`` interface. Faces
+and crops reach their backends only through ``submit(...)`` (``backends.py``): in-process batchers
+here, Ray Serve deployments when the Ray engine runs one stream's runtime in an actor.
 Everything numeric goes to the PerformanceMonitor, which Prometheus reads.
 """
 
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import numpy as np
@@ -24,14 +27,14 @@ from pipeline.models.detector import BaseDetector
 from pipeline.models.faces import FaceDetector
 from pipeline.monitoring.keys import FACES, FACES_TO_SCORES, RUNTIME, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
+from pipeline.runtime.backends import Backends, BackendsFactory, Crop
 from pipeline.runtime.batching import Batcher
 from pipeline.runtime.config import RuntimeConfig
 from pipeline.runtime.events import Alert, Event
 from pipeline.runtime.live import LiveTap
+from pipeline.runtime.numbering import Counting, Numbering
 from pipeline.runtime.sink import Outbox, Sink
 from pipeline.runtime.worker import Box, FaceScores, StreamWorker
-
-Crop = tuple[np.ndarray, Box]
 
 
 def share_cpu_threads(workers: int) -> None:
@@ -53,35 +56,35 @@ class Runtime:
         monitor: PerformanceMonitor | None = None,
         face_detector: FaceDetector | None = None,
         tap: LiveTap | None = None,
+        backends: BackendsFactory | None = None,
+        numbering: Numbering | None = None,
     ):
+        """``detectors`` and ``face_detector`` run here, in batchers, unless ``backends`` says where
+        they run instead (then ``detectors`` is empty and the ensemble only fuses)."""
         self.config = config
         self.detectors = detectors
         self.monitor = monitor or PerformanceMonitor(config.monitoring)
-        self.monitor.set_gauge(RUNTIME, Gauge.MODELS_READY, len(detectors))
-        self.ensemble = build_ensemble(config.ensemble, config.detectors, detectors)
-        self.face_detector = face_detector or FaceDetector(config.faces)
+        self.monitor.set_gauge(RUNTIME, Gauge.MODELS_READY, len(detectors) if backends is None else 0)
+        self.ensemble = build_ensemble(config.ensemble, config.detectors, detectors if backends is None else None)
+        self.face_detector = face_detector if face_detector is not None or backends is not None else FaceDetector(config.faces)
+        self._open_backends = backends or self._local_backends
+        self.numbering = numbering or Counting()
         self.outboxes = [Outbox(s, config.sinks.outbox_capacity, self._sink_dropped) for s in sinks]
         self.stop = asyncio.Event()
         self.tap = tap or LiveTap()  # the live view: frames are handed over only while someone watches
         self.workers = [
-            StreamWorker(sc, config.faces, config.judge, config.smoothing, self, self.monitor, self.stop, self.tap) for sc in config.streams
+            StreamWorker(sc, config.faces, config.judge, config.smoothing, self, self.monitor, self.stop, self.tap, self.numbering)
+            for sc in config.streams
         ]
-        self._faces: Batcher[np.ndarray, Detections] | None = None
-        self._batchers: dict[str, Batcher[Crop, float]] = {}
+        self._backends: Backends | None = None
+        self._batchers: dict[str, Batcher[Crop, float]] = {}  # the local ones, for benchmarks
 
     async def run(self) -> None:
         """Until every stream has ended or ``stop`` is set; then drain and flush the sinks."""
         for outbox in self.outboxes:
             await outbox.start()
-        fc = self.config.faces
-        async with contextlib.AsyncExitStack() as stack:
-            self._faces = await stack.enter_async_context(
-                Batcher("faces", self.face_detector.detect, fc.max_batch, fc.max_wait_ms, self._observe_faces)
-            )
-            for dc in self.config.detectors:
-                self._batchers[dc.name] = await stack.enter_async_context(
-                    Batcher(dc.name, self.detectors[dc.name].score_crops, dc.max_batch, dc.max_wait_ms, self._observe_model)
-                )
+        async with self._open_backends() as backends:
+            self._backends = backends
             alerts = asyncio.create_task(self._alerts(), name="dfstream.alerts")
             try:
                 await asyncio.gather(*(w.run() for w in self.workers))
@@ -95,17 +98,33 @@ class Runtime:
             if n:
                 self.monitor.count(Subject.sink(outbox.sink.name), Count.EVENTS_DROPPED, n, reason="shutdown")
 
+    @contextlib.asynccontextmanager
+    async def _local_backends(self) -> AsyncIterator[Backends]:
+        fc = self.config.faces
+        assert self.face_detector is not None
+        async with contextlib.AsyncExitStack() as stack:
+            faces = await stack.enter_async_context(
+                Batcher("faces", self.face_detector.detect, fc.max_batch, fc.max_wait_ms, self._observe_faces)
+            )
+            for dc in self.config.detectors:
+                self._batchers[dc.name] = await stack.enter_async_context(
+                    Batcher(dc.name, self.detectors[dc.name].score_crops, dc.max_batch, dc.max_wait_ms, self._observe_model)
+                )
+            yield Backends(faces, dict(self._batchers))
+
     # ---- Judges: what every StreamWorker gets ------------------------------------------------------
     async def find_faces(self, image: np.ndarray) -> Detections:
-        assert self._faces is not None, "find_faces outside run()"
-        return await self._faces.submit(image)
+        assert self._backends is not None, "find_faces outside run()"
+        return await self._backends.faces.submit(image)
 
     async def score_faces(self, image: np.ndarray, boxes: list[Box]) -> list[FaceScores]:
         """Every model's P(fake) for every face; a model that fails one face is counted and named."""
         started = time.monotonic()
-        names = list(self._batchers)
+        assert self._backends is not None, "score_faces outside run()"
+        models = self._backends.models
+        names = list(models)
         answers = await asyncio.gather(
-            *(asyncio.gather(*(self._batchers[n].submit((image, box)) for n in names), return_exceptions=True) for box in boxes)
+            *(asyncio.gather(*(models[n].submit((image, box)) for n in names), return_exceptions=True) for box in boxes)
         )
         faces = []
         for per_model in answers:

@@ -24,6 +24,7 @@ from pipeline.monitoring.keys import DECODE_TO_FACES, END_TO_END, Count, Gauge, 
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict, stream_label
 from pipeline.runtime.live import Face, LiveTap, Shot
+from pipeline.runtime.numbering import Counting, Numbering
 from stream import Frame, Source, SourceCount, SourceStatus, StreamConfig
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class StreamWorker:
         monitor: PerformanceMonitor,
         stop: asyncio.Event,
         tap: LiveTap | None = None,
+        numbering: Numbering | None = None,
     ):
         self.config = config
         self.tap = tap
@@ -144,7 +146,8 @@ class StreamWorker:
         self.tracker = IouTracker(faces.iou_threshold, faces.max_missed)
         self.tracks: dict[int, TrackState] = {}
         self.state: tuple[str, dict[int, str]] | None = None  # the label and the tracks' labels last published
-        self.verdict_seq = 0
+        self.numbering = numbering or Counting()
+        self.seq_key = f"{config.id}/verdicts"
         self.frames_seen = 0
         self.live = config.live
         self.rare = RareLog()
@@ -231,12 +234,11 @@ class StreamWorker:
         smoother = track.smoother if track is not None else TrackSmoother(self.smoothing)
         smoothed = smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
         latency = time.monotonic() - frame.arrival_mono
-        self.verdict_seq += 1
         now = time.time()
         verdict = Verdict(
             stream=self.config.id,
             track_id=track_id,
-            seq=self.verdict_seq,
+            seq=self.numbering.next(self.seq_key),
             ts=now,
             frame_seq=frame.seq,
             frame_pts=frame.pts,
@@ -263,10 +265,9 @@ class StreamWorker:
     def _carry(self, frame: Frame, track: TrackState, box: Box, faces: int) -> None:
         """The track's last scored verdict, at this frame and where its face is now."""
         latency = time.monotonic() - frame.arrival_mono
-        self.verdict_seq += 1
         last = track.verdict
         verdict = dataclasses.replace(
-            last, seq=self.verdict_seq, ts=time.time(), frame_seq=frame.seq, frame_pts=frame.pts, bbox=box,
+            last, seq=self.numbering.next(self.seq_key), ts=time.time(), frame_seq=frame.seq, frame_pts=frame.pts, bbox=box,
             faces_in_frame=faces, latency_ms=round(latency * 1000.0, 2), scored=False,
             image=frame.image if last.label == "fake" else None,
         )  # fmt: skip

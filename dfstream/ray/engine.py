@@ -1,0 +1,212 @@
+"""The driver's side of the Ray engine: connect, deploy the models, apply the streams, watch, remove.
+
+``dfstream run`` with ``runtime.engine: ray`` deploys, applies and watches until the streams end or
+SIGINT / SIGTERM, then removes what it made; SIGHUP re-reads the config file and applies it (streams
+added, removed or changed, the others untouched). ``dfstream ray apply`` leaves everything running
+(detached actors) and returns; ``dfstream ray down`` removes it; ``dfstream ray status`` lists it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray import serve
+
+from dfstream.config import DfstreamConfig
+from dfstream.ray import metrics, numbers, serving
+from dfstream.ray.streams import PREFIX, StreamActor, actor_name, digest, stream_config
+from pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+QUIET = {"log_level": "WARNING", "enable_access_log": False}  # not a log line per call
+UNPLACED_S = 30.0  # a stream actor not answering this long after its start is reported as not placed
+
+
+def connect(config: DfstreamConfig) -> None:
+    """To the cluster ``runtime.address`` names; ``local`` starts a one-node cluster here that
+    advertises what the config asks for (as the local engine, it shares this machine's cores)."""
+    rt = config.runtime
+    if ray.is_initialized():
+        return
+    local: dict[str, Any] = {}
+    if rt.address == "local":
+        n = len(config.streams)
+        asked = rt.faces.num_cpus * rt.faces.max_replicas + n * rt.streams.num_cpus + sum(
+            s.num_cpus * s.max_replicas for s in (rt.deployments.get(d.name, rt.detectors) for d in config.detectors))
+        resources: dict[str, float] = {}
+        for section, count in [(rt.streams, n), (rt.faces, rt.faces.max_replicas)] + [
+                (rt.deployments.get(d.name, rt.detectors), rt.deployments.get(d.name, rt.detectors).max_replicas) for d in config.detectors]:
+            for key, value in section.resources.items():
+                resources[key] = resources.get(key, 0.0) + value * count
+        local = {"num_cpus": max(os.cpu_count() or 1, math.ceil(asked)), "resources": resources}
+    try:
+        ray.init(address=None if rt.address == "local" else rt.address, namespace=rt.namespace, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING, **local)  # fmt: skip
+    except ConnectionError as exc:
+        raise ConfigError(f"runtime.address: no Ray cluster at {rt.address!r}: {exc}") from None
+
+
+class RayEngine:
+    def __init__(self, config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print):
+        self.config = config
+        self.offline = offline
+        self.say = say
+
+    @property
+    def namespace(self) -> str:
+        return self.config.runtime.namespace
+
+    # ---- deploy -------------------------------------------------------------------------------------
+    def deploy(self) -> None:
+        """The face finder and every detector as Serve applications (updated in place when their
+        config changed), the number keeper, and the metrics hub where a Prometheus sink is configured."""
+        rt, config = self.config.runtime, self.config
+        numbers.keeper(self.namespace)
+        if config.sinks.prometheus is not None:
+            self._hub()
+        serve.start(proxy_location="Disabled")  # nothing here is reached over Serve's HTTP
+        started = time.monotonic()
+        serve.run(serving.face_app(config.faces, rt.faces, self.namespace, rt.metrics_interval_s), name=serving.FACES_APP,
+                  route_prefix=None, blocking=False, logging_config=QUIET)  # fmt: skip
+        for dc in config.detectors:
+            section = rt.deployments.get(dc.name, rt.detectors)
+            serve.run(serving.scorer_app(dc, section, self.offline, self.namespace, rt.metrics_interval_s), name=serving.detector_app(dc.name),
+                      route_prefix=None, blocking=False, logging_config=QUIET)  # fmt: skip
+        self.say(f"ray: faces and {len(config.detectors)} detector deployments running ({time.monotonic() - started:.1f} s)")
+        for app in serve.status().applications:  # a detector no longer in the config
+            if app.startswith(serving.detector_app("")) and app not in self._apps():
+                serve.delete(app)
+
+    def _hub(self):  # noqa: ANN202
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        prom = self.config.sinks.prometheus
+        assert prom is not None
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)  # the driver's node, as local
+        hub = metrics.MetricsHub.options(name=metrics.HUB, namespace=self.namespace, lifetime="detached", get_if_exists=True,
+                                         scheduling_strategy=here).remote(prom.host, prom.port, self.config.monitoring.model_dump(mode="json"),
+                                                                          self.config.runtime.metrics_interval_s)  # fmt: skip
+        host, port = ray.get(hub.address.remote())
+        self.say(f"ray: metrics on http://{prom.host if prom.host not in ('0.0.0.0', '::') else host}:{port}/metrics")
+        return hub
+
+    def _apps(self) -> set[str]:
+        return {serving.FACES_APP, *(serving.detector_app(d.name) for d in self.config.detectors)}
+
+    # ---- streams ------------------------------------------------------------------------------------
+    def running(self) -> dict[str, Any]:
+        """The stream actors of this namespace, by stream id."""
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a.get("namespace") == self.namespace]
+        return {n.removeprefix(PREFIX): ray.get_actor(n, namespace=self.namespace) for n in names if n.startswith(PREFIX)}
+
+    def apply(self) -> dict[str, list[str]]:
+        """Make the running streams those of the config: start the new ones, stop the removed
+        ones, restart the changed ones; the others are not touched."""
+        wanted = {s.id: stream_config(self.config, s.id) for s in self.config.streams}
+        running = self.running()
+        digests = dict(zip(running, ray.get([a.status.remote() for a in running.values()]))) if running else {}
+        changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "kept": []}
+        for sid, actor in running.items():
+            if sid not in wanted:
+                self._remove(sid, actor)
+                changes["removed"].append(sid)
+            elif digests[sid]["digest"] != digest(wanted[sid]):
+                self._remove(sid, actor)
+                changes["changed"].append(sid)
+            else:
+                changes["kept"].append(sid)
+        for sid, data in wanted.items():
+            if sid not in changes["kept"]:
+                self._start(sid, data)
+                if sid not in changes["changed"]:
+                    changes["added"].append(sid)
+        self.say("ray: streams " + ", ".join(f"{k} {v}" for k, v in changes.items() if v))
+        return changes
+
+    def _start(self, sid: str, data: dict[str, Any]) -> None:
+        section = self.config.runtime.streams
+        StreamActor.options(
+            name=actor_name(sid), namespace=self.namespace, lifetime="detached", max_restarts=section.max_restarts,
+            num_cpus=section.num_cpus, resources=dict(section.resources), scheduling_strategy=section.strategy,
+        ).remote(data, self.namespace)  # fmt: skip
+
+    def _remove(self, sid: str, actor, timeout_s: float = 10.0) -> None:  # noqa: ANN001
+        try:
+            ray.get(actor.stop.remote(timeout_s), timeout=timeout_s + 5)
+        except Exception as exc:  # dead or hung: it goes anyway
+            log.warning("stream %s: did not stop cleanly: %s", sid, exc)
+        ray.kill(actor, no_restart=True)
+
+    def status(self) -> list[dict[str, Any]]:
+        running = self.running()
+        answers = []
+        for sid, actor in sorted(running.items()):
+            try:
+                answers.append(ray.get(actor.status.remote(), timeout=10))
+            except Exception as exc:
+                answers.append({"stream": sid, "state": "unreachable", "error": f"{type(exc).__name__}: {exc}"})
+        return answers
+
+    def down(self) -> None:
+        """Stop every stream (draining its sinks), then remove the deployments and the helpers."""
+        for sid, actor in self.running().items():
+            self._remove(sid, actor)
+        for app in self._apps():
+            try:
+                serve.delete(app)
+            except Exception as exc:
+                log.warning("%s: %s", app, exc)
+        for name in (metrics.HUB, numbers.KEEPER):
+            try:
+                ray.kill(ray.get_actor(name, namespace=self.namespace), no_restart=True)
+            except ValueError:
+                pass
+
+    # ---- dfstream run -------------------------------------------------------------------------------
+    def run(self, reload: Callable[[], DfstreamConfig] | None = None) -> None:
+        """Until every stream has ended (files) or SIGINT / SIGTERM; SIGHUP applies ``reload()``."""
+        stop, hup = threading.Event(), threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if reload is not None:
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: hup.set())
+        try:
+            self.deploy()
+            self.apply()
+            started, told = time.monotonic(), False
+            while not stop.wait(1.0):
+                if hup.is_set():
+                    hup.clear()
+                    try:
+                        assert reload is not None
+                        self.config = reload()
+                        self.deploy()
+                        self.apply()
+                    except ConfigError as exc:
+                        self.say(f"ray: reload refused, the running streams are unchanged: {exc}")
+                statuses = self.status()
+                if statuses and all(s["state"] in ("ended", "failed") for s in statuses):
+                    break
+                if not told and time.monotonic() - started > UNPLACED_S:
+                    told = True
+                    for s in statuses:
+                        if s["state"] == "unreachable":
+                            section = self.config.runtime.streams
+                            self.say(f"ray: stream {s['stream']} is not running yet: no node has num_cpus {section.num_cpus} and "
+                                     f"resources {section.resources} free, or its node is lost")  # fmt: skip
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for s in self.status():
+                if s.get("error"):
+                    self.say(f"ray: stream {s['stream']}: {s['error']}")
+            self.down()
+

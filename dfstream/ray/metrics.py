@@ -1,0 +1,110 @@
+"""One /metrics for the whole cluster: every stream actor and Serve replica reports its monitor's
+numbers to a detached hub actor (``dfstream.metrics``) every ``runtime.metrics_interval_s``; the
+hub serves them merged through the same exporter as the local engine, so the Prometheus families,
+the alert rules and the Grafana dashboard are the same on both engines.
+
+A source not heard from for ``STALE`` intervals (its actor died) is dropped: its counters leave
+with it, and a restarted actor starts its own from 0, which Prometheus' ``rate()`` reads as a reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import ray
+
+from pipeline.monitoring.keys import Gauge, Labels, Subject
+from pipeline.monitoring.monitor import MonitoringConfig, PerformanceMonitor
+from pipeline.monitoring.store import SeriesSnapshot, merge_snapshots
+
+log = logging.getLogger(__name__)
+
+HUB = "dfstream.metrics"
+STALE = 3
+
+
+class GatheredMonitor(PerformanceMonitor):
+    """A monitor whose numbers are the latest reports of many others (and its own system readings)."""
+
+    def __init__(self, config: MonitoringConfig, interval_s: float):
+        super().__init__(config)
+        self.interval_s = interval_s
+        self._reports: dict[str, tuple[float, list[SeriesSnapshot]]] = {}
+        self._lock = threading.Lock()
+
+    def receive(self, source: str, snapshots: list[SeriesSnapshot]) -> None:
+        with self._lock:
+            self._reports[source] = (time.monotonic(), snapshots)
+
+    def sources(self) -> list[str]:
+        with self._lock:
+            return sorted(self._reports)
+
+    def snapshot(self, subject: Subject | None = None) -> list[SeriesSnapshot]:
+        oldest = time.monotonic() - STALE * self.interval_s
+        with self._lock:
+            for source in [s for s, (at, _) in self._reports.items() if at < oldest]:
+                del self._reports[source]
+            groups = [snapshots for _, snapshots in self._reports.values()]
+        merged = merge_snapshots([super().snapshot(), *groups])
+        return merged if subject is None else [s for s in merged if s.subject == subject]
+
+    def gauge(self, subject: Subject, name: Gauge, **label_values: str) -> float | None:
+        found = self.snapshot(subject)
+        key: tuple[Gauge, Labels] = (name, tuple(sorted(label_values.items())))
+        return found[0].gauges.get(key) if found else None
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
+class MetricsHub:
+    """Serves /metrics, /healthz and /readyz on ``sinks.prometheus`` (on the node it runs on: the head)."""
+
+    def __init__(self, host: str, port: int, monitoring: dict, interval_s: float):
+        from sinks import PrometheusConfig, PrometheusExporter
+
+        self.monitor = GatheredMonitor(MonitoringConfig.model_validate({**monitoring, "enable_system_monitoring": True}), interval_s)
+        self.exporter = PrometheusExporter(PrometheusConfig(host=host, port=port), self.monitor).start()
+
+    def receive(self, source: str, snapshots: list[SeriesSnapshot]) -> None:
+        self.monitor.receive(source, snapshots)
+
+    def address(self) -> tuple[str, int]:
+        return ray.util.get_node_ip_address(), self.exporter.port
+
+    def sources(self) -> list[str]:
+        return self.monitor.sources()
+
+
+class Reporter:
+    """Sends ``monitor``'s snapshot to the hub every ``interval_s``, from a daemon thread (a report
+    is small and fire-and-forget: the hub being away costs nothing but the report)."""
+
+    def __init__(self, namespace: str, source: str, monitor: PerformanceMonitor, interval_s: float):
+        self.namespace, self.source, self.monitor, self.interval_s = namespace, source, monitor, interval_s
+        self._stop = threading.Event()
+        self._hub = None
+
+    def start(self) -> Reporter:
+        threading.Thread(target=self._loop, name=f"dfstream[{self.source}].metrics", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def report(self) -> None:
+        if self._hub is None:
+            try:
+                self._hub = ray.get_actor(HUB, namespace=self.namespace)
+            except ValueError:
+                return  # no hub (no prometheus sink configured, or not started yet)
+        try:
+            self._hub.receive.remote(self.source, self.monitor.snapshot())
+        except Exception as exc:  # a dead hub handle: look it up again next time
+            log.debug("%s: metrics report failed: %s", self.source, exc)
+            self._hub = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.report()

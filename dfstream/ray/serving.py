@@ -1,0 +1,177 @@
+"""Ray Serve deployments: the face finder and one per detector, each batched across every stream
+of the cluster with ``@serve.batch``.
+
+What travels: to the face finder only the downscaled copy a frame is searched on
+(``faces.detect_max_side``); to a detector only the region around a face its preprocessing reads
+(its own crop margin, plus ``SLACK``), never a whole frame. The replica runs the very code the
+local runtime's batchers run (``FaceDetector.detect``, ``BaseDetector.score_crops``) in one
+worker thread (both are thread-confined), so scores are the same numbers on both engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from dfstream.engine import DeploymentSection
+from dfstream.ray.metrics import Reporter
+from pipeline.models.config import DetectorConfig
+from pipeline.models.detections import Detections
+from pipeline.models.faces import FaceDetector, FacesConfig, downscale
+from pipeline.models.preprocessing import Box, margin_window
+from pipeline.monitoring.keys import FACES, Subject
+from pipeline.monitoring.monitor import MonitoringConfig, PerformanceMonitor
+
+log = logging.getLogger(__name__)
+
+FACES_APP = "dfstream-faces"
+SLACK = 0.05  # beyond the detector's own margin: the region always holds the crop it cuts
+
+
+def detector_app(name: str) -> str:
+    return f"dfstream-detector-{name}"
+
+
+def _threads(num_cpus: float) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(num_cpus)))
+
+
+class FaceFinder:
+    """Finds faces on downscaled frames; boxes come back in the pixels of the image it was sent."""
+
+    def __init__(self, faces: dict[str, Any], num_cpus: float, namespace: str, interval_s: float):
+        _threads(num_cpus)
+        self.config = FacesConfig.model_validate(faces)
+        self.detector = FaceDetector(self.config)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfstream[faces].infer")
+        self.monitor = PerformanceMonitor(MonitoringConfig())
+        self.find.set_max_batch_size(self.config.max_batch)
+        self.find.set_batch_wait_timeout_s(self.config.max_wait_ms / 1000.0)
+        self.reporter = Reporter(namespace, f"faces/{_replica_id()}", self.monitor, interval_s).start()
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    async def find(self, images: list[np.ndarray]) -> list[Detections]:
+        start = time.perf_counter()
+        ok = False
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(self.pool, self.detector.detect, images)
+            ok = True
+            return found
+        finally:
+            self.monitor.record_inference(FACES, time.perf_counter() - start, images=len(images), success=ok)
+
+
+class Scorer:
+    """One detector: P(fake) for face regions, exactly as the local batcher scores full frames."""
+
+    def __init__(self, detector: dict[str, Any], num_cpus: float, offline: bool, namespace: str, interval_s: float):
+        from pipeline.models.registry import ModelRegistry
+        from pipeline.models.weights import ensure_available, load_manifest
+
+        _threads(num_cpus)
+        self.config = DetectorConfig.model_validate(detector)
+        if self.config.weights in load_manifest():
+            ensure_available([self.config.weights], offline, log.info)
+        self.detector = ModelRegistry().load_configured([self.config])[self.config.name]
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dfstream[{self.config.name}].infer")
+        self.monitor = PerformanceMonitor(MonitoringConfig())
+        self.subject = Subject.model(self.config.name)
+        self.score.set_max_batch_size(self.config.max_batch)
+        self.score.set_batch_wait_timeout_s(self.config.max_wait_ms / 1000.0)
+        self.reporter = Reporter(namespace, f"{self.config.name}/{_replica_id()}", self.monitor, interval_s).start()
+
+    def crop_rule(self) -> tuple[float, str]:
+        """(margin, rounding) of the crop this detector cuts around a box."""
+        preprocessor = getattr(self.detector, "preprocessor", None)
+        if preprocessor is None:
+            return 0.0, "outward"
+        return preprocessor.config.face_crop_margin, preprocessor.config.face_crop_rounding
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    async def score(self, crops: list[tuple[np.ndarray, Box]]) -> list[float]:
+        start = time.perf_counter()
+        ok = False
+        try:
+            scores = await asyncio.get_running_loop().run_in_executor(self.pool, self.detector.score_crops, crops)
+            ok = True
+            return [float(s) for s in scores]
+        finally:
+            self.monitor.record_inference(self.subject, time.perf_counter() - start, images=len(crops), success=ok)
+
+
+def _replica_id() -> str:
+    try:
+        return serve.get_replica_context().replica_tag
+    except Exception:  # outside a replica (tests of the class itself)
+        return "local"
+
+
+def deployment_options(section: DeploymentSection, device: str, max_batch: int, name: str) -> dict[str, Any]:
+    """Serve's options for one deployment. ``max_ongoing_requests`` is at least the batch size:
+    Serve's default of 5 would silently cap every batch at 5."""
+    options: dict[str, Any] = {
+        "name": name,
+        "max_ongoing_requests": max(2 * max_batch, 8),
+        "ray_actor_options": {"num_cpus": section.num_cpus, "num_gpus": section.gpus(device), "resources": dict(section.resources)},
+        # a replica that fails its health check is replaced; keep the checks brisk so a lost node shows soon
+        "health_check_period_s": 2.0,
+        "health_check_timeout_s": 10.0,
+        "graceful_shutdown_timeout_s": 2.0,
+    }
+    if section.max_replicas > section.min_replicas:
+        options["autoscaling_config"] = {"min_replicas": section.min_replicas, "max_replicas": section.max_replicas,
+                                         "target_ongoing_requests": section.target_ongoing_requests}  # fmt: skip
+    else:
+        options["num_replicas"] = section.min_replicas
+    return options
+
+
+def face_app(faces: FacesConfig, section: DeploymentSection, namespace: str, interval_s: float):  # noqa: ANN201 (a Serve Application)
+    options = deployment_options(section, faces.device, faces.max_batch, "FaceFinder")
+    return serve.deployment(FaceFinder).options(**options).bind(faces.model_dump(mode="json"), section.num_cpus, namespace, interval_s)
+
+
+def scorer_app(detector: DetectorConfig, section: DeploymentSection, offline: bool, namespace: str, interval_s: float):  # noqa: ANN201
+    options = deployment_options(section, detector.device, detector.max_batch, "Scorer")
+    return serve.deployment(Scorer).options(**options).bind(detector.model_dump(mode="json"), section.num_cpus, offline, namespace,
+                                                              interval_s)  # fmt: skip
+
+
+# ---- the stream actor's side: the same submit(...) seam as the local batchers ----------------------
+class RemoteFaces:
+    """Sends the downscaled copy, scales the boxes back to the full frame."""
+
+    def __init__(self, handle, limit: int | None):  # noqa: ANN001 (a Serve DeploymentHandle)
+        self.handle = handle
+        self.limit = limit
+
+    async def submit(self, image: np.ndarray) -> Detections:
+        small, factor = downscale(image, self.limit)
+        found: Detections = await self.handle.find.remote(np.ascontiguousarray(small))
+        if factor == 1.0:
+            return found
+        return Detections(found.xyxy / factor, found.scores)
+
+
+class RemoteScorer:
+    """Sends the region around the face the detector's crop comes from, the box moved into it."""
+
+    def __init__(self, handle, margin: float, rounding: str):  # noqa: ANN001
+        self.handle = handle
+        self.margin, self.rounding = margin, rounding
+
+    async def submit(self, item: tuple[np.ndarray, Box]) -> float:
+        image, box = item
+        left, top, right, bottom = margin_window(image.shape, box, self.margin + SLACK, self.rounding)
+        region = np.ascontiguousarray(image[top:bottom, left:right])
+        moved = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
+        return await self.handle.score.remote((region, moved))
+

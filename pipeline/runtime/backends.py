@@ -1,0 +1,38 @@
+"""Where faces are found and crops are scored, behind one seam: ``submit(item) -> result``.
+
+The runtime's own backends are in-process dynamic batchers (``batching.Batcher``), one for faces
+and one per detector, fed by every stream; the Ray engine hands the same runtime remote ones
+(Ray Serve deployments, batched across the cluster). Workers, fusion, smoothing and sinks never
+know which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from pipeline.models.detections import Detections
+from pipeline.models.preprocessing import Box
+
+T_contra = TypeVar("T_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+Crop = tuple[np.ndarray, Box]  # a full frame and a face's box in it
+
+
+class Submit(Protocol[T_contra, R_co]):
+    async def submit(self, item: T_contra) -> R_co: ...
+
+
+@dataclass(frozen=True)
+class Backends:
+    faces: Submit[np.ndarray, Detections]  # a full-resolution frame in, its faces in full-resolution pixels out
+    models: dict[str, Submit[Crop, float]]  # per detector name: P(fake) of one face
+
+
+BackendsFactory = Callable[[], AbstractAsyncContextManager[Backends]]
+

@@ -1,0 +1,30 @@
+"""Sequence numbers that subscribers count gaps with: a verdict's ``seq``, an MQTT message's ``seq``.
+
+One counter per key (``cam1/verdicts``, ``cam1/mqtt``). In one process they count from 1; under the
+Ray engine a stream's counters outlive its actor (``dfstream.ray.numbers``): a restarted actor goes
+on above every number it handed out before, never repeating one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Numbering(Protocol):
+    def next(self, key: str) -> int:
+        """The next number of ``key``'s sequence: larger than every one handed out before."""
+        ...
+
+
+class Counting:
+    """From 1, per key, in this process."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def next(self, key: str) -> int:
+        n = self._last[key] = self._last.get(key, 0) + 1
+        return n
+
+    def last(self, key: str) -> int:
+        return self._last.get(key, 0)
