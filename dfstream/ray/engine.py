@@ -55,6 +55,12 @@ def connect(config: DfstreamConfig) -> None:
         raise ConfigError(f"runtime.address: no Ray cluster at {rt.address!r}: {exc}") from None
 
 
+def secrets() -> dict[str, str]:
+    """The DFSTREAM_* variables of the driver's environment (MQTT and database credentials), for
+    the stream actors: sinks read them there as they do under the local engine."""
+    return {k: v for k, v in os.environ.items() if k.startswith("DFSTREAM_")}
+
+
 class RayEngine:
     def __init__(self, config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print):
         self.config = config
@@ -129,6 +135,7 @@ class RayEngine:
                 self._start(sid, data)
                 if sid not in changes["changed"]:
                     changes["added"].append(sid)
+        changes = {k: sorted(v) for k, v in changes.items()}
         self.say("ray: streams " + ", ".join(f"{k} {v}" for k, v in changes.items() if v))
         return changes
 
@@ -137,6 +144,7 @@ class RayEngine:
         StreamActor.options(
             name=actor_name(sid), namespace=self.namespace, lifetime="detached", max_restarts=section.max_restarts,
             num_cpus=section.num_cpus, resources=dict(section.resources), scheduling_strategy=section.strategy,
+            runtime_env={"env_vars": secrets()},
         ).remote(data, self.namespace)  # fmt: skip
 
     def _remove(self, sid: str, actor, timeout_s: float = 10.0) -> None:  # noqa: ANN001

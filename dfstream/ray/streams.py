@@ -85,6 +85,8 @@ class StreamActor:
     def __init__(self, config: dict[str, Any], namespace: str):
         self.config = DfstreamConfig.model_validate(config)
         self.stream = self.config.streams[0].id
+        if self.config.sinks.mqtt is not None:  # one client per actor: a shared id would have the broker drop all but one
+            self.config.sinks.mqtt.client_id = f"{self.config.sinks.mqtt.client_id}-{self.stream}"
         self.digest = digest(config)
         self.namespace = namespace
         context = ray.get_runtime_context()

@@ -1,0 +1,188 @@
+"""The Ray engine on a real four-node cluster: streams spread over the decode nodes with the local
+engine's verdicts, streams added and removed at run time, a lost decode node and a lost detector
+node. Run in order, on one cluster (see conftest.py); each prints what it measured."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from dfstream.config import parse_config
+from tests.helpers import MemorySink, load_detectors, run_for
+from tests.ray.cluster.conftest import NODE, Verdicts
+
+ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.ray, pytest.mark.weights, pytest.mark.timeout(240)]
+
+
+def config_of(cluster, weights_dir, streams: list[dict], **sinks) -> object:  # noqa: ANN001
+    return parse_config({
+        "streams": streams,
+        "detectors": [
+            {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
+            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights_dir / "MesoInception_DF.h5")},
+        ],
+        "sinks": sinks,
+        "runtime": {
+            "engine": "ray", "address": cluster.address, "namespace": "dfstream-test", "metrics_interval_s": 1.0,
+            "streams": {"num_cpus": 0.5, "resources": {"dfstream_stream_slots": 1}},
+            "faces": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
+            "detectors": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
+            "deployments": {"meso4": {"num_cpus": 1, "num_gpus": 1}},  # on the GPU node
+        },
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def engine(cluster, weights_dir, tmp_path_factory):
+    from dfstream.ray.engine import RayEngine, connect
+
+    said: list[str] = []
+    config = config_of(cluster, weights_dir, [{"id": "warm", "url": "sample://astronaut", "pace": "asap"}])
+    connect(config)
+    e = RayEngine(config, say=said.append)
+    started = time.monotonic()
+    e.deploy()
+    e.deploy_s = time.monotonic() - started
+    print(f"deployments ready in {e.deploy_s:.1f} s")
+    yield e
+    e.down()
+
+
+def _wait_states(engine, states: set[str], timeout: float) -> list[dict]:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = engine.status()
+        if statuses and all(s["state"] in states for s in statuses):
+            return statuses
+        assert time.monotonic() < deadline, f"streams not {states} after {timeout} s: {statuses}"
+        time.sleep(0.5)
+
+
+def _scored(lines: list[dict]) -> list[tuple]:
+    return [(v["frame_seq"], v["track_id"], v["label"], v["scored"]) for v in lines]
+
+
+def test_streams_spread_over_the_decode_nodes_with_the_local_engines_verdicts(cluster, engine, weights_dir, short_clip, tmp_path):
+    out = tmp_path / "verdicts.jsonl"
+    streams = [{"id": f"file{i}", "url": str(short_clip), "pace": "asap"} for i in range(2)]
+    config = config_of(cluster, weights_dir, streams, jsonl={"path": str(out), "events": ["verdict"]})
+    engine.config = config
+    started = time.monotonic()
+    assert engine.apply()["added"] == ["file0", "file1"]
+    statuses = _wait_states(engine, {"ended", "failed"}, 120)
+    ray_s = time.monotonic() - started
+    assert all(s["state"] == "ended" for s in statuses), statuses
+    decode_nodes = {n.node_id for n in cluster.decode}
+    assert {s["node"] for s in statuses} == decode_nodes  # SPREAD: one stream on each decode node
+
+    # the same file through the local engine, in this process
+    sink = MemorySink("local")
+    local_config = parse_config({**config.model_dump(mode="json", exclude={"runtime", "sinks"}), "streams": streams[:1]})
+    from pipeline.runtime.runtime import Runtime
+
+    local_started = time.monotonic()
+    asyncio.run(run_for(Runtime(local_config, load_detectors(local_config), [sink]), None))
+    local_s = time.monotonic() - local_started
+    local = [v.to_dict() for v in sink.verdicts()]
+    remote = [json.loads(line) for line in out.read_text().splitlines()]
+    print(f"2 file streams on Ray: {ray_s:.1f} s (start to end); one on the local engine: {local_s:.1f} s")
+    for stream in ("file0", "file1"):
+        mine = [v for v in remote if v["stream"] == stream]
+        assert _scored(mine) == _scored(local)  # the same frames, tracks, labels and scoring cadence
+        assert [v["seq"] for v in mine] == list(range(mine[0]["seq"], mine[0]["seq"] + len(mine)))
+        for a, b in zip(mine, local):
+            assert set(a) - {"type"} == set(b)  # jsonl adds the event type
+            assert a["models"].keys() == b["models"].keys() and a["failed_models"] == b["failed_models"] == []
+            for name in a["models"]:
+                assert a["models"][name] == pytest.approx(b["models"][name], abs=1e-4)  # the same crops, scored remotely
+            assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-3)
+
+
+def test_streams_added_and_removed_at_run_time(cluster, engine, weights_dir, camera, broker, creds):
+    mqtt = {"port": broker.port, "verdict_interval_s": 0, "discovery": False}
+    cams = [{"id": f"cam{i}", "url": camera.url(f"/cam{i}"), "fps": 10} for i in range(3)]
+    engine.config = config_of(cluster, weights_dir, cams[:2], mqtt=mqtt)
+    changes = engine.apply()
+    assert sorted(changes["added"]) == ["cam0", "cam1"] and sorted(changes["removed"]) == ["file0", "file1"]
+    before = {s["stream"]: s for s in _wait_states(engine, {"running"}, 60)}
+    engine.config = config_of(cluster, weights_dir, cams, mqtt=mqtt)
+    assert engine.apply() == {"added": ["cam2"], "removed": [], "changed": [], "kept": ["cam0", "cam1"]}
+    engine.config = config_of(cluster, weights_dir, [cams[0], cams[2]], mqtt=mqtt)
+    assert engine.apply() == {"added": [], "removed": ["cam1"], "changed": [], "kept": ["cam0", "cam2"]}
+    after = {s["stream"]: s for s in _wait_states(engine, {"running"}, 60)}
+    assert set(after) == {"cam0", "cam2"}
+    assert after["cam0"]["started"] == before["cam0"]["started"] and not after["cam0"]["restarted"]  # untouched
+    engine.config = config_of(cluster, weights_dir, cams, mqtt=mqtt)
+    assert engine.apply()["added"] == ["cam1"]
+
+
+def test_a_lost_decode_node_its_streams_resume_on_the_others(cluster, engine, broker, creds):
+    verdicts = Verdicts(broker)
+    try:
+        streams = ["cam0", "cam1", "cam2"]
+        verdicts.wait(lambda: all(verdicts.of(s, time.monotonic() - 2) for s in streams), 90, "verdicts from every camera")
+        statuses = {s["stream"]: s for s in engine.status()}
+        lost = next(n for n in cluster.decode if any(s["node"] == n.node_id for s in statuses.values()))
+        moved = [sid for sid, s in statuses.items() if s["node"] == lost.node_id]
+        stayed = [sid for sid in streams if sid not in moved]
+        killed = time.monotonic()
+        cluster.remove_node(lost, allow_graceful=False)
+        cluster.decode.remove(lost)
+
+        def back(sid: str) -> float | None:
+            """When the first verdict of the restarted actor came: its seq jumps over the numbers the lost one held."""
+            seen = verdicts.of(sid)
+            return next((t for (_, a), (t, b) in zip(seen, seen[1:]) if t >= killed and b["seq"] > a["seq"] + 1), None)
+
+        try:
+            verdicts.wait(lambda: all(back(sid) for sid in moved), 180, f"{moved} to publish again")
+        except AssertionError as exc:
+            seqs = {sid: [(round(t - killed, 1), v["seq"]) for t, v in verdicts.of(sid, killed - 2)][:40] for sid in moved}
+            raise AssertionError(f"{exc}; since the kill: {seqs}; actors: {engine.status()}") from None
+        resumed = {sid: back(sid) - killed for sid in moved}
+        time.sleep(3)
+        statuses = {s["stream"]: s for s in engine.status()}
+        for sid in moved:
+            assert statuses[sid]["restarted"] and statuses[sid]["node"] != lost.node_id
+            seqs = [v["seq"] for _, v in verdicts.of(sid)]
+            assert seqs == sorted(set(seqs)), f"{sid}: a seq repeated or went back"  # never a repeat after the restart
+            gap = next(b - a for a, b in zip(seqs, seqs[1:]) if b - a > 1)
+            print(f"{sid}: node lost -> verdicts again in {resumed[sid]:.1f} s; seq gap {gap - 1}")
+        for sid in stayed:  # the others never paused
+            times = [t for t, _ in verdicts.of(sid, killed - 1)]
+            worst = max(b - a for a, b in zip(times, times[1:]))
+            print(f"{sid} (not moved): longest pause between verdicts {worst:.2f} s")
+            assert worst < 5.0
+        cluster.decode.append(cluster.add_node(num_cpus=3, resources={"dfstream_stream_slots": 3}, **NODE))  # the node comes back
+    finally:
+        verdicts.close()
+
+
+def test_a_lost_detector_node_the_streams_keep_publishing(cluster, engine, broker, creds):
+    verdicts = Verdicts(broker)
+    try:
+        verdicts.wait(lambda: len(verdicts.of("cam0")) > 5, 60, "verdicts from cam0")
+        killed = time.monotonic()
+        cluster.remove_node(cluster.gpu, allow_graceful=False)
+
+        def without_meso4() -> bool:
+            return any("meso4" in v["failed_models"] for _, v in verdicts.of("cam0", killed))
+
+        away_s = verdicts.wait(without_meso4, 60, "verdicts naming meso4 as failed")
+        cluster.gpu = cluster.add_node(num_cpus=2, num_gpus=1, **NODE)  # a replacement GPU node joins
+        joined = time.monotonic()
+
+        def scored_again() -> bool:
+            return any("meso4" in v["models"] and v["scored"] for _, v in verdicts.of("cam0", joined))
+
+        back_s = verdicts.wait(scored_again, 150, "meso4 scores again")
+        during = [v for t, v in verdicts.of("cam0", killed) if t < joined + back_s]
+        print(f"detector node lost: verdicts without meso4 after {away_s:.1f} s; a new GPU node -> meso4 scores again in {back_s:.1f} s; "
+              f"{len(during)} verdicts published meanwhile")  # fmt: skip
+        assert any(v["models"] and "mesoinception4" in v["models"] for v in during if v["scored"])  # judged by the other
+    finally:
+        verdicts.close()

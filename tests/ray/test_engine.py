@@ -1,0 +1,38 @@
+"""Runs the Ray cluster scenarios (``cluster/``) in a network namespace with only loopback: no
+traffic can leave 127.0.0.0/8, whatever address Ray picks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+
+
+def _namespace_problem() -> str | None:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare (util-linux) and ip (iproute2) are needed"
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up && ip -o addr show"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot make a network namespace here: {probe.stderr.strip()}"
+    return None
+
+
+def test_ray_cluster_scenarios_in_a_loopback_namespace():
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
+    problem = _namespace_problem()
+    if problem:
+        if os.environ.get("DFSTREAM_REQUIRE_SERVERS") == "1":
+            pytest.fail(problem + "; CI requires the Ray tests")
+        pytest.skip(problem)
+    env = {**os.environ, "DFSTREAM_LOOPBACK_NETNS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    command = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider -o addopts='--strict-markers -ra -s' tests/ray/cluster"
+    result = subprocess.run(["unshare", "-n", "sh", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+    print(result.stdout[-12000:])
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
