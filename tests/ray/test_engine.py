@@ -32,7 +32,7 @@ def test_ray_cluster_scenarios_in_a_loopback_namespace():
             pytest.fail(problem + "; CI requires the Ray tests")
         pytest.skip(problem)
     env = {**os.environ, "DFSTREAM_LOOPBACK_NETNS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    command = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider -o addopts='--strict-markers -ra -s' tests/ray/cluster"
+    command = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning -o addopts='--strict-markers -ra -s' tests/ray/cluster"
     result = subprocess.run(["unshare", "-n", "sh", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
     print(result.stdout[-12000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -118,6 +119,42 @@ def test_streams_added_and_removed_at_run_time(cluster, engine, weights_dir, cam
     assert after["cam0"]["started"] == before["cam0"]["started"] and not after["cam0"]["restarted"]  # untouched
     engine.config = config_of(cluster, weights_dir, cams, mqtt=mqtt)
     assert engine.apply()["added"] == ["cam1"]
+
+
+def test_one_metrics_endpoint_for_the_whole_cluster(cluster, engine, weights_dir, camera, broker, creds):
+    """Every actor's and replica's numbers, merged by the hub, under the local engine's metric names."""
+    import urllib.error
+    import urllib.request
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    mqtt = {"port": broker.port, "verdict_interval_s": 0, "discovery": False}
+    cams = [{"id": f"cam{i}", "url": camera.url(f"/cam{i}"), "fps": 10} for i in range(3)]
+    engine.config = config_of(cluster, weights_dir, cams, mqtt=mqtt, prometheus={"port": port})
+    engine.deploy()
+    assert engine.apply()["changed"] == ["cam0", "cam1", "cam2"]  # the sinks section changed: restarted with it
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    wanted = [f'dfstream_frames_processed_total{{stream="cam{i}"}}' for i in range(3)] + [
+        'dfstream_detector_inference_seconds_count{detector="meso4"}', 'dfstream_detector_inference_seconds_count{detector="mesoinception4"}',
+        "dfstream_face_batch_size_count", "dfstream_end_to_end_latency_seconds_count", "dfstream_mqtt_published_total"]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        text, ready = get("/metrics")[1], get("/readyz")
+        if all(w in text for w in wanted) and ready[0] == 200:
+            break
+        assert time.monotonic() < deadline, ([w for w in wanted if w not in text], ready)
+        time.sleep(1)
+    assert ready == (200, "2 detectors, 3 streams online\n")
+    published = float(re.search(r"^dfstream_mqtt_published_total (\S+)$", text, re.M).group(1))
+    assert published > 0  # the three actors' MQTT clients, added up
 
 
 def test_a_lost_decode_node_its_streams_resume_on_the_others(cluster, engine, broker, creds):

@@ -1,0 +1,81 @@
+"""The Ray deployment examples (configs/ray/) hold together, checked offline: the dfstream config
+parses, every Ray resource it asks for is one the KubeRay cluster's groups advertise, and there is
+room for what it starts at its minimum."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from dfstream.config import load_config
+from tests.helpers import REPO
+
+RAY = REPO / "configs" / "ray"
+
+
+@pytest.fixture
+def config(monkeypatch):
+    for name in ("DFSTREAM_CAMERA_USER", "DFSTREAM_CAMERA_PASSWORD"):
+        monkeypatch.setenv(name, "x")
+    return load_config(RAY / "cluster.yaml")
+
+
+def advertised(params: dict) -> dict[str, float]:
+    resources = json.loads(yaml.safe_load(params["resources"])) if "resources" in params else {}
+    return {"CPU": float(params.get("num-cpus", 0)), "GPU": float(params.get("num-gpus", 0)), **resources}
+
+
+@pytest.fixture
+def groups() -> dict[str, tuple[dict[str, float], int, dict]]:
+    cluster = yaml.safe_load((RAY / "raycluster.yaml").read_text())
+    assert cluster["apiVersion"] == "ray.io/v1" and cluster["kind"] == "RayCluster"
+    head = cluster["spec"]["headGroupSpec"]
+    found = {"head": (advertised(head["rayStartParams"]), 1, head["template"])}
+    for group in cluster["spec"]["workerGroupSpecs"]:
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        found[group["groupName"]] = (advertised(group["rayStartParams"]), group["replicas"], group["template"])
+    return found
+
+
+def test_the_cluster_runs_the_ray_version_dfstream_pins(groups):
+    pinned = re.search(r'ray = \["ray\[serve\]==([0-9.]+)"\]', (REPO / "pyproject.toml").read_text()).group(1)
+    assert yaml.safe_load((RAY / "raycluster.yaml").read_text())["spec"]["rayVersion"] == pinned
+
+
+def test_the_config_is_a_ray_config(config):
+    assert config.runtime.engine == "ray" and config.sinks.prometheus is not None
+
+
+def test_every_resource_the_config_asks_for_is_advertised_with_room_for_its_minimum(config, groups):
+    rt = config.runtime
+    wants = [(rt.streams.num_cpus, 0.0, rt.streams.resources, len(config.streams)),
+             (rt.faces.num_cpus, rt.faces.gpus(config.faces.device), rt.faces.resources, rt.faces.min_replicas)]  # fmt: skip
+    for d in config.detectors:
+        section = rt.deployments.get(d.name, rt.detectors)
+        wants.append((section.num_cpus, section.gpus(d.device), section.resources, section.min_replicas))
+    free = {name: {k: v * n for k, v in ads.items()} for name, (ads, n, _) in groups.items()}
+    for cpus, gpus, resources, count in wants:
+        need = {"CPU": cpus, "GPU": gpus, **resources}
+        for _ in range(count):  # first fit, as Ray places them
+            group = next((g for g, left in free.items() if all(left.get(k, 0.0) >= v for k, v in need.items() if v)), None)
+            assert group is not None, f"no group has {need} left; free: {free}"
+            for k, v in need.items():
+                free[group][k] = free[group].get(k, 0.0) - v
+
+
+def test_gpu_groups_ask_kubernetes_for_the_gpus_they_advertise(groups):
+    for name, (ads, _, template) in groups.items():
+        limits = template["spec"]["containers"][0]["resources"]["limits"]
+        assert float(limits.get("nvidia.com/gpu", 0)) == ads["GPU"], name
+        assert float(limits["cpu"]) == ads["CPU"], name
+
+
+def test_the_apply_job_applies_the_mounted_config():
+    job = yaml.safe_load((RAY / "apply-job.yaml").read_text())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:2] == ["ray", "apply"]
+    mount = container["volumeMounts"][0]["mountPath"]
+    assert container["args"][2].startswith(mount + "/")
