@@ -79,3 +79,34 @@ def test_the_apply_job_applies_the_mounted_config():
     assert container["args"][:2] == ["ray", "apply"]
     mount = container["volumeMounts"][0]["mountPath"]
     assert container["args"][2].startswith(mount + "/")
+
+
+def test_dfstream_ray_refuses_a_config_for_the_local_engine(capsys):
+    from dfstream.cli import main
+
+    assert main(["ray", "status", str(REPO / "configs" / "demo.yaml")]) == 2
+    assert "runtime.engine is 'local'; dfstream ray needs runtime: {engine: ray}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("runtime.engine=spark", "runtime.engine: Input should be 'local' or 'ray'"),
+    ("runtime.address=headnode", "runtime.address: address 'headnode': expected auto, local, ray://host:port or host:port"),
+    ("runtime.faces.max_replicas=0", "runtime.faces.max_replicas: Input should be greater than or equal to 1"),
+    ("runtime.detectors={min_replicas: 3, max_replicas: 2}", "runtime.detectors: max_replicas (2) is below min_replicas (3)"),
+    ("runtime.deployments={meso5: {num_gpus: 1}}", "config: runtime.deployments.meso5: no detector named 'meso5' (have meso4, mesoinception4)"),
+])  # fmt: skip
+def test_bad_runtime_sections_are_one_line_naming_the_field(override, message, capsys):
+    from dfstream.cli import main
+
+    assert main(["check", str(REPO / "configs" / "demo.yaml"), "--set", override]) == 2
+    assert f"dfstream: error: {message}" in capsys.readouterr().err
+
+
+def test_serve_refuses_the_ray_engine_saying_what_to_do_instead():
+    from dfstream.config import load_config
+    from dfstream.wiring import serve
+    from pipeline.errors import ConfigError
+
+    config = load_config(REPO / "configs" / "demo.yaml", ["runtime.engine=ray"])
+    with pytest.raises(ConfigError, match="dfstream ray apply"):
+        serve(config)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import ray
 from ray import serve
 
 from dfstream.engine import DeploymentSection
@@ -44,7 +45,15 @@ def _threads(num_cpus: float) -> None:
     torch.set_num_threads(max(1, int(num_cpus)))
 
 
-class FaceFinder:
+class _Process:
+    def process(self) -> dict[str, Any]:
+        """Where this replica runs: the benchmark sums memory per node from it."""
+        import os
+
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
+
+
+class FaceFinder(_Process):
     """Finds faces on downscaled frames; boxes come back in the pixels of the image it was sent."""
 
     def __init__(self, faces: dict[str, Any], num_cpus: float, namespace: str, interval_s: float):
@@ -69,7 +78,7 @@ class FaceFinder:
             self.monitor.record_inference(FACES, time.perf_counter() - start, images=len(images), success=ok)
 
 
-class Scorer:
+class Scorer(_Process):
     """One detector: P(fake) for face regions, exactly as the local batcher scores full frames."""
 
     def __init__(self, detector: dict[str, Any], num_cpus: float, offline: bool, namespace: str, interval_s: float):

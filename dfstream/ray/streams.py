@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -148,7 +149,7 @@ class StreamActor:
         subject = Subject.stream(self.stream)
         return {
             "stream": self.stream, "state": self.state, "error": self.error, "digest": self.digest, "node": self.node,
-            "restarted": self.restarted, "started": self.started,
+            "restarted": self.restarted, "started": self.started, "pid": os.getpid(),
             "frames": self.monitor.counter(subject, Count.FRAMES_PROCESSED),
             "verdicts": sum(v for (name, _), v in _counters(self.monitor, subject).items() if name is Count.VERDICTS),
         }  # fmt: skip

@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
 
 import pytest
+import yaml
 
 from dfstream.config import parse_config
 from tests.helpers import MemorySink, load_detectors, run_for
@@ -103,7 +106,7 @@ def test_streams_spread_over_the_decode_nodes_with_the_local_engines_verdicts(cl
             assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-3)
 
 
-def test_streams_added_and_removed_at_run_time(cluster, engine, weights_dir, camera, broker, creds):
+def test_streams_added_and_removed_at_run_time(cluster, engine, weights_dir, camera, broker, creds, tmp_path):
     mqtt = {"port": broker.port, "verdict_interval_s": 0, "discovery": False}
     cams = [{"id": f"cam{i}", "url": camera.url(f"/cam{i}"), "fps": 10} for i in range(3)]
     engine.config = config_of(cluster, weights_dir, cams[:2], mqtt=mqtt)
@@ -119,6 +122,12 @@ def test_streams_added_and_removed_at_run_time(cluster, engine, weights_dir, cam
     assert after["cam0"]["started"] == before["cam0"]["started"] and not after["cam0"]["restarted"]  # untouched
     engine.config = config_of(cluster, weights_dir, cams, mqtt=mqtt)
     assert engine.apply()["added"] == ["cam1"]
+    # and as a user sees it, from another process
+    path = tmp_path / "cams.yaml"
+    path.write_text(yaml.safe_dump(engine.config.model_dump(mode="json")))
+    done = subprocess.run([sys.executable, "-m", "dfstream", "ray", "status", str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(json.loads(line)["stream"] for line in done.stdout.splitlines()) == ["cam0", "cam1", "cam2"]
 
 
 def test_one_metrics_endpoint_for_the_whole_cluster(cluster, engine, weights_dir, camera, broker, creds):
