@@ -176,7 +176,7 @@ def main() -> None:
                 frame = next(iter(sample_frames(1)))
                 box = tuple(float(v) for v in FaceDetector(FacesConfig()).detect([frame])[0].xyxy[0])
                 figures["calls"] = call_costs(args.weights, frame, box, args.samples)
-                replicas = [ray.get(serve.get_app_handle(app).process.remote()) for app in
+                replicas = [serve.get_app_handle(app).process.remote().result() for app in
                             ("dfstream-faces", "dfstream-detector-meso4", "dfstream-detector-mesoinception4")]  # fmt: skip
                 figures["rss_mb"] = {"stream_actor": round(statistics.mean(rss_mb(s["pid"]) for s in statuses), 1),
                                      "replica": round(statistics.mean(rss_mb(r["pid"]) for r in replicas), 1),
