@@ -110,3 +110,27 @@ def test_gpu_monitoring_without_a_gpu_is_quiet(caplog):
     assert any(key.startswith("gpu_") for key in system) == has_gpu
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
     assert 0 <= system["cpu_usage_percent"] <= 100 and system["process_rss_bytes"] > 0
+
+
+def test_snapshots_of_several_processes_merge_into_one():
+    """The Ray engine's metrics hub merges every actor's and replica's monitor."""
+    from pipeline.monitoring.keys import END_TO_END, Count, Gauge, Subject
+    from pipeline.monitoring.monitor import PerformanceMonitor
+    from pipeline.monitoring.store import merge_snapshots
+
+    mqtt, meso = Subject.sink("mqtt"), Subject.model("meso4")
+    a, b = PerformanceMonitor(), PerformanceMonitor()
+    for monitor, connected, published, depth, latency in ((a, 1, 5, 3, 0.02), (b, 0, 7, 4, 0.2)):
+        monitor.set_gauge(mqtt, Gauge.CONNECTED, connected)
+        monitor.set_gauge(mqtt, Gauge.OUTBOX_DEPTH, depth)
+        monitor.count(mqtt, Count.PUBLISHED, published)
+        monitor.record_latency(END_TO_END, latency)
+        monitor.record_inference(meso, 0.01, images=4)
+    a.set_gauge(Subject.stream("cam1"), Gauge.UP, 1)
+    merged = {s.subject: s for s in merge_snapshots([a.snapshot(), b.snapshot()])}
+    assert merged[mqtt].counter(Count.PUBLISHED) == 12
+    assert merged[mqtt].gauge(Gauge.CONNECTED) == 0  # one client is down: the cluster's is
+    assert merged[mqtt].gauge(Gauge.OUTBOX_DEPTH) == 7  # queues add up
+    assert merged[END_TO_END].latency.count == 2 and merged[END_TO_END].latency.total == pytest.approx(0.22)
+    assert merged[meso].calls == 2 and merged[meso].items == 8 and merged[meso].successes == 2
+    assert merged[Subject.stream("cam1")].gauge(Gauge.UP) == 1  # seen by one process only: as it is

@@ -34,20 +34,19 @@ UNPLACED_S = 30.0  # a stream actor not answering this long after its start is r
 def connect(config: DfstreamConfig) -> None:
     """To the cluster ``runtime.address`` names; ``local`` starts a one-node cluster here that
     advertises what the config asks for (as the local engine, it shares this machine's cores)."""
-    rt = config.runtime
     if ray.is_initialized():
         return
+    rt = config.runtime
     local: dict[str, Any] = {}
     if rt.address == "local":
-        n = len(config.streams)
-        asked = rt.faces.num_cpus * rt.faces.max_replicas + n * rt.streams.num_cpus + sum(
-            s.num_cpus * s.max_replicas for s in (rt.deployments.get(d.name, rt.detectors) for d in config.detectors))
+        asks = [(rt.streams, len(config.streams)), (rt.faces, rt.faces.max_replicas)]
+        asks += [(section, section.max_replicas) for section in (rt.deployments.get(d.name, rt.detectors) for d in config.detectors)]
         resources: dict[str, float] = {}
-        for section, count in [(rt.streams, n), (rt.faces, rt.faces.max_replicas)] + [
-                (rt.deployments.get(d.name, rt.detectors), rt.deployments.get(d.name, rt.detectors).max_replicas) for d in config.detectors]:
+        for section, count in asks:
             for key, value in section.resources.items():
                 resources[key] = resources.get(key, 0.0) + value * count
-        local = {"num_cpus": max(os.cpu_count() or 1, math.ceil(asked)), "resources": resources}
+        cpus = math.ceil(sum(section.num_cpus * count for section, count in asks))
+        local = {"num_cpus": max(os.cpu_count() or 1, cpus), "resources": resources}
     try:
         ray.init(address=None if rt.address == "local" else rt.address, namespace=rt.namespace, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING, **local)  # fmt: skip
@@ -93,12 +92,13 @@ class RayEngine:
             self._hub()
         serve.start(proxy_location="Disabled")  # nothing here is reached over Serve's HTTP
         started = time.monotonic()
-        serve.run(serving.face_app(config.faces, rt.faces, self.namespace, rt.metrics_interval_s), name=serving.FACES_APP,
-                  route_prefix=None, blocking=False, logging_config=QUIET)  # fmt: skip
+        apps = [serve.RunTarget(serving.face_app(config.faces, rt.faces, self.namespace, rt.metrics_interval_s), name=serving.FACES_APP,
+                                route_prefix=None, logging_config=QUIET)]  # fmt: skip
         for dc in config.detectors:
             section = rt.deployments.get(dc.name, rt.detectors)
-            serve.run(serving.scorer_app(dc, section, self.offline, self.namespace, rt.metrics_interval_s), name=serving.detector_app(dc.name),
-                      route_prefix=None, blocking=False, logging_config=QUIET)  # fmt: skip
+            app = serving.scorer_app(dc, section, self.offline, self.namespace, rt.metrics_interval_s)
+            apps.append(serve.RunTarget(app, name=serving.detector_app(dc.name), route_prefix=None, logging_config=QUIET))
+        serve.run_many(apps)  # side by side: until every one is running
         self.say(f"ray: faces and {len(config.detectors)} detector deployments running ({time.monotonic() - started:.1f} s)")
         for app in serve.status().applications:  # a detector no longer in the config
             if app.startswith(serving.detector_app("")) and app not in self._apps():
@@ -128,17 +128,16 @@ class RayEngine:
         ones, restart the changed ones; the others are not touched."""
         wanted = {s.id: stream_config(self.config, s.id) for s in self.config.streams}
         running = self.running()
-        digests = dict(zip(running, ray.get([a.status.remote() for a in running.values()]))) if running else {}
+        digests = {s["stream"]: s.get("digest") for s in self.status(running)}
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "kept": []}
-        for sid, actor in running.items():
+        for sid in running:
             if sid not in wanted:
-                self._remove(sid, actor)
                 changes["removed"].append(sid)
-            elif digests[sid]["digest"] != digest(wanted[sid]):
-                self._remove(sid, actor)
+            elif digests[sid] != digest(wanted[sid]):  # an unreachable actor has none: it is started anew
                 changes["changed"].append(sid)
             else:
                 changes["kept"].append(sid)
+        self._remove({sid: running[sid] for sid in changes["removed"] + changes["changed"]})
         for sid, data in wanted.items():
             if sid not in changes["kept"]:
                 self._start(sid, data)
@@ -156,27 +155,36 @@ class RayEngine:
             runtime_env={"env_vars": secrets()},
         ).remote(data, self.namespace)  # fmt: skip
 
-    def _remove(self, sid: str, actor, timeout_s: float = 10.0) -> None:  # noqa: ANN001
-        try:
-            ray.get(actor.stop.remote(timeout_s), timeout=timeout_s + 5)
-        except Exception as exc:  # dead or hung: it goes anyway
-            log.warning("stream %s: did not stop cleanly: %s", sid, exc)
-        ray.kill(actor, no_restart=True)
-
-    def status(self) -> list[dict[str, Any]]:
-        running = self.running()
-        answers = []
-        for sid, actor in sorted(running.items()):
+    def _remove(self, actors: dict[str, Any], timeout_s: float = 10.0) -> None:
+        """Stop them all at once (each drains its sinks for at most ``timeout_s``), then kill them."""
+        stops = {actor.stop.remote(timeout_s): sid for sid, actor in actors.items()}
+        done, hung = ray.wait(list(stops), num_returns=len(stops), timeout=timeout_s + 5) if stops else ([], [])
+        for ref in done:
             try:
-                answers.append(ray.get(actor.status.remote(), timeout=10))
+                ray.get(ref)
+            except Exception as exc:  # died meanwhile: it goes anyway
+                log.warning("stream %s: did not stop cleanly: %s", stops[ref], exc)
+        for ref in hung:
+            log.warning("stream %s: did not stop within %.0f s", stops[ref], timeout_s + 5)
+        for actor in actors.values():
+            ray.kill(actor, no_restart=True)
+
+    def status(self, running: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Each stream actor's own account; one that does not answer within 10 s is ``unreachable``
+        (not placed yet, or its node lost and not restarted yet)."""
+        running = self.running() if running is None else running
+        refs = {sid: actor.status.remote() for sid, actor in sorted(running.items())}
+        answers = []
+        for sid, ref in refs.items():
+            try:
+                answers.append(ray.get(ref, timeout=10))
             except Exception as exc:
                 answers.append({"stream": sid, "state": "unreachable", "error": f"{type(exc).__name__}: {exc}"})
         return answers
 
     def down(self) -> None:
         """Stop every stream (draining its sinks), then remove the deployments and the helpers."""
-        for sid, actor in self.running().items():
-            self._remove(sid, actor)
+        self._remove(self.running())
         for app in self._apps():
             try:
                 serve.delete(app)

@@ -116,7 +116,6 @@ class StreamActor:
                 # every node's stream actors write into the same database: the api section's URL
                 sinks.append(store_sink(self.config, self.monitor, make_engine(self.config.api.database_url)))
             self.runtime = Runtime(self.config, {}, sinks, self.monitor, tap=tap, backends=self._backends, numbering=numbering)
-            self.state = "running"
             await self.runtime.run()
             self.state = "ended"
         except Exception as exc:
@@ -131,10 +130,21 @@ class StreamActor:
         models: dict[str, Guarded] = {}
         for dc in self.config.detectors:
             handle = serve.get_app_handle(detector_app(dc.name))
-            margin, rounding = await handle.crop_rule.remote()
+            margin, rounding = await self._ask(dc.name, handle.crop_rule.remote)
             models[dc.name] = Guarded(dc.name, RemoteScorer(handle, margin, rounding))
         self.monitor.set_gauge(RUNTIME, Gauge.MODELS_READY, len(models))
+        self.state = "running"
         yield Backends(faces, models)  # type: ignore[arg-type]
+
+    async def _ask(self, name: str, call: Any) -> Any:
+        """A deployment's answer, waiting as long as it takes (its replica may be rescheduling), saying so."""
+        while True:
+            try:
+                return await asyncio.wait_for(call(), 2 * CALL_TIMEOUT_S)
+            except Exception as exc:
+                self.state = f"waiting for {name}"
+                log.warning("stream %s: deployment %s does not answer (%s); asking again", self.stream, name, type(exc).__name__)
+                await asyncio.sleep(AWAY_S)
 
     async def stop(self, timeout_s: float = 10.0) -> str:
         """Drain and flush the sinks, as ``dfstream run`` does on SIGTERM."""
