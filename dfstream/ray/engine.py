@@ -128,7 +128,8 @@ class RayEngine:
         ones, restart the changed ones; the others are not touched."""
         wanted = {s.id: stream_config(self.config, s.id) for s in self.config.streams}
         running = self.running()
-        digests = {s["stream"]: s.get("digest") for s in self.status(running)}
+        # an actor just started may take a while to answer (its process imports the models' code)
+        digests = {s["stream"]: s.get("digest") for s in self.status(running, timeout_s=60.0)}
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "kept": []}
         for sid in running:
             if sid not in wanted:
@@ -169,18 +170,19 @@ class RayEngine:
         for actor in actors.values():
             ray.kill(actor, no_restart=True)
 
-    def status(self, running: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Each stream actor's own account; one that does not answer within 10 s is ``unreachable``
-        (not placed yet, or its node lost and not restarted yet)."""
+    def status(self, running: dict[str, Any] | None = None, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """Each stream actor's own account; one that does not answer within ``timeout_s`` is
+        ``unreachable`` (not placed yet, still starting, or its node lost and not restarted yet)."""
         running = self.running() if running is None else running
-        refs = {sid: actor.status.remote() for sid, actor in sorted(running.items())}
-        answers = []
-        for sid, ref in refs.items():
+        refs = {actor.status.remote(): sid for sid, actor in running.items()}
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
+        answers = {sid: {"stream": sid, "state": "unreachable", "error": f"no answer within {timeout_s:.0f} s"} for sid in running}
+        for ref in done:
             try:
-                answers.append(ray.get(ref, timeout=10))
+                answers[refs[ref]] = ray.get(ref)
             except Exception as exc:
-                answers.append({"stream": sid, "state": "unreachable", "error": f"{type(exc).__name__}: {exc}"})
-        return answers
+                answers[refs[ref]] = {"stream": refs[ref], "state": "unreachable", "error": f"{type(exc).__name__}: {exc}"}
+        return [answers[sid] for sid in sorted(answers)]
 
     def down(self) -> None:
         """Stop every stream (draining its sinks), then remove the deployments and the helpers."""
