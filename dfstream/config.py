@@ -35,8 +35,8 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class DfstreamConfig(RuntimeConfig):
     """The whole file: the runtime's sections, the sinks that tell the world, and the HTTP service
-    (used by `dfstream serve`, and for its database by a store sink under `dfstream run`), and the
-engine that runs it all (local, or a Ray cluster)."""
+        (used by `dfstream serve`, and for its database by a store sink under `dfstream run`), and the
+    engine that runs it all (local, or a Ray cluster)."""
 
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)

@@ -104,7 +104,7 @@ class RayEngine:
             if app.startswith(serving.detector_app("")) and app not in self._apps():
                 serve.delete(app)
 
-    def _hub(self):  # noqa: ANN202
+    def _hub(self) -> None:
         prom = self.config.sinks.prometheus
         assert prom is not None
         hub = metrics.MetricsHub.options(name=metrics.HUB, namespace=self.namespace, lifetime="detached", get_if_exists=True,
@@ -112,7 +112,6 @@ class RayEngine:
                                                                           self.config.runtime.metrics_interval_s)  # fmt: skip
         host, port = ray.get(hub.address.remote())
         self.say(f"ray: metrics on http://{prom.host if prom.host not in ('0.0.0.0', '::') else host}:{port}/metrics")
-        return hub
 
     def _apps(self) -> set[str]:
         return {serving.FACES_APP, *(serving.detector_app(d.name) for d in self.config.detectors)}

@@ -38,10 +38,6 @@ class GatheredMonitor(PerformanceMonitor):
         with self._lock:
             self._reports[source] = (time.monotonic(), snapshots)
 
-    def sources(self) -> list[str]:
-        with self._lock:
-            return sorted(self._reports)
-
     def snapshot(self, subject: Subject | None = None) -> list[SeriesSnapshot]:
         oldest = time.monotonic() - STALE * self.interval_s
         with self._lock:
@@ -72,9 +68,6 @@ class MetricsHub:
 
     def address(self) -> tuple[str, int]:
         return ray.util.get_node_ip_address(), self.exporter.port
-
-    def sources(self) -> list[str]:
-        return self.monitor.sources()
 
 
 class Reporter:

@@ -35,9 +35,6 @@ class NumberKeeper:
         self.high[key] = first + size - 1
         return first
 
-    def highest(self) -> dict[str, int]:
-        return dict(self.high)
-
 
 class LeasedNumbering:
     """``pipeline.runtime.numbering.Numbering`` over leased blocks; ``prime`` before the first ``next``."""

@@ -35,4 +35,3 @@ class Backends:
 
 
 BackendsFactory = Callable[[], AbstractAsyncContextManager[Backends]]
-

@@ -23,8 +23,5 @@ class Counting:
         self._last: dict[str, int] = {}
 
     def next(self, key: str) -> int:
-        n = self._last[key] = self._last.get(key, 0) + 1
-        return n
-
-    def last(self, key: str) -> int:
-        return self._last.get(key, 0)
+        self._last[key] = self._last.get(key, 0) + 1
+        return self._last[key]

@@ -66,7 +66,7 @@ class Runtime:
         self.monitor = monitor or PerformanceMonitor(config.monitoring)
         self.monitor.set_gauge(RUNTIME, Gauge.MODELS_READY, len(detectors) if backends is None else 0)
         self.ensemble = build_ensemble(config.ensemble, config.detectors, detectors if backends is None else None)
-        self.face_detector = face_detector if face_detector is not None or backends is not None else FaceDetector(config.faces)
+        self.face_detector = face_detector or (FaceDetector(config.faces) if backends is None else None)
         self._open_backends = backends or self._local_backends
         self.numbering = numbering or Counting()
         self.outboxes = [Outbox(s, config.sinks.outbox_capacity, self._sink_dropped) for s in sinks]
