@@ -66,7 +66,7 @@ def pipeline_fps(config, frames: int) -> tuple[float, dict]:
         "verdicts": len(sink.verdicts),
         "scored": sum(v.scored for v in sink.verdicts),
         "face_frames": report["stages"]["faces"]["items"],
-        "batches": {name: runtime._batchers[name].batch_sizes for name in runtime._batchers},
+        "batches": {name: b.batch_sizes for name, b in runtime.backends.models.items()},
     }
     return fps, work
 

@@ -69,7 +69,7 @@ def runtime_fps(clip: Path, weights: Path, streams: int, device: str, fp16: bool
     seconds = time.perf_counter() - start
     frames = sum(runtime.monitor.counter(w.subject, Count.FRAMES_PROCESSED) for w in runtime.workers)
     return {"streams": streams, "frames_per_s": round(frames / seconds, 1), "verdicts": len(sink.verdicts),
-            "batch_mean": {n: round(sum(b.batch_sizes) / max(len(b.batch_sizes), 1), 2) for n, b in runtime._batchers.items()}}  # fmt: skip
+            "batch_mean": {n: round(sum(b.batch_sizes) / max(len(b.batch_sizes), 1), 2) for n, b in runtime.backends.models.items()}}  # fmt: skip
 
 
 def main() -> None:

@@ -98,25 +98,24 @@ async def run(port: int, rtt: float, inflight: int, messages: int, streams: int 
         await reader.subscribe("bench/+/verdict", qos=1)
         sink = MqttSink(MqttConfig(port=proxy.port, topic_prefix="bench", discovery=False, verdict_interval_s=0,
                                    max_inflight=inflight, outbox_capacity=messages * 2, client_id="bench-sink"))  # fmt: skip
-        await sink.start()
-        while sink.outbox_depth():  # connected: the discovery and online messages are out
-            await asyncio.sleep(0.01)
-        start = time.monotonic()
-        for i in range(messages):
-            await sink.publish(verdict(f"s{i % streams}", i // streams + 1))
-        while sink.outbox_depth():
-            await asyncio.sleep(0.005)
-        seconds = time.monotonic() - start
+        async with sink:
+            while sink.outbox_depth():  # connected: the discovery and online messages are out
+                await asyncio.sleep(0.01)
+            start = time.monotonic()
+            for i in range(messages):
+                await sink.publish(verdict(f"s{i % streams}", i // streams + 1))
+            while sink.outbox_depth():
+                await asyncio.sleep(0.005)
+            seconds = time.monotonic() - start
 
-        async def collect() -> None:
-            async for message in reader.messages:
-                data = json.loads(message.payload)
-                received[data["stream"]].append(data["seq"])
-                if sum(map(len, received.values())) >= messages:
-                    return
+            async def collect() -> None:
+                async for message in reader.messages:
+                    data = json.loads(message.payload)
+                    received[data["stream"]].append(data["seq"])
+                    if sum(map(len, received.values())) >= messages:
+                        return
 
-        await asyncio.wait_for(collect(), 30)
-        await sink.aclose()
+            await asyncio.wait_for(collect(), 30)
     gaps = sum(len(set(range(1, max(v) + 1)) - set(v)) for v in received.values())
     return {"messages_per_s": round(messages / seconds, 1), "lost": messages - sum(len(set(v)) for v in received.values()),
             "seq_gaps": gaps, "published": sink.monitor.counter(SERIES, Count.PUBLISHED)}  # fmt: skip

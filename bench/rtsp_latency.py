@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 
 from dfstream.config import parse_config
+from core.lifecycle import Lifecycle
 from pipeline.models.registry import ModelRegistry
 from pipeline.monitoring.keys import Count, Subject
 from pipeline.runtime.events import Verdict
@@ -31,23 +32,16 @@ from stream import make_sample_clip
 REPO = Path(__file__).resolve().parents[1]
 
 
-class Collect:
+class Collect(Lifecycle):
     """A sink that keeps the verdicts it is given."""
 
-    name = "collect"
-
     def __init__(self) -> None:
+        super().__init__("collect")
         self.verdicts: list[Verdict] = []
-
-    async def start(self) -> None:
-        pass
 
     async def publish(self, event) -> None:
         if isinstance(event, Verdict):
             self.verdicts.append(event)
-
-    async def aclose(self) -> None:
-        pass
 
 
 def new_runtime(config, sink) -> Runtime:

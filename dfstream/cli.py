@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import ConfigError, DfstreamError
+from core.errors import ConfigError, DfstreamError
 
 log = logging.getLogger("dfstream")
 
@@ -160,7 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _annotate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from dfstream.annotate import STREAM, annotate, probe
+    from dfstream.annotate import STREAM, annotate, probe_input
     from dfstream.config import load_config, parse_config
     from dfstream.wiring import load_detectors
 
@@ -173,7 +173,7 @@ def _annotate(args: argparse.Namespace) -> int:
 
         specs = [parse_detector_spec(text, args.device).model_dump(mode="json") for text in args.detectors]
         config = parse_config({"streams": [stream], "detectors": specs, "faces": {"device": args.device}})
-    total = probe(args.input).frames
+    total = probe_input(args.input).frames
     detectors = load_detectors(config, args.offline, lambda text: print(text, file=sys.stderr))
     with tqdm(total=total, desc="annotate", unit="frame", disable=None) as bar:  # quiet when not on a terminal
         done = annotate(config, detectors, args.input, Path(args.out), bar.update)
@@ -238,7 +238,7 @@ def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibrati
 
     from pipeline.evaluation.datasets import load_dataset
     from pipeline.evaluation.scoring import parse_detector_spec, score_items
-    from pipeline.judging.ensemble import EnsembleSection, build_ensemble
+    from pipeline.judging.ensemble import EnsembleConfig, build_ensemble
     from pipeline.judging.fusion import FusionMethod
     from pipeline.models.faces import FaceDetector, FacesConfig
     from pipeline.models.registry import ModelRegistry
@@ -250,7 +250,7 @@ def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibrati
     if len({c.name for c in configs}) != len(configs):
         raise ConfigError("--detectors: each detector needs its own name")
     detectors = ModelRegistry().load_configured(configs)
-    ensemble = build_ensemble(EnsembleSection(method=FusionMethod(fusion), calibration=calibration), configs, detectors)
+    ensemble = build_ensemble(EnsembleConfig(fusion_method=FusionMethod(fusion), calibration=calibration), configs, detectors)
     faces = FaceDetector(FacesConfig(model=args.faces, device=args.device))
     with tqdm(total=len(items), desc=args.command, unit="item", disable=None) as bar:  # quiet when not on a terminal
         scores = score_items(items, detectors, ensemble, faces, args.frames, lambda done, total: bar.update(1))
@@ -302,7 +302,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from pipeline.errors import WeightsError
+    from core.errors import WeightsError
     from pipeline.models.weights import (
         download_progress,
         expected_sha256,

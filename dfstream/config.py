@@ -21,12 +21,12 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from dfstream.engine import RuntimeSection
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 from pipeline.models.weights import load_manifest
 from pipeline.runtime.config import RuntimeConfig
 from service.config import ApiConfig
 from sinks.config import SinksConfig
-from stream.urls import redact, url_password
+from core.redaction import redact, url_password
 
 log = logging.getLogger(__name__)
 

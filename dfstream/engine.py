@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 
 class DeploymentSection(StrictModel):

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 
+from core.errors import ConfigError
 from dfstream.config import DfstreamConfig
-from pipeline.errors import ConfigError
 from pipeline.models.detector import BaseDetector
 from pipeline.models.registry import ModelRegistry
 from pipeline.models.weights import ensure_available, load_manifest
@@ -22,7 +22,9 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime, share_cpu_threads
 from pipeline.runtime.sink import Sink
-from sinks import PrometheusConfig, PrometheusExporter, StoreConfig, StoreSink, build_sinks
+from service.db.events import store_sink
+from service.db.schema import make_engine, prepare
+from sinks import PrometheusConfig, PrometheusExporter, build_sinks
 
 log = logging.getLogger("dfstream")
 
@@ -42,12 +44,6 @@ def _stop_on_signals(*actions: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, lambda: [action() for action in actions])
 
 
-def store_sink(config: DfstreamConfig, monitor: PerformanceMonitor, engine) -> StoreSink:  # type: ignore[no-untyped-def]
-    from service.db.events import DatabaseEventWriter
-
-    return StoreSink(config.sinks.store or StoreConfig(), DatabaseEventWriter(engine), monitor)
-
-
 def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG",
         reload: Callable[[], DfstreamConfig] | None = None) -> None:  # fmt: skip
     """Judge every stream until they end or SIGINT / SIGTERM (on the engine ``runtime`` names;
@@ -59,8 +55,6 @@ def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None
     detectors = load_detectors(config, offline, say)
     engine = None
     if config.sinks.store is not None:  # events into the api section's database, without the API
-        from service.db.schema import make_engine, prepare
-
         engine = make_engine(config.api.database_url)
         log.info(prepare(engine, config_path))
     monitor = PerformanceMonitor(config.monitoring)
@@ -70,7 +64,7 @@ def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None
         tap = LiveTap()
         sinks: list[Sink] = build_sinks(config.sinks, monitor, tap, [s.id for s in config.streams])
         if engine is not None:
-            sinks.append(store_sink(config, monitor, engine))
+            sinks.append(store_sink(config.sinks.store, engine, monitor))
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
         _stop_on_signals(runtime.stop.set)
         await runtime.run()
@@ -100,9 +94,8 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
     from pipeline.models.faces import FaceDetector, FacesConfig
     from service.analysis import Analyzer
     from service.app import Service, create_app
-    from service.db.schema import make_engine, prepare
     from service.feed import FeedSink
-    from service.retention import keep
+    from service.retention import run_retention
 
     if config.runtime.engine == "ray":
         raise ConfigError("runtime.engine: dfstream serve runs its streams on the local engine; on Ray run them with "
@@ -121,7 +114,7 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
     async def supervise() -> None:
         feed, tap = FeedSink(monitor, api.feed_queue), LiveTap()
         streams = [s.id for s in config.streams]
-        sinks: list[Sink] = [*build_sinks(config.sinks, monitor, tap, streams), feed, store_sink(config, monitor, engine)]
+        sinks: list[Sink] = [*build_sinks(config.sinks, monitor, tap, streams), feed, store_sink(config.sinks.store, engine, monitor)]
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
         sessions = sessionmaker(engine, expire_on_commit=False)
         thresholds = (config.smoothing.enter, config.smoothing.leave)
@@ -133,20 +126,19 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
         server = _ApiServer(uvicorn.Config(create_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=3,
                                         proxy_headers=False))  # fmt: skip
         _stop_on_signals(runtime.stop.set, lambda: setattr(server, "should_exit", True))
-        await analyzer.start()
-        retention = asyncio.create_task(keep(api, sessions, monitor), name="dfstream.retention")
-        judging = asyncio.create_task(runtime.run(), name="dfstream.runtime")
-        host, port = listener.getsockname()[:2]
-        say(f"dfstream API on http://{host}:{port} (docs: /docs)")
-        serving = asyncio.create_task(server.serve(sockets=[listener]), name="dfstream.api")
-        await asyncio.wait([serving, judging], return_when=asyncio.FIRST_COMPLETED)
-        if judging.done() and judging.exception() is not None:
-            server.should_exit = True  # the runtime failed: stop, and say why below
-        await asyncio.gather(serving, return_exceptions=True)  # until a signal
-        runtime.stop.set()
-        retention.cancel()
-        await asyncio.gather(judging, retention, return_exceptions=True)
-        await analyzer.aclose()
+        async with analyzer:
+            retention = asyncio.create_task(run_retention(api, sessions, monitor), name="dfstream.retention")
+            judging = asyncio.create_task(runtime.run(), name="dfstream.runtime")
+            host, port = listener.getsockname()[:2]
+            say(f"dfstream API on http://{host}:{port} (docs: /docs)")
+            serving = asyncio.create_task(server.serve(sockets=[listener]), name="dfstream.api")
+            await asyncio.wait([serving, judging], return_when=asyncio.FIRST_COMPLETED)
+            if judging.done() and judging.exception() is not None:
+                server.should_exit = True  # the runtime failed: stop, and say why below
+            await asyncio.gather(serving, return_exceptions=True)  # until a signal
+            runtime.stop.set()
+            retention.cancel()
+            await asyncio.gather(judging, retention, return_exceptions=True)
         if judging.exception() is not None:
             raise judging.exception()  # type: ignore[misc]
 

@@ -7,6 +7,7 @@ the same numbers (nothing in scoring is random)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import statistics
 import threading
@@ -18,8 +19,10 @@ import av
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.errors import DfstreamError, one_line
-from pipeline.evaluation.datasets import sample_video_frames
+from core.errors import DfstreamError, QueueFullError, one_line
+from core.lifecycle import Lifecycle
+from core.queues import DropOldestQueue
+from pipeline.evaluation.datasets import spaced_video_frames
 from pipeline.evaluation.metrics import AGGREGATIONS
 from pipeline.evaluation.scoring import FaceScore, score_frames
 from pipeline.judging.ensemble import EnsembleManager
@@ -31,12 +34,8 @@ from service.config import AnalysisConfig
 from service.db.models import DetectionResult, MediaFile, utcnow
 
 log = logging.getLogger(__name__)
-SERIES = Subject.service("analysis")
+ANALYSIS = Subject.service("analysis")
 RETRIES, RETRY_AFTER_S = 3, 10.0  # a job the database failed (it restarts) is tried again
-
-
-class QueueFull(Exception):
-    pass
 
 
 class _Stopping(Exception):
@@ -50,7 +49,10 @@ def file_label(p: float, fake_at: float, real_below: float) -> str:
     return "real" if p < real_below else "uncertain"
 
 
-class Analyzer:
+class Analyzer(Lifecycle):
+    """``async with``: picks up what a previous process left and starts ``workers`` loops; leaving
+    stops a running job at its next chunk of frames (it is resumed on the next start)."""
+
     def __init__(
         self,
         config: AnalysisConfig,
@@ -62,6 +64,7 @@ class Analyzer:
         thresholds: tuple[float, float],
         monitor: PerformanceMonitor,
     ):
+        super().__init__("analysis")
         self.config = config
         self.data_dir = data_dir
         self.sessions = sessions
@@ -70,41 +73,48 @@ class Analyzer:
         self.faces = faces
         self.thresholds = thresholds  # (fake at or above, real below)
         self.monitor = monitor
-        self.running: dict[int, float] = {}  # media id → progress, while analysed
-        self._queue: asyncio.Queue[int] = asyncio.Queue(config.queue)
-        self._tasks: list[asyncio.Task] = []
+        self.progress: dict[int, float] = {}  # media id → progress, while analysed
+        # refused at the door when full (submit raises), so nothing accepted is ever dropped from it
+        self._queue: DropOldestQueue[int] = DropOldestQueue(config.queue)
+        self._backlog: collections.deque[int] = collections.deque()  # found at start beyond the queue's room
         self._stopping = False
         self._tries: dict[int, int] = {}
 
-    async def start(self) -> None:
+    async def _open(self) -> None:
         """Pick up what a previous process left: queued jobs, and running ones (it died mid-job)."""
         with self.sessions() as session:
             left = session.execute(select(MediaFile.id, MediaFile.status).where(MediaFile.status.in_(("queued", "running"))).order_by(MediaFile.id)).all()
         for media_id, state in left:
             if state == "running":
-                self.monitor.count(SERIES, Count.JOBS, outcome="resumed")
+                self.monitor.count(ANALYSIS, Count.JOBS, outcome="resumed")
                 log.warning("media %d: its analysis was interrupted (the process stopped); running it again", media_id)
-            self._queue.put_nowait(media_id)
-        self.monitor.set_gauge(SERIES, Gauge.JOBS_WAITING, self._queue.qsize())
-        self._tasks = [asyncio.create_task(self._work(), name=f"dfstream.analysis[{i}]") for i in range(self.config.workers)]
+            self._backlog.append(media_id)
+        self._refill()
+        for i in range(self.config.workers):
+            self.spawn(f"worker.{i}", self._work)
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         self._stopping = True  # a running job stops at its next chunk of frames
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def submit(self, media_id: int) -> None:
-        try:
-            self._queue.put_nowait(media_id)
-        except asyncio.QueueFull:
-            raise QueueFull(f"{self._queue.maxsize} analyses are waiting; try again later") from None
-        self.monitor.set_gauge(SERIES, Gauge.JOBS_WAITING, self._queue.qsize())
+        if self._queue.full() or self._backlog:
+            raise QueueFullError(f"{self._queue.capacity} analyses are waiting; try again later")
+        self._queue.put(media_id)
+        self._waiting()
+
+    def _refill(self) -> None:
+        """The backlog a previous process left, into the queue as room appears."""
+        while self._backlog and not self._queue.full():
+            self._queue.put(self._backlog.popleft())
+        self._waiting()
+
+    def _waiting(self) -> None:
+        self.monitor.set_gauge(ANALYSIS, Gauge.JOBS_WAITING, len(self._queue) + len(self._backlog))
 
     async def _work(self) -> None:
         while True:
             media_id = await self._queue.get()
-            self.monitor.set_gauge(SERIES, Gauge.JOBS_WAITING, self._queue.qsize())
+            self._refill()
             try:
                 await _in_daemon_thread(self.analyse, media_id)
             except Exception as exc:  # noqa: BLE001 -- the database away, or a bug: the worker goes on
@@ -113,12 +123,12 @@ class Analyzer:
                 if tries < RETRIES:  # still `running` in the database; the next start would resume it anyway
                     asyncio.get_running_loop().call_later(RETRY_AFTER_S, self._retry, media_id)
             finally:
-                self.running.pop(media_id, None)
+                self.progress.pop(media_id, None)
 
     def _retry(self, media_id: int) -> None:
         try:
             self.submit(media_id)
-        except QueueFull:
+        except QueueFullError:
             log.error("media %d: not retried, the queue is full; it runs again on the next start", media_id)
 
     def analyse(self, media_id: int) -> None:
@@ -129,7 +139,7 @@ class Analyzer:
             media.status, media.started_at, media.progress, media.error = "running", utcnow(), 0.0, None
             session.commit()
             path, expected = self.data_dir / media.storage_path, min(self.config.frames, media.frames or self.config.frames)
-        self.running[media_id] = 0.0
+        self.progress[media_id] = 0.0
         started = time.monotonic()
         last_write = [0.0]
 
@@ -137,7 +147,7 @@ class Analyzer:
             if self._stopping:
                 raise _Stopping
             done = min(0.99, read / max(1, expected))
-            self.running[media_id] = done
+            self.progress[media_id] = done
             if time.monotonic() - last_write[0] > 0.5:
                 last_write[0] = time.monotonic()
                 with self.sessions() as s:
@@ -145,7 +155,7 @@ class Analyzer:
                     s.commit()
 
         try:
-            scored, read, _ = score_frames(sample_video_frames(path, self.config.frames), self.detectors, self.ensemble,
+            scored, read, _ = score_frames(spaced_video_frames(path, self.config.frames), self.detectors, self.ensemble,
                                            self.faces, every_face=True, progress=progress)  # fmt: skip
             if not any(face.face == 0 for face in scored):
                 raise DfstreamError(f"no face in any of the {read} sampled frames" if read else "no frame could be decoded")
@@ -167,7 +177,7 @@ class Analyzer:
             media.finished_at, media.progress = utcnow(), 1.0
             if error is not None:
                 media.status, media.error = "failed", error
-                self.monitor.count(SERIES, Count.JOBS, outcome="failed")
+                self.monitor.count(ANALYSIS, Count.JOBS, outcome="failed")
                 log.warning("media %d (%s): analysis failed: %s", media_id, media.original_name, error)
                 return
             session.add_all(
@@ -184,7 +194,7 @@ class Analyzer:
             media.uncertainty = round(statistics.fmean(uncertainties), 6) if uncertainties else None
             media.models = {name: round(float(aggregate([f.models[name] for f in largest])), 6) for name in largest[0].models}
             media.verdict = file_label(p, *self.thresholds)
-            self.monitor.count(SERIES, Count.JOBS, outcome="done")
+            self.monitor.count(ANALYSIS, Count.JOBS, outcome="done")
 
 
 async def _in_daemon_thread(function, *args) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.errors import one_line
+from core.errors import UploadError, one_line
 from pipeline.monitoring.keys import Count, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.live import LiveTap
@@ -27,7 +27,6 @@ from service.analysis import Analyzer
 from service.auth import LoginLimiter, Principal, TokenCache, bearer, resolve
 from service.config import ApiConfig
 from service.feed import FeedSink
-from service.uploads import UploadError
 from stream.config import StreamConfig
 
 log = logging.getLogger("dfstream.api")

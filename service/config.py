@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 
 class RetentionConfig(StrictModel):

@@ -4,15 +4,16 @@ reads too slowly loses its oldest events, counted; it never slows the pipeline o
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 
+from core.lifecycle import Lifecycle
+from core.queues import DropOldestQueue
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict
 
-SERIES = Subject.service("feed")
+FEED = Subject.service("feed")
 KINDS = ("verdict", "state", "status", "alert")
 
 
@@ -20,8 +21,7 @@ KINDS = ("verdict", "state", "status", "alert")
 class Subscriber:
     kinds: frozenset[str]
     streams: frozenset[str]  # empty: every stream
-    queue: asyncio.Queue[Event | None]  # None: the server is stopping
-    dropped: int = 0
+    queue: DropOldestQueue[Event]  # closed when the server stops
 
     def wants(self, event: Event) -> bool:
         if event.kind not in self.kinds:
@@ -37,16 +37,16 @@ class StreamView:
     tracks: dict[int, Verdict] = field(default_factory=dict)  # the newest verdict of each live track
 
 
-class FeedSink:
+class FeedSink(Lifecycle):
     def __init__(self, monitor: PerformanceMonitor, queue_size: int = 1000):
-        self.name = "feed"
+        super().__init__("feed")
         self.monitor = monitor
         self.queue_size = queue_size
         self.streams: dict[str, StreamView] = {}
         self._subscribers: set[Subscriber] = set()
 
-    async def start(self) -> None:
-        self.monitor.set_gauge(SERIES, Gauge.FEED_CLIENTS, 0)
+    async def _open(self) -> None:
+        self.monitor.set_gauge(FEED, Gauge.FEED_CLIENTS, 0)
 
     async def publish(self, event: Event) -> None:
         if isinstance(event, StreamStatus):
@@ -60,27 +60,24 @@ class FeedSink:
             view.tracks[event.track_id] = event
         for subscriber in list(self._subscribers):
             if subscriber.wants(event):
-                if subscriber.queue.full():
-                    subscriber.queue.get_nowait()
-                    subscriber.dropped += 1
-                    self.monitor.count(SERIES, Count.EVENTS_DROPPED, reason="slow_client")
-                subscriber.queue.put_nowait(event)
+                subscriber.queue.put(event, reason="slow_client")
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         for subscriber in self._subscribers:  # each open response ends instead of holding shutdown
-            if subscriber.queue.full():
-                subscriber.queue.get_nowait()
-            subscriber.queue.put_nowait(None)
+            subscriber.queue.close()
+
+    def _dropped(self, event: Event, reason: str) -> None:
+        self.monitor.count(FEED, Count.EVENTS_DROPPED, reason=reason)
 
     def subscribe(self, kinds: frozenset[str], streams: frozenset[str]) -> Subscriber:
-        subscriber = Subscriber(kinds, streams, asyncio.Queue(self.queue_size))
+        subscriber = Subscriber(kinds, streams, DropOldestQueue(self.queue_size, on_drop=self._dropped))
         self._subscribers.add(subscriber)
-        self.monitor.set_gauge(SERIES, Gauge.FEED_CLIENTS, len(self._subscribers))
+        self.monitor.set_gauge(FEED, Gauge.FEED_CLIENTS, len(self._subscribers))
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
-        self.monitor.set_gauge(SERIES, Gauge.FEED_CLIENTS, len(self._subscribers))
+        self.monitor.set_gauge(FEED, Gauge.FEED_CLIENTS, len(self._subscribers))
 
 
 def sse(event: Event) -> bytes:

@@ -9,6 +9,8 @@ import datetime as dt
 import logging
 from collections import Counter
 
+from core.errors import one_line
+from core.ratelog import RateLimitedLog
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,11 +75,13 @@ def _remove_media(config: ApiConfig, session: Session, media: MediaFile) -> None
     session.delete(media)
 
 
-async def keep(config: ApiConfig, sessions: sessionmaker[Session], monitor: PerformanceMonitor) -> None:
+async def run_retention(config: ApiConfig, sessions: sessionmaker[Session], monitor: PerformanceMonitor) -> None:
     """Prune now and then every ``interval_s``; a failure (the database away) is logged and retried."""
+    problems = RateLimitedLog(log, logging.ERROR)
     while True:
         try:
             await asyncio.to_thread(prune, config, sessions, monitor)
+            problems.clear("prune", "retention: pruning works again")
         except Exception as exc:  # noqa: BLE001 -- retention must outlive a database restart
-            log.error("retention failed (will retry in %.0f s): %s", config.retention.interval_s, exc)
+            problems("prune", "retention failed (will retry in %.0f s): %s", config.retention.interval_s, one_line(exc))
         await asyncio.sleep(config.retention.interval_s)

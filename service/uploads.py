@@ -11,22 +11,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from pipeline.errors import one_line
+from core.errors import SourceError, UploadError, one_line
+from stream.probe import Probe, probe
 
 FIELD = "file"
 # demuxers that would take text for video (ANSI art, subtitles as frames): never media
 _NOT_MEDIA = {"tty", "bin", "idf", "adf", "xbin"}
-
-
-class UploadError(Exception):
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -35,16 +28,6 @@ class Received:
     original_name: str
     size: int
     sha256: str
-
-
-@dataclass(frozen=True)
-class Probe:
-    container: str
-    codec: str
-    width: int
-    height: int
-    duration_s: float | None
-    frames: int | None
 
 
 async def receive(request: Request, folder: Path, max_bytes: int) -> Received:
@@ -152,21 +135,16 @@ class _Part:
         self._in_file = False
 
 
-def probe(path: Path) -> Probe:
-    """What the file is, by decoding it: its first video stream and one frame of it."""
+def check_video(path: Path) -> Probe:
+    """The upload probed as a video (415 when it is not one, or is a text-like format FFmpeg would
+    read as something else)."""
     try:
-        with av.open(str(path)) as container:
-            if container.format.name in _NOT_MEDIA or not container.streams.video:
-                raise UploadError(415, "not a video: no video stream in it")
-            video = container.streams.video[0]
-            for frame in container.decode(video):
-                width, height = frame.width, frame.height
-                break
-            else:
-                raise UploadError(415, "not a video: no frame of it decodes")
-            duration = container.duration / av.time_base if container.duration else None
-            if duration is None and video.duration and video.time_base:
-                duration = float(video.duration * video.time_base)
-            return Probe(container.format.name, video.codec_context.name, width, height, duration, video.frames or None)
-    except av.error.FFmpegError as exc:
-        raise UploadError(415, f"not a video PyAV can read: {one_line(exc)}") from None
+        found = probe(str(path))
+    except SourceError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")  # the server's own file name tells the client nothing
+        if reason.startswith("cannot be read: "):
+            raise UploadError(415, f"not a video PyAV can read: {reason.removeprefix('cannot be read: ')}") from None
+        raise UploadError(415, f"not a video: {reason}") from None
+    if found.container in _NOT_MEDIA:
+        raise UploadError(415, "not a video: no video stream in it")
+    return found

@@ -11,7 +11,8 @@ from typing import Literal
 from pydantic import Field
 
 from pipeline.runtime.events import Event
-from stream.config import StrictModel
+from core.lifecycle import Lifecycle
+from core.strict import StrictModel
 
 
 class JsonlConfig(StrictModel):
@@ -22,15 +23,12 @@ class JsonlConfig(StrictModel):
     flush: bool = True  # flush after every line, so a reader (tail -f, a pipe) sees verdicts at once
 
 
-class JsonlSink:
+class JsonlSink(Lifecycle):
     def __init__(self, config: JsonlConfig):
+        super().__init__("jsonl")
         self.config = config
-        self.name = "jsonl"
         self._file = sys.stdout if config.path == "-" else Path(config.path).open("a", buffering=1)
         self._kinds = set(config.events)
-
-    async def start(self) -> None:
-        pass
 
     async def publish(self, event: Event) -> None:
         if event.kind not in self._kinds:
@@ -43,7 +41,7 @@ class JsonlSink:
         if self.config.flush:
             self._file.flush()
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         self._file.flush()
         if self._file is not sys.stdout:
             self._file.close()

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import os
-import random
 import re
 import socket
 import ssl
-import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -41,15 +40,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field, field_validator, model_validator
 
+from core.backoff import Backoff
+from core.lifecycle import Lifecycle
+from core.queues import DropOldestQueue
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Alert, Event, StreamState, StreamStatus, Verdict
 from pipeline.runtime.numbering import Counting, Numbering
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 log = logging.getLogger(__name__)
 
-SERIES = Subject.sink("mqtt")
+MQTT = Subject.sink("mqtt")
 
 
 class MqttTls(StrictModel):
@@ -106,36 +108,32 @@ class MqttMessage:
     n: int = 0  # its place in the outbox order: acknowledged in order, re-sent from the first unacknowledged
 
 
-class MqttSink:
-    name = "mqtt"
-
+class MqttSink(Lifecycle):
     def __init__(self, config: MqttConfig, monitor: PerformanceMonitor | None = None, numbering: Numbering | None = None):
         """``numbering``: where each stream's ``seq`` comes from (from 1 unless it outlives this sink, as under Ray)."""
+        super().__init__("mqtt")
         self.config = config
         self.monitor = monitor or PerformanceMonitor()
         self._username = os.environ.get("DFSTREAM_MQTT_USERNAME") or None
         self._password = os.environ.get("DFSTREAM_MQTT_PASSWORD") or None
-        self._outbox: deque[MqttMessage] = deque()
+        self._outbox: DropOldestQueue[MqttMessage] = DropOldestQueue(config.outbox_capacity, on_drop=self._dropped)
         self._retained: dict[str, MqttMessage] = {}  # republished on every connect: a restarted broker may have lost them
         self._wakeup = asyncio.Event()  # set by a new message and by each acknowledgement
         self._numbers = itertools.count(1)
-        self._task: asyncio.Task | None = None
         self._streams: set[str] = set()
         self._numbering = numbering or Counting()
         self._verdict_seq: dict[str, int] = {}  # the last made per stream
         self._last_verdict: dict[tuple[str, int], tuple[float, str]] = {}
-        self._rng = random.Random()
-        self.monitor.set_gauge(SERIES, Gauge.OUTBOX_CAPACITY, config.outbox_capacity)
-        self.monitor.set_gauge(SERIES, Gauge.CONNECTED, 0)
+        self.monitor.set_gauge(MQTT, Gauge.OUTBOX_CAPACITY, config.outbox_capacity)
+        self.monitor.set_gauge(MQTT, Gauge.CONNECTED, 0)
 
     @property
     def available_topic(self) -> str:
         return f"{self.config.topic_prefix}/available"
 
     # ---- the Sink interface ------------------------------------------------------------------
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._supervise(), name="dfstream[mqtt].supervisor")
+    async def _open(self) -> None:
+        self.spawn("supervisor", self._supervise)
 
     async def publish(self, event: Event) -> None:
         p = self.config.topic_prefix
@@ -155,19 +153,17 @@ class MqttSink:
         elif isinstance(event, Alert):
             self._enqueue(f"{p}/alerts", event.to_dict(), retain=False, expires=True)
 
-    async def aclose(self) -> None:
-        """Queue ``offline``, give the broker ``flush_timeout_s`` to take everything, disconnect."""
+    async def _close(self) -> None:
+        """Queue ``offline``, give the broker ``flush_timeout_s`` to take everything; leaving disconnects."""
         self._enqueue(self.available_topic, "offline", retain=True)
         deadline = time.monotonic() + self.config.flush_timeout_s
-        while self._outbox and self._task is not None and time.monotonic() < deadline:
+        while len(self._outbox) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        if self._outbox:
-            log.error("mqtt: %d messages not delivered at shutdown (broker %s:%d unreachable)",
-                      len(self._outbox), self.config.host, self.config.port)  # fmt: skip
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if len(self._outbox):
+            log.error(
+                "mqtt: %d messages not delivered at shutdown (broker %s:%d unreachable)",
+                len(self._outbox), self.config.host, self.config.port,
+            )
 
     def outbox_depth(self) -> int:
         return len(self._outbox)
@@ -204,12 +200,12 @@ class MqttSink:
         message = MqttMessage(topic, data, retain, expires, next(self._numbers))
         if retain:
             self._retained[topic] = message
-        if len(self._outbox) >= self.config.outbox_capacity:
-            self._outbox.popleft()
-            self.monitor.count(SERIES, Count.MESSAGES_DROPPED)
-        self._outbox.append(message)
-        self.monitor.set_gauge(SERIES, Gauge.OUTBOX_DEPTH, len(self._outbox))
+        self._outbox.put(message)
+        self.monitor.set_gauge(MQTT, Gauge.OUTBOX_DEPTH, len(self._outbox))
         self._wakeup.set()
+
+    def _dropped(self, message: MqttMessage, reason: str) -> None:
+        self.monitor.count(MQTT, Count.MESSAGES_DROPPED)
 
     # ---- delivery -------------------------------------------------------------------------------
     def _client(self) -> aiomqtt.Client:
@@ -239,14 +235,13 @@ class MqttSink:
 
     async def _supervise(self) -> None:
         cfg = self.config
-        attempt, last_error = 0, None
+        backoff = Backoff(cfg.retry_initial_s, cfg.retry_max_s)
         while True:
             try:
                 async with self._client() as client:
                     self._set_connected(True)
-                    if last_error is not None:
-                        log.info("mqtt: connected to %s:%d again", cfg.host, cfg.port)
-                    attempt, last_error = 0, None
+                    self.problems.clear("broker", "mqtt: connected to %s:%d again", cfg.host, cfg.port)
+                    backoff.reset()
                     await client.publish(self.available_topic, b"online", qos=1, retain=True)
                     for message in list(self._retained.values()):
                         if message.topic != self.available_topic:
@@ -254,15 +249,12 @@ class MqttSink:
                     await self._drain(client)
             except aiomqtt.MqttError as exc:
                 self._set_connected(False)
-                self.monitor.count(SERIES, Count.CONNECTION_ERRORS)
-                reason = str(exc)
-                if reason != last_error:  # one line per outage, not one per retry
-                    log.error("mqtt: broker %s:%d: %s; retrying with backoff (outbox %d/%d)",
-                              cfg.host, cfg.port, reason, len(self._outbox), cfg.outbox_capacity)  # fmt: skip
-                last_error = reason
-                delay = min(cfg.retry_max_s, cfg.retry_initial_s * 2**attempt)
-                attempt += 1
-                await asyncio.sleep(delay / 2 + self._rng.uniform(0, delay / 2))
+                self.monitor.count(MQTT, Count.CONNECTION_ERRORS)
+                self.problems(
+                    "broker", "mqtt: broker %s:%d: %s; retrying with backoff (outbox %d/%d)",
+                    cfg.host, cfg.port, exc, len(self._outbox), cfg.outbox_capacity, level=logging.ERROR,
+                )
+                await asyncio.sleep(backoff.next())
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Keep up to ``max_inflight`` messages from the head of the outbox in flight; a message
@@ -279,8 +271,8 @@ class MqttSink:
                     failed.result()  # a failure ends this connection
                 while inflight and inflight[0][1].done():
                     n, task = inflight.popleft()
-                    while self._outbox and self._outbox[0].n <= n:
-                        self._outbox.popleft()
+                    while len(self._outbox) and self._outbox.peek().n <= n:
+                        self._outbox.get_nowait()
                 for message in self._outbox:
                     if len(inflight) >= self.config.max_inflight:
                         break
@@ -289,8 +281,8 @@ class MqttSink:
                         task.add_done_callback(lambda _: self._wakeup.set())
                         inflight.append((message.n, task))
                         sent = message.n
-                self.monitor.set_gauge(SERIES, Gauge.OUTBOX_DEPTH, len(self._outbox))
-                if inflight or self._outbox:
+                self.monitor.set_gauge(MQTT, Gauge.OUTBOX_DEPTH, len(self._outbox))
+                if inflight or len(self._outbox):
                     await self._wakeup.wait()
                     continue
                 try:
@@ -299,7 +291,7 @@ class MqttSink:
                     refresh_at = time.monotonic() + self.config.state_refresh_s
                     for message in list(self._retained.values()):
                         if message.topic.endswith("/state"):
-                            self._outbox.append(replace(message, n=next(self._numbers)))
+                            self._outbox.put(replace(message, n=next(self._numbers)))
         finally:
             for _, task in inflight:
                 task.cancel()
@@ -311,10 +303,10 @@ class MqttSink:
             properties = Properties(PacketTypes.PUBLISH)
             properties.MessageExpiryInterval = self.config.message_expiry_s
         await client.publish(message.topic, message.payload, qos=self.config.qos, retain=message.retain, properties=properties)
-        self.monitor.count(SERIES, Count.PUBLISHED)
+        self.monitor.count(MQTT, Count.PUBLISHED)
 
     def _set_connected(self, connected: bool) -> None:
-        self.monitor.set_gauge(SERIES, Gauge.CONNECTED, 1 if connected else 0)
+        self.monitor.set_gauge(MQTT, Gauge.CONNECTED, 1 if connected else 0)
 
 
 def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, Any]]:

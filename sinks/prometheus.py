@@ -21,7 +21,7 @@ from pydantic import Field
 from pipeline.monitoring.keys import END_TO_END, FACES, LIVE_VIEW, RUNTIME, STAGE_SPANS, Count, Gauge, Kind, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.monitoring.store import Histogram, SeriesSnapshot
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,16 @@ from typing import Protocol
 import numpy as np
 from pydantic import Field
 
-from pipeline.errors import one_line
+from core.backoff import Backoff
+from core.errors import one_line
+from core.lifecycle import Lifecycle
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 log = logging.getLogger(__name__)
-SERIES = Subject.sink("store")
+STORE = Subject.sink("store")
 
 
 class StoreConfig(StrictModel):
@@ -103,43 +105,43 @@ class _Episode:
         )  # fmt: skip
 
 
-class StoreSink:
+class StoreSink(Lifecycle):
     def __init__(self, config: StoreConfig, writer: EventWriter, monitor: PerformanceMonitor):
+        super().__init__("store")
         self.config = config
-        self.name = "store"
         self.writer = writer
         self.monitor = monitor
-        self._open: dict[tuple[str, int], _Episode] = {}
+        self._episodes: dict[tuple[str, int], _Episode] = {}  # open ones, by (stream, track)
         self._closed: list[_Episode] = []  # closed since the last flush
         self._pending: dict[str, EventRecord] = {}  # id → newest state not yet written
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._failures = 0
+        self._flushing: asyncio.Task | None = None
+        self._backoff = Backoff(config.flush_interval_s, max(config.flush_interval_s, config.retry_max_s))
         self._closing = False
 
-    async def start(self) -> None:
-        self.monitor.set_gauge(SERIES, Gauge.PENDING_WRITES, 0)
-        self._task = asyncio.create_task(self._flusher(), name="dfstream[store].flusher")
+    async def _open(self) -> None:
+        self.monitor.set_gauge(STORE, Gauge.PENDING_WRITES, 0)
+        self._flushing = self.spawn("flusher", self._flusher)
 
     async def publish(self, event: Event) -> None:
         if isinstance(event, Verdict):
             self._on_verdict(event)
         elif isinstance(event, StreamState):
-            for key in list(self._open):
+            for key in list(self._episodes):
                 if key[0] == event.stream and key[1] not in event.tracks:
-                    self._close(key, event.updated_at)  # the track is gone
+                    self._end_episode(key, event.updated_at)  # the track is gone
         elif isinstance(event, StreamStatus) and event.status != "online":
-            for key in [k for k in self._open if k[0] == event.stream]:
-                self._close(key, event.ts)
+            for key in [k for k in self._episodes if k[0] == event.stream]:
+                self._end_episode(key, event.ts)
 
-    async def aclose(self) -> None:
-        for key in list(self._open):
-            self._close(key, time.time())
+    async def _close(self) -> None:
+        for key in list(self._episodes):
+            self._end_episode(key, time.time())
         # told, not cancelled: Python 3.11's wait_for swallows a cancel that lands as the wake-up does
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
         await self._encode_snapshots()
         self._collect()
         for _ in range(3):  # a database restarting as we stop gets a few seconds
@@ -148,24 +150,24 @@ class StoreSink:
             await asyncio.sleep(1.0)
         if self._pending:
             left = len(self._pending)
-            self.monitor.count(SERIES, Count.EVENTS_DROPPED, left, reason="shutdown")
+            self.monitor.count(STORE, Count.EVENTS_DROPPED, left, reason="shutdown")
             log.error("store: %d event records not written at shutdown: the database is unreachable", left)
 
     # ---- episodes ---------------------------------------------------------------------------------
     def _on_verdict(self, verdict: Verdict) -> None:
         key = (verdict.stream, verdict.track_id)
-        episode = self._open.get(key)
+        episode = self._episodes.get(key)
         if verdict.label == "fake":
             if episode is None:
                 episode = _Episode(uuid.uuid4().hex, verdict.stream, verdict.track_id, verdict.label_since, verdict)
-                self._open[key] = episode
+                self._episodes[key] = episode
                 self._wake.set()  # a new event is written at once, not at the next tick
             episode.add(verdict)
         elif episode is not None:
-            self._close(key, verdict.label_since)
+            self._end_episode(key, verdict.label_since)
 
-    def _close(self, key: tuple[str, int], at: float) -> None:
-        episode = self._open.pop(key)
+    def _end_episode(self, key: tuple[str, int], at: float) -> None:
+        episode = self._episodes.pop(key)
         episode.ended_at = max(at, episode.started_at)
         episode.changed = True
         self._closed.append(episode)
@@ -187,13 +189,12 @@ class StoreSink:
             if not self._pending:
                 delay = self.config.flush_interval_s
                 continue
-            ok = await self._write()
-            delay = self.config.flush_interval_s if ok else min(self.config.retry_max_s, self.config.flush_interval_s * 2**self._failures)
+            delay = self.config.flush_interval_s if await self._write() else self._backoff.next()
 
     async def _encode_snapshots(self) -> None:
         """JPEGs of every peak that changed, encoded in a thread; taken from the episodes here, on
         the loop, so a peak that moves meanwhile is not paired with another verdict's box."""
-        todo = [(e, e.peak_image, e.peak.bbox) for e in [*self._open.values(), *self._closed] if e.peak_image is not None]
+        todo = [(e, e.peak_image, e.peak.bbox) for e in [*self._episodes.values(), *self._closed] if e.peak_image is not None]
         if not todo:
             return
         for episode, _, _ in todo:
@@ -206,7 +207,7 @@ class StoreSink:
 
     def _collect(self) -> None:
         """Changed episodes → pending records (newest state wins, snapshots kept until written)."""
-        for episode in [*self._open.values(), *self._closed]:
+        for episode in [*self._episodes.values(), *self._closed]:
             if not episode.changed:
                 continue
             episode.changed = False
@@ -225,28 +226,27 @@ class StoreSink:
             victims = sorted(self._pending.values(), key=lambda r: (r.ended_at is None, r.started_at))[:overflow]
             for record in victims:
                 del self._pending[record.id]
-            self.monitor.count(SERIES, Count.EVENTS_DROPPED, overflow, reason="store_full")
+            self.monitor.count(STORE, Count.EVENTS_DROPPED, overflow, reason="store_full")
             log.error("store: %d event records dropped: more than %d waiting for the database", overflow, self.config.capacity)
-        self.monitor.set_gauge(SERIES, Gauge.PENDING_WRITES, len(self._pending))
+        self.monitor.set_gauge(STORE, Gauge.PENDING_WRITES, len(self._pending))
 
     async def _write(self) -> bool:
         batch = list(self._pending.values())
         try:
             await asyncio.to_thread(self.writer.write, batch)
         except Exception as exc:  # noqa: BLE001 -- the database is away: keep the records, try again later
-            self._failures += 1
-            self.monitor.count(SERIES, Count.WRITE_ERRORS)
-            if self._failures == 1 or self._failures % 100 == 0:
-                log.error("store: writing %d events failed (%d failures in a row, retrying): %s", len(batch), self._failures, one_line(exc))
+            self.monitor.count(STORE, Count.WRITE_ERRORS)
+            self.problems("write", "store: writing %d events failed (retrying): %s", len(batch), one_line(exc), level=logging.ERROR)
             return False
-        if self._failures:
-            log.warning("store: database back after %d failed writes; %d events written", self._failures, len(batch))
-        self._failures = 0
+        failures = self.problems.clear("write")
+        if failures:
+            log.warning("store: database back after %d failed writes; %d events written", failures, len(batch))
+        self._backoff.reset()
         for record in batch:
             if self._pending.get(record.id) is record:
                 del self._pending[record.id]
-        self.monitor.count(SERIES, Count.ROWS_WRITTEN, len(batch))
-        self.monitor.set_gauge(SERIES, Gauge.PENDING_WRITES, len(self._pending))
+        self.monitor.count(STORE, Count.ROWS_WRITTEN, len(batch))
+        self.monitor.set_gauge(STORE, Gauge.PENDING_WRITES, len(self._pending))
         return True
 
 

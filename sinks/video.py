@@ -5,13 +5,12 @@ MediaMTX, RTMP to nginx-rtmp, MPEG-TS over TCP or UDP) or written to a file.
 Frames come from the runtime's live tap, every judged frame in order; each output has its own
 thread and a bounded queue: when the encoder or the network falls behind, the oldest frame is
 dropped and counted, and detection never waits. A server that goes away is reconnected to with
-capped exponential backoff, as sources are."""
+the shared backoff, as sources are."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 from contextlib import ExitStack
 from fractions import Fraction
@@ -20,17 +19,22 @@ import av
 import numpy as np
 from pydantic import Field, field_validator
 
-from pipeline.errors import one_line
+from core.backoff import Backoff
+from core.errors import one_line
+from core.handoff import LoopHandoff, Stopped
+from core.lifecycle import Lifecycle
+from core.queues import QueueClosed, DropOldestQueue
+from core.ratelog import RateLimitedLog
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.drawing import draw
 from pipeline.runtime.events import Event
 from pipeline.runtime.live import LiveTap, Shot
-from stream.config import StrictModel
-from stream.urls import redact
+from core.strict import StrictModel
+from core.redaction import redact
 
 log = logging.getLogger(__name__)
-SERIES = Subject.sink("video")
+VIDEO = Subject.sink("video")
 _FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv", "tcp": "mpegts", "udp": "mpegts", "srt": "mpegts"}
 _FILES = {".mp4": "mp4", ".mkv": "matroska", ".ts": "mpegts", ".mov": "mov", ".flv": "flv"}
 
@@ -102,83 +106,80 @@ class H264Writer:
             self.container.close()
 
 
-class VideoSink:
+class VideoSink(Lifecycle):
     """A Sink for its lifecycle (events themselves it leaves to the others); its frames come from the tap."""
 
     def __init__(self, config: VideoConfig, monitor: PerformanceMonitor, tap: LiveTap, streams: list[str]):
+        super().__init__("video")
         self.config = config
-        self.name = "video"
         output_format(config.url)  # a wrong URL is a config error, before anything runs
         wanted = config.streams or streams
         self.outputs = {s: _Output(s, config.url.replace("{stream}", s), config, monitor) for s in wanted if s in streams}
         self.tap = tap
         self._follows = ExitStack()
 
-    async def start(self) -> None:
+    async def _open(self) -> None:
+        handoff = LoopHandoff.here()
         for stream, output in self.outputs.items():
+            output.handoff = handoff
             output.start()
             self._follows.enter_context(self.tap.follow(stream, output.offer))
 
     async def publish(self, event: Event) -> None:
         pass
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         self._follows.close()
         for output in self.outputs.values():
             output.finish()
         await asyncio.to_thread(lambda: [output.join(10) for output in self.outputs.values()])
+        for output in self.outputs.values():
+            output.abandon.set()  # one still encoding after 10 s stops waiting for frames
 
 
 class _Output(threading.Thread):
     def __init__(self, stream: str, url: str, config: VideoConfig, monitor: PerformanceMonitor):
-        super().__init__(name=f"dfstream.video[{stream}]", daemon=True)
+        super().__init__(name=f"dfstream[video.{stream}].encode", daemon=True)
         self.stream, self.url, self.config, self.monitor = stream, url, config, monitor
         self.format = output_format(url)
-        self.frames: queue.Queue[Shot | None] = queue.Queue(config.queue)
+        self.frames: DropOldestQueue[Shot] = DropOldestQueue(config.queue, on_drop=self._dropped)
+        self.handoff: LoopHandoff | None = None  # set on the loop before the thread starts
+        self.abandon = threading.Event()  # stop waiting for frames, even queued ones
         self._last_offer = float("-inf")
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # no reconnect after the sink finished
+        self._problems = RateLimitedLog(log, logging.ERROR)
 
-    def offer(self, shot: Shot) -> None:
+    async def offer(self, shot: Shot) -> None:
         """On the event loop: keep at most ``fps`` frames a second, never wait for the encoder."""
         if shot.arrival_mono - self._last_offer < 1.0 / self.config.fps * 0.999:
             return
         self._last_offer = shot.arrival_mono
-        if self.frames.full():
-            try:
-                self.frames.get_nowait()
-                self.monitor.count(SERIES, Count.FRAMES_DROPPED, reason="queue_full", stream=self.stream)
-            except queue.Empty:
-                pass
-        try:
-            self.frames.put_nowait(shot)
-        except queue.Full:
-            self.monitor.count(SERIES, Count.FRAMES_DROPPED, reason="queue_full", stream=self.stream)
+        self.frames.put(shot)
+
+    def _dropped(self, shot: Shot, reason: str) -> None:
+        self.monitor.count(VIDEO, Count.FRAMES_DROPPED, reason=reason, stream=self.stream)
 
     def finish(self) -> None:
+        """On the event loop: what is queued is still written, then the output closes."""
         self._stopping.set()
-        try:
-            self.frames.put_nowait(None)
-        except queue.Full:
-            pass
+        self.frames.close()
 
     def run(self) -> None:
-        delay, failures = self.config.retry_initial_s, 0
-        self.monitor.set_gauge(SERIES, Gauge.OUTPUT_UP, 0, stream=self.stream)
+        backoff = Backoff(self.config.retry_initial_s, self.config.retry_max_s)
+        self.monitor.set_gauge(VIDEO, Gauge.OUTPUT_UP, 0, stream=self.stream)
         while not self._stopping.is_set():
             try:
-                self._send()
+                self._send(backoff)
                 return  # finished
             except (av.error.FFmpegError, OSError, ValueError) as exc:
-                failures += 1
-                self.monitor.count(SERIES, Count.OUTPUT_ERRORS, stream=self.stream)
-                if failures == 1 or failures % 20 == 0:
-                    log.error("video %s: %s failed (%d so far), retrying in %.0f s: %s", self.stream, redact(self.url), failures, delay, one_line(exc))
-            self.monitor.set_gauge(SERIES, Gauge.OUTPUT_UP, 0, stream=self.stream)
+                self.monitor.count(VIDEO, Count.OUTPUT_ERRORS, stream=self.stream)
+                delay = backoff.next()
+                self._problems("output", "video %s: %s failed, retrying in %.1f s: %s", self.stream, redact(self.url), delay, one_line(exc))
+            self.monitor.set_gauge(VIDEO, Gauge.OUTPUT_UP, 0, stream=self.stream)
             if self._stopping.wait(delay):
                 return
-            delay = min(self.config.retry_max_s, delay * 2)
 
-    def _send(self) -> None:
+    def _send(self, backoff: Backoff) -> None:
         """Open the output and send until the sink finishes; raises when the output fails."""
         shot = self._next()
         if shot is None:
@@ -188,23 +189,22 @@ class _Output(threading.Thread):
         options = {"preset": "veryfast", "tune": "zerolatency", "g": str(max(1, round(self.config.fps)))}
         with H264Writer(self.url, self.format, canvas.shape[1], canvas.shape[0], rate, options,
                         {"rtsp_transport": "tcp"} if self.format == "rtsp" else None, self.config.bitrate_kbps * 1000) as out:  # fmt: skip
-            self.monitor.set_gauge(SERIES, Gauge.OUTPUT_UP, 1, stream=self.stream)
+            self.monitor.set_gauge(VIDEO, Gauge.OUTPUT_UP, 1, stream=self.stream)
+            self._problems.clear("output")
+            backoff.reset()
             log.info("video %s: sending to %s", self.stream, redact(self.url))
             while True:
                 out.write(canvas)
-                self.monitor.count(SERIES, Count.FRAMES_WRITTEN, stream=self.stream)
+                self.monitor.count(VIDEO, Count.FRAMES_WRITTEN, stream=self.stream)
                 shot = self._next()
                 if shot is None:
                     return
                 canvas = draw(shot.image, shot.faces, self.config.width)
 
     def _next(self) -> Shot | None:
-        while not self._stopping.is_set():
-            try:
-                return self.frames.get(timeout=0.5)
-            except queue.Empty:
-                continue
-        try:  # what was queued before the end is still written
-            return self.frames.get_nowait()
-        except queue.Empty:
+        """The next frame, or None once the sink finished and what was queued is written."""
+        assert self.handoff is not None
+        try:
+            return self.handoff.wait(self.frames.get(), self.abandon)
+        except (QueueClosed, Stopped):
             return None

@@ -1,12 +1,11 @@
 """Where frames come from: PyAV decoding, converted at this edge into dfstream's ``Frame``."""
 
 from .config import StreamConfig
-from .errors import DfstreamError, SourceError
 from .frame import Frame
 from .sample import make_sample_clip, sample_clip_path
 from .source import Source, SourceCount, SourceCounters, SourceStatus
 
 __all__ = [
-    "DfstreamError", "Frame", "Source", "SourceCount", "SourceCounters", "SourceError", "SourceStatus", "StreamConfig",
+    "Frame", "Source", "SourceCount", "SourceCounters", "SourceStatus", "StreamConfig",
     "make_sample_clip", "sample_clip_path",
 ]  # fmt: skip

@@ -5,15 +5,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from core.strict import StrictModel
 
 from .urls import SourceKind, classify
-
-
-class StrictModel(BaseModel):
-    """Base of every dfstream configuration model: unknown keys are errors, not silent typos."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class StreamConfig(StrictModel):

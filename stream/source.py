@@ -1,5 +1,5 @@
 """A video source: PyAV decoding in its own thread, frames handed to the event loop through a
-bounded queue, a watchdog, and reconnection with capped, jittered exponential backoff.
+bounded queue, a watchdog, and reconnection with the shared backoff (``core.backoff``).
 
     async with Source(config, on_status=...) as source:
         async for frame in source:
@@ -18,7 +18,6 @@ import asyncio
 import collections
 import enum
 import logging
-import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,15 +25,19 @@ from typing import Protocol
 
 import av
 
+from core.backoff import Backoff
+from core.errors import LifecycleError, SourceDecodeError, SourceError, SourceOpenError, SourceTimeoutError, one_line
+from core.handoff import LoopHandoff, Stopped
+from core.lifecycle import Lifecycle
+from core.queues import QUEUE_FULL, DropOldestQueue
+from core.redaction import redact
+
 from .config import StreamConfig
-from .errors import SourceError, one_line
 from .frame import Frame
 from .sample import sample_clip_path
-from .urls import file_path, open_options, redact
+from .urls import file_path, open_options
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 
 class SourceStatus(str, enum.Enum):
@@ -81,75 +84,63 @@ class SourceCounters:
 StatusCallback = Callable[[str, SourceStatus, str | None], None]
 
 
-class Source:
+class Source(Lifecycle):
     def __init__(self, config: StreamConfig, on_status: StatusCallback | None = None, counters: Counters | None = None):
+        super().__init__(config.id)
         self.config = config
         self.status = SourceStatus.CONNECTING
         self.last_error: str | None = None
         self.counters = counters or SourceCounters()
         self._on_status = on_status
         self._stop = threading.Event()
-        self._queue: asyncio.Queue | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: DropOldestQueue[Frame] | None = None
+        self._handoff: LoopHandoff | None = None
         self._thread: threading.Thread | None = None
-        self._watchdog: asyncio.Task | None = None
         self._last_frame = time.monotonic()
         self._seq = 0  # the next frame's number, kept across reconnects (written by the decode thread)
-        self._rng = random.Random()
-        self._finished = False  # the end was signalled (its marker may wait for room in the queue)
+        self._backoff = Backoff(config.retry_initial_s, config.retry_max_s)
         self._live = config.live  # re-deriving it means parsing the URL: not per frame
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    async def __aenter__(self) -> Source:
-        if self._thread is not None:
-            raise RuntimeError(f"source {self.config.id} is already running")
-        self._loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue(maxsize=self.config.queue_size)
+    async def _open(self) -> None:
+        self._handoff = LoopHandoff.here()
+        self._queue = DropOldestQueue(self.config.queue_size, on_drop=self._dropped)
         self._thread = threading.Thread(target=self._run, name=f"dfstream[{self.config.id}].decode", daemon=True)
         self._thread.start()
-        self._watchdog = asyncio.create_task(self._watch(), name=f"dfstream[{self.config.id}].watchdog")
-        return self
+        self.spawn("watchdog", self._watch)
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def request_stop(self) -> None:
-        """Stop decoding; frames already queued are still delivered, then iteration ends."""
-        if not self._stop.is_set():
-            self._stop.set()
-            if self._queue is not None:
-                self._offer(_END)
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         self.request_stop()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
         if self._thread is not None:
             # a read blocked on a hung server returns at its timeout; the daemon thread is not awaited longer
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 1.0)
         self._set_status(SourceStatus.OFFLINE, self.last_error)
 
-    async def __aiter__(self) -> AsyncIterator[Frame]:
-        assert self._queue is not None, "use `async with Source(...)` first"
-        while not (self._finished and self._queue.empty()):
-            item = await self._queue.get()
-            if item is _END:
-                return
-            yield item
+    def request_stop(self) -> None:
+        """Stop decoding; frames already queued are still delivered, then iteration ends."""
+        self._stop.set()
+        if self._queue is not None:
+            self._queue.close()
 
-    def qsize(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
+    async def __aiter__(self) -> AsyncIterator[Frame]:
+        if self._queue is None:
+            raise LifecycleError(f"source {self.config.id}: use `async with Source(...)` first")
+        async for frame in self._queue:
+            yield frame
+
+    def queued(self) -> int:
+        return len(self._queue) if self._queue is not None else 0
 
     # ---- the decode thread -----------------------------------------------------------------------
     def _run(self) -> None:
         try:
             self._run_until_stopped()
         finally:  # whatever happened, the consumer must learn that no more frames will come
-            self._call_loop(self._offer, _END)
+            assert self._handoff is not None and self._queue is not None
+            self._handoff.call(self._queue.close)
 
     def _run_until_stopped(self) -> None:
         cfg = self.config
-        attempt = 0
         while not self._stop.is_set():
             delivered_before = self._seq
             try:
@@ -158,7 +149,7 @@ class Source:
                 if self._seq == delivered_before and not self._stop.is_set():
                     # a container whose index or payload is damaged can end without one frame and
                     # without an exception: that is a failure, not an empty success
-                    raise SourceError(f"{redact(cfg.url)}: no video frame could be decoded")
+                    raise SourceDecodeError(f"{redact(cfg.url)}: no video frame could be decoded")
             except (av.error.FFmpegError, OSError, SourceError) as exc:
                 reason = _one_line(exc)
                 self.counters.count(SourceCount.ERRORS)
@@ -174,19 +165,18 @@ class Source:
                     self.last_error = reason
                     log.error("%s: %s", cfg.id, reason)
                 break
-            attempt = 0 if self._seq > delivered_before else attempt
-            self._reconnect_after(reason, attempt)
-            attempt += 1
+            if self._seq > delivered_before:
+                self._backoff.reset()
+            self._reconnect_after(reason)
 
-    def _reconnect_after(self, reason: str, attempt: int) -> None:
+    def _reconnect_after(self, reason: str) -> None:
         cfg = self.config
-        if reason != self.last_error:
-            log.warning("%s: %s; reconnecting with backoff (up to %ss)", cfg.id, reason, cfg.retry_max_s)
+        self.problems("reconnect", "%s: %s; reconnecting with backoff (up to %ss)", cfg.id, reason, cfg.retry_max_s)
         self.last_error = reason
         self.counters.count(SourceCount.RECONNECTS)
-        self._call_loop(self._set_status, SourceStatus.RECONNECTING, reason)
-        delay = min(cfg.retry_max_s, cfg.retry_initial_s * 2**attempt)
-        self._stop.wait(delay / 2 + self._rng.uniform(0, delay / 2))  # "equal jitter": never 0, never in lockstep
+        assert self._handoff is not None
+        self._handoff.call(self._set_status, SourceStatus.RECONNECTING, reason)
+        self._stop.wait(self._backoff.next())
 
     def _decode_once(self) -> None:
         """Open and decode until the end, an error or stop; frames are numbered on from self._seq."""
@@ -201,9 +191,9 @@ class Source:
         fmt, options = open_options(kind, cfg.transport, cfg.options)
         network = kind in ("rtsp", "rtmp", "http")
         timeout = (cfg.open_timeout_s, cfg.stall_timeout_s / 2) if network else None
-        with self._open(target, fmt, options, timeout) as container:
+        with self._open_container(target, fmt, options, timeout) as container:
             if not container.streams.video:
-                raise SourceError(f"{redact(cfg.url)}: no video stream")
+                raise SourceOpenError(f"{redact(cfg.url)}: no video stream")
             video = container.streams.video[0]
             rate = video.average_rate or video.guessed_rate
             if rate:
@@ -234,9 +224,10 @@ class Source:
                     last_kept = clock
                     frame = Frame(cfg.id, self._seq, pts, time.time(), now, av_frame.to_ndarray(format="rgb24"))
                     self._seq += 1
-                    self._deliver(frame)
+                    if not self._deliver(frame):
+                        return
 
-    def _open(self, target: str, fmt: str | None, options: dict, timeout: tuple[float, float] | None):
+    def _open_container(self, target: str, fmt: str | None, options: dict, timeout: tuple[float, float] | None):
         started = time.monotonic()
         try:
             return av.open(target, format=fmt, options=options, timeout=timeout)
@@ -244,51 +235,42 @@ class Source:
             # a server that accepts and never answers makes FFmpeg blame the data ("Invalid data
             # found"); the one fact worth telling is that nothing came back in time
             if timeout is not None and time.monotonic() - started >= 0.9 * timeout[0]:
-                raise SourceError(
+                raise SourceTimeoutError(
                     f"{redact(self.config.url)}: no answer within {timeout[0]:g}s (open_timeout_s)"
                 ) from exc
             raise
 
-    def _deliver(self, frame: Frame) -> None:
+    def _deliver(self, frame: Frame) -> bool:
+        """Live: offered, the oldest queued frame dropped if need be. Read asap: waits for room.
+        False when the source is stopping."""
+        assert self._handoff is not None
         if self._live:
-            self._call_loop(self._offer, frame)
-            return
-        assert self._loop is not None and self._queue is not None
-        future = asyncio.run_coroutine_threadsafe(self._put_and_mark(frame), self._loop)
-        while not self._stop.is_set():
-            try:
-                future.result(timeout=0.25)
-                return
-            except TimeoutError:
-                continue
-        future.cancel()
+            return self._handoff.call(self._offer, frame)
+        try:
+            self._handoff.wait(self._put_and_mark(frame), self._stop)
+        except Stopped:
+            return False
+        return True
 
     async def _put_and_mark(self, frame: Frame) -> None:
         assert self._queue is not None
-        await self._queue.put(frame)
+        await self._queue.put_wait(frame)
         self._mark_frame()
 
     # ---- on the event loop ---------------------------------------------------------------------
-    def _offer(self, item: object) -> None:
+    def _offer(self, frame: Frame) -> None:
         assert self._queue is not None
-        if item is _END:
-            # the end never displaces a frame: with a full queue, iteration ends once it is drained
-            self._finished = True
-            if not self._queue.full():
-                self._queue.put_nowait(_END)
-            return
-        if self._queue.full():
-            dropped = self._queue.get_nowait()
-            if dropped is _END:  # the end marker is never dropped: put it back last
-                self._queue.put_nowait(dropped)
-                return
-            self.counters.count(SourceCount.DROPPED_QUEUE_FULL)
-        self._queue.put_nowait(item)
+        self._queue.put(frame)
         self._mark_frame()
+
+    def _dropped(self, frame: Frame, reason: str) -> None:
+        if reason == QUEUE_FULL:
+            self.counters.count(SourceCount.DROPPED_QUEUE_FULL)
 
     def _mark_frame(self) -> None:
         self._last_frame = time.monotonic()
         if self.status is not SourceStatus.ONLINE:
+            self.problems.clear("reconnect")
             if self.last_error:
                 log.info("%s: online again", self.config.id)
             self.last_error = None
@@ -308,13 +290,6 @@ class Source:
             if self.status is SourceStatus.ONLINE and time.monotonic() - self._last_frame > stall:
                 self.counters.count(SourceCount.STALLS)
                 self._set_status(SourceStatus.RECONNECTING, f"no frame for {stall:g}s")
-
-    def _call_loop(self, fn: Callable, *args: object) -> None:
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop is closed: we are shutting down
-            pass
 
 
 def _one_line(exc: BaseException) -> str:

@@ -14,19 +14,6 @@ _SCHEMES: dict[str, SourceKind] = {
     "http": "http", "https": "http", "file": "file", "sample": "sample",
 }  # fmt: skip
 _WEBCAM = re.compile(r"^/dev/video\d+$")
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s'\"]*):(?P<password>[^@/\s'\"]+)@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ***: for logs and printed configs."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-
-
-def url_password(url: str) -> str | None:
-    match = _USERINFO.match(url)
-    return match["password"] if match else None
-
-
 def classify(url: str) -> SourceKind:
     """The kind of ``url``; ValueError naming the scheme when dfstream cannot read it."""
     if _WEBCAM.match(url):

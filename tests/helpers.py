@@ -16,6 +16,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from dfstream.config import DfstreamConfig, parse_config
+from core.lifecycle import Lifecycle
 from pipeline.models.detector import BaseDetector
 from pipeline.models.registry import ModelRegistry
 from pipeline.runtime.events import Event, StreamStatus, Verdict
@@ -38,19 +39,16 @@ def _shared_weights() -> Path:
 SHARED_WEIGHTS = _shared_weights()
 
 
-class MemorySink:
+class MemorySink(Lifecycle):
     """A real Sink that keeps what it is given, and when. ``hang=True``: every publish blocks for
     ever, like a write to a peer that stopped reading."""
 
     def __init__(self, name: str = "memory", hang: bool = False) -> None:
-        self.name = name
+        super().__init__(name)
         self.hang = hang
         self.events: list[Event] = []
         self.arrivals: list[float] = []  # wall clock, per event
         self.closed = False
-
-    async def start(self) -> None:
-        pass
 
     async def publish(self, event: Event) -> None:
         if self.hang:
@@ -58,7 +56,7 @@ class MemorySink:
         self.events.append(event)
         self.arrivals.append(time.time())
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         self.closed = True
 
     def verdicts(self, stream: str | None = None) -> list[Verdict]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.errors import ModelLoadError
+from core.errors import ModelLoadError
 from pipeline.models.detectors import Meso4Detector, TorchDetector
 from pipeline.models.preprocessing import PreprocessingConfig
 from pipeline.models.weights import model_dir

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dfstream.config import apply_override, load_config, verify_files
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 ISSUE_EXAMPLE = """
 streams:
@@ -21,7 +21,7 @@ faces: {detect_every: 2, detect_max_side: 640}
 detectors:
   - {name: meso4, type: meso4, weights: path/to/Meso4_DF.h5}
   - {name: mesoinc, type: mesoinception4, weights: path/to/MesoInception_DF.h5}
-ensemble: {method: weighted_average}
+ensemble: {fusion_method: weighted_average}
 smoothing: {method: ema, alpha: 0.3, enter: 0.7, leave: 0.4}
 sinks:
   jsonl: {path: "-"}

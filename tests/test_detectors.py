@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from pipeline import DetectionResult, ModelRegistry, ModelStatus, PerformanceMonitor
-from pipeline.errors import (
+from core.errors import (
     ConfigError,
     InferenceError,
     InputError,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dfstream.cli import main
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 from pipeline.evaluation.datasets import Item, load_dataset
 from pipeline.evaluation.metrics import aggregate_confident, aggregate_majority, classification_report, roc_auc
 from pipeline.evaluation.scoring import parse_detector_spec

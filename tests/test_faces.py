@@ -47,7 +47,7 @@ def test_mtcnn_looks_where_blazeface_saw_nothing(frames):
 def test_a_missing_model_wheel_is_named(monkeypatch):
     import importlib.util
 
-    from pipeline.errors import ModelLoadError
+    from core.errors import ModelLoadError
     from pipeline.models import blazeface
 
     real = importlib.util.find_spec

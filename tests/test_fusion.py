@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline import EnsembleConfig, EnsembleManager, FusionMethod
-from pipeline.errors import EnsembleError, InsufficientModelsError
+from core.errors import EnsembleError, InsufficientModelsError
 from pipeline.judging.calibration import PlattScaling, TemperatureScaling
 from pipeline.judging.fusion import disagreement, fuse, temper, uncertainty
 from tests.fixed_detector import FixedDetector

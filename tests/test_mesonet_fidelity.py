@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import ModelLoadError
+from core.errors import ModelLoadError
 from pipeline.models.detectors import Meso4Detector, MesoInception4Detector
 from pipeline.models.detectors.mesonet import MESONET_PREPROCESSING
 from pipeline.models.preprocessing import UnifiedPreprocessor

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.errors import ModelLoadError
+from core.errors import ModelLoadError
 from pipeline.models.detectors import (
     DFBEfficientNetB4Detector,
     DFBMeso4Detector,

@@ -19,15 +19,14 @@ def test_topics_payloads_and_discovery_follow_the_schemas(mosquitto, creds):
     async def scenario():
         async with Subscriber(mosquitto) as sub:
             sink = MqttSink(MqttConfig(port=mosquitto.port, verdict_interval_s=1.0))
-            await sink.start()
-            await sink.publish(StreamStatus("cam1", "online", None, time.time()))
-            await sink.publish(StreamState("cam1", "real", {1: "real"}, 0.1, time.time()))
-            start = time.time()
-            for i in range(1, 11):  # ten verdicts within a second: one message, then the label change
-                await sink.publish(verdict("cam1", i, ts=start + i * 0.05, label="fake" if i == 10 else "real"))
-            await sink.publish(Alert("high_error_rate", 0.2, 0.1, "meso4", "firing", time.time(), "meso4: error_rate is 0.2"))
-            await sub.wait_for(lambda: len(sub.on("/verdict")) == 2 and sub.on("/alerts"))
-            await sink.aclose()
+            async with sink:
+                await sink.publish(StreamStatus("cam1", "online", None, time.time()))
+                await sink.publish(StreamState("cam1", "real", {1: "real"}, 0.1, time.time()))
+                start = time.time()
+                for i in range(1, 11):  # ten verdicts within a second: one message, then the label change
+                    await sink.publish(verdict("cam1", i, ts=start + i * 0.05, label="fake" if i == 10 else "real"))
+                await sink.publish(Alert("high_error_rate", 0.2, 0.1, "meso4", "firing", time.time(), "meso4: error_rate is 0.2"))
+                await sub.wait_for(lambda: len(sub.on("/verdict")) == 2 and sub.on("/alerts"))
             await sub.wait_for(lambda: "offline" in sub.on("/available"))
             return sub.messages
 
@@ -52,14 +51,13 @@ def test_topics_payloads_and_discovery_follow_the_schemas(mosquitto, creds):
 def test_retained_topics_reach_a_late_subscriber(mosquitto, creds):
     async def scenario():
         sink = MqttSink(MqttConfig(port=mosquitto.port))
-        await sink.start()
-        await sink.publish(StreamStatus("cam1", "reconnecting", "no frame for 10s", time.time()))
-        await sink.publish(StreamState("cam1", "no_face", {}, None, time.time()))
-        await asyncio.sleep(0.5)
-        async with Subscriber(mosquitto) as late:  # ...and a subscriber that comes later finds them retained
-            await late.wait_for(lambda: late.on("/status") and late.on("/state") and late.on("/available"))
-            result = {str(m.topic): (payload_of(m), m.retain) for m in late.messages}
-        await sink.aclose()
+        async with sink:
+            await sink.publish(StreamStatus("cam1", "reconnecting", "no frame for 10s", time.time()))
+            await sink.publish(StreamState("cam1", "no_face", {}, None, time.time()))
+            await asyncio.sleep(0.5)
+            async with Subscriber(mosquitto) as late:  # ...and a subscriber that comes later finds them retained
+                await late.wait_for(lambda: late.on("/status") and late.on("/state") and late.on("/available"))
+                result = {str(m.topic): (payload_of(m), m.retain) for m in late.messages}
         return result
 
     seen = asyncio.run(scenario())
@@ -73,10 +71,9 @@ def test_mqtt5_verdicts_carry_a_message_expiry(mosquitto, creds):
                                   protocol=aiomqtt.ProtocolVersion.V5) as client:  # fmt: skip
             await client.subscribe("dfstream/+/verdict", qos=1)
             sink = MqttSink(MqttConfig(port=mosquitto.port, protocol="5", message_expiry_s=120))
-            await sink.start()
-            await sink.publish(verdict("cam1", 1))
-            message = await asyncio.wait_for(anext(client.messages), 10)
-            await sink.aclose()
+            async with sink:
+                await sink.publish(verdict("cam1", 1))
+                message = await asyncio.wait_for(anext(client.messages), 10)
             return message
 
     message = asyncio.run(scenario())
@@ -89,9 +86,8 @@ def test_tls_with_the_brokers_ca(mosquitto, creds, protocol):
         async with Subscriber(mosquitto) as sub:
             tls = {"ca_file": mosquitto.ca_file}
             sink = MqttSink(MqttConfig(host="localhost", port=mosquitto.tls_port, protocol=protocol, tls=tls))
-            await sink.start()
-            await sink.publish(verdict("cam9", 1))
-            await sub.wait_for(lambda: sub.on("cam9/verdict"))
-            await sink.aclose()
+            async with sink:
+                await sink.publish(verdict("cam9", 1))
+                await sub.wait_for(lambda: sub.on("cam9/verdict"))
 
     asyncio.run(scenario())

@@ -105,7 +105,7 @@ def test_bad_runtime_sections_are_one_line_naming_the_field(override, message, c
 def test_serve_refuses_the_ray_engine_saying_what_to_do_instead():
     from dfstream.config import load_config
     from dfstream.wiring import serve
-    from pipeline.errors import ConfigError
+    from core.errors import ConfigError
 
     config = load_config(REPO / "configs" / "demo.yaml", ["runtime.engine=ray"])
     with pytest.raises(ConfigError, match="dfstream ray apply"):

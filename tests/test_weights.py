@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from pipeline.errors import ChecksumError, DownloadError, WeightsError
+from core.errors import ChecksumError, DownloadError, WeightsError
 from pipeline.models.weights import WeightsEntry, load_manifest, pull, resolve_weights, verify
 from tests.helpers import SHARED_WEIGHTS
 

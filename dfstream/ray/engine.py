@@ -23,7 +23,7 @@ from ray import serve
 from dfstream.config import DfstreamConfig
 from dfstream.ray import metrics, numbers, serving
 from dfstream.ray.streams import PREFIX, StreamActor, actor_name, digest, stream_config
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,14 @@ with it, and a restarted actor starts its own from 0, which Prometheus' ``rate()
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 
 import ray
 
+from core.lifecycle import Lifecycle
 from pipeline.monitoring.keys import Gauge, Labels, Subject
 from pipeline.monitoring.monitor import MonitoringConfig, PerformanceMonitor
 from pipeline.monitoring.store import SeriesSnapshot, merge_snapshots
@@ -70,23 +72,25 @@ class MetricsHub:
         return ray.util.get_node_ip_address(), self.exporter.port
 
 
-class Reporter:
-    """Sends ``monitor``'s snapshot to the hub every ``interval_s``, from a daemon thread (a report
-    is small and fire-and-forget: the hub being away costs nothing but the report)."""
+class Reporter(Lifecycle):
+    """Sends ``monitor``'s snapshot to the hub every ``interval_s`` while inside ``async with``, and
+    once more on leaving (the last numbers, before anyone reads them). A report is small and
+    fire-and-forget: the hub being away costs nothing but the report."""
 
     def __init__(self, namespace: str, source: str, monitor: PerformanceMonitor, interval_s: float):
+        super().__init__(f"{source}.metrics")
         self.namespace, self.source, self.monitor, self.interval_s = namespace, source, monitor, interval_s
-        self._stop = threading.Event()
         self._hub = None
 
-    def start(self) -> Reporter:
-        threading.Thread(target=self._loop, name=f"dfstream[{self.source}].metrics", daemon=True).start()
-        return self
+    async def _open(self) -> None:
+        self.spawn("report", self._loop)
 
-    def stop(self) -> None:
-        self._stop.set()
+    async def _close(self) -> None:
+        await self._end_loops()
+        await asyncio.to_thread(self.report)
 
     def report(self) -> None:
+        """One report (in a thread: looking the hub up is a blocking call to Ray's control store)."""
         if self._hub is None:
             try:
                 self._hub = ray.get_actor(HUB, namespace=self.namespace)
@@ -98,6 +102,7 @@ class Reporter:
             log.debug("%s: metrics report failed: %s", self.source, exc)
             self._hub = None
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.report()
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await asyncio.to_thread(self.report)

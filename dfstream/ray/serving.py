@@ -21,11 +21,13 @@ import ray
 from ray import serve
 
 from dfstream.engine import DeploymentSection
+from core.lifecycle import State
 from dfstream.ray.metrics import Reporter
 from pipeline.models.config import DetectorConfig
 from pipeline.models.detections import Detections
 from pipeline.models.faces import FaceDetector, FacesConfig, downscale
-from pipeline.models.preprocessing import Box, margin_window
+from pipeline.models.detections import Box
+from pipeline.models.preprocessing import margin_window
 from pipeline.monitoring.keys import FACES, Subject
 from pipeline.monitoring.monitor import MonitoringConfig, PerformanceMonitor
 
@@ -45,7 +47,15 @@ def _threads(num_cpus: float) -> None:
     torch.set_num_threads(max(1, int(num_cpus)))
 
 
-class _Process:
+class _Replica:
+    reporter: Reporter
+
+    async def _reporting(self) -> None:
+        """A replica has no block to live in: its reporter is entered with its first request and
+        left with its process."""
+        if self.reporter.state is State.NEW:
+            await self.reporter.__aenter__()
+
     def process(self) -> dict[str, Any]:
         """Where this replica runs: the benchmark sums memory per node from it."""
         import os
@@ -53,7 +63,7 @@ class _Process:
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
 
-class FaceFinder(_Process):
+class FaceFinder(_Replica):
     """Finds faces on downscaled frames; boxes come back in the pixels of the image it was sent."""
 
     def __init__(self, faces: dict[str, Any], num_cpus: float, namespace: str, interval_s: float):
@@ -64,10 +74,11 @@ class FaceFinder(_Process):
         self.monitor = PerformanceMonitor(MonitoringConfig())
         self.find.set_max_batch_size(self.config.max_batch)
         self.find.set_batch_wait_timeout_s(self.config.max_wait_ms / 1000.0)
-        self.reporter = Reporter(namespace, f"faces/{_replica_id()}", self.monitor, interval_s).start()
+        self.reporter = Reporter(namespace, f"faces/{_replica_id()}", self.monitor, interval_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def find(self, images: list[np.ndarray]) -> list[Detections]:
+        await self._reporting()
         start = time.perf_counter()
         ok = False
         try:
@@ -78,7 +89,7 @@ class FaceFinder(_Process):
             self.monitor.record_inference(FACES, time.perf_counter() - start, images=len(images), success=ok)
 
 
-class Scorer(_Process):
+class Scorer(_Replica):
     """One detector: P(fake) for face regions, exactly as the local batcher scores full frames."""
 
     def __init__(self, detector: dict[str, Any], num_cpus: float, offline: bool, namespace: str, interval_s: float):
@@ -95,7 +106,7 @@ class Scorer(_Process):
         self.subject = Subject.model(self.config.name)
         self.score.set_max_batch_size(self.config.max_batch)
         self.score.set_batch_wait_timeout_s(self.config.max_wait_ms / 1000.0)
-        self.reporter = Reporter(namespace, f"{self.config.name}/{_replica_id()}", self.monitor, interval_s).start()
+        self.reporter = Reporter(namespace, f"{self.config.name}/{_replica_id()}", self.monitor, interval_s)
 
     def crop_rule(self) -> tuple[float, str]:
         """(margin, rounding) of the crop this detector cuts around a box."""
@@ -106,6 +117,7 @@ class Scorer(_Process):
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def score(self, crops: list[tuple[np.ndarray, Box]]) -> list[float]:
+        await self._reporting()
         start = time.perf_counter()
         ok = False
         try:

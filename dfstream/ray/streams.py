@@ -24,6 +24,7 @@ from typing import Any
 import ray
 from ray import serve
 
+from core.errors import BackendUnavailableError, one_line
 from dfstream.config import DfstreamConfig
 from dfstream.ray.metrics import Reporter
 from dfstream.ray.numbers import KEEPER, LeasedNumbering
@@ -33,6 +34,9 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.backends import Backends
 from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime
+from service.db.events import store_sink
+from service.db.schema import make_engine
+from sinks import build_sinks
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +61,6 @@ def digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class Away(RuntimeError):
-    """A deployment that failed just now is not asked again before its time is up."""
-
-
 class Guarded:
     """``submit`` through a remote backend with a deadline, skipping it for a while after a failure."""
 
@@ -71,7 +71,7 @@ class Guarded:
     async def submit(self, item: Any) -> Any:
         now = time.monotonic()
         if now < self.away_until:
-            raise Away(f"{self.name}: deployment unavailable, retried in {self.away_until - now:.1f} s")
+            raise BackendUnavailableError(f"{self.name}: deployment unavailable, retried in {self.away_until - now:.1f} s")
         try:
             return await asyncio.wait_for(self.inner.submit(item), CALL_TIMEOUT_S)
         except Exception as exc:
@@ -98,31 +98,29 @@ class StreamActor:
         self.error: str | None = None
         self.monitor = PerformanceMonitor(self.config.monitoring)
         self.runtime: Runtime | None = None
-        self.reporter = Reporter(namespace, f"stream/{self.stream}", self.monitor, self.config.runtime.metrics_interval_s).start()
+        self.reporter = Reporter(namespace, f"stream/{self.stream}", self.monitor, self.config.runtime.metrics_interval_s)
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"dfstream[{self.stream}].actor")
 
     async def _run(self) -> None:
-        from sinks import build_sinks
+        async with self.reporter:  # leaving sends the last numbers, before anyone reads them
+            await self._judge()
 
+    async def _judge(self) -> None:
         try:
             numbering = LeasedNumbering(ray.get_actor(KEEPER, namespace=self.namespace))
             await numbering.prime([f"{self.stream}/verdicts", f"{self.stream}/mqtt"])
             tap = LiveTap()
             sinks = build_sinks(self.config.sinks, self.monitor, tap, [self.stream], numbering)
             if self.config.sinks.store is not None:
-                from dfstream.wiring import store_sink
-                from service.db.schema import make_engine
-
                 # every node's stream actors write into the same database: the api section's URL
-                sinks.append(store_sink(self.config, self.monitor, make_engine(self.config.api.database_url)))
+                engine = make_engine(self.config.api.database_url)
+                sinks.append(store_sink(self.config.sinks.store, engine, self.monitor))
             self.runtime = Runtime(self.config, {}, sinks, self.monitor, tap=tap, backends=self._backends, numbering=numbering)
             await self.runtime.run()
             self.state = "ended"
-        except Exception as exc:
-            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 -- told through status(), and logged
+            self.state, self.error = "failed", one_line(exc, with_type=True)
             log.error("stream %s: %s", self.stream, self.error)
-        finally:
-            self.reporter.report()  # the last numbers, before anyone reads them
 
     @contextlib.asynccontextmanager
     async def _backends(self) -> AsyncIterator[Backends]:
@@ -152,7 +150,6 @@ class StreamActor:
             self.runtime.stop.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
-        self.reporter.stop()
         return self.state
 
     async def status(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -73,7 +73,7 @@ def _from_csv(path: Path) -> list[Item]:
     return sorted(items, key=lambda item: str(item.path))
 
 
-def sample_frames(item: Item, count: int) -> Iterator[tuple[int, np.ndarray]]:
+def spaced_frames(item: Item, count: int) -> Iterator[tuple[int, np.ndarray]]:
     """``count`` evenly spaced frames (index, RGB array) of a video, or the image itself."""
     if not item.is_video:
         import cv2
@@ -83,10 +83,10 @@ def sample_frames(item: Item, count: int) -> Iterator[tuple[int, np.ndarray]]:
             raise ConfigError(f"{item.path}: not a readable image")
         yield 0, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return
-    yield from sample_video_frames(item.path, count)
+    yield from spaced_video_frames(item.path, count)
 
 
-def sample_video_frames(path: Path, count: int) -> Iterator[tuple[int, np.ndarray]]:
+def spaced_video_frames(path: Path, count: int) -> Iterator[tuple[int, np.ndarray]]:
     """``count`` evenly spaced frames (index, RGB array) of the first video stream of ``path``."""
     with av.open(str(path)) as container:
         total = container.streams.video[0].frames

@@ -18,8 +18,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.errors import ConfigError, DfstreamError, one_line
-from pipeline.evaluation.datasets import Item, sample_frames
+from core.errors import ConfigError, DfstreamError, one_line
+from pipeline.evaluation.datasets import Item, spaced_frames
 from pipeline.evaluation.metrics import AGGREGATIONS, classification_report, roc_curve
 from pipeline.judging.ensemble import EnsembleManager
 from pipeline.models.config import DetectorConfig
@@ -136,7 +136,7 @@ def score_items(
     scores = Scores()
     for done, item in enumerate(items, start=1):
         try:
-            found, read, without_face = score_frames(sample_frames(item, frames), detectors, ensemble, faces)
+            found, read, without_face = score_frames(spaced_frames(item, frames), detectors, ensemble, faces)
             scores.frames_without_face += without_face
             if not found:
                 raise ConfigError("no face in any sampled frame" if read else "no frame could be decoded")

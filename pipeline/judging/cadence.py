@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.models.detections import iou_matrix
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 
 class JudgeConfig(StrictModel):

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from pipeline.errors import DfstreamError, EnsembleError, InsufficientModelsError
+from core.errors import DfstreamError, EnsembleError, InsufficientModelsError
 from pipeline.judging.calibration import AnyCalibrator, fit_calibrator, load_calibrators, save_calibrators
 from pipeline.judging.fusion import FusionMethod, disagreement, fuse, temper, uncertainty
 from pipeline.models.config import DetectorConfig
 from pipeline.models.detector import BaseDetector, DetectionResult
 from pipeline.models.images import ImageLike
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 if TYPE_CHECKING:
     from pipeline.monitoring.monitor import PerformanceMonitor
@@ -26,10 +26,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class EnsembleConfig(BaseModel):
-    """How the ensemble fuses. Formulas: ``pipeline.fusion.fuse`` and ``pipeline.fusion.uncertainty``."""
+# the keys the ``ensemble`` section had before it became this model, and what they are now
+_RENAMED = {"method": "fusion_method", "threshold": "confidence_threshold", "uncertainty": "enable_uncertainty"}
 
-    model_config = ConfigDict(extra="forbid")
+
+class EnsembleConfig(StrictModel):
+    """How the ensemble fuses: the seed API's model and the ``ensemble`` section of a config file.
+    Formulas: ``fuse`` and ``uncertainty`` in ``pipeline/judging/fusion.py``. In a file, each model's
+    weight is its detector's ``weight``; ``default_weights`` is for the library face."""
 
     fusion_method: FusionMethod = FusionMethod.WEIGHTED_AVERAGE
     default_weights: dict[str, float] = Field(default_factory=dict)  # by model name; others weigh 1.0
@@ -40,6 +44,16 @@ class EnsembleConfig(BaseModel):
     confidence_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # fused P(fake) at or above it is fake
     enable_uncertainty: bool = True
     enable_attention: bool = True  # the seed's switch: off, ATTENTION_FUSION is refused (no other method uses attention)
+    calibration: str | None = None  # a JSON file written by EnsembleManager.save_calibration, loaded by build_ensemble
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for old, new in _RENAMED.items():
+                if old in data:
+                    raise ValueError(f"{old!r} is now called {new!r}")
+        return data
 
     @model_validator(mode="after")
     def _verify(self) -> EnsembleConfig:
@@ -203,37 +217,17 @@ def _probability(result: DetectionResult | float) -> float:
     return float(result)
 
 
-class EnsembleSection(StrictModel):
-    method: FusionMethod = FusionMethod.WEIGHTED_AVERAGE
-    min_models: int = Field(1, ge=1)
-    threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    temperature: float = Field(1.0, gt=0.0)
-    attention_temperature: float = Field(0.25, gt=0.0)
-    uncertainty: bool = True
-    calibration: str | None = None  # a JSON file written by EnsembleManager.save_calibration
-
-    def to_ensemble_config(self, detectors: Sequence[DetectorConfig]) -> EnsembleConfig:
-        return EnsembleConfig(
-            fusion_method=self.method,
-            default_weights={d.name: d.weight for d in detectors},
-            temperature=self.temperature,
-            attention_temperature=self.attention_temperature,
-            min_models=self.min_models,
-            max_models=max(len(detectors), self.min_models),
-            confidence_threshold=self.threshold,
-            enable_uncertainty=self.uncertainty,
-        )
-
-
 def build_ensemble(
-    section: EnsembleSection, configs: Sequence[DetectorConfig], detectors: Mapping[str, BaseDetector] | None
+    config: EnsembleConfig, configs: Sequence[DetectorConfig], detectors: Mapping[str, BaseDetector] | None
 ) -> EnsembleManager:
     """The ensemble a config describes, over loaded detectors: ``dfstream run`` and ``dfstream eval``
-    both build it here. ``detectors`` None: the detectors run elsewhere (Ray Serve) and this
-    ensemble only fuses their answers, with the configured weights and calibration."""
-    ensemble = EnsembleManager(section.to_ensemble_config(configs))
+    both build it here, each model weighed by its detector's ``weight``. ``detectors`` None: the
+    detectors run elsewhere (Ray Serve) and this ensemble only fuses their answers, with the
+    configured weights and calibration."""
+    weights = {d.name: d.weight for d in configs}
+    ensemble = EnsembleManager(config.model_copy(update={"default_weights": weights, "max_models": max(config.max_models, len(configs))}))
     for dc in configs if detectors is not None else ():
         ensemble.add_model(dc.name, detectors[dc.name])
-    if section.calibration:
-        ensemble.load_calibration(section.calibration)
+    if config.calibration:
+        ensemble.load_calibration(config.calibration)
     return ensemble

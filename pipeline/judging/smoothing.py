@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 Label = Literal["real", "fake", "uncertain"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.errors import ModelLoadError
+from core.errors import ModelLoadError
 
 SIZE = 192
 GRID = 48

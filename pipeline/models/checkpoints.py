@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import ModelLoadError, one_line
+from core.errors import ModelLoadError, one_line
 
 WRAPPERS = ("state_dict", "model", "model_state_dict", "net")  # where training scripts nest the weights
 SHOWN = 5  # keys listed per problem; the count says how many there are

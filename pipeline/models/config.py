@@ -6,7 +6,7 @@ from pydantic import Field, field_validator
 
 from pipeline.models.devices import BackendName, DeviceName
 from pipeline.models.plugins import detector_types
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 
 class DetectorConfig(StrictModel):

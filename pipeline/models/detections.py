@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+Box = tuple[float, float, float, float]  # one face: x1, y1, x2, y2 in pixels
+
 
 @dataclass(frozen=True)
 class Detections:

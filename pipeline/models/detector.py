@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import numpy as np
 
-from pipeline.errors import DfstreamError, InferenceError, ModelNotLoadedError
+from core.errors import DfstreamError, InferenceError, ModelNotLoadedError
 from pipeline.models.devices import resolve_device
 from pipeline.models.images import ImageLike, check_image
-from pipeline.models.preprocessing import Box, crop_with_margin
+from pipeline.models.detections import Box
+from pipeline.models.preprocessing import crop_with_margin
 
 if TYPE_CHECKING:
     from pipeline.monitoring.monitor import PerformanceMonitor

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import AfterValidator
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 
 def check_device_name(device: str) -> str:

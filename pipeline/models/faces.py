@@ -21,7 +21,7 @@ from pydantic import Field
 
 from pipeline.models.detections import Detections
 from pipeline.models.devices import DeviceName, resolve_device
-from stream.config import StrictModel
+from core.strict import StrictModel
 
 
 class FacesConfig(StrictModel):

@@ -13,7 +13,7 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from pipeline.errors import InputError
+from core.errors import InputError
 
 ImageLike = Union[Image.Image, np.ndarray]
 

@@ -14,12 +14,13 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from core.strict import StrictModel
+from pipeline.models.detections import Box
 from pipeline.models.faces import FaceDetector, FacesConfig
 from pipeline.models.images import ImageLike, to_rgb_array
 
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
 
 _INTERPOLATION = {
     # INTER_NEAREST_EXACT samples pixel centres like PIL's NEAREST, which Keras' load_img uses;
@@ -39,8 +40,8 @@ class AugmentationType(str, enum.Enum):
     ADVANCED = "advanced"
 
 
-class PreprocessingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class PreprocessingConfig(StrictModel):
+    model_config = ConfigDict(frozen=True)
 
     input_size: tuple[int, int] = (224, 224)  # (height, width) of the model input
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)

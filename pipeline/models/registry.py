@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import ConfigError, DfstreamError, ModelLoadError, ModelNotFoundError, one_line
+from core.errors import ConfigError, DfstreamError, ModelLoadError, ModelNotFoundError, one_line
 from pipeline.models.config import DetectorConfig
 from pipeline.models.detector import BaseDetector, ModelInfo, ModelStatus
 from pipeline.models.plugins import detector_types

@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
+
+from core.strict import StrictModel
 from tqdm import tqdm
 
-from pipeline.errors import ChecksumError, ConfigError, DownloadError, WeightsError
+from core.errors import ChecksumError, ConfigError, DownloadError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +31,12 @@ MANIFEST_PATH = Path(__file__).resolve().parents[2] / "configs" / "models.yaml"
 CHUNK = 1 << 16
 
 
-class WeightsEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class WeightsEntry(StrictModel):
+    model_config = ConfigDict(frozen=True)
 
     name: str
     architecture: str
-    profile: str  # the preprocessing it was trained with (pipeline.detectors.PROFILES)
+    profile: str  # the preprocessing it was trained with (PROFILES in pipeline/models/detectors/__init__.py)
     file: str
     url: str
     # None: not pinned yet (the publisher gives no digest and nobody has recorded one); such a

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from core.strict import StrictModel
 
 from pipeline.monitoring import alerts, report
 from pipeline.monitoring.keys import Count, Gauge, Kind, Subject, labels
@@ -31,9 +33,7 @@ log = logging.getLogger(__name__)
 SubjectKind = Kind | str
 
 
-class MonitoringConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MonitoringConfig(StrictModel):
     save_performance_data: bool = False  # also write a JSON report every log_interval
     performance_data_path: str = "performance_data"
     log_interval: float = Field(60.0, gt=0.0)  # seconds between summary log lines

@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from pipeline.models.detections import Detections
-from pipeline.models.preprocessing import Box
+from pipeline.models.detections import Box
 
 T_contra = TypeVar("T_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)

@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from core.errors import LifecycleError
+from core.lifecycle import Lifecycle
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -23,7 +26,7 @@ log = logging.getLogger(__name__)
 BatchObserver = Callable[[str, int, float, bool], None]  # name, size, seconds, ok
 
 
-class Batcher(Generic[T, R]):
+class Batcher(Lifecycle, Generic[T, R]):
     def __init__(
         self,
         name: str,
@@ -34,7 +37,7 @@ class Batcher(Generic[T, R]):
     ):
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError(f"{name}: max_batch must be >= 1 and max_wait_ms >= 0")
-        self.name = name
+        super().__init__(name)
         self.fn = fn
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
@@ -42,20 +45,12 @@ class Batcher(Generic[T, R]):
         self.batch_sizes: list[int] = []  # the last 1000, for tests and benchmarks
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dfstream[{name}].infer")
-        self._task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> Batcher[T, R]:
-        self._task = asyncio.create_task(self._collect(), name=f"dfstream[{self.name}].batcher")
-        return self
+    async def _open(self) -> None:
+        self.spawn("batcher", self._collect)
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    async def _close(self) -> None:
+        await self._end_loops()
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
             if not future.done():
@@ -63,14 +58,11 @@ class Batcher(Generic[T, R]):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, item: T) -> R:
-        if self._task is None:
-            raise RuntimeError(f"batcher {self.name} is not running")
+        if not self.running:
+            raise LifecycleError(f"batcher {self.name} is not running")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future))
         return await future
-
-    def qsize(self) -> int:
-        return self._queue.qsize()
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()

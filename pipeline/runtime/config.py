@@ -9,12 +9,13 @@ from collections.abc import Iterable
 from pydantic import Field, model_validator
 
 from pipeline.judging.cadence import JudgeConfig
-from pipeline.judging.ensemble import EnsembleSection
+from pipeline.judging.ensemble import EnsembleConfig
 from pipeline.judging.smoothing import SmoothingConfig
 from pipeline.models.config import DetectorConfig
 from pipeline.models.faces import FacesConfig
 from pipeline.monitoring.monitor import MonitoringConfig
-from stream.config import StreamConfig, StrictModel
+from core.strict import StrictModel
+from stream.config import StreamConfig
 
 
 class DeliveryConfig(StrictModel):
@@ -28,7 +29,7 @@ class RuntimeConfig(StrictModel):
     streams: list[StreamConfig] = Field(min_length=1)
     faces: FacesConfig = Field(default_factory=FacesConfig)
     detectors: list[DetectorConfig] = Field(min_length=1)
-    ensemble: EnsembleSection = Field(default_factory=EnsembleSection)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
     sinks: DeliveryConfig = Field(default_factory=DeliveryConfig)
@@ -42,6 +43,8 @@ class RuntimeConfig(StrictModel):
             raise ValueError(
                 f"ensemble.min_models ({self.ensemble.min_models}) exceeds the {len(self.detectors)} detectors configured"
             )
+        if self.ensemble.default_weights:
+            raise ValueError("ensemble.default_weights: in a config file each detector has its own weight (detectors[].weight)")
         return self
 
 

@@ -6,13 +6,15 @@ off the event loop, at the viewer's rate; a viewer that falls behind only misses
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from pipeline.models.detections import Box
+
+Follower = Callable[["Shot"], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class LiveTap:
         self._watchers: dict[str, int] = {}
         self._latest: dict[str, Shot] = {}
         self._fresh: dict[str, asyncio.Event] = {}
-        self._followers: dict[str, list[Callable[[Shot], None]]] = {}
+        self._followers: dict[str, list[Follower]] = {}
 
     def watching(self, stream: str) -> bool:
         return self._watchers.get(stream, 0) > 0 or stream in self._followers
@@ -48,10 +50,11 @@ class LiveTap:
     def watchers(self, stream: str) -> int:
         return self._watchers.get(stream, 0)
 
-    def offer(self, shot: Shot) -> None:
-        """From a stream worker, on the event loop, once a frame is judged (only while watched)."""
+    async def offer(self, shot: Shot) -> None:
+        """From a stream worker, once a frame is judged (only while watched). A follower that waits
+        (``dfstream annotate``'s encoder) holds the stream back: that is its backpressure."""
         for follower in self._followers.get(shot.stream, ()):
-            follower(shot)
+            await follower(shot)
         self._latest[shot.stream] = shot
         fresh = self._fresh.get(shot.stream)
         if fresh is not None:
@@ -91,7 +94,7 @@ class LiveTap:
                 self._latest.pop(stream, None)
 
     @contextmanager
-    def follow(self, stream: str, receive: Callable[[Shot], None]) -> Iterator[None]:
+    def follow(self, stream: str, receive: Follower) -> Iterator[None]:
         """While inside, ``receive`` gets every judged frame of the stream, in order, on the event
         loop (an output that must see every frame: ``dfstream annotate``, a re-encoded stream)."""
         self._followers.setdefault(stream, []).append(receive)

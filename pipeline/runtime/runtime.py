@@ -34,7 +34,8 @@ from pipeline.runtime.events import Alert, Event
 from pipeline.runtime.live import LiveTap
 from pipeline.runtime.numbering import Counting, Numbering
 from pipeline.runtime.sink import Outbox, Sink
-from pipeline.runtime.worker import Box, FaceScores, StreamWorker
+from pipeline.models.detections import Box
+from pipeline.runtime.worker import FaceScores, StreamWorker
 
 
 def share_cpu_threads(workers: int) -> None:
@@ -69,34 +70,31 @@ class Runtime:
         self.face_detector = face_detector or (FaceDetector(config.faces) if backends is None else None)
         self._open_backends = backends or self._local_backends
         self.numbering = numbering or Counting()
-        self.outboxes = [Outbox(s, config.sinks.outbox_capacity, self._sink_dropped) for s in sinks]
+        self.outboxes = [Outbox(s, config.sinks.outbox_capacity, self._sink_dropped, config.sinks.drain_timeout_s) for s in sinks]
         self.stop = asyncio.Event()
         self.tap = tap or LiveTap()  # the live view: frames are handed over only while someone watches
         self.workers = [
             StreamWorker(sc, config.faces, config.judge, config.smoothing, self, self.monitor, self.stop, self.tap, self.numbering)
             for sc in config.streams
         ]
-        self._backends: Backends | None = None
-        self._batchers: dict[str, Batcher[Crop, float]] = {}  # the local ones, for benchmarks
+        self.backends: Backends | None = None  # while run() runs (and after: the local batchers keep their batch sizes)
 
     async def run(self) -> None:
         """Until every stream has ended or ``stop`` is set; then drain and flush the sinks."""
         for outbox in self.outboxes:
-            await outbox.start()
-        async with self._open_backends() as backends:
-            self._backends = backends
-            alerts = asyncio.create_task(self._alerts(), name="dfstream.alerts")
-            try:
-                await asyncio.gather(*(w.run() for w in self.workers))
-            finally:
-                alerts.cancel()
-                await asyncio.gather(alerts, return_exceptions=True)
-        # side by side: one stuck sink must not add its timeout to the others'
-        timeout = self.config.sinks.drain_timeout_s
-        left = await asyncio.gather(*(outbox.aclose(timeout) for outbox in self.outboxes))
-        for outbox, n in zip(self.outboxes, left):
-            if n:
-                self.monitor.count(Subject.sink(outbox.sink.name), Count.EVENTS_DROPPED, n, reason="shutdown")
+            await outbox.__aenter__()
+        try:
+            async with self._open_backends() as backends:
+                self.backends = backends
+                alerts = asyncio.create_task(self._alerts(), name="dfstream.alerts")
+                try:
+                    await asyncio.gather(*(w.run() for w in self.workers))
+                finally:
+                    alerts.cancel()
+                    await asyncio.gather(alerts, return_exceptions=True)
+        finally:
+            # side by side: one stuck sink must not add its drain timeout to the others'
+            await asyncio.gather(*(outbox.__aexit__(None, None, None) for outbox in self.outboxes))
 
     @contextlib.asynccontextmanager
     async def _local_backends(self) -> AsyncIterator[Backends]:
@@ -106,22 +104,23 @@ class Runtime:
             faces = await stack.enter_async_context(
                 Batcher("faces", self.face_detector.detect, fc.max_batch, fc.max_wait_ms, self._observe_faces)
             )
+            models: dict[str, Batcher[Crop, float]] = {}
             for dc in self.config.detectors:
-                self._batchers[dc.name] = await stack.enter_async_context(
+                models[dc.name] = await stack.enter_async_context(
                     Batcher(dc.name, self.detectors[dc.name].score_crops, dc.max_batch, dc.max_wait_ms, self._observe_model)
                 )
-            yield Backends(faces, dict(self._batchers))
+            yield Backends(faces, models)
 
     # ---- Judges: what every StreamWorker gets ------------------------------------------------------
     async def find_faces(self, image: np.ndarray) -> Detections:
-        assert self._backends is not None, "find_faces outside run()"
-        return await self._backends.faces.submit(image)
+        assert self.backends is not None, "find_faces outside run()"
+        return await self.backends.faces.submit(image)
 
     async def score_faces(self, image: np.ndarray, boxes: list[Box]) -> list[FaceScores]:
         """Every model's P(fake) for every face; a model that fails one face is counted and named."""
         started = time.monotonic()
-        assert self._backends is not None, "score_faces outside run()"
-        models = self._backends.models
+        assert self.backends is not None, "score_faces outside run()"
+        models = self.backends.models
         names = list(models)
         answers = await asyncio.gather(
             *(asyncio.gather(*(models[n].submit((image, box)) for n in names), return_exceptions=True) for box in boxes)
@@ -148,8 +147,8 @@ class Runtime:
             outbox.put(event)
 
     # ---- internals ----------------------------------------------------------------------------------
-    def _sink_dropped(self, sink: str) -> None:
-        self.monitor.count(Subject.sink(sink), Count.EVENTS_DROPPED, reason="outbox_full")
+    def _sink_dropped(self, sink: str, n: int, reason: str) -> None:
+        self.monitor.count(Subject.sink(sink), Count.EVENTS_DROPPED, n, reason=reason)
 
     def _observe_faces(self, name: str, size: int, seconds: float, ok: bool) -> None:
         self.monitor.record_inference(FACES, seconds, images=size, success=ok)

@@ -1,84 +1,88 @@
-"""The one seam between judging and telling: the ``Sink`` protocol, and the bounded outbox that
-keeps a slow or dead sink from ever stalling detection."""
+"""The one seam between judging and telling: the ``Sink`` protocol, and the outbox that keeps a
+slow or dead sink from ever stalling detection."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from typing import Protocol, runtime_checkable
 
+from core.errors import one_line
+from core.lifecycle import Lifecycle
+from core.queues import QUEUE_FULL, DropOldestQueue
 from pipeline.runtime.events import Event
 
 log = logging.getLogger(__name__)
 
+DropCounter = Callable[[str, int, str], None]  # sink name, how many, reason
+
 
 @runtime_checkable
 class Sink(Protocol):
+    """Entered (``async with``) before the first event, to connect; left after the last, to flush
+    what was accepted and let go (``core.lifecycle.Lifecycle`` gives both)."""
+
     name: str
 
-    async def start(self) -> None:
-        """Connect (if the sink has a connection) before the first event."""
+    async def __aenter__(self) -> Sink: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
 
     async def publish(self, event: Event) -> None:
         """Deliver one event (a Verdict, StreamStatus, StreamState or Alert)."""
 
-    async def aclose(self) -> None:
-        """Flush what was accepted and release resources."""
 
+class Outbox(Lifecycle):
+    """One sink's bounded drop-oldest queue and the task that feeds it: when the sink falls behind,
+    the oldest event is dropped and counted (``outbox_full``); new verdicts matter more than stale
+    ones. Leaving the block delivers what is queued for at most ``drain_timeout_s``, then closes the
+    sink; what was left is counted (``shutdown``)."""
 
-class Outbox:
-    """A bounded queue and one task per sink. When the sink falls behind and the queue is full,
-    the oldest event is dropped and counted: new verdicts matter more than stale ones."""
-
-    def __init__(self, sink: Sink, capacity: int = 1000, on_drop: Callable[[str], None] | None = None):
+    def __init__(self, sink: Sink, capacity: int = 1000, on_drop: DropCounter | None = None, drain_timeout_s: float = 3.0):
+        super().__init__(f"{sink.name}.outbox")
         self.sink = sink
-        self.capacity = capacity
-        self.dropped = 0
         self.failed = 0
+        self.drain_timeout_s = drain_timeout_s
         self._on_drop = on_drop
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=capacity)
-        self._task: asyncio.Task | None = None
+        self._queue: DropOldestQueue[Event] = DropOldestQueue(capacity, on_drop=self._dropped)
+        self._sink_stack = AsyncExitStack()
 
-    async def start(self) -> None:
-        await self.sink.start()
-        self._task = asyncio.create_task(self._deliver(), name=f"dfstream[{self.sink.name}].outbox")
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped[QUEUE_FULL]
 
     def put(self, event: Event) -> None:
-        if self._queue.full():
-            self._queue.get_nowait()
-            self._queue.task_done()
-            self.dropped += 1
-            if self._on_drop is not None:
-                self._on_drop(self.sink.name)
-        self._queue.put_nowait(event)
+        self._queue.put(event, reason="outbox_full")
 
-    def depth(self) -> int:
-        return self._queue.qsize()
+    async def _open(self) -> None:
+        await self._sink_stack.enter_async_context(self.sink)
+        self.spawn("outbox", self._deliver)
 
-    async def aclose(self, timeout_s: float = 3.0) -> int:
-        """Deliver what is queued (for at most ``timeout_s``), then close the sink; returns how many
-        events were left undelivered."""
-        left = 0
+    async def _close(self) -> None:
         try:
-            await asyncio.wait_for(self._queue.join(), timeout_s)
+            await asyncio.wait_for(self._queue.join(), self.drain_timeout_s)
         except TimeoutError:
-            left = self._queue.qsize() + 1  # and the one its hung publish holds
+            left = len(self._queue) + 1  # and the one its hung publish holds
             log.warning("sink %s: %d events not delivered at shutdown", self.sink.name, left)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.sink.aclose()
-        return left
+            self._queue.clear("shutdown")
+            if self._on_drop is not None:
+                self._on_drop(self.sink.name, 1, "shutdown")
+        await self._end_loops()
+        await self._sink_stack.aclose()
+
+    def _dropped(self, event: Event, reason: str) -> None:
+        if self._on_drop is not None:
+            self._on_drop(self.sink.name, 1, reason)
 
     async def _deliver(self) -> None:
         while True:
             event = await self._queue.get()
             try:
                 await self.sink.publish(event)
-            except Exception as exc:  # a sink's failure is its own; detection goes on
+            except Exception as exc:  # noqa: BLE001 -- a sink's failure is its own; detection goes on
                 self.failed += 1
-                if self.failed == 1 or self.failed % 1000 == 0:
-                    log.error("sink %s: publish failed (%d so far): %s", self.sink.name, self.failed, exc)
+                self.problems("publish", "sink %s: publish failed: %s", self.sink.name, one_line(exc, with_type=True), level=logging.ERROR)
             finally:
                 self._queue.task_done()

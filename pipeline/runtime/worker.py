@@ -13,12 +13,12 @@ from typing import Protocol
 
 import numpy as np
 
-from pipeline.errors import InsufficientModelsError
+from core.errors import InsufficientModelsError
 from pipeline.judging.cadence import Cadence, JudgeConfig, Scored
 from pipeline.judging.ensemble import EnsembleResult
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 from pipeline.judging.tracking import IouTracker
-from pipeline.models.detections import Detections
+from pipeline.models.detections import Box, Detections
 from pipeline.models.faces import FacesConfig
 from pipeline.monitoring.keys import DECODE_TO_FACES, END_TO_END, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
@@ -28,8 +28,6 @@ from pipeline.runtime.numbering import Counting, Numbering
 from stream import Frame, Source, SourceCount, SourceStatus, StreamConfig
 
 log = logging.getLogger(__name__)
-
-from pipeline.models.preprocessing import Box
 
 
 @dataclass(frozen=True)
@@ -175,7 +173,7 @@ class StreamWorker:
             async for frame in source:
                 index = self.frames_seen
                 self.frames_seen += 1
-                self.monitor.set_gauge(self.subject, Gauge.QUEUE_DEPTH, source.qsize())
+                self.monitor.set_gauge(self.subject, Gauge.QUEUE_DEPTH, source.queued())
                 if index % self.detect_every:
                     await queue.put(_Queued(frame, self.tracker.carry(index)))
                     continue
@@ -201,7 +199,7 @@ class StreamWorker:
             self.monitor.count(self.subject, Count.FRAMES_PROCESSED)
             self._publish_state()
             if self.tap is not None and self.tap.watching(self.config.id):
-                self._show(item.frame, item.tracked)
+                await self._show(item.frame, item.tracked)
 
     async def _judge(self, frame: Frame, tracked: Detections) -> None:
         height, width = frame.image.shape[:2]
@@ -276,13 +274,13 @@ class StreamWorker:
         self.monitor.count(self.subject, Count.VERDICTS_CARRIED)
         self.judges.publish(verdict)
 
-    def _show(self, frame: Frame, tracked: Detections) -> None:
+    async def _show(self, frame: Frame, tracked: Detections) -> None:
         faces = []
         for track_id, box in zip(tracked.track_ids, tracked.xyxy):
             state = self.tracks.get(int(track_id))
             faces.append(Face(int(track_id), _box(box), state.label if state else "pending", state.probability if state else None))
         assert self.tap is not None
-        self.tap.offer(Shot(self.config.id, frame.seq, frame.pts, frame.arrival_mono, frame.image, tuple(faces)))
+        await self.tap.offer(Shot(self.config.id, frame.seq, frame.pts, frame.arrival_mono, frame.image, tuple(faces)))
 
     def _publish_state(self) -> None:
         live = set(self.tracker.track_ids)

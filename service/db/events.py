@@ -7,8 +7,9 @@ import datetime as dt
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
+from pipeline.monitoring.monitor import PerformanceMonitor
 from service.db.models import Event, EventSnapshot, utcnow
-from sinks.store import EventRecord
+from sinks.store import EventRecord, StoreConfig, StoreSink
 
 
 def _time(epoch: float) -> dt.datetime:
@@ -37,3 +38,8 @@ class DatabaseEventWriter:
                     taken = _time(r.peak_at)
                     session.add_all([EventSnapshot(event_id=r.id, kind="face", jpeg=r.face_jpeg, taken_at=taken),
                                      EventSnapshot(event_id=r.id, kind="frame", jpeg=r.frame_jpeg, taken_at=taken)])  # fmt: skip
+
+
+def store_sink(config: StoreConfig | None, engine: Engine, monitor: PerformanceMonitor) -> StoreSink:
+    """Live events into the database ``engine`` reaches (``dfstream run``, ``serve`` and every Ray stream actor)."""
+    return StoreSink(config or StoreConfig(), DatabaseEventWriter(engine), monitor)

@@ -15,8 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.errors import ConfigError, one_line
-from stream.urls import redact
+from core.errors import ConfigError, one_line
+from core.redaction import redact
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from service.app import Service, get_service, require
 from service.auth import Principal
+from core.queues import QueueClosed
 from service.feed import KINDS, sse
 
 router = APIRouter(tags=["feed"])
@@ -44,7 +45,7 @@ async def feed(
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if event is None:
+                except QueueClosed:  # the server is stopping
                     return
                 yield sse(event)
         finally:

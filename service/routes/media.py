@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service.analysis import QueueFull
+from core.errors import QueueFullError
 from service.app import Service, db, get_service, require
 from service.auth import Principal
 from service.db.models import MediaFile, User
-from service.uploads import FIELD, probe, receive
+from service.uploads import FIELD, check_video, receive
 
 log = logging.getLogger("dfstream.api")
 router = APIRouter(tags=["media"])
@@ -63,7 +63,7 @@ class ResultsOut(BaseModel):
 
 
 def _out(media: MediaFile, service: Service, owner: str | None) -> MediaOut:
-    progress = service.analyzer.running.get(media.id, media.progress) if media.status == "running" else media.progress
+    progress = service.analyzer.progress.get(media.id, media.progress) if media.status == "running" else media.progress
     return MediaOut(id=media.id, owner=owner, original_name=media.original_name, sha256=media.sha256, size=media.size,
                     container=media.container, codec=media.codec, width=media.width, height=media.height,
                     duration_s=media.duration_s, frames=media.frames, status=media.status, progress=round(progress, 3),
@@ -94,7 +94,7 @@ async def upload(request: Request, who: Principal = Depends(require("write")), s
     config = service.config
     received = await receive(request, config.media_dir, int(config.max_upload_mb * 1_000_000))
     try:
-        found = await run_in_threadpool(probe, received.path)
+        found = await run_in_threadpool(check_video, received.path)
         final = received.path.with_suffix("")  # the server's name; the client's name is only shown
 
         def record() -> MediaOut:
@@ -115,7 +115,7 @@ async def upload(request: Request, who: Principal = Depends(require("write")), s
         raise
     try:
         service.analyzer.submit(out.id)
-    except QueueFull as exc:
+    except QueueFullError as exc:
         # the file is kept and queued in the database: the next start picks it up
         raise HTTPException(503, f"media {out.id} stored, but {exc}") from None
     log.info("media %d: %s (%d bytes, %s/%s) uploaded by %s", out.id, out.original_name, out.size, out.container, out.codec, who.username)

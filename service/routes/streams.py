@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from service.app import Service, get_service, require
 from service.auth import Principal
-from stream.urls import redact
+from core.redaction import redact
 
 router = APIRouter(tags=["streams"])
 

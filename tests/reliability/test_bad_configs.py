@@ -20,7 +20,7 @@ faces: {detect_every: 3, detect_max_side: 640}
 detectors:
   - {name: meso4, type: meso4, weights: "WEIGHTS/Meso4_DF.h5"}
   - {name: mesoinc, type: mesoinception4, weights: "WEIGHTS/MesoInception_DF.h5"}
-ensemble: {method: weighted_average, min_models: 1}
+ensemble: {fusion_method: weighted_average, min_models: 1}
 smoothing: {method: ema, alpha: 0.3, enter: 0.7, leave: 0.4}
 sinks:
   jsonl: {path: "-"}
@@ -111,7 +111,8 @@ CASES = [
     # choices
     ("unknown pace", at("streams.1.pace", "slow"), "streams[1].pace: Input should be 'realtime' or 'asap'"),
     ("unknown transport", at("streams.0.transport", "sctp"), "streams[0].transport: Input should be 'tcp' or 'udp'"),
-    ("unknown fusion", at("ensemble.method", "median"), "ensemble.method: Input should be"),
+    ("unknown fusion", at("ensemble.fusion_method", "median"), "ensemble.fusion_method: Input should be"),
+    ("renamed key", at("ensemble.method", "median"), "ensemble: 'method' is now called 'fusion_method'"),
     (
         "unknown smoothing",
         at("smoothing.method", "kalman"),

@@ -117,12 +117,11 @@ def test_connection_problems_are_one_clear_error_and_counted(
 
     async def scenario():
         sink = MqttSink(MqttConfig(**config), monitor)
-        await sink.start()
-        for i in range(1, 4):
-            await sink.publish(verdict("cam1", i, ts=i * 2.0))
-        await until(lambda: monitor.counter(MQTT, Count.CONNECTION_ERRORS) >= 3, 10, "three failed connections")
-        depth = sink.outbox_depth()
-        await sink.aclose()
+        async with sink:
+            for i in range(1, 4):
+                await sink.publish(verdict("cam1", i, ts=i * 2.0))
+            await until(lambda: monitor.counter(MQTT, Count.CONNECTION_ERRORS) >= 3, 10, "three failed connections")
+            depth = sink.outbox_depth()
         return depth
 
     depth = asyncio.run(scenario())
@@ -147,12 +146,11 @@ def test_outbox_overflow_drops_the_oldest_and_delivers_the_rest_in_order(creds, 
                 MqttConfig(port=broker.port, outbox_capacity=50, retry_initial_s=0.1, retry_max_s=0.2, discovery=False),
                 monitor,
             )
-            await sink.start()
-            for i in range(1, 201):
-                await sink.publish(verdict("cam1", i, ts=float(i)))  # 1 s apart: every one is due
-            broker.start()
-            await sub.wait_for(lambda: sink.outbox_depth() == 0)
-            await sink.aclose()
+            async with sink:
+                for i in range(1, 201):
+                    await sink.publish(verdict("cam1", i, ts=float(i)))  # 1 s apart: every one is due
+                broker.start()
+                await sub.wait_for(lambda: sink.outbox_depth() == 0)
             await sub.wait_for(lambda: "offline" in sub.on("/available"))
             return [v["seq"] for v in sub.on("/verdict")]
 

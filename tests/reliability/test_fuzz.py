@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dfstream.config import apply_override, load_config, parse_config
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 from pipeline.runtime.events import Alert, StreamState, StreamStatus, Verdict
 from sinks.mqtt import MqttConfig, MqttSink
 

@@ -199,7 +199,7 @@ def test_a_missing_file_ends_the_stream_with_one_error(tmp_path, caplog):
 @pytest.mark.parametrize("url", ["rtp+x://cam", "ftp://127.0.0.1/a.mp4", "srt://127.0.0.1:9"])
 def test_an_unsupported_scheme_is_a_config_error(url):
     from dfstream.config import parse_config
-    from pipeline.errors import ConfigError
+    from core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"streams\[0\]\.url: unsupported scheme"):
         parse_config({"streams": [{"id": "x", "url": url}], "detectors": [{"name": "m", "type": "meso4"}]})

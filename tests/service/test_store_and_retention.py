@@ -52,19 +52,18 @@ def test_episodes_open_update_and_close_with_label_track_and_stream(engine, astr
 
     async def play() -> None:
         sink = StoreSink(StoreConfig(flush_interval_s=0.05), DatabaseEventWriter(engine), monitor)
-        await sink.start()
-        await sink.publish(verdict(1, T0 + 1.0, "real", 0.2))
-        await sink.publish(verdict(1, T0 + 1.1, "fake", 0.8, image=frame))
-        await sink.publish(verdict(1, T0 + 1.2, "fake", 0.9, image=frame))
-        await sink.publish(verdict(1, T0 + 1.3, "fake", 0.85, image=frame))
-        await sink.publish(verdict(2, T0 + 1.3, "fake", 0.75, stream="cam2", image=frame))
-        await asyncio.sleep(0.3)
-        assert events(engine)[("cam1", 1)].ended_at is None  # written while it lasts
-        await sink.publish(verdict(1, T0 + 2.0, "real", 0.3))  # the label left fake
-        await sink.publish(verdict(3, T0 + 2.1, "fake", 0.8))
-        await sink.publish(StreamState("cam1", "real", {1: "real"}, 0.3, T0 + 2.5))  # track 3 is gone
-        await sink.publish(StreamStatus("cam2", "reconnecting", "stalled", T0 + 3.0))  # cam2 went away
-        await sink.aclose()
+        async with sink:
+            await sink.publish(verdict(1, T0 + 1.0, "real", 0.2))
+            await sink.publish(verdict(1, T0 + 1.1, "fake", 0.8, image=frame))
+            await sink.publish(verdict(1, T0 + 1.2, "fake", 0.9, image=frame))
+            await sink.publish(verdict(1, T0 + 1.3, "fake", 0.85, image=frame))
+            await sink.publish(verdict(2, T0 + 1.3, "fake", 0.75, stream="cam2", image=frame))
+            await asyncio.sleep(0.3)
+            assert events(engine)[("cam1", 1)].ended_at is None  # written while it lasts
+            await sink.publish(verdict(1, T0 + 2.0, "real", 0.3))  # the label left fake
+            await sink.publish(verdict(3, T0 + 2.1, "fake", 0.8))
+            await sink.publish(StreamState("cam1", "real", {1: "real"}, 0.3, T0 + 2.5))  # track 3 is gone
+            await sink.publish(StreamStatus("cam2", "reconnecting", "stalled", T0 + 3.0))  # cam2 went away
 
     asyncio.run(play())
     found = events(engine)
@@ -89,20 +88,19 @@ def test_a_failing_database_keeps_events_waiting_and_counts_what_does_not_fit(tm
 
     async def play() -> None:
         sink = StoreSink(StoreConfig(flush_interval_s=0.05, retry_max_s=0.2, capacity=5), DatabaseEventWriter(engine), monitor)
-        await sink.start()
-        with engine.begin() as connection:  # the table is away: every write fails, as on a database restart
-            connection.exec_driver_sql("ALTER TABLE events RENAME TO events_away")
-        for track in range(8):  # eight closed episodes, five fit
-            await sink.publish(verdict(track, T0 + track, "fake", 0.9))
-            await sink.publish(verdict(track, T0 + track + 0.5, "real", 0.1))
-        await asyncio.sleep(0.6)
-        assert monitor.counter(STORE, Count.WRITE_ERRORS) >= 2
-        assert monitor.gauge(STORE, Gauge.PENDING_WRITES) == 5
-        with engine.begin() as connection:
-            connection.exec_driver_sql("ALTER TABLE events_away RENAME TO events")
-        await asyncio.sleep(0.6)
-        assert monitor.gauge(STORE, Gauge.PENDING_WRITES) == 0
-        await sink.aclose()
+        async with sink:
+            with engine.begin() as connection:  # the table is away: every write fails, as on a database restart
+                connection.exec_driver_sql("ALTER TABLE events RENAME TO events_away")
+            for track in range(8):  # eight closed episodes, five fit
+                await sink.publish(verdict(track, T0 + track, "fake", 0.9))
+                await sink.publish(verdict(track, T0 + track + 0.5, "real", 0.1))
+            await asyncio.sleep(0.6)
+            assert monitor.counter(STORE, Count.WRITE_ERRORS) >= 2
+            assert monitor.gauge(STORE, Gauge.PENDING_WRITES) == 5
+            with engine.begin() as connection:
+                connection.exec_driver_sql("ALTER TABLE events_away RENAME TO events")
+            await asyncio.sleep(0.6)
+            assert monitor.gauge(STORE, Gauge.PENDING_WRITES) == 0
 
     asyncio.run(play())
     assert sorted(track for _, track in events(engine)) == [3, 4, 5, 6, 7]  # the newest five; the oldest three counted

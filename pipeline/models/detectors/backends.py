@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import ModelLoadError
+from core.errors import ModelLoadError
 from pipeline.models.devices import BackendName
 from pipeline.models.weights import model_dir
 

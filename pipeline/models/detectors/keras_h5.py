@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import ModelLoadError
+from core.errors import ModelLoadError
 
 _NAME = re.compile(r"^(?P<kind>[a-z_0-9]+?)_(?P<index>\d+)$")
 

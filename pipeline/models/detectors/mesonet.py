@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.errors import ModelLoadError
+from core.errors import ModelLoadError
 from pipeline.models.detectors.keras_h5 import KerasLayer, read_keras_layers
 from pipeline.models.detectors.torch_detector import TorchDetector
 from pipeline.models.plugins import register

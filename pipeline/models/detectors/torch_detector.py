@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import InferenceError, ModelLoadError, WeightsError
+from core.errors import InferenceError, ModelLoadError, WeightsError
 from pipeline.models.detector import BaseDetector, DetectionResult, ModelInfo
 from pipeline.models.detectors.backends import Runner, check_against_torch, compile_module
 from pipeline.models.devices import BackendName, resolve_backend
