@@ -33,7 +33,7 @@ import psutil
 import yaml
 from sqlalchemy import insert
 
-from service.db.models import Event
+from service.db.models import StoredEvent
 from service.db.schema import make_engine, upgrade
 from stream import make_sample_clip
 
@@ -50,13 +50,27 @@ def fill_events(url: str, count: int) -> None:
     for i in range(count):
         started = dt.datetime.fromtimestamp(now - (count - i) * 3.0, dt.UTC)
         p = float(rng.uniform(0.7, 1.0))
-        rows.append({"id": uuid.uuid4().hex, "stream": f"cam{i % 20}", "track_id": i, "label": "fake", "started_at": started,
-                     "ended_at": started + dt.timedelta(seconds=2), "peak_probability": p, "peak_at": started, "mean_probability": p - 0.05,
-                     "verdicts": 60, "models_at_peak": {"meso4": p, "mesoinception4": p}, "models_mean": {"meso4": p, "mesoinception4": p},
-                     "bbox_at_peak": [100.0, 50.0, 180.0, 150.0], "updated_at": started})  # fmt: skip
+        rows.append(
+            {
+                "id": uuid.uuid4().hex,
+                "stream": f"cam{i % 20}",
+                "track_id": i,
+                "label": "fake",
+                "started_at": started,
+                "ended_at": started + dt.timedelta(seconds=2),
+                "peak_probability": p,
+                "peak_at": started,
+                "mean_probability": p - 0.05,
+                "verdicts": 60,
+                "models_at_peak": {"meso4": p, "mesoinception4": p},
+                "models_mean": {"meso4": p, "mesoinception4": p},
+                "bbox_at_peak": [100.0, 50.0, 180.0, 150.0],
+                "updated_at": started,
+            }
+        )
     with engine.begin() as connection:
         for start in range(0, count, 5000):
-            connection.execute(insert(Event), rows[start : start + 5000])
+            connection.execute(insert(StoredEvent), rows[start : start + 5000])
     engine.dispose()
 
 
@@ -64,16 +78,28 @@ def start_server(folder: Path, url: str, weights: Path, port: int, upload_mb: in
     config = {
         "streams": [{"id": "cam0", "url": "sample://astronaut", "pace": "realtime", "loop": True, "fps": 2}],
         "detectors": [{"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5")}],
-        "api": {"port": port, "database": url, "data_dir": str(folder / "data"), "max_upload_mb": upload_mb + 10,
-                "analysis": {"frames": 8}},
-    }  # fmt: skip
+        "api": {
+            "port": port,
+            "database": url,
+            "data_dir": str(folder / "data"),
+            "max_upload_mb": upload_mb + 10,
+            "analysis": {"frames": 8},
+        },
+    }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "DFSTREAM_ADMIN_PASSWORD": PASSWORD}
-    subprocess.run([sys.executable, "-m", "dfstream", "users", "add", str(path), "bench", "--role", "analyst"], env=env, check=True,
-                   capture_output=True)  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "dfstream", "serve", str(path), "--offline"], stdout=subprocess.DEVNULL,
-                               stderr=open(folder / "serve.log", "w"))  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "dfstream", "users", "add", str(path), "bench", "--role", "analyst"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dfstream", "serve", str(path), "--offline"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "serve.log", "w"),
+    )
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
@@ -86,10 +112,17 @@ def start_server(folder: Path, url: str, weights: Path, port: int, upload_mb: in
 
 async def event_latencies(base: str, token: str, clients: int, per_client: int) -> list[float]:
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=httpx.Limits(max_connections=clients)) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=60, limits=httpx.Limits(max_connections=clients)
+    ) as client:
         first = (await client.get("/api/v1/events", params={"limit": 50})).json()
         since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat()
-        queries = [{"limit": 50}, {"limit": 50, "stream": "cam7"}, {"limit": 50, "since": since}, {"limit": 50, "cursor": first["next_cursor"]}]
+        queries = [
+            {"limit": 50},
+            {"limit": 50, "stream": "cam7"},
+            {"limit": 50, "since": since},
+            {"limit": 50, "cursor": first["next_cursor"]},
+        ]
         timings: list[float] = []
 
         async def one(k: int) -> None:
@@ -137,8 +170,12 @@ def upload(base: str, token: str, path: Path, pid: int) -> tuple[float, float, f
     sampler.start()
     started = time.perf_counter()
     with path.open("rb") as fh:
-        answer = httpx.post(f"{base}/api/v1/media", headers={"Authorization": f"Bearer {token}"}, files={"file": ("big.ts", fh)},
-                            timeout=600)  # fmt: skip
+        answer = httpx.post(
+            f"{base}/api/v1/media",
+            headers={"Authorization": f"Bearer {token}"},
+            files={"file": ("big.ts", fh)},
+            timeout=600,
+        )
     elapsed = time.perf_counter() - started
     done.set()
     sampler.join()
@@ -149,7 +186,9 @@ def upload(base: str, token: str, path: Path, pid: int) -> tuple[float, float, f
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.api")
     parser.add_argument("--weights", type=Path, required=True, help="folder with Meso4_DF.h5")
-    parser.add_argument("--database", action="append", help="empty databases to measure (default: SQLite in a temporary folder)")
+    parser.add_argument(
+        "--database", action="append", help="empty databases to measure (default: SQLite in a temporary folder)"
+    )
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=20, help="per client")
@@ -168,19 +207,28 @@ def main() -> None:
             server = start_server(folder, url, args.weights, port, args.upload_mb)
             try:
                 base = f"http://127.0.0.1:{port}"
-                token = httpx.post(f"{base}/api/v1/auth/token", data={"username": "bench", "password": PASSWORD}).json()["access_token"]
+                token = httpx.post(
+                    f"{base}/api/v1/auth/token", data={"username": "bench", "password": PASSWORD}
+                ).json()["access_token"]
                 for clients, requests in ((1, 100), (args.clients, args.requests)):
                     started = time.perf_counter()
                     timings = sorted(asyncio.run(event_latencies(base, token, clients, requests)))
                     rate = len(timings) / (time.perf_counter() - started)
                     p50, p99 = statistics.median(timings) * 1e3, timings[int(0.99 * (len(timings) - 1))] * 1e3
-                    print(f"{kind}: GET /events with {args.events} events, {clients} clients x {requests}: "
-                          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {rate:.0f} requests/s", flush=True)  # fmt: skip
+                    print(
+                        f"{kind}: GET /events with {args.events} events, {clients} clients x {requests}: "
+                        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {rate:.0f} requests/s",
+                        flush=True,
+                    )
                 if args.upload_mb and k == 0:
                     video = big_video(root / "big.ts", args.upload_mb)
                     rate, before, peak = upload(base, token, video, server.pid)
-                    print(f"upload of {video.stat().st_size / 1e6:.0f} MB: {rate:.0f} MB/s; server RSS {before:.0f} MB before, "
-                          f"peak {peak:.0f} MB during (+{peak - before:.0f} MB)", flush=True)  # fmt: skip
+                    print(
+                        f"upload of {video.stat().st_size / 1e6:.0f} MB: {rate:.0f} MB/s; server RSS "
+                        f"{before:.0f} MB before, "
+                        f"peak {peak:.0f} MB during (+{peak - before:.0f} MB)",
+                        flush=True,
+                    )
                     video.unlink()
             finally:
                 server.terminate()

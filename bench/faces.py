@@ -111,7 +111,10 @@ def measure(count: int) -> dict:
         "ms_per_frame": {"mtcnn": round(1000 * t_m / len(frames), 2), "blazeface": round(1000 * t_b / len(frames), 2)},
         "agreement_with_mtcnn": round(agree / max(total, 1), 3),
         "mapping_fitted": mapping,
-        "recall_by_face_px_and_blur": {s: {b: {"mtcnn": r[0] / r[2], "blazeface": r[1] / r[2]} for b, r in row.items()} for s, row in recall.items()},
+        "recall_by_face_px_and_blur": {
+            s: {b: {"mtcnn": r[0] / r[2], "blazeface": r[1] / r[2]} for b, r in row.items()}
+            for s, row in recall.items()
+        },
     }
 
 

@@ -4,7 +4,8 @@ file streams at once, on the GPU against the same machine's CPU.
     python -m bench.gpu --weights DIR [--streams 1 8 32]
 
 Run where a GPU is lent (the ``device`` tool); prints JSON and writes bench/gpu_results.json,
-which ``python -m bench`` shows in bench/RESULTS.md with the device named. Faces use MTCNN on CUDA here (BlazeFace runs on the CPU through OpenVINO).
+which ``python -m bench`` shows in bench/RESULTS.md with the device named. Faces use MTCNN on CUDA
+here (BlazeFace runs on the CPU through OpenVINO).
 """
 
 from __future__ import annotations
@@ -34,11 +35,25 @@ from .stages import best_of
 
 def detectors(weights: Path, device: str, fp16: bool = False, backend: str = "torch") -> list[dict]:
     return [
-        {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5"), "device": device, "fp16": fp16, "backend": backend,
-         "max_batch": 64},
-        {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5"), "device": device,
-         "fp16": fp16, "backend": backend, "max_batch": 64},
-    ]  # fmt: skip
+        {
+            "name": "meso4",
+            "type": "meso4",
+            "weights": str(weights / "Meso4_DF.h5"),
+            "device": device,
+            "fp16": fp16,
+            "backend": backend,
+            "max_batch": 64,
+        },
+        {
+            "name": "mesoinception4",
+            "type": "mesoinception4",
+            "weights": str(weights / "MesoInception_DF.h5"),
+            "device": device,
+            "fp16": fp16,
+            "backend": backend,
+            "max_batch": 64,
+        },
+    ]
 
 
 def crops_per_s(weights: Path, device: str, fp16: bool, batches: list[int], seconds: float) -> dict:
@@ -57,19 +72,27 @@ def crops_per_s(weights: Path, device: str, fp16: bool, batches: list[int], seco
 
 
 def runtime_fps(clip: Path, weights: Path, streams: int, device: str, fp16: bool) -> dict:
-    config = parse_config({
-        "streams": [{"id": f"s{i}", "url": str(clip), "pace": "asap"} for i in range(streams)],
-        "faces": {"model": "mtcnn", "device": device, "max_batch": 32},
-        "detectors": detectors(weights, device, fp16),  # torch: the CPU figure is PyTorch on the same machine
-    })  # fmt: skip
+    config = parse_config(
+        {
+            "streams": [{"id": f"s{i}", "url": str(clip), "pace": "asap"} for i in range(streams)],
+            "faces": {"model": "mtcnn", "device": device, "max_batch": 32},
+            "detectors": detectors(weights, device, fp16),  # torch: the CPU figure is PyTorch on the same machine
+        }
+    )
     sink = Collect()
     runtime = Runtime(config, ModelRegistry().load_configured(config.detectors), [sink])
     start = time.perf_counter()
     asyncio.run(runtime.run())
     seconds = time.perf_counter() - start
     frames = sum(runtime.monitor.counter(w.subject, Count.FRAMES_PROCESSED) for w in runtime.workers)
-    return {"streams": streams, "frames_per_s": round(frames / seconds, 1), "verdicts": len(sink.verdicts),
-            "batch_mean": {n: round(sum(b.batch_sizes) / max(len(b.batch_sizes), 1), 2) for n, b in runtime.backends.models.items()}}  # fmt: skip
+    return {
+        "streams": streams,
+        "frames_per_s": round(frames / seconds, 1),
+        "verdicts": len(sink.verdicts),
+        "batch_mean": {
+            n: round(sum(b.batch_sizes) / max(len(b.batch_sizes), 1), 2) for n, b in runtime.backends.models.items()
+        },
+    }
 
 
 def main() -> None:
@@ -81,8 +104,13 @@ def main() -> None:
     import pynvml
 
     pynvml.nvmlInit()
-    out: dict = {"device": torch.cuda.get_device_name(0), "driver": pynvml.nvmlSystemGetDriverVersion(), "torch": torch.__version__,
-                 "python": platform.python_version(), "command": "python -m bench.gpu " + " ".join(sys.argv[1:])}  # fmt: skip
+    out: dict = {
+        "device": torch.cuda.get_device_name(0),
+        "driver": pynvml.nvmlSystemGetDriverVersion(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "command": "python -m bench.gpu " + " ".join(sys.argv[1:]),
+    }
     batches = [1, 4, 16, 64]
     out["crops_per_s"] = {
         "cuda_fp32": crops_per_s(args.weights, "cuda", False, batches, args.seconds),
@@ -93,7 +121,9 @@ def main() -> None:
     frames = list(sample_frames(8))
     for device in ("cuda", "cpu"):
         mtcnn = FaceDetector(FacesConfig(model="mtcnn", device=device))
-        out[f"mtcnn_fps_{device}"] = {str(b): round(best_of(lambda b=b: len(mtcnn.detect(frames[:b])), args.seconds), 1) for b in (1, 8)}
+        out[f"mtcnn_fps_{device}"] = {
+            str(b): round(best_of(lambda b=b: len(mtcnn.detect(frames[:b])), args.seconds), 1) for b in (1, 8)
+        }
         print(json.dumps({f"mtcnn_fps_{device}": out[f"mtcnn_fps_{device}"]}), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_sample_clip(Path(tmp) / "clip.mp4", seconds=10.0)

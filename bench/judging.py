@@ -5,7 +5,8 @@ on every frame, on synthetic episodes (no video: the cadence and the smoother, f
 
 Each episode is a 30 fps track: 3 s real (P(fake) ~ 0.2), 3 s fake (~ 0.85), 3 s real, with
 per-frame noise (sd 0.15; independent, and correlated from frame to frame), and a face that jumps
-three times (rescored at once). Default smoothing. For every rate: the delay from the true start to the ``fake`` label and
+three times (rescored at once). Default smoothing. For every rate: the delay from the true start to
+the ``fake`` label and
 from the true end to leaving it, as differences against scoring every frame on the same scores;
 and the share of the detector work left.
 """

@@ -22,21 +22,22 @@ from dfstream.config import parse_config
 from pipeline.models.registry import ModelRegistry
 from pipeline.monitoring.keys import Count
 from pipeline.runtime.runtime import Runtime
-from stream import make_sample_clip
-
 from service.routes.live import render
+from stream import make_sample_clip
 
 from .rtsp_latency import Collect, new_runtime
 
 
 def _config(clip: Path, weights: Path, pace: str):  # type: ignore[no-untyped-def]
-    return parse_config({
-        "streams": [{"id": "cam", "url": str(clip), "pace": pace}],
-        "detectors": [
-            {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5")},
-            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5")},
-        ],
-    })  # fmt: skip
+    return parse_config(
+        {
+            "streams": [{"id": "cam", "url": str(clip), "pace": pace}],
+            "detectors": [
+                {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5")},
+                {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5")},
+            ],
+        }
+    )
 
 
 async def _viewer(runtime: Runtime, fps: float, latencies: list[float]) -> None:
@@ -91,20 +92,34 @@ def main() -> None:
         from pipeline.runtime.live import LiveTap
 
         unwatched = timeit.timeit("tap.watching('cam')", globals={"tap": LiveTap()}, number=1_000_000) / 1_000_000
-        print(f"unwatched, a stream pays {unwatched * 1e9:.0f} ns a frame for the live view: {unwatched * base:.1e} of its time at {base:.1f} frames/s")
+        print(
+            f"unwatched, a stream pays {unwatched * 1e9:.0f} ns a frame for the live view: "
+            f"{unwatched * base:.1e} of its time at {base:.1f} frames/s"
+        )
         for viewers in (1, 10):
             fps, _ = run(asap, viewers, args.fps)
-            print(f"{viewers:>2} viewer(s) at {args.fps:g} fps: pipeline {fps:.1f} frames/s, {fps / base:.3f} of {base:.1f} with none")
+            print(
+                f"{viewers:>2} viewer(s) at {args.fps:g} fps: pipeline {fps:.1f} frames/s, {fps / base:.3f} of "
+                f"{base:.1f} with none"
+            )
         from dfstream.annotate import STREAM, annotate
 
         config = _config(clip, args.weights, "asap").model_copy(deep=True)
         config.streams[0].id = STREAM
-        done = annotate(config, ModelRegistry().load_configured(config.detectors), str(clip), Path(tmp) / "annotated.mp4")
-        print(f"dfstream annotate: {done['fps']:.1f} frames/s, {done['fps'] / base:.3f} of the pipeline's {base:.1f} without writing video")
+        done = annotate(
+            config, ModelRegistry().load_configured(config.detectors), str(clip), Path(tmp) / "annotated.mp4"
+        )
+        print(
+            f"dfstream annotate: {done['fps']:.1f} frames/s, {done['fps'] / base:.3f} of the pipeline's "
+            f"{base:.1f} without writing video"
+        )
         _, latencies = run(_config(clip, args.weights, "realtime"), 1, args.fps)
         latencies.sort()
         p50, p99 = statistics.median(latencies) * 1e3, latencies[int(0.99 * (len(latencies) - 1))] * 1e3
-        print(f"live view latency (decode → JPEG ready), real-time clip, 1 viewer: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(latencies)} frames)")
+        print(
+            f"live view latency (decode → JPEG ready), real-time clip, 1 viewer: p50 {p50:.1f} ms, p99 "
+            f"{p99:.1f} ms ({len(latencies)} frames)"
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import aiomqtt
 
 from pipeline.monitoring.keys import Count
 from pipeline.runtime.events import Verdict
-from sinks.mqtt import SERIES, MqttConfig, MqttSink
+from sinks.mqtt import MQTT, MqttConfig, MqttSink
 
 
 def free_port() -> int:
@@ -78,8 +78,15 @@ class DelayProxy:
 def broker(directory: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = directory / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nlog_dest none\n")
-    process = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages "
+        "100000\nlog_dest none\n"
+    )
+    process = subprocess.Popen(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -89,15 +96,29 @@ def broker(directory: Path) -> tuple[subprocess.Popen, int]:
 
 
 def verdict(stream: str, seq: int) -> Verdict:
-    return Verdict(stream, 1, seq, time.time(), seq, seq / 30, "real", 0.0, 0.1, 0.1, 0.05, {"meso4": 0.1}, (1, 2, 3, 4), 1, 10.0)
+    return Verdict(
+        stream, 1, seq, time.time(), seq, seq / 30, "real", 0.0, 0.1, 0.1, 0.05, {"meso4": 0.1}, (1, 2, 3, 4), 1, 10.0
+    )
 
 
 async def run(port: int, rtt: float, inflight: int, messages: int, streams: int = 8) -> dict:
     received: dict[str, list[int]] = {f"s{i}": [] for i in range(streams)}
-    async with DelayProxy(port, rtt / 2) as proxy, aiomqtt.Client("127.0.0.1", port, identifier="bench-reader") as reader:
+    async with (
+        DelayProxy(port, rtt / 2) as proxy,
+        aiomqtt.Client("127.0.0.1", port, identifier="bench-reader") as reader,
+    ):
         await reader.subscribe("bench/+/verdict", qos=1)
-        sink = MqttSink(MqttConfig(port=proxy.port, topic_prefix="bench", discovery=False, verdict_interval_s=0,
-                                   max_inflight=inflight, outbox_capacity=messages * 2, client_id="bench-sink"))  # fmt: skip
+        sink = MqttSink(
+            MqttConfig(
+                port=proxy.port,
+                topic_prefix="bench",
+                discovery=False,
+                verdict_interval_s=0,
+                max_inflight=inflight,
+                outbox_capacity=messages * 2,
+                client_id="bench-sink",
+            )
+        )
         async with sink:
             while sink.outbox_depth():  # connected: the discovery and online messages are out
                 await asyncio.sleep(0.01)
@@ -117,8 +138,12 @@ async def run(port: int, rtt: float, inflight: int, messages: int, streams: int 
 
             await asyncio.wait_for(collect(), 30)
     gaps = sum(len(set(range(1, max(v) + 1)) - set(v)) for v in received.values())
-    return {"messages_per_s": round(messages / seconds, 1), "lost": messages - sum(len(set(v)) for v in received.values()),
-            "seq_gaps": gaps, "published": sink.monitor.counter(SERIES, Count.PUBLISHED)}  # fmt: skip
+    return {
+        "messages_per_s": round(messages / seconds, 1),
+        "lost": messages - sum(len(set(v)) for v in received.values()),
+        "seq_gaps": gaps,
+        "published": sink.monitor.counter(MQTT, Count.PUBLISHED),
+    }
 
 
 def measure(rtts_ms: list[float], messages: int) -> dict:

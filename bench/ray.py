@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from bench.stages import weights_argument
+
 HERE = Path(__file__).resolve().parent
 NODE = {"object_store_memory": 150 * 2**20}
 
@@ -41,18 +43,24 @@ def _in_namespace() -> None:
 def config_of(weights: Path, streams: list[dict], address: str, out: Path):  # noqa: ANN201
     from dfstream.config import parse_config
 
-    return parse_config({
-        "streams": streams,
-        "detectors": [
-            {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5")},
-            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5")},
-        ],
-        "sinks": {"jsonl": {"path": str(out), "events": ["verdict"]}},
-        "runtime": {"engine": "ray", "address": address, "namespace": "dfstream-bench",
-                    "streams": {"num_cpus": 0.5, "resources": {"dfstream_stream_slots": 1}},
-                    "faces": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
-                    "detectors": {"num_cpus": 1, "resources": {"dfstream_models": 1}}},
-    })  # fmt: skip
+    return parse_config(
+        {
+            "streams": streams,
+            "detectors": [
+                {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5")},
+                {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5")},
+            ],
+            "sinks": {"jsonl": {"path": str(out), "events": ["verdict"]}},
+            "runtime": {
+                "engine": "ray",
+                "address": address,
+                "namespace": "dfstream-bench",
+                "streams": {"num_cpus": 0.5, "resources": {"dfstream_stream_slots": 1}},
+                "faces": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
+                "detectors": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
+            },
+        }
+    )
 
 
 def fps_of(out: Path) -> tuple[float, int]:
@@ -107,7 +115,9 @@ def call_costs(weights: Path, frame: np.ndarray, box: tuple, samples: int) -> di
         return crops, faces
 
     crops, faces = asyncio.run(remote())
-    detector = ModelRegistry().load_configured([DetectorConfig(name="meso4", type="meso4", weights=str(weights / "Meso4_DF.h5"))])["meso4"]
+    detector = ModelRegistry().load_configured(
+        [DetectorConfig(name="meso4", type="meso4", weights=str(weights / "Meso4_DF.h5"))]
+    )["meso4"]
     finder = FaceDetector(FacesConfig())
     local_crops, local_faces = [], []
     for _ in range(samples):
@@ -118,13 +128,19 @@ def call_costs(weights: Path, frame: np.ndarray, box: tuple, samples: int) -> di
         finder.detect([frame])
         local_faces.append(time.perf_counter() - t)
     ms = lambda xs: round(statistics.median(xs) * 1000, 2)  # noqa: E731
-    return {"crop_ms": {"ray": ms(crops), "local": ms(local_crops)}, "faces_ms": {"ray": ms(faces), "local": ms(local_faces)},
-            "overhead_ms": {"crop": round(ms(crops) - ms(local_crops), 2), "faces_frame": round(ms(faces) - ms(local_faces), 2)}}  # fmt: skip
+    return {
+        "crop_ms": {"ray": ms(crops), "local": ms(local_crops)},
+        "faces_ms": {"ray": ms(faces), "local": ms(local_faces)},
+        "overhead_ms": {
+            "crop": round(ms(crops) - ms(local_crops), 2),
+            "faces_frame": round(ms(faces) - ms(local_faces), 2),
+        },
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--weights", type=Path, default=HERE.parent.parent / "shared" / "models" / "mesonet")
+    parser.add_argument("--weights", type=Path, **weights_argument())
     parser.add_argument("--streams", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--samples", type=int, default=100)
@@ -147,8 +163,10 @@ def main() -> None:
         results["ray"] = {}
         for nodes in (1, 2, 3):
             started = time.monotonic()
-            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "resources": {"dfstream_models": 4},
-                                                                    "include_dashboard": False, **NODE})  # fmt: skip
+            cluster = Cluster(
+                initialize_head=True,
+                head_node_args={"num_cpus": 4, "resources": {"dfstream_models": 4}, "include_dashboard": False, **NODE},
+            )
             for _ in range(nodes):
                 cluster.add_node(num_cpus=2, resources={"dfstream_stream_slots": args.streams}, **NODE)
             cluster.wait_for_nodes()
@@ -165,8 +183,13 @@ def main() -> None:
                 time.sleep(0.5)
             statuses = engine.status()
             fps, verdicts = fps_of(out)
-            figures = {"cluster_start_s": round(start_s, 1), "deploy_s": round(deploy_s, 1), "fps": round(fps, 1),
-                       "ratio_to_local": round(fps / results["local_fps"], 2), "verdicts": verdicts}  # fmt: skip
+            figures = {
+                "cluster_start_s": round(start_s, 1),
+                "deploy_s": round(deploy_s, 1),
+                "fps": round(fps, 1),
+                "ratio_to_local": round(fps / results["local_fps"], 2),
+                "verdicts": verdicts,
+            }
             if nodes == 1:
                 from ray import serve
 
@@ -176,12 +199,20 @@ def main() -> None:
                 frame = next(iter(sample_frames(1)))
                 box = tuple(float(v) for v in FaceDetector(FacesConfig()).detect([frame])[0].xyxy[0])
                 figures["calls"] = call_costs(args.weights, frame, box, args.samples)
-                replicas = [serve.get_app_handle(app).process.remote().result() for app in
-                            ("dfstream-faces", "dfstream-detector-meso4", "dfstream-detector-mesoinception4")]  # fmt: skip
-                figures["rss_mb"] = {"stream_actor": round(statistics.mean(rss_mb(s["pid"]) for s in statuses), 1),
-                                     "replica": round(statistics.mean(rss_mb(r["pid"]) for r in replicas), 1),
-                                     "raylet": round(statistics.mean(p.memory_info().rss / 2**20 for p in psutil.process_iter()
-                                                                     if p.name() == "raylet"), 1)}  # fmt: skip
+                replicas = [
+                    serve.get_app_handle(app).process.remote().result()
+                    for app in ("dfstream-faces", "dfstream-detector-meso4", "dfstream-detector-mesoinception4")
+                ]
+                figures["rss_mb"] = {
+                    "stream_actor": round(statistics.mean(rss_mb(s["pid"]) for s in statuses), 1),
+                    "replica": round(statistics.mean(rss_mb(r["pid"]) for r in replicas), 1),
+                    "raylet": round(
+                        statistics.mean(
+                            p.memory_info().rss / 2**20 for p in psutil.process_iter() if p.name() == "raylet"
+                        ),
+                        1,
+                    ),
+                }
             results["ray"][str(nodes)] = figures
             print(f"{nodes} decode node(s): {json.dumps(figures)}", flush=True)
             engine.down()

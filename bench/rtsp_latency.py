@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from dfstream.config import parse_config
+from bench.stages import weights_argument
 from core.lifecycle import Lifecycle
+from dfstream.config import parse_config
 from pipeline.models.registry import ModelRegistry
 from pipeline.monitoring.keys import Count, Subject
 from pipeline.runtime.events import Verdict
@@ -79,14 +80,21 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0, ov
                     break
                 except OSError:
                     time.sleep(0.05)
-            config = parse_config({
-                "streams": [{"id": f"cam{i}", "url": f"rtsp://127.0.0.1:{port}/cam{i}"} for i in range(streams)],
-                "detectors": [
-                    {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5"), **backend},
-                    {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights / "MesoInception_DF.h5"), **backend},
-                ],
-                **{k: v for k, v in overrides.items() if k in ("faces", "judge")},
-            })  # fmt: skip
+            config = parse_config(
+                {
+                    "streams": [{"id": f"cam{i}", "url": f"rtsp://127.0.0.1:{port}/cam{i}"} for i in range(streams)],
+                    "detectors": [
+                        {"name": "meso4", "type": "meso4", "weights": str(weights / "Meso4_DF.h5"), **backend},
+                        {
+                            "name": "mesoinception4",
+                            "type": "mesoinception4",
+                            "weights": str(weights / "MesoInception_DF.h5"),
+                            **backend,
+                        },
+                    ],
+                    **{k: v for k, v in overrides.items() if k in ("faces", "judge")},
+                }
+            )
             sink = Collect()
             runtime = new_runtime(config, sink)
             process = psutil.Process()
@@ -126,8 +134,11 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0, ov
         "rss_mb_per_stream": round((rss - rss_loaded) / 2**20 / streams, 1),
         "scored_hz_min": round(min(rates), 1) if rates else None,
         "verdicts_per_s": round(len(window) / (end - start), 1),
-        "latency_ms": {p: round(float(np.percentile(latencies, q)), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
-        if len(latencies) else None,
+        "latency_ms": {
+            p: round(float(np.percentile(latencies, q)), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))
+        }
+        if len(latencies)
+        else None,
         "frames_decoded": decoded,
         "dropped_ratio": round(dropped / decoded, 4) if decoded else None,
         "detector_batch_mean": {
@@ -140,7 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, nargs="+", default=[1])
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--weights", type=Path, default=REPO.parent / "shared" / "models" / "mesonet")
+    parser.add_argument("--weights", type=Path, **weights_argument())
     args = parser.parse_args()
     for n in args.streams:
         print(json.dumps(measure(n, args.seconds, args.weights)))

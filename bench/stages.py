@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,7 +33,9 @@ def decode_fps(clip: Path) -> float:
     return frames / (time.perf_counter() - start)
 
 
-def faces_fps(detector: FaceDetector, frames: Sequence[np.ndarray], batches: Sequence[int], seconds: float) -> dict[int, float]:
+def faces_fps(
+    detector: FaceDetector, frames: Sequence[np.ndarray], batches: Sequence[int], seconds: float
+) -> dict[int, float]:
     out = {}
     for batch in batches:
         chunk = list(frames[:batch])
@@ -46,3 +49,11 @@ def detector_fps(detector: TorchDetector, items: Sequence, batches: Sequence[int
         chunk = [items[i % len(items)] for i in range(batch)]
         out[batch] = best_of(lambda: len(detector.score_crops(chunk)), seconds)
     return out
+
+
+def weights_argument() -> dict:
+    """``--weights DIR``: the MesoNet weight files, by default from $DFSTREAM_TEST_WEIGHTS (as the tests read them)."""
+    folder = os.environ.get("DFSTREAM_TEST_WEIGHTS")
+    if folder:
+        return {"default": Path(folder), "help": f"MesoNet weights folder (default $DFSTREAM_TEST_WEIGHTS: {folder})"}
+    return {"required": True, "help": "MesoNet weights folder (or set $DFSTREAM_TEST_WEIGHTS)"}

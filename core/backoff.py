@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import random
 
+from core.errors import ConfigError
+
 
 class Backoff:
     """``next()``: 0.5-1.0 x initial_s, then 1-2 x, 2-4 x ... up to max_s; ``reset()`` after a success."""
 
     def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None):
         if not 0 < initial_s <= max_s:
-            raise ValueError(f"backoff needs 0 < initial_s ({initial_s}) <= max_s ({max_s})")
+            raise ConfigError(f"backoff needs 0 < initial_s ({initial_s}) <= max_s ({max_s})")
         self.initial_s, self.max_s = initial_s, max_s
         self.attempts = 0  # failures since the last reset
         self._rng = rng or random.Random()

@@ -1,7 +1,7 @@
 """The errors dfstream raises, as one tree you can catch by meaning.
 
     DfstreamError
-    ├── ConfigError                         invalid configuration (field path in the message)
+    ├── ConfigError (ValueError)            invalid configuration or arguments (field path in the message)
     ├── InputError (ValueError)             an image or frame the detectors cannot take
     ├── SourceError                         a stream cannot be read (the message names it)
     │   ├── SourceOpenError                 cannot be opened: refused, not found, no video in it
@@ -12,6 +12,7 @@
     │   ├── ModelLoadError                  weights missing, corrupt or mismatched
     │   ├── ModelNotLoadedError             predict before load_model
     │   ├── InferenceError                  a forward pass failed
+    │   ├── PluginError (TypeError)         a class registered as a detector is not one
     │   └── BackendUnavailableError         a remote backend failed just now and is not asked again yet
     ├── EnsembleError
     │   └── InsufficientModelsError         fewer models answered than min_models
@@ -19,6 +20,7 @@
     │   ├── DownloadError                   fetching a weights file failed
     │   └── ChecksumError                   its sha256 does not match the manifest
     ├── SinkError                           a sink cannot deliver (the message names the sink)
+    ├── NotRecordedError (KeyError)         the monitor holds no metrics under that name
     ├── ServiceError                        the HTTP service refuses a request
     │   ├── UploadError                     an upload that is not a readable video (HTTP status kept)
     │   └── QueueFullError                  the analysis queue is full (503)
@@ -35,7 +37,7 @@ class DfstreamError(Exception):
     """Root of every error dfstream raises on purpose."""
 
 
-class ConfigError(DfstreamError):
+class ConfigError(DfstreamError, ValueError):
     pass
 
 
@@ -80,6 +82,10 @@ class InferenceError(DetectorError):
     pass
 
 
+class PluginError(DetectorError, TypeError):
+    pass
+
+
 class BackendUnavailableError(DetectorError):
     pass
 
@@ -106,6 +112,11 @@ class ChecksumError(WeightsError):
 
 class SinkError(DfstreamError):
     pass
+
+
+class NotRecordedError(DfstreamError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class ServiceError(DfstreamError):

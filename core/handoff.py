@@ -15,12 +15,14 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from core.errors import LifecycleError
+
 R = TypeVar("R")
 
 POLL_S = 0.25  # how often a waiting thread looks at its stop flag
 
 
-class Stopped(Exception):
+class Stopped(LifecycleError):
     """``wait`` gave up because its stop flag was set (or the loop is gone)."""
 
 

@@ -28,8 +28,6 @@ from core.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-CRASH_RETRY_INITIAL_S, CRASH_RETRY_MAX_S = 1.0, 30.0
-
 
 class State(str, enum.Enum):
     NEW = "new"
@@ -42,6 +40,8 @@ class State(str, enum.Enum):
 class Lifecycle:
     """Base of a resource used as ``async with``; ``name`` names it in task names and log lines."""
 
+    crash_backoff: tuple[float, float] = (1.0, 30.0)  # first and longest wait before a crashed loop runs again
+
     def __init__(self, name: str):
         self.name = name
         self.state = State.NEW
@@ -51,7 +51,9 @@ class Lifecycle:
 
     async def __aenter__(self):  # noqa: ANN204 -- the subclass's own type
         if self.state is not State.NEW:
-            doing = "is already running" if self.state in (State.STARTING, State.RUNNING) else "was closed: make a new one"
+            doing = (
+                "is already running" if self.state in (State.STARTING, State.RUNNING) else "was closed: make a new one"
+            )
             raise LifecycleError(f"{self.name} {doing}")
         self.state = State.STARTING
         self._group = asyncio.TaskGroup()
@@ -104,7 +106,7 @@ class Lifecycle:
         self._loops.clear()
 
     async def _supervised(self, loop: str, run: Callable[[], Awaitable[None]]) -> None:
-        backoff = Backoff(CRASH_RETRY_INITIAL_S, CRASH_RETRY_MAX_S)
+        backoff = Backoff(*self.crash_backoff)
         while True:
             try:
                 await run()
@@ -113,6 +115,13 @@ class Lifecycle:
                 raise
             except Exception as exc:  # noqa: BLE001 -- a bug in one loop; the rest of dfstream goes on
                 delay = backoff.next()
-                self.problems(f"crash:{loop}", "%s: loop %s crashed, restarting in %.1f s: %s", self.name, loop, delay,
-                              one_line(exc, with_type=True), level=logging.ERROR)  # fmt: skip
+                self.problems(
+                    f"crash:{loop}",
+                    "%s: loop %s crashed, restarting in %.1f s: %s",
+                    self.name,
+                    loop,
+                    delay,
+                    one_line(exc, with_type=True),
+                    level=logging.ERROR,
+                )
                 await asyncio.sleep(delay)

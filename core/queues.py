@@ -14,12 +14,14 @@ import collections
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Generic, TypeVar
 
+from core.errors import ConfigError, LifecycleError
+
 T = TypeVar("T")
 
 QUEUE_FULL = "queue_full"
 
 
-class QueueClosed(Exception):
+class QueueClosed(LifecycleError):
     """The queue was closed and everything in it has been taken."""
 
 
@@ -27,7 +29,7 @@ class DropOldestQueue(Generic[T]):
     def __init__(self, capacity: int, on_drop: Callable[[T, str], None] | None = None):
         """``on_drop(item, reason)`` is called for every item dropped (to count it in a metric)."""
         if capacity < 1:
-            raise ValueError(f"queue capacity must be >= 1, got {capacity}")
+            raise ConfigError(f"queue capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.dropped: collections.Counter[str] = collections.Counter()  # reason → items dropped
         self._on_drop = on_drop

@@ -56,7 +56,14 @@ class _Writer(threading.Thread):
         partial = self.out.with_name(f".{self.out.name}.part")
         try:
             found = self.found
-            with H264Writer(str(partial), _format(self.out), found.width, found.height, found.fps, {"preset": "veryfast", "crf": "21"}) as out:
+            with H264Writer(
+                str(partial),
+                _format(self.out),
+                found.width,
+                found.height,
+                found.fps,
+                {"preset": "veryfast", "crf": "21"},
+            ) as out:
                 first_pts = None
                 while (shot := self._next()) is not None:
                     canvas = draw(shot.image, shot.faces)
@@ -85,8 +92,13 @@ def _format(out: Path) -> str | None:
     return {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".ts": "mpegts"}.get(out.suffix.lower())
 
 
-def annotate(config: DfstreamConfig, detectors: dict[str, BaseDetector], source: str, out: Path,
-             progress: Callable[[int], None] | None = None) -> dict:  # fmt: skip
+def annotate(
+    config: DfstreamConfig,
+    detectors: dict[str, BaseDetector],
+    source: str,
+    out: Path,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Judge ``source`` and write ``out``; returns what was done (frames, seconds, fps)."""
     found = probe_input(source)
     if _format(out) is None:

@@ -1,5 +1,5 @@
-"""The ``dfstream`` command: run, serve, check, ray (apply, status, down), db upgrade, users add, models (list, pull, verify), eval,
-calibrate."""
+"""The ``dfstream`` command: run, serve, check, ray (apply, status, down), db upgrade, users add,
+models (list, pull, verify), eval, calibrate."""
 
 from __future__ import annotations
 
@@ -17,9 +17,21 @@ log = logging.getLogger("dfstream")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"check": _check, "run": _run, "serve": _serve, "db": _db, "users": _users, "annotate": _annotate, "eval": _eval,
-                "calibrate": _calibrate, "models": _models, "ray": _ray}  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    commands = {
+        "check": _check,
+        "run": _run,
+        "serve": _serve,
+        "db": _db,
+        "users": _users,
+        "annotate": _annotate,
+        "eval": _eval,
+        "calibrate": _calibrate,
+        "models": _models,
+        "ray": _ray,
+    }
     try:
         return commands[args.command](args)
     except DfstreamError as exc:
@@ -37,12 +49,20 @@ def _parser() -> argparse.ArgumentParser:
 
     def config_arguments(command: argparse.ArgumentParser) -> None:
         command.add_argument("config", help="YAML configuration file")
-        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                             help="override a value, e.g. --set streams.0.url=rtsp://... (repeatable)")  # fmt: skip
+        command.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a value, e.g. --set streams.0.url=rtsp://... (repeatable)",
+        )
 
-    for name, text in (("run", "watch the configured streams and emit verdicts"),
-                       ("serve", "run the streams and the HTTP API (users, media analysis, events, live feed)"),
-                       ("check", "validate a config and print it resolved")):  # fmt: skip
+    for name, text in (
+        ("run", "watch the configured streams and emit verdicts"),
+        ("serve", "run the streams and the HTTP API (users, media analysis, events, live feed)"),
+        ("check", "validate a config and print it resolved"),
+    ):
         command = commands.add_parser(name, help=text)
         config_arguments(command)
         if name != "check":
@@ -50,9 +70,11 @@ def _parser() -> argparse.ArgumentParser:
 
     ray = commands.add_parser("ray", help="the streams of a config on a Ray cluster (runtime.engine: ray)")
     ray_cmd = ray.add_subparsers(dest="ray_command", required=True)
-    for name, text in (("apply", "deploy the models and make the running streams those of the config; leave them running"),
-                       ("status", "each stream actor: state, node, frames, verdicts"),
-                       ("down", "stop the streams (their sinks drained) and remove the deployments")):  # fmt: skip
+    for name, text in (
+        ("apply", "deploy the models and make the running streams those of the config; leave them running"),
+        ("status", "each stream actor: state, node, frames, verdicts"),
+        ("down", "stop the streams (their sinks drained) and remove the deployments"),
+    ):
         command = ray_cmd.add_parser(name, help=text)
         config_arguments(command)
         if name == "apply":
@@ -63,16 +85,22 @@ def _parser() -> argparse.ArgumentParser:
     config_arguments(db_cmd.add_parser("upgrade", help="migrate the api section's database to this dfstream's schema"))
     users = commands.add_parser("users", help="the service's users")
     users_cmd = users.add_subparsers(dest="users_command", required=True)
-    add_cmd = users_cmd.add_parser("add", help="add a user; the password comes from a prompt or $DFSTREAM_ADMIN_PASSWORD")
+    add_cmd = users_cmd.add_parser(
+        "add", help="add a user; the password comes from a prompt or $DFSTREAM_ADMIN_PASSWORD"
+    )
     config_arguments(add_cmd)
     add_cmd.add_argument("name", help="the username")
     add_cmd.add_argument("--role", choices=["admin", "analyst", "viewer"], required=True)
 
-    annotate = commands.add_parser("annotate", help="a video or stream in, the same video out with faces, verdicts and a timeline drawn")
+    annotate = commands.add_parser(
+        "annotate", help="a video or stream in, the same video out with faces, verdicts and a timeline drawn"
+    )
     annotate.add_argument("input", help="a file or a URL (rtsp://, http://, ...)")
     annotate.add_argument("--out", required=True, help="the annotated video to write (.mp4, .mov, .mkv, .ts)")
     judged_by = annotate.add_mutually_exclusive_group(required=True)
-    judged_by.add_argument("--detectors", nargs="+", metavar="NAME[=WEIGHTS]", help="as for eval: meso4_df, or meso4=path/to/Meso4_DF.h5")
+    judged_by.add_argument(
+        "--detectors", nargs="+", metavar="NAME[=WEIGHTS]", help="as for eval: meso4_df, or meso4=path/to/Meso4_DF.h5"
+    )
     judged_by.add_argument("--config", help="a config file: its faces, detectors, ensemble and smoothing")
     annotate.add_argument("--device", default="auto")
     annotate.add_argument("--offline", action="store_true", help="never download weights")
@@ -83,25 +111,43 @@ def _parser() -> argparse.ArgumentParser:
     pull_cmd = models_cmd.add_parser("pull", help="download weights (sha256-checked) into the cache")
     pull_cmd.add_argument("names", nargs="*", help="manifest names (default: all)")
     pull_cmd.add_argument("--mirror", help="base URL holding the same files (also $DFSTREAM_MODEL_MIRROR)")
-    pull_cmd.add_argument("--accept-unpinned", action="store_true",
-                          help="also fetch files the manifest pins no sha256 for, and record their digest")  # fmt: skip
+    pull_cmd.add_argument(
+        "--accept-unpinned",
+        action="store_true",
+        help="also fetch files the manifest pins no sha256 for, and record their digest",
+    )
     models_cmd.add_parser("verify", help="check every cached file against its sha256")
 
-    for name, text in (("eval", "score a labelled set of videos or images and report AUC, accuracy, precision, recall, F1"),
-                       ("calibrate", "fit per-detector temperature or Platt calibration on a labelled set")):  # fmt: skip
+    for name, text in (
+        ("eval", "score a labelled set of videos or images and report AUC, accuracy, precision, recall, F1"),
+        ("calibrate", "fit per-detector temperature or Platt calibration on a labelled set"),
+    ):
         command = commands.add_parser(name, help=text)
-        command.add_argument("dataset", help="a folder with real/ and fake/, a FaceForensics++ tree, or a CSV of path,label")
-        command.add_argument("--detectors", nargs="+", required=True, metavar="NAME[=WEIGHTS]",
-                             help="manifest names (meso4_df) or types with a file (meso4=path/to/Meso4_DF.h5)")  # fmt: skip
-        command.add_argument("--frames", type=int, default=32, help="evenly spaced frames per video (default 32, as DeepfakeBench)")
+        command.add_argument(
+            "dataset", help="a folder with real/ and fake/, a FaceForensics++ tree, or a CSV of path,label"
+        )
+        command.add_argument(
+            "--detectors",
+            nargs="+",
+            required=True,
+            metavar="NAME[=WEIGHTS]",
+            help="manifest names (meso4_df) or types with a file (meso4=path/to/Meso4_DF.h5)",
+        )
+        command.add_argument(
+            "--frames", type=int, default=32, help="evenly spaced frames per video (default 32, as DeepfakeBench)"
+        )
         command.add_argument("--device", default="auto")
-        command.add_argument("--faces", default="blazeface", choices=["blazeface", "mtcnn"], help="the face finder (as faces.model)")
+        command.add_argument(
+            "--faces", default="blazeface", choices=["blazeface", "mtcnn"], help="the face finder (as faces.model)"
+        )
         if name == "eval":
             command.add_argument("--out", required=True, help="folder for report.json, frame_scores.csv and ROC curves")
             command.add_argument("--fusion", default="weighted_average", choices=[m.value for m in FusionMethod])
             command.add_argument("--calibration", help="a calibration file written by dfstream calibrate")
         else:
-            command.add_argument("--out", required=True, help="the calibration file to write (what ensemble.calibration reads)")
+            command.add_argument(
+                "--out", required=True, help="the calibration file to write (what ensemble.calibration reads)"
+            )
             command.add_argument("--method", default="platt", choices=["platt", "temperature"])
     return parser
 
@@ -138,7 +184,9 @@ def _ray(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if config.runtime.engine != "ray":
-        raise ConfigError(f"{args.config}: runtime.engine is {config.runtime.engine!r}; dfstream ray needs runtime: {{engine: ray}}")
+        raise ConfigError(
+            f"{args.config}: runtime.engine is {config.runtime.engine!r}; dfstream ray needs runtime: {{engine: ray}}"
+        )
     engine = ray_engine(config, getattr(args, "offline", False), lambda text: print(text, file=sys.stderr))
     if args.ray_command == "apply":
         engine.deploy()
@@ -250,7 +298,9 @@ def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibrati
     if len({c.name for c in configs}) != len(configs):
         raise ConfigError("--detectors: each detector needs its own name")
     detectors = ModelRegistry().load_configured(configs)
-    ensemble = build_ensemble(EnsembleConfig(fusion_method=FusionMethod(fusion), calibration=calibration), configs, detectors)
+    ensemble = build_ensemble(
+        EnsembleConfig(fusion_method=FusionMethod(fusion), calibration=calibration), configs, detectors
+    )
     faces = FaceDetector(FacesConfig(model=args.faces, device=args.device))
     with tqdm(total=len(items), desc=args.command, unit="item", disable=None) as bar:  # quiet when not on a terminal
         scores = score_items(items, detectors, ensemble, faces, args.frames, lambda done, total: bar.update(1))
@@ -265,15 +315,26 @@ def _eval(args: argparse.Namespace) -> int:
     items, configs, detectors, scores = _score(args, args.fusion, args.calibration)
     names = list(detectors)
     result = report(scores, names)
-    meta = {"dataset": str(args.dataset), "items": len(items), "frames_per_video": args.frames, "faces": args.faces, "fusion": args.fusion,
-            "calibration": args.calibration,
-            "detectors": {c.name: {"type": c.type, "weights": str(detectors[c.name].get_model_info().weights_path)} for c in configs}}  # fmt: skip
+    meta = {
+        "dataset": str(args.dataset),
+        "items": len(items),
+        "frames_per_video": args.frames,
+        "faces": args.faces,
+        "fusion": args.fusion,
+        "calibration": args.calibration,
+        "detectors": {
+            c.name: {"type": c.type, "weights": str(detectors[c.name].get_model_info().weights_path)} for c in configs
+        },
+    }
     for path in write_outputs(Path(args.out), result, scores, names, meta):
         print(f"wrote {path}")
     print(f"{'model':<22} {'frame AUC':>9} {'video AUC':>9} {'video acc':>9} {'video F1':>8}")
     for name in [*names, FUSED]:
         frame, video = result["models"][name]["frame"], result["models"][name]["video"]["mean"]
-        print(f"{name:<22} {_show(frame['auc']):>9} {_show(video['auc']):>9} {_show(video['accuracy']):>9} {_show(video['f1']):>8}")
+        print(
+            f"{name:<22} {_show(frame['auc']):>9} {_show(video['auc']):>9} {_show(video['accuracy']):>9} "
+            f"{_show(video['f1']):>8}"
+        )
     return 0
 
 
@@ -291,7 +352,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     for name in detectors:
         p, y = np.array(scores.column(name)), np.array(scores.column("label"))
         if len(set(y.tolist())) < 2:
-            raise ConfigError(f"{args.dataset}: calibration needs both real and fake faces; scored {len(y)} frames of one class")
+            raise ConfigError(
+                f"{args.dataset}: calibration needs both real and fake faces; scored {len(y)} frames of one class"
+            )
         calibrator = fit_calibrator(p, y, args.method)
         calibrators[name] = calibrator
         before, after = log_loss(p, y), log_loss(np.asarray(calibrator(p)), y)
@@ -332,8 +395,10 @@ def _models(args: argparse.Namespace) -> int:
             entry = manifest[name]
             url = f"{args.mirror.rstrip('/')}/{entry.file}" if args.mirror else source_url(entry)
             if not entry.pinned and not args.accept_unpinned and args.names:
-                raise WeightsError(f"{name}: the manifest pins no sha256 for {entry.file}; add --accept-unpinned to fetch it "
-                                   "and record its digest")  # fmt: skip
+                raise WeightsError(
+                    f"{name}: the manifest pins no sha256 for {entry.file}; add --accept-unpinned to fetch it "
+                    "and record its digest"
+                )
             if not entry.pinned and not args.accept_unpinned:
                 print(f"{name}: skipped, no pinned sha256 (--accept-unpinned fetches it)")
                 continue

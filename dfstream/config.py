@@ -15,39 +15,109 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from dfstream.engine import RuntimeSection
 from core.errors import ConfigError
+from core.redaction import redact, url_password
+from core.strict import StrictModel
 from pipeline.models.weights import load_manifest
-from pipeline.runtime.config import RuntimeConfig
+from pipeline.runtime.config import PipelineConfig
 from service.config import ApiConfig
 from sinks.config import SinksConfig
-from core.redaction import redact, url_password
 
 log = logging.getLogger(__name__)
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class DfstreamConfig(RuntimeConfig):
+# ---- the runtime section: which engine runs the streams ------------------------------------------
+# ``engine: local`` (the default) runs everything in this process, as ``dfstream run`` always has.
+# ``engine: ray`` runs the same config on a Ray cluster (``dfstream.ray``): one actor per stream,
+# Ray Serve deployments for faces and each detector. Only this section differs between the two, and
+# nothing here imports Ray: the local engine never needs it.
+class DeploymentConfig(StrictModel):
+    """A Ray Serve deployment (the face finder, or each detector): replicas and what each needs."""
+
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(1, ge=1)  # above min_replicas: Serve autoscales between them
+    target_ongoing_requests: float = Field(4.0, gt=0)  # autoscaling: requests per replica it aims for
+    num_cpus: float = Field(1.0, ge=0)  # also the replica's torch threads (at least 1)
+    num_gpus: float | None = Field(None, ge=0)  # None: 1 where the model's device is cuda, else 0
+    resources: dict[str, float] = Field(default_factory=dict)  # custom Ray resources a replica needs
+
+    def gpus(self, device: str) -> float:
+        return self.num_gpus if self.num_gpus is not None else (1.0 if device.startswith("cuda") else 0.0)
+
+
+class StreamActorsConfig(StrictModel):
+    """One Ray actor per stream: decode, tracking, smoothing and the stream's sinks."""
+
+    num_cpus: float = Field(1.0, ge=0)
+    # e.g. {dfstream_stream_slots: 1}: only nodes started with --resources '{"dfstream_stream_slots": N}'
+    # take streams, N each (the decode nodes)
+    resources: dict[str, float] = Field(default_factory=dict)
+    max_restarts: int = Field(-1, ge=-1)  # -1: restarted by Ray as often as it dies
+    strategy: Literal["SPREAD", "DEFAULT"] = "SPREAD"  # SPREAD: streams over every node that can take one
+
+
+class EngineConfig(StrictModel):
+    engine: Literal["local", "ray"] = "local"
+    # ray: auto (the cluster this machine belongs to, or $RAY_ADDRESS), local (start one here),
+    # ray://host:10001 (Ray Client) or host:6379 (a head node's GCS)
+    address: str = "auto"
+    namespace: str = Field("dfstream", min_length=1)
+    streams: StreamActorsConfig = Field(default_factory=StreamActorsConfig)
+    faces: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    detectors: DeploymentConfig = Field(default_factory=DeploymentConfig)  # each detector's deployment
+    deployments: dict[str, DeploymentConfig] = Field(default_factory=dict)  # by detector name: its own, instead
+    metrics_interval_s: float = Field(2.0, gt=0)  # how often each actor and replica reports its numbers
+
+    @field_validator("address")
+    @classmethod
+    def _known_address(cls, value: str) -> str:
+        if value not in ("auto", "local") and not value.startswith("ray://") and ":" not in value:
+            raise ValueError(f"address {value!r}: expected auto, local, ray://host:port or host:port")
+        return value
+
+    @field_validator("faces", "detectors")
+    @classmethod
+    def _replica_bounds(cls, value: DeploymentConfig) -> DeploymentConfig:
+        _check_bounds(value)
+        return value
+
+    @field_validator("deployments")
+    @classmethod
+    def _each_bounds(cls, value: dict[str, DeploymentConfig]) -> dict[str, DeploymentConfig]:
+        for section in value.values():
+            _check_bounds(section)
+        return value
+
+
+def _check_bounds(section: DeploymentConfig) -> None:
+    if section.max_replicas < section.min_replicas:
+        raise ValueError(f"max_replicas ({section.max_replicas}) is below min_replicas ({section.min_replicas})")
+
+
+class DfstreamConfig(PipelineConfig):
     """The whole file: the runtime's sections, the sinks that tell the world, and the HTTP service
         (used by `dfstream serve`, and for its database by a store sink under `dfstream run`), and the
     engine that runs it all (local, or a Ray cluster)."""
 
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
-    runtime: RuntimeSection = Field(default_factory=RuntimeSection)
+    runtime: EngineConfig = Field(default_factory=EngineConfig)
 
     @model_validator(mode="after")
     def _known_deployments(self) -> DfstreamConfig:
         names = {d.name for d in self.detectors}
         for name in self.runtime.deployments:
             if name not in names:
-                raise ValueError(f"runtime.deployments.{name}: no detector named {name!r} (have {', '.join(sorted(names))})")
+                raise ValueError(
+                    f"runtime.deployments.{name}: no detector named {name!r} (have {', '.join(sorted(names))})"
+                )
         return self
 
 

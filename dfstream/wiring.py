@@ -23,7 +23,7 @@ from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime, share_cpu_threads
 from pipeline.runtime.sink import Sink
 from service.db.events import store_sink
-from service.db.schema import make_engine, prepare
+from service.db.schema import make_engine, prepare, sessions
 from sinks import PrometheusConfig, PrometheusExporter, build_sinks
 
 log = logging.getLogger("dfstream")
@@ -44,8 +44,13 @@ def _stop_on_signals(*actions: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, lambda: [action() for action in actions])
 
 
-def run(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG",
-        reload: Callable[[], DfstreamConfig] | None = None) -> None:  # fmt: skip
+def run(
+    config: DfstreamConfig,
+    offline: bool = False,
+    say: Callable[[str], None] = print,
+    config_path: str = "CONFIG",
+    reload: Callable[[], DfstreamConfig] | None = None,
+) -> None:
     """Judge every stream until they end or SIGINT / SIGTERM (on the engine ``runtime`` names;
     under Ray, SIGHUP applies ``reload()``)."""
     if config.runtime.engine == "ray":
@@ -81,25 +86,30 @@ def ray_engine(config: DfstreamConfig, offline: bool, say: Callable[[str], None]
     try:
         from dfstream.ray.engine import RayEngine, connect
     except ImportError as exc:
-        raise ConfigError(f"runtime.engine ray: Ray is not installed ({exc.name}): pip install 'dfstream[ray]'") from None
+        raise ConfigError(
+            f"runtime.engine ray: Ray is not installed ({exc.name}): pip install 'dfstream[ray]'"
+        ) from None
     connect(config)
     return RayEngine(config, offline, say)
 
 
-def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG") -> None:
+def serve(
+    config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print, config_path: str = "CONFIG"
+) -> None:
     """The runtime and the HTTP API in one process, until SIGINT / SIGTERM. The streams ending
     (files) does not stop the API: events and media stay reachable."""
-    from sqlalchemy.orm import sessionmaker
-
     from pipeline.models.faces import FaceDetector, FacesConfig
     from service.analysis import Analyzer
-    from service.app import Service, create_app
+    from service.app import create_app
+    from service.deps import Service
     from service.feed import FeedSink
     from service.retention import run_retention
 
     if config.runtime.engine == "ray":
-        raise ConfigError("runtime.engine: dfstream serve runs its streams on the local engine; on Ray run them with "
-                          "`dfstream ray apply` (their store sinks fill the same database) and serve the API beside them")  # fmt: skip
+        raise ConfigError(
+            "runtime.engine: dfstream serve runs its streams on the local engine; on Ray run them with "
+            "`dfstream ray apply` (their store sinks fill the same database) and serve the API beside them"
+        )
     api = config.api
     engine = make_engine(api.database_url)
     say(prepare(engine, config_path))
@@ -114,20 +124,44 @@ def serve(config: DfstreamConfig, offline: bool = False, say: Callable[[str], No
     async def supervise() -> None:
         feed, tap = FeedSink(monitor, api.feed_queue), LiveTap()
         streams = [s.id for s in config.streams]
-        sinks: list[Sink] = [*build_sinks(config.sinks, monitor, tap, streams), feed, store_sink(config.sinks.store, engine, monitor)]
+        sinks: list[Sink] = [
+            *build_sinks(config.sinks, monitor, tap, streams),
+            feed,
+            store_sink(config.sinks.store, engine, monitor),
+        ]
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
-        sessions = sessionmaker(engine, expire_on_commit=False)
         thresholds = (config.smoothing.enter, config.smoothing.leave)
-        # its own face detector (they are thread-confined), set as `dfstream eval` sets it: the same file, the same numbers
+        # its own face detector (they are thread-confined), set as `dfstream eval` sets it: the same
+        # file, the same numbers
         faces = FaceDetector(FacesConfig(device=config.faces.device))
-        analyzer = Analyzer(api.analysis, api.data_dir, sessions, detectors, runtime.ensemble, faces, thresholds, monitor)
-        service = Service(api, engine, sessions, monitor, feed, analyzer, list(config.streams), exporter.registry, exporter.ready,
-                          runtime.tap)  # fmt: skip
-        server = _ApiServer(uvicorn.Config(create_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=3,
-                                        proxy_headers=False))  # fmt: skip
+        database = sessions(engine)
+        analyzer = Analyzer(
+            api.analysis, api.data_dir, database, detectors, runtime.ensemble, faces, thresholds, monitor
+        )
+        service = Service(
+            api,
+            engine,
+            database,
+            monitor,
+            feed,
+            analyzer,
+            list(config.streams),
+            exporter.registry,
+            exporter.ready,
+            runtime.tap,
+        )
+        server = _ApiServer(
+            uvicorn.Config(
+                create_app(service),
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=3,
+                proxy_headers=False,
+            )
+        )
         _stop_on_signals(runtime.stop.set, lambda: setattr(server, "should_exit", True))
         async with analyzer:
-            retention = asyncio.create_task(run_retention(api, sessions, monitor), name="dfstream.retention")
+            retention = asyncio.create_task(run_retention(api, database, monitor), name="dfstream.retention")
             judging = asyncio.create_task(runtime.run(), name="dfstream.runtime")
             host, port = listener.getsockname()[:2]
             say(f"dfstream API on http://{host}:{port} (docs: /docs)")

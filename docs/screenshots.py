@@ -15,8 +15,14 @@ from pathlib import Path
 import cv2
 
 HERE = Path(__file__).resolve().parent
-KEEP = {"ui_grid.png": "streams", "ui_stream.png": "stream", "ui_events.png": "events", "ui_event.png": "event",
-        "ui_media_page.png": "media", "overlay.png": "overlay"}  # fmt: skip
+KEEP = {
+    "ui_grid.png": "streams",
+    "ui_stream.png": "stream",
+    "ui_events.png": "events",
+    "ui_event.png": "event",
+    "ui_media_page.png": "media",
+    "overlay.png": "overlay",
+}
 LIMIT = 200_000
 
 
@@ -26,7 +32,9 @@ def shrink(source: Path, target: Path) -> int:
         cv2.imwrite(str(target.with_suffix(".png")), image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         return target.with_suffix(".png").stat().st_size
     for width, quality in ((1280, 85), (1024, 80), (960, 70)):
-        scaled = cv2.resize(image, (width, round(image.shape[0] * width / image.shape[1])), interpolation=cv2.INTER_AREA)
+        scaled = cv2.resize(
+            image, (width, round(image.shape[0] * width / image.shape[1])), interpolation=cv2.INTER_AREA
+        )
         cv2.imwrite(str(target.with_suffix(".jpg")), scaled, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if target.with_suffix(".jpg").stat().st_size < LIMIT:
             break
@@ -36,8 +44,11 @@ def shrink(source: Path, target: Path) -> int:
 def main() -> int:
     with tempfile.TemporaryDirectory() as shots:
         tests = ["tests/service/test_web_ui.py", "tests/service/test_overlay.py"]
-        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=HERE.parent,
-                             env={**os.environ, "DFSTREAM_SCREENSHOTS": shots})  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+            cwd=HERE.parent,
+            env={**os.environ, "DFSTREAM_SCREENSHOTS": shots},
+        )
         if run.returncode:
             return run.returncode
         for name, stem in KEEP.items():

@@ -1,6 +1,6 @@
 """dfstream's judging half, and the framework API for single images.
 
-    from pipeline import ModelRegistry, EnsembleManager, UnifiedPreprocessor, PerformanceMonitor
+from pipeline import ModelRegistry, EnsembleManager, UnifiedPreprocessor, PerformanceMonitor
 """
 
 from pipeline.judging.ensemble import EnsembleConfig, EnsembleManager, EnsembleResult

@@ -19,7 +19,7 @@ import av
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import DfstreamError, QueueFullError, one_line
+from core.errors import DfstreamError, LifecycleError, QueueFullError, one_line
 from core.lifecycle import Lifecycle
 from core.queues import DropOldestQueue
 from pipeline.evaluation.datasets import spaced_video_frames
@@ -31,14 +31,14 @@ from pipeline.models.faces import FaceDetector
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from service.config import AnalysisConfig
-from service.db.models import DetectionResult, MediaFile, utcnow
+from service.db.models import FaceResult, MediaFile, utcnow
 
 log = logging.getLogger(__name__)
 ANALYSIS = Subject.service("analysis")
 RETRIES, RETRY_AFTER_S = 3, 10.0  # a job the database failed (it restarts) is tried again
 
 
-class _Stopping(Exception):
+class _Stopping(LifecycleError):
     """The server is stopping: the job is left ``running``, and runs again on the next start."""
 
 
@@ -83,7 +83,11 @@ class Analyzer(Lifecycle):
     async def _open(self) -> None:
         """Pick up what a previous process left: queued jobs, and running ones (it died mid-job)."""
         with self.sessions() as session:
-            left = session.execute(select(MediaFile.id, MediaFile.status).where(MediaFile.status.in_(("queued", "running"))).order_by(MediaFile.id)).all()
+            left = session.execute(
+                select(MediaFile.id, MediaFile.status)
+                .where(MediaFile.status.in_(("queued", "running")))
+                .order_by(MediaFile.id)
+            ).all()
         for media_id, state in left:
             if state == "running":
                 self.monitor.count(ANALYSIS, Count.JOBS, outcome="resumed")
@@ -119,7 +123,9 @@ class Analyzer(Lifecycle):
                 await _in_daemon_thread(self.analyse, media_id)
             except Exception as exc:  # noqa: BLE001 -- the database away, or a bug: the worker goes on
                 tries = self._tries[media_id] = self._tries.get(media_id, 0) + 1
-                log.error("media %d: analysis could not run (try %d of %d): %s", media_id, tries, RETRIES, one_line(exc))
+                log.error(
+                    "media %d: analysis could not run (try %d of %d): %s", media_id, tries, RETRIES, one_line(exc)
+                )
                 if tries < RETRIES:  # still `running` in the database; the next start would resume it anyway
                     asyncio.get_running_loop().call_later(RETRY_AFTER_S, self._retry, media_id)
             finally:
@@ -138,7 +144,10 @@ class Analyzer(Lifecycle):
                 return
             media.status, media.started_at, media.progress, media.error = "running", utcnow(), 0.0, None
             session.commit()
-            path, expected = self.data_dir / media.storage_path, min(self.config.frames, media.frames or self.config.frames)
+            path, expected = (
+                self.data_dir / media.storage_path,
+                min(self.config.frames, media.frames or self.config.frames),
+            )
         self.progress[media_id] = 0.0
         started = time.monotonic()
         last_write = [0.0]
@@ -155,10 +164,18 @@ class Analyzer(Lifecycle):
                     s.commit()
 
         try:
-            scored, read, _ = score_frames(spaced_video_frames(path, self.config.frames), self.detectors, self.ensemble,
-                                           self.faces, every_face=True, progress=progress)  # fmt: skip
+            scored, read, _ = score_frames(
+                spaced_video_frames(path, self.config.frames),
+                self.detectors,
+                self.ensemble,
+                self.faces,
+                every_face=True,
+                progress=progress,
+            )
             if not any(face.face == 0 for face in scored):
-                raise DfstreamError(f"no face in any of the {read} sampled frames" if read else "no frame could be decoded")
+                raise DfstreamError(
+                    f"no face in any of the {read} sampled frames" if read else "no frame could be decoded"
+                )
         except _Stopping:
             log.info("media %d: analysis stopped with the server; it runs again on the next start", media_id)
             return
@@ -166,14 +183,16 @@ class Analyzer(Lifecycle):
             self._finish(media_id, [], error=one_line(exc))
             return
         self._finish(media_id, scored)
-        log.info("media %d: %d faces in %d frames scored in %.1f s", media_id, len(scored), read, time.monotonic() - started)
+        log.info(
+            "media %d: %d faces in %d frames scored in %.1f s", media_id, len(scored), read, time.monotonic() - started
+        )
 
     def _finish(self, media_id: int, scored: list[FaceScore], error: str | None = None) -> None:
         with self.sessions() as session, session.begin():
             media = session.get(MediaFile, media_id)
             if media is None:
                 return
-            session.execute(delete(DetectionResult).where(DetectionResult.media_id == media_id))
+            session.execute(delete(FaceResult).where(FaceResult.media_id == media_id))
             media.finished_at, media.progress = utcnow(), 1.0
             if error is not None:
                 media.status, media.error = "failed", error
@@ -181,10 +200,17 @@ class Analyzer(Lifecycle):
                 log.warning("media %d (%s): analysis failed: %s", media_id, media.original_name, error)
                 return
             session.add_all(
-                DetectionResult(media_id=media_id, frame=f.frame, face=f.face, bbox=[round(v, 1) for v in f.bbox],
-                                models=f.models, fake_probability=f.fake_probability, uncertainty=f.uncertainty)
+                FaceResult(
+                    media_id=media_id,
+                    frame=f.frame,
+                    face=f.face,
+                    bbox=[round(v, 1) for v in f.bbox],
+                    models=f.models,
+                    fake_probability=f.fake_probability,
+                    uncertainty=f.uncertainty,
+                )
                 for f in scored
-            )  # fmt: skip
+            )
             largest = [f for f in scored if f.face == 0]  # per frame, the face eval scores
             aggregate = AGGREGATIONS[self.config.aggregation]
             p = float(aggregate([f.fake_probability for f in largest]))
@@ -192,7 +218,9 @@ class Analyzer(Lifecycle):
             media.status, media.error, media.aggregation = "done", None, self.config.aggregation
             media.fake_probability, media.frames_scored = round(p, 6), len(largest)
             media.uncertainty = round(statistics.fmean(uncertainties), 6) if uncertainties else None
-            media.models = {name: round(float(aggregate([f.models[name] for f in largest])), 6) for name in largest[0].models}
+            media.models = {
+                name: round(float(aggregate([f.models[name] for f in largest])), 6) for name in largest[0].models
+            }
             media.verdict = file_label(p, *self.thresholds)
             self.monitor.count(ANALYSIS, Count.JOBS, outcome="done")
 

@@ -61,10 +61,14 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(session: Session, user: User, kind: str, scopes: list[str], expires_at: dt.datetime | None, name: str = "") -> tuple[str, ApiToken]:
+def issue_token(
+    session: Session, user: User, kind: str, scopes: list[str], expires_at: dt.datetime | None, name: str = ""
+) -> tuple[str, ApiToken]:
     allowed = set(ROLE_SCOPES[user.role])
     if not set(scopes) <= allowed:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"a {user.role} cannot hold scopes {sorted(set(scopes) - allowed)}")
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"a {user.role} cannot hold scopes {sorted(set(scopes) - allowed)}"
+        )
     token, digest = new_token()
     row = ApiToken(user_id=user.id, kind=kind, name=name, token_hash=digest, scopes=list(scopes), expires_at=expires_at)
     session.add(row)

@@ -9,18 +9,18 @@ import datetime as dt
 import logging
 from collections import Counter
 
-from core.errors import one_line
-from core.ratelog import RateLimitedLog
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import one_line
+from core.ratelog import RateLimitedLog
 from pipeline.monitoring.keys import Count, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from service.config import ApiConfig
-from service.db.models import Event, EventSnapshot, MediaFile, utcnow
+from service.db.models import EventSnapshot, MediaFile, StoredEvent, utcnow
 
 log = logging.getLogger(__name__)
-SERIES = Subject.service("retention")
+RETENTION = Subject.service("retention")
 _FINISHED = ("done", "failed")
 
 
@@ -36,35 +36,46 @@ def disk_bytes(config: ApiConfig, sessions: sessionmaker[Session]) -> int:
     return total
 
 
-def prune(config: ApiConfig, sessions: sessionmaker[Session], monitor: PerformanceMonitor, now: dt.datetime | None = None) -> Counter[str]:
+def prune(
+    config: ApiConfig, sessions: sessionmaker[Session], monitor: PerformanceMonitor, now: dt.datetime | None = None
+) -> Counter[str]:
     now = now or utcnow()
     removed: Counter[str] = Counter()
     rc = config.retention
     with sessions() as session, session.begin():
-        result = session.execute(delete(Event).where(Event.started_at < now - dt.timedelta(days=rc.events_days)))
+        result = session.execute(
+            delete(StoredEvent).where(StoredEvent.started_at < now - dt.timedelta(days=rc.events_days))
+        )
         removed["events/age"] += result.rowcount or 0
-        old = session.scalars(select(MediaFile).where(MediaFile.status.in_(_FINISHED),
-                                                      MediaFile.created_at < now - dt.timedelta(days=rc.media_days))).all()  # fmt: skip
+        old = session.scalars(
+            select(MediaFile).where(
+                MediaFile.status.in_(_FINISHED), MediaFile.created_at < now - dt.timedelta(days=rc.media_days)
+            )
+        ).all()
         for media in old:
             _remove_media(config, session, media)
         removed["media/age"] += len(old)
     budget = int(rc.max_disk_gb * 1e9)
     while disk_bytes(config, sessions) > budget:
         with sessions() as session, session.begin():
-            media = session.scalars(select(MediaFile).where(MediaFile.status.in_(_FINISHED)).order_by(MediaFile.created_at).limit(1)).first()
+            media = session.scalars(
+                select(MediaFile).where(MediaFile.status.in_(_FINISHED)).order_by(MediaFile.created_at).limit(1)
+            ).first()
             if media is not None:
                 _remove_media(config, session, media)
                 removed["media/disk"] += 1
                 continue
-            oldest = session.scalars(select(Event.id).join(EventSnapshot).order_by(Event.started_at).limit(100)).all()
+            oldest = session.scalars(
+                select(StoredEvent.id).join(EventSnapshot).order_by(StoredEvent.started_at).limit(100)
+            ).all()
             if not oldest:
                 break  # nothing left that retention may remove
-            session.execute(delete(Event).where(Event.id.in_(oldest)))
+            session.execute(delete(StoredEvent).where(StoredEvent.id.in_(oldest)))
             removed["events/disk"] += len(oldest)
     for key, n in removed.items():
         if n:
             what, reason = key.split("/")
-            monitor.count(SERIES, Count.PRUNED, n, what=what, reason=reason)
+            monitor.count(RETENTION, Count.PRUNED, n, what=what, reason=reason)
     if sum(removed.values()):
         log.info("retention removed %s", ", ".join(f"{n} {k}" for k, n in removed.items() if n))
     return removed

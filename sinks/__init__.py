@@ -16,7 +16,11 @@ from .video import VideoConfig, VideoSink
 
 
 def build_sinks(
-    config: SinksConfig, monitor: PerformanceMonitor, tap: LiveTap, streams: list[str], numbering: Numbering | None = None
+    config: SinksConfig,
+    monitor: PerformanceMonitor,
+    tap: LiveTap,
+    streams: list[str],
+    numbering: Numbering | None = None,
 ) -> list[Sink]:
     """The sinks the config asks for (Prometheus is not one: it reads the monitor; the store needs
     a database writer, which the composition root adds). The video sink reads ``tap``; MQTT
@@ -31,5 +35,19 @@ def build_sinks(
     return sinks
 
 
-__all__ = ["EventRecord", "EventWriter", "JsonlConfig", "JsonlSink", "MqttConfig", "MqttSink", "PrometheusConfig", "PrometheusExporter",
-           "SinksConfig", "StoreConfig", "StoreSink", "VideoConfig", "VideoSink", "build_sinks"]  # fmt: skip
+__all__ = [
+    "EventRecord",
+    "EventWriter",
+    "JsonlConfig",
+    "JsonlSink",
+    "MqttConfig",
+    "MqttSink",
+    "PrometheusConfig",
+    "PrometheusExporter",
+    "SinksConfig",
+    "StoreConfig",
+    "StoreSink",
+    "VideoConfig",
+    "VideoSink",
+    "build_sinks",
+]

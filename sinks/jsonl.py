@@ -10,9 +10,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.runtime.events import Event
+from core.errors import SinkError
 from core.lifecycle import Lifecycle
 from core.strict import StrictModel
+from pipeline.runtime.events import Event
 
 
 class JsonlConfig(StrictModel):
@@ -27,7 +28,10 @@ class JsonlSink(Lifecycle):
     def __init__(self, config: JsonlConfig):
         super().__init__("jsonl")
         self.config = config
-        self._file = sys.stdout if config.path == "-" else Path(config.path).open("a", buffering=1)
+        try:
+            self._file = sys.stdout if config.path == "-" else Path(config.path).open("a", buffering=1)
+        except OSError as exc:
+            raise SinkError(f"sinks.jsonl.path: cannot open {config.path!r}: {exc.strerror or exc}") from None
         self._kinds = set(config.events)
 
     async def publish(self, event: Event) -> None:

@@ -43,11 +43,11 @@ from pydantic import Field, field_validator, model_validator
 from core.backoff import Backoff
 from core.lifecycle import Lifecycle
 from core.queues import DropOldestQueue
+from core.strict import StrictModel
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Alert, Event, StreamState, StreamStatus, Verdict
 from pipeline.runtime.numbering import Counting, Numbering
-from core.strict import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,9 @@ class MqttMessage:
 
 
 class MqttSink(Lifecycle):
-    def __init__(self, config: MqttConfig, monitor: PerformanceMonitor | None = None, numbering: Numbering | None = None):
+    def __init__(
+        self, config: MqttConfig, monitor: PerformanceMonitor | None = None, numbering: Numbering | None = None
+    ):
         """``numbering``: where each stream's ``seq`` comes from (from 1 unless it outlives this sink, as under Ray)."""
         super().__init__("mqtt")
         self.config = config
@@ -117,7 +119,9 @@ class MqttSink(Lifecycle):
         self._username = os.environ.get("DFSTREAM_MQTT_USERNAME") or None
         self._password = os.environ.get("DFSTREAM_MQTT_PASSWORD") or None
         self._outbox: DropOldestQueue[MqttMessage] = DropOldestQueue(config.outbox_capacity, on_drop=self._dropped)
-        self._retained: dict[str, MqttMessage] = {}  # republished on every connect: a restarted broker may have lost them
+        self._retained: dict[
+            str, MqttMessage
+        ] = {}  # republished on every connect: a restarted broker may have lost them
         self._wakeup = asyncio.Event()  # set by a new message and by each acknowledgement
         self._numbers = itertools.count(1)
         self._streams: set[str] = set()
@@ -162,7 +166,9 @@ class MqttSink(Lifecycle):
         if len(self._outbox):
             log.error(
                 "mqtt: %d messages not delivered at shutdown (broker %s:%d unreachable)",
-                len(self._outbox), self.config.host, self.config.port,
+                len(self._outbox),
+                self.config.host,
+                self.config.port,
             )
 
     def outbox_depth(self) -> int:
@@ -196,7 +202,11 @@ class MqttSink(Lifecycle):
 
     def _enqueue(self, topic: str, payload: Any, retain: bool, expires: bool = False) -> None:
         # allow_nan=False: NaN is not JSON; a payload holding one fails here, loudly, not in every client
-        data = payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        data = (
+            payload.encode()
+            if isinstance(payload, str)
+            else json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        )
         message = MqttMessage(topic, data, retain, expires, next(self._numbers))
         if retain:
             self._retained[topic] = message
@@ -213,7 +223,10 @@ class MqttSink(Lifecycle):
         tls_params = None
         if cfg.tls is not None:
             tls_params = aiomqtt.TLSParameters(
-                ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file, cert_reqs=ssl.CERT_REQUIRED
+                ca_certs=cfg.tls.ca_file,
+                certfile=cfg.tls.cert_file,
+                keyfile=cfg.tls.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
             )
         client = aiomqtt.Client(
             cfg.host,
@@ -251,8 +264,14 @@ class MqttSink(Lifecycle):
                 self._set_connected(False)
                 self.monitor.count(MQTT, Count.CONNECTION_ERRORS)
                 self.problems(
-                    "broker", "mqtt: broker %s:%d: %s; retrying with backoff (outbox %d/%d)",
-                    cfg.host, cfg.port, exc, len(self._outbox), cfg.outbox_capacity, level=logging.ERROR,
+                    "broker",
+                    "mqtt: broker %s:%d: %s; retrying with backoff (outbox %d/%d)",
+                    cfg.host,
+                    cfg.port,
+                    exc,
+                    len(self._outbox),
+                    cfg.outbox_capacity,
+                    level=logging.ERROR,
                 )
                 await asyncio.sleep(backoff.next())
 
@@ -302,7 +321,9 @@ class MqttSink(Lifecycle):
         if message.expires and self.config.protocol == "5" and self.config.message_expiry_s:
             properties = Properties(PacketTypes.PUBLISH)
             properties.MessageExpiryInterval = self.config.message_expiry_s
-        await client.publish(message.topic, message.payload, qos=self.config.qos, retain=message.retain, properties=properties)
+        await client.publish(
+            message.topic, message.payload, qos=self.config.qos, retain=message.retain, properties=properties
+        )
         self.monitor.count(MQTT, Count.PUBLISHED)
 
     def _set_connected(self, connected: bool) -> None:
@@ -321,8 +342,12 @@ def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, A
         ],
         "availability_mode": "all",
         "expire_after": int(3 * config.state_refresh_s),
-        "device": {"identifiers": [f"{node}_{object_id}"], "name": f"dfstream {stream}", "manufacturer": "dfstream",
-                   "model": "deepfake detection"},  # fmt: skip
+        "device": {
+            "identifiers": [f"{node}_{object_id}"],
+            "name": f"dfstream {stream}",
+            "manufacturer": "dfstream",
+            "model": "deepfake detection",
+        },
     }
     prefix = config.discovery_prefix
     return {

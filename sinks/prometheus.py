@@ -18,10 +18,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import Field
 
+from core.strict import StrictModel
 from pipeline.monitoring.keys import END_TO_END, FACES, LIVE_VIEW, RUNTIME, STAGE_SPANS, Count, Gauge, Kind, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.monitoring.store import Histogram, SeriesSnapshot
-from core.strict import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -57,56 +57,116 @@ class Family:
 
 COUNTERS: dict[tuple[Kind, Count], Family] = {
     (Kind.STREAM, Count.FRAMES_DECODED): Family("dfstream_frames_decoded", "Frames decoded", "stream"),
-    (Kind.STREAM, Count.FRAMES_PROCESSED): Family("dfstream_frames_processed", "Frames through the whole pipeline", "stream"),
-    (Kind.STREAM, Count.FRAMES_DROPPED): Family("dfstream_frames_dropped", "Frames dropped, by reason", "stream", ("reason",)),
-    (Kind.STREAM, Count.FACES_DETECTED): Family("dfstream_faces_detected", "Faces found by the face detector", "stream"),
+    (Kind.STREAM, Count.FRAMES_PROCESSED): Family(
+        "dfstream_frames_processed", "Frames through the whole pipeline", "stream"
+    ),
+    (Kind.STREAM, Count.FRAMES_DROPPED): Family(
+        "dfstream_frames_dropped", "Frames dropped, by reason", "stream", ("reason",)
+    ),
+    (Kind.STREAM, Count.FACES_DETECTED): Family(
+        "dfstream_faces_detected", "Faces found by the face detector", "stream"
+    ),
     (Kind.STREAM, Count.FACE_ERRORS): Family("dfstream_face_errors", "Frames whose face detection failed", "stream"),
     (Kind.STREAM, Count.RECONNECTS): Family("dfstream_stream_reconnects", "Reconnection attempts", "stream"),
     (Kind.STREAM, Count.SOURCE_ERRORS): Family("dfstream_stream_errors", "Open or read errors of the source", "stream"),
     (Kind.STREAM, Count.DECODE_ERRORS): Family("dfstream_decode_errors", "Packets that failed to decode", "stream"),
-    (Kind.STREAM, Count.STALLS): Family("dfstream_stream_stalls", "Watchdog stalls (no frame for stall_timeout_s)", "stream"),
+    (Kind.STREAM, Count.STALLS): Family(
+        "dfstream_stream_stalls", "Watchdog stalls (no frame for stall_timeout_s)", "stream"
+    ),
     (Kind.STREAM, Count.VERDICTS): Family("dfstream_verdicts", "Verdicts, by label", "stream", ("label",)),
-    (Kind.STREAM, Count.VERDICTS_SKIPPED): Family("dfstream_verdicts_skipped", "Faces left without a verdict (too few models)", "stream"),
-    (Kind.STREAM, Count.VERDICTS_CARRIED): Family("dfstream_verdicts_carried", "Verdicts that carried their track's last score instead of scoring it again", "stream"),
-    (Kind.MODEL, Count.CROP_ERRORS): Family("dfstream_detector_errors", "Crops a detector failed to score", "detector", zero=True),
-    (Kind.SINK, Count.EVENTS_DROPPED): Family("dfstream_sink_dropped", "Events a sink never got: it fell behind, or was still behind at shutdown",
-                                              "sink", ("reason",)),
-    (Kind.SINK, Count.MESSAGES_DROPPED): Family("dfstream_mqtt_outbox_dropped", "MQTT messages dropped from a full outbox", MQTT, zero=True),
-    (Kind.SINK, Count.PUBLISHED): Family("dfstream_mqtt_published", "MQTT messages the broker acknowledged", MQTT, zero=True),
-    (Kind.SINK, Count.CONNECTION_ERRORS): Family("dfstream_mqtt_connection_errors", "Failed or lost MQTT connections", MQTT, zero=True),
-    (Kind.SINK, Count.ROWS_WRITTEN): Family("dfstream_store_rows_written", "Event rows the store sink wrote (an update counts again)", STORE, zero=True),
-    (Kind.SINK, Count.WRITE_ERRORS): Family("dfstream_store_write_errors", "Failed database writes of the store sink (each retried)", STORE, zero=True),
-    (Kind.SINK, Count.FRAMES_WRITTEN): Family("dfstream_video_frames_written", "Annotated frames the video sink sent, per stream", VIDEO,
-                                              ("stream",)),
-    (Kind.SINK, Count.FRAMES_DROPPED): Family("dfstream_video_dropped", "Annotated frames dropped before the video sink's encoder", VIDEO,
-                                              ("reason", "stream")),
-    (Kind.SINK, Count.OUTPUT_ERRORS): Family("dfstream_video_output_errors", "Failed opens and writes of the video sink's outputs", VIDEO,
-                                             ("stream",)),
-    (Kind.SERVICE, Count.REJECTED): Family("dfstream_api_rejected", "API requests refused, by reason", API, ("reason",)),
-    (Kind.SERVICE, Count.JOBS): Family("dfstream_analysis_jobs", "Media analyses, by outcome (done, failed, resumed)", ANALYSIS, ("outcome",)),
-    (Kind.SERVICE, Count.PRUNED): Family("dfstream_retention_pruned", "Rows removed by retention, by what and why (age, disk)", RETENTION,
-                                         ("what", "reason")),
-    (Kind.SERVICE, Count.FRAMES_DROPPED): Family("dfstream_live_view_missed", "Live view frames a viewer missed by reading slower than its fps",
-                                                 LIVE, ("reason", "stream")),
-    (Kind.SERVICE, Count.EVENTS_DROPPED): Family("dfstream_feed_dropped", "Live feed events dropped for clients that read too slowly", FEED,
-                                                 ("reason",)),
-}  # fmt: skip
+    (Kind.STREAM, Count.VERDICTS_SKIPPED): Family(
+        "dfstream_verdicts_skipped", "Faces left without a verdict (too few models)", "stream"
+    ),
+    (Kind.STREAM, Count.VERDICTS_CARRIED): Family(
+        "dfstream_verdicts_carried",
+        "Verdicts that carried their track's last score instead of scoring it again",
+        "stream",
+    ),
+    (Kind.MODEL, Count.CROP_ERRORS): Family(
+        "dfstream_detector_errors", "Crops a detector failed to score", "detector", zero=True
+    ),
+    (Kind.SINK, Count.EVENTS_DROPPED): Family(
+        "dfstream_sink_dropped",
+        "Events a sink never got: it fell behind, or was still behind at shutdown",
+        "sink",
+        ("reason",),
+    ),
+    (Kind.SINK, Count.MESSAGES_DROPPED): Family(
+        "dfstream_mqtt_outbox_dropped", "MQTT messages dropped from a full outbox", MQTT, zero=True
+    ),
+    (Kind.SINK, Count.PUBLISHED): Family(
+        "dfstream_mqtt_published", "MQTT messages the broker acknowledged", MQTT, zero=True
+    ),
+    (Kind.SINK, Count.CONNECTION_ERRORS): Family(
+        "dfstream_mqtt_connection_errors", "Failed or lost MQTT connections", MQTT, zero=True
+    ),
+    (Kind.SINK, Count.ROWS_WRITTEN): Family(
+        "dfstream_store_rows_written", "Event rows the store sink wrote (an update counts again)", STORE, zero=True
+    ),
+    (Kind.SINK, Count.WRITE_ERRORS): Family(
+        "dfstream_store_write_errors", "Failed database writes of the store sink (each retried)", STORE, zero=True
+    ),
+    (Kind.SINK, Count.FRAMES_WRITTEN): Family(
+        "dfstream_video_frames_written", "Annotated frames the video sink sent, per stream", VIDEO, ("stream",)
+    ),
+    (Kind.SINK, Count.FRAMES_DROPPED): Family(
+        "dfstream_video_dropped",
+        "Annotated frames dropped before the video sink's encoder",
+        VIDEO,
+        ("reason", "stream"),
+    ),
+    (Kind.SINK, Count.OUTPUT_ERRORS): Family(
+        "dfstream_video_output_errors", "Failed opens and writes of the video sink's outputs", VIDEO, ("stream",)
+    ),
+    (Kind.SERVICE, Count.REJECTED): Family(
+        "dfstream_api_rejected", "API requests refused, by reason", API, ("reason",)
+    ),
+    (Kind.SERVICE, Count.JOBS): Family(
+        "dfstream_analysis_jobs", "Media analyses, by outcome (done, failed, resumed)", ANALYSIS, ("outcome",)
+    ),
+    (Kind.SERVICE, Count.PRUNED): Family(
+        "dfstream_retention_pruned",
+        "Rows removed by retention, by what and why (age, disk)",
+        RETENTION,
+        ("what", "reason"),
+    ),
+    (Kind.SERVICE, Count.FRAMES_DROPPED): Family(
+        "dfstream_live_view_missed",
+        "Live view frames a viewer missed by reading slower than its fps",
+        LIVE,
+        ("reason", "stream"),
+    ),
+    (Kind.SERVICE, Count.EVENTS_DROPPED): Family(
+        "dfstream_feed_dropped", "Live feed events dropped for clients that read too slowly", FEED, ("reason",)
+    ),
+}
 
 GAUGES: dict[tuple[Kind, Gauge], Family] = {
     (Kind.STREAM, Gauge.UP): Family("dfstream_stream_up", "1 while the stream delivers frames", "stream"),
-    (Kind.STREAM, Gauge.QUEUE_DEPTH): Family("dfstream_queue_depth", "Decoded frames waiting for the pipeline", "stream"),
+    (Kind.STREAM, Gauge.QUEUE_DEPTH): Family(
+        "dfstream_queue_depth", "Decoded frames waiting for the pipeline", "stream"
+    ),
     (Kind.STREAM, Gauge.ACTIVE_TRACKS): Family("dfstream_active_tracks", "Face tracks being judged", "stream"),
-    (Kind.STREAM, Gauge.EXPECTED_FPS): Family("dfstream_stream_expected_fps", "The source's frame rate (after the fps cap)", "stream"),
+    (Kind.STREAM, Gauge.EXPECTED_FPS): Family(
+        "dfstream_stream_expected_fps", "The source's frame rate (after the fps cap)", "stream"
+    ),
     (Kind.STAGE, Gauge.MODELS_READY): Family("dfstream_models_ready", "Detectors loaded and serving", RUNTIME),
     (Kind.SINK, Gauge.CONNECTED): Family("dfstream_mqtt_connected", "1 while connected to the MQTT broker", MQTT),
     (Kind.SINK, Gauge.OUTBOX_DEPTH): Family("dfstream_mqtt_outbox_depth", "MQTT messages waiting for the broker", MQTT),
     (Kind.SINK, Gauge.OUTBOX_CAPACITY): Family("dfstream_mqtt_outbox_capacity", "Capacity of the MQTT outbox", MQTT),
-    (Kind.SINK, Gauge.OUTPUT_UP): Family("dfstream_video_output_up", "1 while the video sink's output for a stream is open", VIDEO, ("stream",)),
-    (Kind.SINK, Gauge.PENDING_WRITES): Family("dfstream_store_pending_writes", "Event rows waiting for the database", STORE),
+    (Kind.SINK, Gauge.OUTPUT_UP): Family(
+        "dfstream_video_output_up", "1 while the video sink's output for a stream is open", VIDEO, ("stream",)
+    ),
+    (Kind.SINK, Gauge.PENDING_WRITES): Family(
+        "dfstream_store_pending_writes", "Event rows waiting for the database", STORE
+    ),
     (Kind.SERVICE, Gauge.JOBS_WAITING): Family("dfstream_analysis_queue_depth", "Media analyses waiting", ANALYSIS),
     (Kind.SERVICE, Gauge.FEED_CLIENTS): Family("dfstream_feed_clients", "Live feed subscribers", FEED),
-    (Kind.SERVICE, Gauge.VIEWERS): Family("dfstream_live_viewers", "Clients watching a stream's live view", LIVE, ("stream",)),
-}  # fmt: skip
+    (Kind.SERVICE, Gauge.VIEWERS): Family(
+        "dfstream_live_viewers", "Clients watching a stream's live view", LIVE, ("stream",)
+    ),
+}
+
 
 class PrometheusConfig(StrictModel):
     host: str = "127.0.0.1"  # metrics and health are private by default
@@ -141,8 +201,11 @@ class MonitorCollector:
         yield from gauges.values()
         yield from self._histograms(snapshots)
         yield from self._system(system)
-        active = GaugeMetricFamily("dfstream_alert_active", "1 while a PerformanceMonitor alert threshold is exceeded",
-                                   labels=["alert", "subject"])  # fmt: skip
+        active = GaugeMetricFamily(
+            "dfstream_alert_active",
+            "1 while a PerformanceMonitor alert threshold is exceeded",
+            labels=["alert", "subject"],
+        )
         # from the same readings: a second psutil CPU reading right after the first would span ~0 s
         for alert in self.monitor.check_alerts(self.monitor.report_of(snapshots, system)):
             active.add_metric([alert["type"], alert["subject"]], 1.0)
@@ -150,10 +213,18 @@ class MonitorCollector:
 
     def _histograms(self, snapshots: list[SeriesSnapshot]) -> Iterator[Metric]:
         batch = HistogramMetricFamily("dfstream_detector_batch_size", "Crops per detector batch", labels=["detector"])
-        seconds = HistogramMetricFamily("dfstream_detector_inference_seconds", "Seconds per detector batch", labels=["detector"])
-        batches = CounterMetricFamily("dfstream_detector_batches", "Detector batches run, by outcome", labels=["detector", "outcome"])
-        stage = HistogramMetricFamily("dfstream_stage_latency_seconds", "Seconds spent in a pipeline stage", labels=["stage"])
-        e2e = HistogramMetricFamily("dfstream_end_to_end_latency_seconds", "Seconds from a frame's arrival at decode to its verdict")
+        seconds = HistogramMetricFamily(
+            "dfstream_detector_inference_seconds", "Seconds per detector batch", labels=["detector"]
+        )
+        batches = CounterMetricFamily(
+            "dfstream_detector_batches", "Detector batches run, by outcome", labels=["detector", "outcome"]
+        )
+        stage = HistogramMetricFamily(
+            "dfstream_stage_latency_seconds", "Seconds spent in a pipeline stage", labels=["stage"]
+        )
+        e2e = HistogramMetricFamily(
+            "dfstream_end_to_end_latency_seconds", "Seconds from a frame's arrival at decode to its verdict"
+        )
         faces = HistogramMetricFamily("dfstream_face_batch_size", "Frames per face-detection batch")
         for series in snapshots:
             subject = series.subject

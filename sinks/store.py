@@ -23,10 +23,10 @@ from pydantic import Field
 from core.backoff import Backoff
 from core.errors import one_line
 from core.lifecycle import Lifecycle
+from core.strict import StrictModel
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict
-from core.strict import StrictModel
 
 log = logging.getLogger(__name__)
 STORE = Subject.sink("store")
@@ -98,11 +98,19 @@ class _Episode:
     def record(self) -> EventRecord:
         p = self.peak
         return EventRecord(
-            id=self.id, stream=self.stream, track_id=self.track_id, started_at=self.started_at, ended_at=self.ended_at,
-            peak_probability=p.fake_probability, peak_at=p.ts, mean_probability=round(self.probability_sum / self.verdicts, 6),
-            verdicts=self.verdicts, models_at_peak=dict(p.models),
-            models_mean={k: round(v / self.model_counts[k], 6) for k, v in self.model_sums.items()}, bbox_at_peak=p.bbox,
-        )  # fmt: skip
+            id=self.id,
+            stream=self.stream,
+            track_id=self.track_id,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            peak_probability=p.fake_probability,
+            peak_at=p.ts,
+            mean_probability=round(self.probability_sum / self.verdicts, 6),
+            verdicts=self.verdicts,
+            models_at_peak=dict(p.models),
+            models_mean={k: round(v / self.model_counts[k], 6) for k, v in self.model_sums.items()},
+            bbox_at_peak=p.bbox,
+        )
 
 
 class StoreSink(Lifecycle):
@@ -194,7 +202,11 @@ class StoreSink(Lifecycle):
     async def _encode_snapshots(self) -> None:
         """JPEGs of every peak that changed, encoded in a thread; taken from the episodes here, on
         the loop, so a peak that moves meanwhile is not paired with another verdict's box."""
-        todo = [(e, e.peak_image, e.peak.bbox) for e in [*self._episodes.values(), *self._closed] if e.peak_image is not None]
+        todo = [
+            (e, e.peak_image, e.peak.bbox)
+            for e in [*self._episodes.values(), *self._closed]
+            if e.peak_image is not None
+        ]
         if not todo:
             return
         for episode, _, _ in todo:
@@ -227,7 +239,9 @@ class StoreSink(Lifecycle):
             for record in victims:
                 del self._pending[record.id]
             self.monitor.count(STORE, Count.EVENTS_DROPPED, overflow, reason="store_full")
-            log.error("store: %d event records dropped: more than %d waiting for the database", overflow, self.config.capacity)
+            log.error(
+                "store: %d event records dropped: more than %d waiting for the database", overflow, self.config.capacity
+            )
         self.monitor.set_gauge(STORE, Gauge.PENDING_WRITES, len(self._pending))
 
     async def _write(self) -> bool:
@@ -236,7 +250,13 @@ class StoreSink(Lifecycle):
             await asyncio.to_thread(self.writer.write, batch)
         except Exception as exc:  # noqa: BLE001 -- the database is away: keep the records, try again later
             self.monitor.count(STORE, Count.WRITE_ERRORS)
-            self.problems("write", "store: writing %d events failed (retrying): %s", len(batch), one_line(exc), level=logging.ERROR)
+            self.problems(
+                "write",
+                "store: writing %d events failed (retrying): %s",
+                len(batch),
+                one_line(exc),
+                level=logging.ERROR,
+            )
             return False
         failures = self.problems.clear("write")
         if failures:
@@ -250,7 +270,9 @@ class StoreSink(Lifecycle):
         return True
 
 
-def snapshots(image: np.ndarray, bbox: tuple[float, float, float, float], margin: float, quality: int) -> tuple[bytes, bytes]:
+def snapshots(
+    image: np.ndarray, bbox: tuple[float, float, float, float], margin: float, quality: int
+) -> tuple[bytes, bytes]:
     """JPEGs of the face (its box grown by ``margin`` per side) and of the whole frame."""
     import cv2
 

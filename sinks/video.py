@@ -20,22 +20,30 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from core.backoff import Backoff
-from core.errors import one_line
+from core.errors import ConfigError, one_line
 from core.handoff import LoopHandoff, Stopped
 from core.lifecycle import Lifecycle
-from core.queues import QueueClosed, DropOldestQueue
+from core.queues import DropOldestQueue, QueueClosed
 from core.ratelog import RateLimitedLog
+from core.redaction import redact
+from core.strict import StrictModel
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.drawing import draw
 from pipeline.runtime.events import Event
 from pipeline.runtime.live import LiveTap, Shot
-from core.strict import StrictModel
-from core.redaction import redact
 
 log = logging.getLogger(__name__)
 VIDEO = Subject.sink("video")
-_FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv", "tcp": "mpegts", "udp": "mpegts", "srt": "mpegts"}
+_FORMATS = {
+    "rtsp": "rtsp",
+    "rtsps": "rtsp",
+    "rtmp": "flv",
+    "rtmps": "flv",
+    "tcp": "mpegts",
+    "udp": "mpegts",
+    "srt": "mpegts",
+}
 _FILES = {".mp4": "mp4", ".mkv": "matroska", ".ts": "mpegts", ".mov": "mov", ".flv": "flv"}
 
 
@@ -65,15 +73,24 @@ def output_format(url: str) -> str:
     for suffix, name in _FILES.items():
         if url.lower().endswith(suffix):
             return name
-    raise ValueError(f"{url!r}: use rtsp://, rtmp://, tcp://, udp://, srt:// or a file ending in {', '.join(_FILES)}")
+    raise ConfigError(f"{url!r}: use rtsp://, rtmp://, tcp://, udp://, srt:// or a file ending in {', '.join(_FILES)}")
 
 
 class H264Writer:
     """One H.264 video into a container (a file or a server): BGR frames in, at a constant rate.
     yuv420p halves both sides, so an odd width or height loses its last column or row."""
 
-    def __init__(self, target: str, format: str | None, width: int, height: int, rate: Fraction, options: dict[str, str],
-                 open_options: dict[str, str] | None = None, bit_rate: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        target: str,
+        format: str | None,
+        width: int,
+        height: int,
+        rate: Fraction,
+        options: dict[str, str],
+        open_options: dict[str, str] | None = None,
+        bit_rate: int | None = None,
+    ):
         self.width, self.height, self.rate = width - width % 2, height - height % 2, rate
         self.container = av.open(target, "w", format=format, options=open_options or {}, timeout=10)
         try:
@@ -114,7 +131,9 @@ class VideoSink(Lifecycle):
         self.config = config
         output_format(config.url)  # a wrong URL is a config error, before anything runs
         wanted = config.streams or streams
-        self.outputs = {s: _Output(s, config.url.replace("{stream}", s), config, monitor) for s in wanted if s in streams}
+        self.outputs = {
+            s: _Output(s, config.url.replace("{stream}", s), config, monitor) for s in wanted if s in streams
+        }
         self.tap = tap
         self._follows = ExitStack()
 
@@ -174,7 +193,14 @@ class _Output(threading.Thread):
             except (av.error.FFmpegError, OSError, ValueError) as exc:
                 self.monitor.count(VIDEO, Count.OUTPUT_ERRORS, stream=self.stream)
                 delay = backoff.next()
-                self._problems("output", "video %s: %s failed, retrying in %.1f s: %s", self.stream, redact(self.url), delay, one_line(exc))
+                self._problems(
+                    "output",
+                    "video %s: %s failed, retrying in %.1f s: %s",
+                    self.stream,
+                    redact(self.url),
+                    delay,
+                    one_line(exc),
+                )
             self.monitor.set_gauge(VIDEO, Gauge.OUTPUT_UP, 0, stream=self.stream)
             if self._stopping.wait(delay):
                 return
@@ -187,8 +213,16 @@ class _Output(threading.Thread):
         canvas = draw(shot.image, shot.faces, self.config.width)  # the first frame also sizes the output
         rate = Fraction(self.config.fps).limit_denominator(1001)
         options = {"preset": "veryfast", "tune": "zerolatency", "g": str(max(1, round(self.config.fps)))}
-        with H264Writer(self.url, self.format, canvas.shape[1], canvas.shape[0], rate, options,
-                        {"rtsp_transport": "tcp"} if self.format == "rtsp" else None, self.config.bitrate_kbps * 1000) as out:  # fmt: skip
+        with H264Writer(
+            self.url,
+            self.format,
+            canvas.shape[1],
+            canvas.shape[0],
+            rate,
+            options,
+            {"rtsp_transport": "tcp"} if self.format == "rtsp" else None,
+            self.config.bitrate_kbps * 1000,
+        ) as out:
             self.monitor.set_gauge(VIDEO, Gauge.OUTPUT_UP, 1, stream=self.stream)
             self._problems.clear("output")
             backoff.reset()

@@ -6,6 +6,12 @@ from .sample import make_sample_clip, sample_clip_path
 from .source import Source, SourceCount, SourceCounters, SourceStatus
 
 __all__ = [
-    "Frame", "Source", "SourceCount", "SourceCounters", "SourceStatus", "StreamConfig",
-    "make_sample_clip", "sample_clip_path",
-]  # fmt: skip
+    "Frame",
+    "Source",
+    "SourceCount",
+    "SourceCounters",
+    "SourceStatus",
+    "StreamConfig",
+    "make_sample_clip",
+    "sample_clip_path",
+]

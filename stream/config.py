@@ -43,7 +43,9 @@ class StreamConfig(StrictModel):
     @model_validator(mode="after")
     def _verify_retry(self) -> StreamConfig:
         if self.retry_initial_s > self.retry_max_s:
-            raise ValueError(f"retry_initial_s ({self.retry_initial_s}) is greater than retry_max_s ({self.retry_max_s})")
+            raise ValueError(
+                f"retry_initial_s ({self.retry_initial_s}) is greater than retry_max_s ({self.retry_max_s})"
+            )
         return self
 
     @property

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import InputError
+
 
 @dataclass(frozen=True, eq=False)
 class Frame:
@@ -25,7 +27,7 @@ class Frame:
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(f"Frame image must be HxWx3 uint8 RGB, got {self.image.shape} {self.image.dtype}")
+            raise InputError(f"Frame image must be HxWx3 uint8 RGB, got {self.image.shape} {self.image.dtype}")
 
     @property
     def height(self) -> int:

@@ -10,10 +10,18 @@ from urllib.parse import urlparse
 SourceKind = Literal["rtsp", "rtmp", "http", "file", "webcam", "sample"]
 
 _SCHEMES: dict[str, SourceKind] = {
-    "rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "rtmp", "rtmps": "rtmp",
-    "http": "http", "https": "http", "file": "file", "sample": "sample",
-}  # fmt: skip
+    "rtsp": "rtsp",
+    "rtsps": "rtsp",
+    "rtmp": "rtmp",
+    "rtmps": "rtmp",
+    "http": "http",
+    "https": "http",
+    "file": "file",
+    "sample": "sample",
+}
 _WEBCAM = re.compile(r"^/dev/video\d+$")
+
+
 def classify(url: str) -> SourceKind:
     """The kind of ``url``; ValueError naming the scheme when dfstream cannot read it."""
     if _WEBCAM.match(url):
@@ -22,7 +30,9 @@ def classify(url: str) -> SourceKind:
     if not scheme or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):  # a plain path (or C:\ on Windows)
         return "file"
     if scheme not in _SCHEMES:
-        raise ValueError(f"unsupported scheme {scheme!r}: expected rtsp, rtmp, http(s), file, sample, a path or /dev/videoN")
+        raise ValueError(
+            f"unsupported scheme {scheme!r}: expected rtsp, rtmp, http(s), file, sample, a path or /dev/videoN"
+        )
     return _SCHEMES[scheme]
 
 
@@ -37,7 +47,9 @@ def open_options(kind: SourceKind, transport: str, extra: dict[str, str]) -> tup
     options: dict[str, str] = {}
     fmt = None
     if kind in ("rtsp", "rtmp", "http"):
-        options.update({"fflags": "nobuffer", "flags": "low_delay", "probesize": "500000", "analyzeduration": "1000000"})
+        options.update(
+            {"fflags": "nobuffer", "flags": "low_delay", "probesize": "500000", "analyzeduration": "1000000"}
+        )
     if kind == "rtsp":
         options["rtsp_transport"] = transport
     if kind == "webcam":

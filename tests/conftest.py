@@ -1,26 +1,33 @@
-"""Shared fixtures: the real MesoNet weights of ../shared, a real face photo, a loaded detector."""
+"""Shared fixtures: the real MesoNet weights ($DFSTREAM_TEST_WEIGHTS), a real face photo, a loaded detector."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, SHARED_WEIGHTS
+from tests.helpers import REPO, TEST_WEIGHTS, free_port, wait_listening
 
 WEIGHT_FILES = ["Meso4_DF.h5", "Meso4_F2F.h5", "MesoInception_DF.h5", "MesoInception_F2F.h5"]
 
 
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
-    if not all((SHARED_WEIGHTS / f).is_file() for f in WEIGHT_FILES):
-        reason = f"MesoNet weights not found in {SHARED_WEIGHTS} (set DFSTREAM_TEST_WEIGHTS)"
+    if not os.environ.get("DFSTREAM_TEST_WEIGHTS"):
+        reason = "DFSTREAM_TEST_WEIGHTS is not set: point it at the folder holding " + ", ".join(WEIGHT_FILES)
+    elif not all((TEST_WEIGHTS / f).is_file() for f in WEIGHT_FILES):
+        reason = f"DFSTREAM_TEST_WEIGHTS={TEST_WEIGHTS} does not hold all of " + ", ".join(WEIGHT_FILES)
+    else:
+        reason = None
+    if reason is not None:
         if os.environ.get("DFSTREAM_REQUIRE_WEIGHTS") == "1":
             pytest.fail(reason + "; CI requires them")
         pytest.skip(reason)
-    return SHARED_WEIGHTS
+    return TEST_WEIGHTS
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +46,6 @@ def face_crop(astronaut: np.ndarray) -> np.ndarray:
 
 
 # ---- media and a real RTSP server -----------------------------------------------------------------
-import signal
-import subprocess
-
-from tests.helpers import free_port, wait_listening
-
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER = REPO / "tests" / "servers" / "rtsp_server.py"
 
@@ -99,11 +101,20 @@ class RtspServer:
 @pytest.fixture(scope="session")
 def rtsp_available() -> None:
     """The real server must be installed: a missing part fails, it never skips."""
-    check = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
-                            "from gi.repository import GstRtspServer"], capture_output=True, text=True)  # fmt: skip
+    check = subprocess.run(
+        [
+            SYSTEM_PYTHON,
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if check.returncode != 0:
-        pytest.fail("GStreamer's RTSP server is missing: apt-get install gir1.2-gst-rtsp-server-1.0 python3-gi "
-                    f"gstreamer1.0-plugins-good gstreamer1.0-plugins-bad ({check.stderr.strip().splitlines()[-1]})")
+        pytest.fail(
+            "GStreamer's RTSP server is missing: apt-get install gir1.2-gst-rtsp-server-1.0 python3-gi "
+            f"gstreamer1.0-plugins-good gstreamer1.0-plugins-bad ({check.stderr.strip().splitlines()[-1]})"
+        )
 
 
 @pytest.fixture

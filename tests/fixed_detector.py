@@ -7,7 +7,9 @@ from pipeline import BaseDetector, DetectionResult, ModelInfo
 
 
 class FixedDetector(BaseDetector):
-    def __init__(self, model_name: str = "fixed", device: str = "cpu", p: float = 0.5, fail: bool = False, load_ok: bool = True):
+    def __init__(
+        self, model_name: str = "fixed", device: str = "cpu", p: float = 0.5, fail: bool = False, load_ok: bool = True
+    ):
         super().__init__(model_name, device)
         self.p, self.fail, self.load_ok = p, fail, load_ok
 

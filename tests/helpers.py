@@ -15,8 +15,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from dfstream.config import DfstreamConfig, parse_config
 from core.lifecycle import Lifecycle
+from dfstream.config import DfstreamConfig, parse_config
 from pipeline.models.detector import BaseDetector
 from pipeline.models.registry import ModelRegistry
 from pipeline.runtime.events import Event, StreamStatus, Verdict
@@ -25,18 +25,8 @@ from pipeline.runtime.runtime import Runtime
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _shared_weights() -> Path:
-    """$DFSTREAM_TEST_WEIGHTS, else shared/models/mesonet beside the checkout or beside a parent of it."""
-    if os.environ.get("DFSTREAM_TEST_WEIGHTS"):
-        return Path(os.environ["DFSTREAM_TEST_WEIGHTS"])
-    for parent in REPO.parents:
-        candidate = parent / "shared" / "models" / "mesonet"
-        if candidate.is_dir():
-            return candidate
-    return REPO.parent / "shared" / "models" / "mesonet"
-
-
-SHARED_WEIGHTS = _shared_weights()
+# the MesoNet weight files (Meso4_DF.h5, ...): tests that need them skip, saying so, while it is unset
+TEST_WEIGHTS = Path(os.environ.get("DFSTREAM_TEST_WEIGHTS", "")).expanduser()
 
 
 class MemorySink(Lifecycle):
@@ -72,14 +62,20 @@ class MemorySink(Lifecycle):
 
 def make_config(weights_dir: Path, streams: list[dict], **sections) -> DfstreamConfig:
     """Both MesoNets with the authors' weights, on ``streams``."""
-    return parse_config({
-        "streams": streams,
-        "detectors": [
-            {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
-            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights_dir / "MesoInception_DF.h5")},
-        ],
-        **sections,
-    })  # fmt: skip
+    return parse_config(
+        {
+            "streams": streams,
+            "detectors": [
+                {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
+                {
+                    "name": "mesoinception4",
+                    "type": "mesoinception4",
+                    "weights": str(weights_dir / "MesoInception_DF.h5"),
+                },
+            ],
+            **sections,
+        }
+    )
 
 
 def load_detectors(config: DfstreamConfig) -> dict[str, BaseDetector]:

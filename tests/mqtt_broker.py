@@ -40,26 +40,32 @@ class Mosquitto:
         passwd = self.dir / "passwd"
         for i, (user, password) in enumerate(USERS.items()):
             _run("mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password)
-        (self.dir / "acl").write_text("user dfstream\ntopic write dfstream/#\ntopic write homeassistant/#\n\nuser reader\ntopic read #\n")
+        (self.dir / "acl").write_text(
+            "user dfstream\ntopic write dfstream/#\ntopic write homeassistant/#\n\nuser reader\ntopic read #\n"
+        )
         data = self.dir / "data"
         data.mkdir()
         os.chmod(data, 0o777)
         # sessions saved every second: a subscriber's subscription survives a SIGKILL of the broker
-        persistence = f"persistence true\npersistence_location {data}/\nautosave_interval 1" if persistent else "persistence false"
+        persistence = (
+            f"persistence true\npersistence_location {data}/\nautosave_interval 1"
+            if persistent
+            else "persistence false"
+        )
         (self.dir / "mosquitto.conf").write_text(
             f"""per_listener_settings false
 allow_anonymous false
 password_file {passwd}
-acl_file {self.dir / 'acl'}
+acl_file {self.dir / "acl"}
 {persistence}
 log_dest stderr
 log_type error
 log_type warning
 listener {self.port} 127.0.0.1
 listener {self.tls_port} 127.0.0.1
-cafile {self.dir / 'ca.crt'}
-certfile {self.dir / 'server.crt'}
-keyfile {self.dir / 'server.key'}
+cafile {self.dir / "ca.crt"}
+certfile {self.dir / "server.crt"}
+keyfile {self.dir / "server.key"}
 """
         )
         for f in self.dir.iterdir():
@@ -69,16 +75,71 @@ keyfile {self.dir / 'server.key'}
 
     def _make_certificates(self) -> None:
         d = self.dir
-        _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=dfstream test CA",
-             "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"))  # fmt: skip
-        _run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(d / "server.key"),
-             "-out", str(d / "server.csr"))  # fmt: skip
+        _run(
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dfstream test CA",
+            "-keyout",
+            str(d / "ca.key"),
+            "-out",
+            str(d / "ca.crt"),
+        )
+        _run(
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(d / "server.key"),
+            "-out",
+            str(d / "server.csr"),
+        )
         (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        _run("openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
-             "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.ext"), "-out", str(d / "server.crt"))  # fmt: skip
+        _run(
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(d / "server.csr"),
+            "-CA",
+            str(d / "ca.crt"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(d / "san.ext"),
+            "-out",
+            str(d / "server.crt"),
+        )
         # a CA the broker does not know, for the mismatch case
-        _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=someone else",
-             "-keyout", str(d / "other.key"), "-out", str(d / "other.crt"))  # fmt: skip
+        _run(
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=someone else",
+            "-keyout",
+            str(d / "other.key"),
+            "-out",
+            str(d / "other.crt"),
+        )
 
     @property
     def ca_file(self) -> str:
@@ -86,8 +147,12 @@ keyfile {self.dir / 'server.key'}
 
     def start(self) -> "Mosquitto":
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.process = subprocess.Popen([binary, "-c", str(self.dir / "mosquitto.conf")], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            [binary, "-c", str(self.dir / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_listening([self.port, self.tls_port], self.process, "mosquitto")
         return self
 
@@ -105,8 +170,14 @@ keyfile {self.dir / 'server.key'}
 # ---- a real subscriber, and the payloads it reads ------------------------------------------------
 def schema_for(topic: str) -> dict:
     last = topic.rsplit("/", 1)[-1]
-    name = {"verdict": "verdict", "state": "state", "status": "status", "available": "available", "alerts": "alert",
-            "config": "ha_discovery"}[last]  # fmt: skip
+    name = {
+        "verdict": "verdict",
+        "state": "state",
+        "status": "status",
+        "available": "available",
+        "alerts": "alert",
+        "config": "ha_discovery",
+    }[last]
     return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
 
 
@@ -136,9 +207,15 @@ class Subscriber:
     async def _run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client("127.0.0.1", self.broker.port, username="reader", password=USERS["reader"],
-                                          identifier="test-reader", clean_session=False,
-                                          protocol=aiomqtt.ProtocolVersion.V311) as client:  # fmt: skip
+                async with aiomqtt.Client(
+                    "127.0.0.1",
+                    self.broker.port,
+                    username="reader",
+                    password=USERS["reader"],
+                    identifier="test-reader",
+                    clean_session=False,
+                    protocol=aiomqtt.ProtocolVersion.V311,
+                ) as client:
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
                     self.subscribed.set()
@@ -158,7 +235,20 @@ class Subscriber:
 
 
 def verdict(stream: str, seq: int, track: int = 1, label: str = "real", ts: float | None = None) -> Verdict:
-    return Verdict(stream=stream, track_id=track, seq=seq, ts=ts if ts is not None else time.time(), frame_seq=seq,
-                   frame_pts=seq / 30, label=label, label_since=0.0, fake_probability=0.1, raw_probability=0.12,
-                   uncertainty=0.2, models={"meso4": 0.1}, bbox=(1.0, 2.0, 30.0, 40.0), faces_in_frame=1,
-                   latency_ms=12.5)  # fmt: skip
+    return Verdict(
+        stream=stream,
+        track_id=track,
+        seq=seq,
+        ts=ts if ts is not None else time.time(),
+        frame_seq=seq,
+        frame_pts=seq / 30,
+        label=label,
+        label_since=0.0,
+        fake_probability=0.1,
+        raw_probability=0.12,
+        uncertainty=0.2,
+        models={"meso4": 0.1},
+        bbox=(1.0, 2.0, 30.0, 40.0),
+        faces_in_frame=1,
+        latency_ms=12.5,
+    )

@@ -23,14 +23,25 @@ def fake_photo(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     redone = cv2.resize(small, (face.shape[1], face.shape[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     redone = np.clip(redone * rng.uniform(0.9, 1.1, size=3) + rng.uniform(-10, 10), 0, 255)
     mask = np.zeros(face.shape[:2], np.float32)
-    cv2.ellipse(mask, (face.shape[1] // 2, face.shape[0] // 2), (face.shape[1] // 2 - 4, face.shape[0] // 2 - 4), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(
+        mask,
+        (face.shape[1] // 2, face.shape[0] // 2),
+        (face.shape[1] // 2 - 4, face.shape[0] // 2 - 4),
+        0,
+        0,
+        360,
+        1.0,
+        -1,
+    )
     mask = cv2.GaussianBlur(mask, (0, 0), 5)[..., None]
     out = photo.copy()
     out[y1:y2, x1:x2] = (mask * redone + (1 - mask) * face).astype(np.uint8)
     return out
 
 
-def write_clip(path: Path, photo: np.ndarray, rng: np.random.Generator, frames: int, size: tuple[int, int] = (480, 360)) -> Path:
+def write_clip(
+    path: Path, photo: np.ndarray, rng: np.random.Generator, frames: int, size: tuple[int, int] = (480, 360)
+) -> Path:
     width, height = size
     zoom = rng.uniform(0.8, 1.1)
     side = int(height * zoom)

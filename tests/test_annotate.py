@@ -17,7 +17,9 @@ pytestmark = pytest.mark.weights
 
 
 def dfstream(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dfstream", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dfstream", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def frames(path) -> list[np.ndarray]:
@@ -27,8 +29,15 @@ def frames(path) -> list[np.ndarray]:
 
 def test_annotate_draws_every_frame_with_boxes_and_a_timeline(short_clip, weights_dir, tmp_path):
     out = tmp_path / "annotated.mp4"
-    done = dfstream("annotate", str(short_clip), "--out", str(out), "--detectors",
-                    f"meso4={weights_dir / 'Meso4_DF.h5'}", f"mesoinception4={weights_dir / 'MesoInception_DF.h5'}")  # fmt: skip
+    done = dfstream(
+        "annotate",
+        str(short_clip),
+        "--out",
+        str(out),
+        "--detectors",
+        f"meso4={weights_dir / 'Meso4_DF.h5'}",
+        f"mesoinception4={weights_dir / 'MesoInception_DF.h5'}",
+    )
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}: 60 frames" in done.stdout
     source, annotated = frames(short_clip), frames(out)

@@ -85,7 +85,10 @@ def test_a_backend_that_disagrees_with_pytorch_is_refused(tmp_path, backend):
     torch.manual_seed(0)
     torch.save(_Branchy().state_dict(), weights := tmp_path / "branchy.pt")
     detector = BranchyDetector(device="cpu", backend=backend)
-    with pytest.raises(ModelLoadError, match=rf"branchy: backend {backend} gives P\(fake\) up to 0\.\d+ away from PyTorch .* use backend: torch"):
+    with pytest.raises(
+        ModelLoadError,
+        match=rf"branchy: backend {backend} gives P\(fake\) up to 0\.\d+ away from PyTorch .* use backend: torch",
+    ):
         detector.load_model(str(weights))
     assert not detector.is_model_loaded
     BranchyDetector(device="cpu").load_model(str(weights))  # PyTorch itself runs it
@@ -95,5 +98,11 @@ def test_the_config_default_picks_onnxruntime_on_the_cpu(weights_dir):
     from pipeline.models.config import DetectorConfig
     from pipeline.models.registry import ModelRegistry
 
-    [detector] = ModelRegistry().load_configured([DetectorConfig(name="m", type="meso4", weights=str(weights_dir / "Meso4_DF.h5"), device="cpu")]).values()
+    [detector] = (
+        ModelRegistry()
+        .load_configured(
+            [DetectorConfig(name="m", type="meso4", weights=str(weights_dir / "Meso4_DF.h5"), device="cpu")]
+        )
+        .values()
+    )
     assert detector.backend == "onnxruntime" and detector.get_model_info().metadata["backend"] == "onnxruntime"

@@ -69,7 +69,9 @@ def test_a_failing_batch_fails_its_waiters_and_the_next_batch_runs():
         return items
 
     async def main():
-        async with Batcher("model", flaky, max_batch=4, max_wait_ms=10, observer=lambda *a: observed.append(a)) as batcher:
+        async with Batcher(
+            "model", flaky, max_batch=4, max_wait_ms=10, observer=lambda *a: observed.append(a)
+        ) as batcher:
             first = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
             second = await batcher.submit(7)
             return first, second

@@ -16,8 +16,14 @@ pytestmark = pytest.mark.weights
 
 
 def test_quick_bench_writes_every_figure(weights_dir, rtsp_available, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bench", "--quick", "--weights", str(weights_dir), "--out", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=420, env={**os.environ})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--weights", str(weights_dir), "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env={**os.environ},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     ceilings = results["ceilings"]
@@ -27,8 +33,16 @@ def test_quick_bench_writes_every_figure(weights_dir, rtsp_available, tmp_path):
     # the new backends and face finder are measured in the quick run too
     assert set(ceilings["crops_per_s_by_backend"]["meso4"]) == {"torch", "onnxruntime", "openvino"}
     assert ceilings["faces_fps"] > 0 and ceilings["mtcnn_fps_by_batch"]["1"] > 0
-    for key in ("bound_fps", "pipeline_fps", "pipeline_fps_before", "efficiency", "efficiency_best_batch", "naive_fps",
-                "speedup_same_work", "speedup_default"):  # fmt: skip
+    for key in (
+        "bound_fps",
+        "pipeline_fps",
+        "pipeline_fps_before",
+        "efficiency",
+        "efficiency_best_batch",
+        "naive_fps",
+        "speedup_same_work",
+        "speedup_default",
+    ):
         assert results[key] > 0, key
     assert set(results["latency_ms"]["1"]) == {"p50", "p95", "p99"}
     # --quick measures one stream per config: it counts as real time by the target's definition

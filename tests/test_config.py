@@ -10,8 +10,8 @@ import textwrap
 import pytest
 import yaml
 
-from dfstream.config import apply_override, load_config, verify_files
 from core.errors import ConfigError
+from dfstream.config import apply_override, load_config, verify_files
 
 ISSUE_EXAMPLE = """
 streams:
@@ -68,8 +68,14 @@ def test_set_overrides(tmp_path):
 
 
 def dfstream(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dfstream", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ}, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dfstream", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ},
+        timeout=120,
+    )
 
 
 def test_check_prints_the_resolved_config(weights_dir, tmp_path):
@@ -85,7 +91,8 @@ def test_check_errors_exit_2_one_line_each_no_traceback(tmp_path):
     out = dfstream("check", str(write(tmp_path, bad)))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.splitlines() == [
-        "dfstream: error: streams[0].url: unsupported scheme 'rtp+x': expected rtsp, rtmp, http(s), file, sample, a path or /dev/videoN",
+        "dfstream: error: streams[0].url: unsupported scheme 'rtp+x': expected rtsp, rtmp, http(s), file, "
+        "sample, a path or /dev/videoN",
         "dfstream: error: faces.detect_every: Input should be greater than or equal to 1",
     ]
     missing = dfstream("check", str(tmp_path / "nope.yaml"))
@@ -101,8 +108,13 @@ def test_check_never_prints_a_password_and_warns_about_clear_text(weights_dir, t
         "    url: rtsp://viewer:${CAM_PASSWORD}@127.0.0.1:8554/cam1\n  - id: door\n    url: rtsp://admin:hunter2@10.0.0.9/live",
     )
     path = write(tmp_path, text)
-    out = subprocess.run([sys.executable, "-m", "dfstream", "check", str(path)], capture_output=True, text=True,
-                         env={**os.environ, "CAM_PASSWORD": "from-env-s3cret"}, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "dfstream", "check", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CAM_PASSWORD": "from-env-s3cret"},
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "from-env-s3cret" not in out.stdout + out.stderr and "hunter2" not in out.stdout + out.stderr
     assert "rtsp://viewer:***@127.0.0.1:8554/cam1" in out.stdout and "rtsp://admin:***@10.0.0.9/live" in out.stdout

@@ -49,8 +49,12 @@ def test_metrics_move_while_the_pipeline_runs(weights_dir, face_clip):
     finally:
         exporter.close()
     assert ready == 200
-    for name in ("dfstream_frames_decoded_total{stream=cam1}", "dfstream_verdicts_total{label=real,stream=cam1}",
-                 "dfstream_end_to_end_latency_seconds_count{}", "dfstream_detector_batch_size_count{detector=meso4}"):  # fmt: skip
+    for name in (
+        "dfstream_frames_decoded_total{stream=cam1}",
+        "dfstream_verdicts_total{label=real,stream=cam1}",
+        "dfstream_end_to_end_latency_seconds_count{}",
+        "dfstream_detector_batch_size_count{detector=meso4}",
+    ):
         assert second[name] > first[name] > 0, name
     assert first["dfstream_stream_up{stream=cam1}"] == 1 and first["dfstream_models_ready{}"] == 2
     assert "dfstream_end_to_end_latency_seconds_bucket{le=0.15}" in first
@@ -74,7 +78,9 @@ class FailingFaces(FaceDetector):
 
 def test_face_detection_errors_are_counted_on_metrics(weights_dir, short_clip):
     """Each frame whose face detection failed is counted under its stream, and the stream goes on."""
-    config = make_config(weights_dir, [{"id": "cam1", "url": str(short_clip), "pace": "asap"}], faces={"detect_every": 1})
+    config = make_config(
+        weights_dir, [{"id": "cam1", "url": str(short_clip), "pace": "asap"}], faces={"detect_every": 1}
+    )
     monitor = PerformanceMonitor(config.monitoring)
     exporter = PrometheusExporter(PrometheusConfig(port=0), monitor).start()
     sink = MemorySink()

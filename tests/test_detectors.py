@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import DetectionResult, ModelRegistry, ModelStatus, PerformanceMonitor
 from core.errors import (
     ConfigError,
     InferenceError,
@@ -16,6 +15,7 @@ from core.errors import (
     ModelNotFoundError,
     ModelNotLoadedError,
 )
+from pipeline import DetectionResult, ModelRegistry, ModelStatus, PerformanceMonitor
 from pipeline.models.detectors import Meso4Detector, MesoInception4Detector
 from pipeline.models.devices import resolve_device
 from tests.fixed_detector import FixedDetector
@@ -51,8 +51,14 @@ def test_bad_images_get_a_clear_error(detector, image, message):
 
 @pytest.mark.parametrize(
     "image",
-    [np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), np.uint8), np.zeros((64, 64, 4), np.uint8),
-     Image.new("L", (64, 64)), Image.new("RGBA", (64, 64)), Image.new("P", (64, 64))],  # fmt: skip
+    [
+        np.zeros((64, 64, 3), np.uint8),
+        np.zeros((64, 64), np.uint8),
+        np.zeros((64, 64, 4), np.uint8),
+        Image.new("L", (64, 64)),
+        Image.new("RGBA", (64, 64)),
+        Image.new("P", (64, 64)),
+    ],
 )
 def test_convertible_images_are_accepted(detector, image):
     assert detector.predict(image).fake_probability == pytest.approx(0.7)

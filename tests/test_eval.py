@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dfstream.cli import main
 from core.errors import ConfigError
+from dfstream.cli import main
 from pipeline.evaluation.datasets import Item, load_dataset
 from pipeline.evaluation.metrics import aggregate_confident, aggregate_majority, classification_report, roc_auc
 from pipeline.evaluation.scoring import parse_detector_spec
@@ -43,10 +43,20 @@ def test_video_aggregations():
 
 # ---- datasets ---------------------------------------------------------------------------------------
 def test_dataset_layouts(tmp_path):
-    for folder in ("a/real", "a/fake/sub", "ff/original_sequences/youtube/c23/videos", "ff/manipulated_sequences/Deepfakes/c23/videos"):
+    for folder in (
+        "a/real",
+        "a/fake/sub",
+        "ff/original_sequences/youtube/c23/videos",
+        "ff/manipulated_sequences/Deepfakes/c23/videos",
+    ):
         (tmp_path / folder).mkdir(parents=True)
-    for path in ("a/real/1.mp4", "a/fake/sub/2.png", "a/fake/notes.txt",
-                 "ff/original_sequences/youtube/c23/videos/000.mp4", "ff/manipulated_sequences/Deepfakes/c23/videos/000_003.mp4"):  # fmt: skip
+    for path in (
+        "a/real/1.mp4",
+        "a/fake/sub/2.png",
+        "a/fake/notes.txt",
+        "ff/original_sequences/youtube/c23/videos/000.mp4",
+        "ff/manipulated_sequences/Deepfakes/c23/videos/000_003.mp4",
+    ):
         (tmp_path / path).write_bytes(b"")
     assert load_dataset(tmp_path / "a") == [Item(tmp_path / "a/fake/sub/2.png", 1), Item(tmp_path / "a/real/1.mp4", 0)]
     assert [i.label for i in load_dataset(tmp_path / "ff")] == [1, 0]
@@ -62,7 +72,11 @@ def test_dataset_layouts(tmp_path):
 def test_detector_specs(weights_dir):
     assert parse_detector_spec("meso4_df").type == "meso4" and parse_detector_spec("meso4_df").weights == "meso4_df"
     spec = parse_detector_spec(f"mesoinception4={weights_dir / 'MesoInception_F2F.h5'}")
-    assert (spec.name, spec.type, spec.weights) == ("mesoinception4", "mesoinception4", str(weights_dir / "MesoInception_F2F.h5"))
+    assert (spec.name, spec.type, spec.weights) == (
+        "mesoinception4",
+        "mesoinception4",
+        str(weights_dir / "MesoInception_F2F.h5"),
+    )
     with pytest.raises(ConfigError, match="not a manifest name or a detector type"):
         parse_detector_spec("xception9")
 
@@ -81,8 +95,30 @@ def test_eval_reports_every_model_and_the_fusion(weights_dir, synthetic_set, tmp
     outputs = []
     for run in ("first", "second"):
         out = tmp_path / run
-        assert main(["eval", str(synthetic_set), "--detectors", "meso4_df", "mesoinception4_df", "--frames", "6", "--out", str(out), "--device", "cpu"]) == 0
-        outputs.append({name: (out / name).read_bytes() for name in ("report.json", "frame_scores.csv", "roc_frame.png", "roc_video.png")})
+        assert (
+            main(
+                [
+                    "eval",
+                    str(synthetic_set),
+                    "--detectors",
+                    "meso4_df",
+                    "mesoinception4_df",
+                    "--frames",
+                    "6",
+                    "--out",
+                    str(out),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
+        outputs.append(
+            {
+                name: (out / name).read_bytes()
+                for name in ("report.json", "frame_scores.csv", "roc_frame.png", "roc_video.png")
+            }
+        )
     printed = capsys.readouterr()
     assert outputs[0] == outputs[1]  # deterministic to the byte
     report = json.loads(outputs[0]["report.json"])
@@ -101,10 +137,44 @@ def test_calibrate_writes_what_the_ensemble_reads(weights_dir, synthetic_set, tm
 
     monkeypatch.setenv("DFSTREAM_MODEL_PATH", str(weights_dir))
     calibration = tmp_path / "calibration.json"
-    assert main(["calibrate", str(synthetic_set), "--detectors", "meso4_df", "--frames", "4", "--method", "temperature",
-                 "--out", str(calibration), "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "calibrate",
+                str(synthetic_set),
+                "--detectors",
+                "meso4_df",
+                "--frames",
+                "4",
+                "--method",
+                "temperature",
+                "--out",
+                str(calibration),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     fitted = load_calibrators(calibration)
     assert set(fitted) == {"meso4_df"} and fitted["meso4_df"].to_dict()["method"] == "temperature"
     assert "log loss" in capsys.readouterr().out
-    assert main(["eval", str(synthetic_set), "--detectors", "meso4_df", "--frames", "4", "--calibration", str(calibration),
-                 "--out", str(tmp_path / "calibrated"), "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                str(synthetic_set),
+                "--detectors",
+                "meso4_df",
+                "--frames",
+                "4",
+                "--calibration",
+                str(calibration),
+                "--out",
+                str(tmp_path / "calibrated"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline import EnsembleConfig, EnsembleManager, FusionMethod
 from core.errors import EnsembleError, InsufficientModelsError
+from pipeline import EnsembleConfig, EnsembleManager, FusionMethod
 from pipeline.judging.calibration import PlattScaling, TemperatureScaling
 from pipeline.judging.fusion import disagreement, fuse, temper, uncertainty
 from tests.fixed_detector import FixedDetector
@@ -109,7 +109,12 @@ def test_temperature_scaling_recovers_the_true_temperature():
 
 @pytest.mark.parametrize(
     "scores, labels, message",
-    [([0.1, 0.2], [1, 1], "both real"), ([0.1, 1.2], [0, 1], "in \\[0, 1\\]"), ([0.1], [1], ">= 2"), ([0.1, 0.2], [0, 2], "labels 0")],
+    [
+        ([0.1, 0.2], [1, 1], "both real"),
+        ([0.1, 1.2], [0, 1], "in \\[0, 1\\]"),
+        ([0.1], [1], ">= 2"),
+        ([0.1, 0.2], [0, 2], "labels 0"),
+    ],
 )
 def test_calibration_refuses_unusable_data(scores, labels, message):
     with pytest.raises(ValueError, match=message):
@@ -193,5 +198,7 @@ def test_invalid_ensemble_config(config, message):
 
 def test_all_methods_run_through_the_manager(astronaut):
     for method in FusionMethod:
-        result = ensemble_of(FixedDetector("a", p=0.9), FixedDetector("b", p=0.3), fusion_method=method).predict_ensemble(astronaut)
+        result = ensemble_of(
+            FixedDetector("a", p=0.9), FixedDetector("b", p=0.3), fusion_method=method
+        ).predict_ensemble(astronaut)
         assert 0.0 <= result.fake_probability <= 1.0 and result.fusion_method is method

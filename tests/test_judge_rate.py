@@ -53,7 +53,9 @@ def test_window_weighs_scores_by_the_time_they_stand_for():
 
 @pytest.mark.parametrize("rate", [10.0, None])
 def test_the_stream_is_scored_at_the_rate_and_every_frame_still_gets_a_verdict(weights_dir, short_clip, rate):
-    config = make_config(weights_dir, [{"id": "s", "url": str(short_clip), "pace": "asap"}], judge={"max_rate_hz": rate})
+    config = make_config(
+        weights_dir, [{"id": "s", "url": str(short_clip), "pace": "asap"}], judge={"max_rate_hz": rate}
+    )
     runtime = Runtime(config, load_detectors(config), [sink := MemorySink()])
     asyncio.run(run_for(runtime, None))
     verdicts = sink.verdicts("s")
@@ -74,7 +76,12 @@ def test_the_stream_is_scored_at_the_rate_and_every_frame_still_gets_a_verdict(w
                 assert v.frame_pts - last.frame_pts >= 0.09 or _iou(v.bbox, last.bbox) < 0.6
             last = v
         else:  # a carried verdict: the last score, where the face is now
-            assert (v.models, v.raw_probability, v.fake_probability, v.scored_at) == (last.models, last.raw_probability, last.fake_probability, last.scored_at)
+            assert (v.models, v.raw_probability, v.fake_probability, v.scored_at) == (
+                last.models,
+                last.raw_probability,
+                last.fake_probability,
+                last.scored_at,
+            )
             assert v.frame_seq > last.frame_seq
 
 

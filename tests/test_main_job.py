@@ -16,8 +16,14 @@ DEMO = str(REPO / "configs" / "demo.yaml")
 
 def dfstream(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-m", "dfstream", *args], capture_output=True, text=True, env=environment,
-                          timeout=600, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dfstream", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+        check=False,
+    )
 
 
 def events(stdout: str) -> list[dict]:
@@ -27,8 +33,14 @@ def events(stdout: str) -> list[dict]:
 @pytest.mark.weights
 def test_demo_judges_every_face_of_the_generated_sample(weights_dir, tmp_path):
     # as the README runs it: empty caches, the weights found on DFSTREAM_MODEL_PATH
-    out = dfstream("run", DEMO, "--offline", DFSTREAM_MODEL_DIR=str(tmp_path / "models"), DFSTREAM_MODEL_PATH=str(weights_dir),
-                   DFSTREAM_CACHE_DIR=str(tmp_path / "cache"))  # fmt: skip
+    out = dfstream(
+        "run",
+        DEMO,
+        "--offline",
+        DFSTREAM_MODEL_DIR=str(tmp_path / "models"),
+        DFSTREAM_MODEL_PATH=str(weights_dir),
+        DFSTREAM_CACHE_DIR=str(tmp_path / "cache"),
+    )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "cache" / "sample" / "astronaut_360p30.mp4").is_file()  # generated on first use
     verdicts = [e for e in events(out.stdout) if e["type"] == "verdict"]
@@ -48,8 +60,13 @@ def test_demo_fetches_missing_weights_then_runs(weights_dir, file_server, tmp_pa
     root, base = file_server
     for f in weights_dir.glob("*.h5"):
         (root / f.name).write_bytes(f.read_bytes())
-    out = dfstream("run", DEMO, DFSTREAM_MODEL_DIR=str(tmp_path / "models"), DFSTREAM_MODEL_MIRROR=base,
-                   DFSTREAM_CACHE_DIR=str(tmp_path / "cache"))  # fmt: skip
+    out = dfstream(
+        "run",
+        DEMO,
+        DFSTREAM_MODEL_DIR=str(tmp_path / "models"),
+        DFSTREAM_MODEL_MIRROR=base,
+        DFSTREAM_CACHE_DIR=str(tmp_path / "cache"),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("fetching") == 2 and "license Apache-2.0" in out.stderr
     assert sum(e["type"] == "verdict" for e in events(out.stdout)) >= 114

@@ -35,7 +35,9 @@ def keras_weights(path) -> dict[str, dict[str, np.ndarray]]:
             layer = layer.decode()
             for weight in h5[layer].attrs.get("weight_names", []):
                 weight = weight.decode()
-                out.setdefault(layer, {})[weight.split("/")[-1].split(":")[0]] = np.array(h5[layer][weight], dtype=np.float64)
+                out.setdefault(layer, {})[weight.split("/")[-1].split(":")[0]] = np.array(
+                    h5[layer][weight], dtype=np.float64
+                )
     return out
 
 
@@ -82,14 +84,22 @@ def numbered(weights: dict, kind: str) -> list[dict]:
 
 
 def meso4_reference(weights: dict, x: np.ndarray) -> np.ndarray:
-    convs, bns, dense = numbered(weights, "conv2d"), numbered(weights, "batch_normalization"), numbered(weights, "dense")
+    convs, bns, dense = (
+        numbered(weights, "conv2d"),
+        numbered(weights, "batch_normalization"),
+        numbered(weights, "dense"),
+    )
     for conv, bn, pool in zip(convs, bns, (2, 2, 2, 4)):
         x = maxpool_same(batchnorm(relu(conv_same(x, conv["kernel"], conv["bias"])), bn), pool)
     return head(x, *dense)
 
 
 def mesoinception_reference(weights: dict, x: np.ndarray) -> np.ndarray:
-    convs, bns, dense = numbered(weights, "conv2d"), numbered(weights, "batch_normalization"), numbered(weights, "dense")
+    convs, bns, dense = (
+        numbered(weights, "conv2d"),
+        numbered(weights, "batch_normalization"),
+        numbered(weights, "dense"),
+    )
 
     def inception(x: np.ndarray, c: list[dict]) -> np.ndarray:
         x1 = relu(conv_same(x, c[0]["kernel"], c[0]["bias"]))

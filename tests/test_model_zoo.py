@@ -74,7 +74,10 @@ def test_deepfakebench_xception_matches_timm(tmp_path):
     import timm
 
     reference = randomise(timm.create_model("legacy_xception", pretrained=False, num_classes=2), 1)
-    state = {f"backbone.{k.replace('fc.', 'last_linear.', 1) if k.startswith('fc.') else k}": v for k, v in reference.state_dict().items()}
+    state = {
+        f"backbone.{k.replace('fc.', 'last_linear.', 1) if k.startswith('fc.') else k}": v
+        for k, v in reference.state_dict().items()
+    }
     adjust = randomise(nn.Sequential(nn.Conv2d(2048, 512, 1, 1), nn.BatchNorm2d(512), nn.ReLU()), 2)
     state |= {f"backbone.adjust_channel.{k}": v for k, v in adjust.state_dict().items()}  # saved, never run
     torch.save(state, tmp_path / "xception_best.pth")
@@ -113,7 +116,9 @@ def meso4_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor
     """DeepfakeBench's Meso4 written out with functional ops on the file's own tensors."""
 
     def bn(t, name):
-        return F.batch_norm(t, s[f"{name}.running_mean"], s[f"{name}.running_var"], s[f"{name}.weight"], s[f"{name}.bias"], eps=1e-5)
+        return F.batch_norm(
+            t, s[f"{name}.running_mean"], s[f"{name}.running_var"], s[f"{name}.weight"], s[f"{name}.bias"], eps=1e-5
+        )
 
     x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv1.weight"], padding=1)), "bn1"), 2)
     x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv2.weight"], padding=2)), "bn1"), 2)
@@ -125,15 +130,21 @@ def meso4_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor
 
 def meso_inception_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     def bn(t, name):
-        return F.batch_norm(t, s[f"{name}.running_mean"], s[f"{name}.running_var"], s[f"{name}.weight"], s[f"{name}.bias"], eps=1e-5)
+        return F.batch_norm(
+            t, s[f"{name}.running_mean"], s[f"{name}.running_var"], s[f"{name}.weight"], s[f"{name}.bias"], eps=1e-5
+        )
 
     for n in (1, 2):
+
         def w(k, n=n):
             return s[f"Incption{n}_{k}.weight"]
 
-        branches = [F.conv2d(x, w("conv1")), F.conv2d(F.conv2d(x, w("conv2_1")), w("conv2_2"), padding=1),
-                    F.conv2d(F.conv2d(x, w("conv3_1")), w("conv3_2"), padding=2, dilation=2),
-                    F.conv2d(F.conv2d(x, w("conv4_1")), w("conv4_2"), padding=3, dilation=3)]  # fmt: skip
+        branches = [
+            F.conv2d(x, w("conv1")),
+            F.conv2d(F.conv2d(x, w("conv2_1")), w("conv2_2"), padding=1),
+            F.conv2d(F.conv2d(x, w("conv3_1")), w("conv3_2"), padding=2, dilation=2),
+            F.conv2d(F.conv2d(x, w("conv4_1")), w("conv4_2"), padding=3, dilation=3),
+        ]
         x = F.max_pool2d(bn(torch.cat(branches, 1), f"Incption{n}_bn"), 2)
     x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv1.weight"], padding=2)), "bn1"), 2)
     x = F.max_pool2d(bn(F.relu(F.conv2d(x, s["conv2.weight"], padding=2)), "bn1"), 4)
@@ -143,7 +154,10 @@ def meso_inception_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> tor
 
 @pytest.mark.parametrize(
     "detector_cls, reference, name",
-    [(DFBMeso4Detector, meso4_reference, "dfb_meso4"), (DFBMesoInception4Detector, meso_inception_reference, "dfb_meso4inception")],
+    [
+        (DFBMeso4Detector, meso4_reference, "dfb_meso4"),
+        (DFBMesoInception4Detector, meso_inception_reference, "dfb_meso4inception"),
+    ],
 )
 def test_deepfakebench_mesonets(tmp_path, detector_cls, reference, name):
     shapes = randomise(detector_cls(device="cpu").build(), 6).state_dict()
@@ -174,7 +188,11 @@ class UpstreamDeepFakeClassifier(nn.Module):
 
 def test_dfdc_winner_b7_from_its_training_dict(tmp_path):
     reference = randomise(UpstreamDeepFakeClassifier(), 8)
-    checkpoint = {"epoch": 111, "bce_best": np.float64(0.19), "state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}
+    checkpoint = {
+        "epoch": 111,
+        "bce_best": np.float64(0.19),
+        "state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()},
+    }
     torch.save(checkpoint, tmp_path / "final_111_DeepFakeClassifier_tf_efficientnet_b7_ns_0_36")
     detector = load(DFDCWinnerB7Detector, tmp_path / "final_111_DeepFakeClassifier_tf_efficientnet_b7_ns_0_36")
     x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(9))
@@ -197,9 +215,18 @@ class Payload:
     [
         (lambda s: s.pop("backbone.bn2.running_var"), "1 missing: backbone.bn2.running_var"),
         (lambda s: s.update({"backbone.head.weight": torch.zeros(2)}), "1 unexpected: backbone.head.weight"),
-        (lambda s: s.update({"backbone.fc2.weight": torch.zeros(3, 16)}), "1 with another shape: backbone.fc2.weight (3, 16) != (2, 16)"),
-        (lambda s: [s.update({k.removeprefix("backbone."): s.pop(k)}) for k in list(s)], "expected every key under 'backbone.'"),
-        (lambda s: s["backbone.conv1.weight"].view(-1).__setitem__(0, float("nan")), "hold NaN or inf: backbone.conv1.weight"),
+        (
+            lambda s: s.update({"backbone.fc2.weight": torch.zeros(3, 16)}),
+            "1 with another shape: backbone.fc2.weight (3, 16) != (2, 16)",
+        ),
+        (
+            lambda s: [s.update({k.removeprefix("backbone."): s.pop(k)}) for k in list(s)],
+            "expected every key under 'backbone.'",
+        ),
+        (
+            lambda s: s["backbone.conv1.weight"].view(-1).__setitem__(0, float("nan")),
+            "hold NaN or inf: backbone.conv1.weight",
+        ),
     ],
     ids=["missing", "unexpected", "shape", "no-prefix", "nan"],
 )
@@ -241,7 +268,15 @@ PROFILES = {
     DFBEfficientNetB4Detector: ((256, 256), "stretch", "bicubic", (0.5,) * 3, (0.5,) * 3, 0.15, "softmax[:, 1]"),
     DFBMeso4Detector: ((256, 256), "stretch", "bicubic", (0.5,) * 3, (0.5,) * 3, 0.15, "softmax[:, 1]"),
     DFBMesoInception4Detector: ((256, 256), "stretch", "bicubic", (0.5,) * 3, (0.5,) * 3, 0.15, "softmax[:, 1]"),
-    DFDCWinnerB7Detector: ((380, 380), "longest_side_pad", "bilinear", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1 / 3, "sigmoid"),
+    DFDCWinnerB7Detector: (
+        (380, 380),
+        "longest_side_pad",
+        "bilinear",
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        1 / 3,
+        "sigmoid",
+    ),
 }
 
 
@@ -292,10 +327,12 @@ def test_a_zoo_detector_runs_in_the_streaming_runtime(tmp_path, short_clip):
 
     state = randomise(DFBMeso4Detector(device="cpu").build(), 11).state_dict()
     torch.save({f"backbone.{k}": v for k, v in state.items()}, tmp_path / "meso4_best.pth")
-    config = parse_config({
-        "streams": [{"id": "clip", "url": str(short_clip), "pace": "asap"}],
-        "detectors": [{"name": "dfb", "type": "dfb_meso4", "weights": str(tmp_path / "meso4_best.pth")}],
-    })  # fmt: skip
+    config = parse_config(
+        {
+            "streams": [{"id": "clip", "url": str(short_clip), "pace": "asap"}],
+            "detectors": [{"name": "dfb", "type": "dfb_meso4", "weights": str(tmp_path / "meso4_best.pth")}],
+        }
+    )
     sink = MemorySink()
     asyncio.run(Runtime(config, load_detectors(config), [sink]).run())
     verdicts = sink.verdicts("clip")
@@ -311,5 +348,7 @@ def test_dfdc_crop_is_the_winners_integer_rule(astronaut):
     edge = DFDCWinnerB7Detector(device="cpu").preprocessor.crop(astronaut, (10.0, 5.0, 70.0, 95.0))
     assert (edge == astronaut[0 : 95 + 30, 0 : 70 + 20]).all()  # clamped at the top-left corner
     outward = DFBXceptionDetector(device="cpu").preprocessor.crop(astronaut, box)  # 0.15 per side, rounded out
-    assert outward.shape[:2] == (int(np.ceil(172.9 + 0.15 * 110.7)) - int(np.floor(62.2 - 0.15 * 110.7)),
-                                 int(np.ceil(280.9 + 0.15 * 99.2)) - int(np.floor(181.7 - 0.15 * 99.2)))  # fmt: skip
+    assert outward.shape[:2] == (
+        int(np.ceil(172.9 + 0.15 * 110.7)) - int(np.floor(62.2 - 0.15 * 110.7)),
+        int(np.ceil(280.9 + 0.15 * 99.2)) - int(np.floor(181.7 - 0.15 * 99.2)),
+    )

@@ -89,8 +89,9 @@ def test_json_and_csv_exports(tmp_path):
 
 
 def test_periodic_summary_saves_when_asked(tmp_path):
-    monitor = PerformanceMonitor(MonitoringConfig(log_interval=0.01, save_performance_data=True,
-                                                  performance_data_path=str(tmp_path / "perf")))  # fmt: skip
+    monitor = PerformanceMonitor(
+        MonitoringConfig(log_interval=0.01, save_performance_data=True, performance_data_path=str(tmp_path / "perf"))
+    )
     time.sleep(0.02)
     monitor.record_inference("meso4", 0.01)  # due: the report is written by a background thread, not this call
     wait_until(lambda: len(list((tmp_path / "perf").glob("performance_*.json"))) == 1, 10, "the periodic report")

@@ -25,7 +25,9 @@ def test_topics_payloads_and_discovery_follow_the_schemas(mosquitto, creds):
                 start = time.time()
                 for i in range(1, 11):  # ten verdicts within a second: one message, then the label change
                     await sink.publish(verdict("cam1", i, ts=start + i * 0.05, label="fake" if i == 10 else "real"))
-                await sink.publish(Alert("high_error_rate", 0.2, 0.1, "meso4", "firing", time.time(), "meso4: error_rate is 0.2"))
+                await sink.publish(
+                    Alert("high_error_rate", 0.2, 0.1, "meso4", "firing", time.time(), "meso4: error_rate is 0.2")
+                )
                 await sub.wait_for(lambda: len(sub.on("/verdict")) == 2 and sub.on("/alerts"))
             await sub.wait_for(lambda: "offline" in sub.on("/available"))
             return sub.messages
@@ -36,7 +38,10 @@ def test_topics_payloads_and_discovery_follow_the_schemas(mosquitto, creds):
         jsonschema.validate(payload_of(message), schema_for(str(message.topic)))
     assert topics[0] == "dfstream/available" and payload_of(messages[0]) == "online"
     assert topics[-1] == "dfstream/available" and payload_of(messages[-1]) == "offline"
-    assert {"homeassistant/binary_sensor/dfstream/cam1_deepfake/config", "homeassistant/sensor/dfstream/cam1_fake_probability/config"} <= set(topics)
+    assert {
+        "homeassistant/binary_sensor/dfstream/cam1_deepfake/config",
+        "homeassistant/sensor/dfstream/cam1_fake_probability/config",
+    } <= set(topics)
     binary = next(payload_of(m) for m in messages if "binary_sensor" in str(m.topic))
     assert binary["device_class"] == "problem" and binary["state_topic"] == "dfstream/cam1/state"
     assert [a["topic"] for a in binary["availability"]] == ["dfstream/available", "dfstream/cam1/status"]
@@ -67,8 +72,13 @@ def test_retained_topics_reach_a_late_subscriber(mosquitto, creds):
 
 def test_mqtt5_verdicts_carry_a_message_expiry(mosquitto, creds):
     async def scenario():
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port, username="reader", password=USERS["reader"],
-                                  protocol=aiomqtt.ProtocolVersion.V5) as client:  # fmt: skip
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            mosquitto.port,
+            username="reader",
+            password=USERS["reader"],
+            protocol=aiomqtt.ProtocolVersion.V5,
+        ) as client:
             await client.subscribe("dfstream/+/verdict", qos=1)
             sink = MqttSink(MqttConfig(port=mosquitto.port, protocol="5", message_expiry_s=120))
             async with sink:

@@ -30,7 +30,12 @@ def tool(name: str) -> str:
     return path
 
 
-SUBJECTS = {Kind.STREAM: Subject.stream("cam1"), Kind.MODEL: Subject.model("meso4"), Kind.SINK: MQTT, Kind.STAGE: RUNTIME}
+SUBJECTS = {
+    Kind.STREAM: Subject.stream("cam1"),
+    Kind.MODEL: Subject.model("meso4"),
+    Kind.SINK: MQTT,
+    Kind.STAGE: RUNTIME,
+}
 
 
 def _subject(kind: Kind, family) -> Subject:
@@ -60,7 +65,11 @@ def exported_samples() -> str:
 
 
 def exported_names() -> set[str]:
-    names = {line.split("{")[0].split(" ")[0] for line in exported_samples().splitlines() if line and not line.startswith("#")}
+    names = {
+        line.split("{")[0].split(" ")[0]
+        for line in exported_samples().splitlines()
+        if line and not line.startswith("#")
+    }
     return names | {gauge[1] for gauge in SYSTEM_GAUGES}
 
 
@@ -72,7 +81,9 @@ def test_promtool_checks_and_tests_the_alert_rules():
     promtool = tool("promtool")
     check = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=PROMETHEUS, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    test = subprocess.run([promtool, "test", "rules", "alerts_test.yml"], cwd=PROMETHEUS, capture_output=True, text=True)
+    test = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"], cwd=PROMETHEUS, capture_output=True, text=True
+    )
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
 
 
@@ -85,7 +96,9 @@ def test_every_alert_has_firing_and_quiet_tests():
         assert any(c["exp_alerts"] for c in mine), f"{rule['alert']} is never shown firing"
         quiet = [c for c in mine if not c["exp_alerts"]]
         partial = [c for c in mine if c["exp_alerts"]]  # firing for one subject and not another counts as quiet too
-        assert quiet or any(t for t in tests if any(c in partial for c in t["alert_rule_test"]) and len(t["input_series"]) > 1), rule["alert"]
+        assert quiet or any(
+            t for t in tests if any(c in partial for c in t["alert_rule_test"]) and len(t["input_series"]) > 1
+        ), rule["alert"]
 
 
 def test_alert_rules_and_dashboard_name_only_exported_metrics():
@@ -104,18 +117,35 @@ def test_exposition_passes_promtool_lint():
 def test_dashboard_is_provisioned_with_a_stable_uid():
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "dfstream-overview"
-    source = yaml.safe_load((REPO / "configs/grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    source = yaml.safe_load((REPO / "configs/grafana/provisioning/datasources/prometheus.yml").read_text())[
+        "datasources"
+    ][0]
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == source["uid"] and panel["targets"], panel["title"]
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("frames judged", "dropped", "latency", "verdicts", "batch size", "inference", "stream up", "mqtt", "cpu"):
+    for topic in (
+        "frames judged",
+        "dropped",
+        "latency",
+        "verdicts",
+        "batch size",
+        "inference",
+        "stream up",
+        "mqtt",
+        "cpu",
+    ):
         assert topic in titles
 
 
 def test_compose_file_validates(monkeypatch):
     compose = tool("docker-compose")
-    out = subprocess.run([compose, "-f", "docker-compose.yml", "config", "-q"], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "DFSTREAM_MQTT_PASSWORD": "x", "DFSTREAM_DB_PASSWORD": "y"})  # fmt: skip
+    out = subprocess.run(
+        [compose, "-f", "docker-compose.yml", "config", "-q"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DFSTREAM_MQTT_PASSWORD": "x", "DFSTREAM_DB_PASSWORD": "y"},
+    )
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     assert set(services) == {"dfstream", "postgres", "mosquitto", "prometheus", "grafana"}

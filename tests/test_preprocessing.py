@@ -22,7 +22,9 @@ def test_input_size_is_height_width(astronaut):
 def test_normalize_applies_mean_and_std(astronaut):
     raw = prep(normalize=False, input_size=(64, 64)).preprocess(astronaut)
     assert 0.0 <= raw.min() and raw.max() <= 1.0
-    normalized = prep(normalize=True, mean=(0.5, 0.4, 0.3), std=(0.1, 0.2, 0.25), input_size=(64, 64)).preprocess(astronaut)
+    normalized = prep(normalize=True, mean=(0.5, 0.4, 0.3), std=(0.1, 0.2, 0.25), input_size=(64, 64)).preprocess(
+        astronaut
+    )
     expected = (raw.numpy() - np.array([0.5, 0.4, 0.3]).reshape(3, 1, 1)) / np.array([0.1, 0.2, 0.25]).reshape(3, 1, 1)
     assert np.allclose(normalized.numpy(), expected, atol=1e-5)
 
@@ -95,9 +97,11 @@ def test_augmentation_varies_and_is_reproducible(astronaut, kind):
 
 def test_advanced_augmentation_degrades_more_than_basic(astronaut):
     plain = prep(input_size=(128, 128)).prepare(astronaut).astype(float)
+
     def mean_change(kind):
         p = prep(augment=True, augmentation_type=kind, augmentation_seed=1, input_size=(128, 128))
         return np.mean([np.abs(p.prepare(astronaut) - plain).mean() for _ in range(20)])
+
     assert mean_change(AugmentationType.ADVANCED) > mean_change(AugmentationType.BASIC)
 
 

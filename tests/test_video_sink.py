@@ -34,8 +34,11 @@ def coloured(image: np.ndarray) -> int:
 
 
 def test_annotated_frames_to_a_file(weights_dir, short_clip, tmp_path):
-    runtime, monitor = runtime_with_video(weights_dir, [{"id": "cam1", "url": str(short_clip), "pace": "realtime"}],
-                                          {"url": str(tmp_path / "{stream}.mp4"), "fps": 10, "width": 320})  # fmt: skip
+    runtime, monitor = runtime_with_video(
+        weights_dir,
+        [{"id": "cam1", "url": str(short_clip), "pace": "realtime"}],
+        {"url": str(tmp_path / "{stream}.mp4"), "fps": 10, "width": 320},
+    )
     asyncio.run(run_for(runtime, None))
     with av.open(str(tmp_path / "cam1.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -59,14 +62,19 @@ def test_a_server_that_goes_away_is_reconnected_to(weights_dir, tmp_path):
 
     first = threading.Thread(target=listen, args=(0, 15), daemon=True)
     first.start()
-    runtime, monitor = runtime_with_video(weights_dir, [{"id": "cam1", "url": "sample://astronaut", "pace": "realtime", "loop": True}],
-                                          {"url": f"tcp://127.0.0.1:{port}", "fps": 10, "retry_initial_s": 0.3, "retry_max_s": 1})  # fmt: skip
+    runtime, monitor = runtime_with_video(
+        weights_dir,
+        [{"id": "cam1", "url": "sample://astronaut", "pace": "realtime", "loop": True}],
+        {"url": f"tcp://127.0.0.1:{port}", "fps": 10, "retry_initial_s": 0.3, "retry_max_s": 1},
+    )
 
     async def scenario() -> None:
         task = asyncio.create_task(runtime.run())
         await asyncio.to_thread(first.join, 30)
         assert len(received[0]) == 15
-        await asyncio.to_thread(wait_until, lambda: monitor.counter(VIDEO, Count.OUTPUT_ERRORS, stream="cam1") >= 1, 20, "a write error")
+        await asyncio.to_thread(
+            wait_until, lambda: monitor.counter(VIDEO, Count.OUTPUT_ERRORS, stream="cam1") >= 1, 20, "a write error"
+        )
         second = threading.Thread(target=listen, args=(1, 10), daemon=True)  # the server is back
         second.start()
         await asyncio.to_thread(second.join, 30)

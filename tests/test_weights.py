@@ -12,14 +12,22 @@ import pytest
 
 from core.errors import ChecksumError, DownloadError, WeightsError
 from pipeline.models.weights import WeightsEntry, load_manifest, pull, resolve_weights, verify
-from tests.helpers import SHARED_WEIGHTS
+from tests.helpers import TEST_WEIGHTS
 
-SHA256SUMS = SHARED_WEIGHTS / "SHA256SUMS"
+SHA256SUMS = TEST_WEIGHTS / "SHA256SUMS"
 
 
 def entry_for(data: bytes, name: str = "tiny", file: str = "tiny.h5") -> WeightsEntry:
-    return WeightsEntry(name=name, architecture="meso4", profile="mesonet", file=file, url="http://unused.invalid/x",
-                        sha256=hashlib.sha256(data).hexdigest(), size=len(data), license="Apache-2.0")  # fmt: skip
+    return WeightsEntry(
+        name=name,
+        architecture="meso4",
+        profile="mesonet",
+        file=file,
+        url="http://unused.invalid/x",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        license="Apache-2.0",
+    )
 
 
 def test_pull_downloads_and_verifies(file_server, tmp_path):
@@ -86,7 +94,9 @@ def test_cli_pulls_the_real_files_from_a_mirror(weights_dir, file_server, tmp_pa
     for f in ("Meso4_DF.h5", "Meso4_F2F.h5"):
         (root / f).write_bytes((weights_dir / f).read_bytes())
     env = {"DFSTREAM_MODEL_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "dfstream", "models", *a], capture_output=True, text=True, env=env)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "dfstream", "models", *a], capture_output=True, text=True, env=env
+    )
     out = run("pull", "meso4_df", "meso4_f2f", "--mirror", base)
     assert out.returncode == 0, out.stderr
     assert "license Apache-2.0" in out.stdout and out.stdout.count("verified sha256") == 2
@@ -166,7 +176,14 @@ def test_an_interrupted_download_resumes_where_it_stopped(tmp_path, ranges):
 
 def test_an_unpinned_file_needs_consent_and_its_digest_is_recorded(tmp_path):
     data = b"unpinned weights" * 1000
-    entry = WeightsEntry(name="zoo", architecture="dfb_xception", profile="deepfakebench", file="zoo.pth", url="http://unused.invalid/x", license="CC-BY-NC-4.0")
+    entry = WeightsEntry(
+        name="zoo",
+        architecture="dfb_xception",
+        profile="deepfakebench",
+        file="zoo.pth",
+        url="http://unused.invalid/x",
+        license="CC-BY-NC-4.0",
+    )
     server = FlakyServer(data)
     try:
         with pytest.raises(WeightsError, match="pins no sha256 .* --accept-unpinned"):

@@ -20,10 +20,10 @@ from typing import Any
 import ray
 from ray import serve
 
+from core.errors import ConfigError
 from dfstream.config import DfstreamConfig
 from dfstream.ray import metrics, numbers, serving
 from dfstream.ray.streams import PREFIX, StreamActor, actor_name, digest, stream_config
-from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,10 @@ def connect(config: DfstreamConfig) -> None:
     local: dict[str, Any] = {}
     if rt.address == "local":
         asks = [(rt.streams, len(config.streams)), (rt.faces, rt.faces.max_replicas)]
-        asks += [(section, section.max_replicas) for section in (rt.deployments.get(d.name, rt.detectors) for d in config.detectors)]
+        asks += [
+            (section, section.max_replicas)
+            for section in (rt.deployments.get(d.name, rt.detectors) for d in config.detectors)
+        ]
         resources: dict[str, float] = {}
         for section, count in asks:
             for key, value in section.resources.items():
@@ -48,8 +51,14 @@ def connect(config: DfstreamConfig) -> None:
         cpus = math.ceil(sum(section.num_cpus * count for section, count in asks))
         local = {"num_cpus": max(os.cpu_count() or 1, cpus), "resources": resources}
     try:
-        ray.init(address=None if rt.address == "local" else rt.address, namespace=rt.namespace, include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.WARNING, **local)  # fmt: skip
+        ray.init(
+            address=None if rt.address == "local" else rt.address,
+            namespace=rt.namespace,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            **local,
+        )
     except ConnectionError as exc:
         raise ConfigError(f"runtime.address: no Ray cluster at {rt.address!r}: {exc}") from None
 
@@ -86,20 +95,35 @@ class RayEngine:
         """The face finder and every detector as Serve applications (updated in place when their
         config changed), the number keeper, and the metrics hub where a Prometheus sink is configured."""
         rt, config = self.config.runtime, self.config
-        numbers.NumberKeeper.options(name=numbers.KEEPER, namespace=self.namespace, lifetime="detached", get_if_exists=True,
-                                     scheduling_strategy=on_head()).remote()  # fmt: skip
+        numbers.NumberKeeper.options(
+            name=numbers.KEEPER,
+            namespace=self.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            scheduling_strategy=on_head(),
+        ).remote()
         if config.sinks.prometheus is not None:
             self._hub()
         serve.start(proxy_location="Disabled")  # nothing here is reached over Serve's HTTP
         started = time.monotonic()
-        apps = [serve.RunTarget(serving.face_app(config.faces, rt.faces, self.namespace, rt.metrics_interval_s), name=serving.FACES_APP,
-                                route_prefix=None, logging_config=QUIET)]  # fmt: skip
+        apps = [
+            serve.RunTarget(
+                serving.face_app(config.faces, rt.faces, self.namespace, rt.metrics_interval_s),
+                name=serving.FACES_APP,
+                route_prefix=None,
+                logging_config=QUIET,
+            )
+        ]
         for dc in config.detectors:
             section = rt.deployments.get(dc.name, rt.detectors)
             app = serving.scorer_app(dc, section, self.offline, self.namespace, rt.metrics_interval_s)
-            apps.append(serve.RunTarget(app, name=serving.detector_app(dc.name), route_prefix=None, logging_config=QUIET))
+            apps.append(
+                serve.RunTarget(app, name=serving.detector_app(dc.name), route_prefix=None, logging_config=QUIET)
+            )
         serve.run_many(apps)  # side by side: until every one is running
-        self.say(f"ray: faces and {len(config.detectors)} detector deployments running ({time.monotonic() - started:.1f} s)")
+        self.say(
+            f"ray: faces and {len(config.detectors)} detector deployments running ({time.monotonic() - started:.1f} s)"
+        )
         for app in serve.status().applications:  # a detector no longer in the config
             if app.startswith(serving.detector_app("")) and app not in self._apps():
                 serve.delete(app)
@@ -107,9 +131,15 @@ class RayEngine:
     def _hub(self) -> None:
         prom = self.config.sinks.prometheus
         assert prom is not None
-        hub = metrics.MetricsHub.options(name=metrics.HUB, namespace=self.namespace, lifetime="detached", get_if_exists=True,
-                                         scheduling_strategy=on_head()).remote(prom.host, prom.port, self.config.monitoring.model_dump(mode="json"),
-                                                                          self.config.runtime.metrics_interval_s)  # fmt: skip
+        hub = metrics.MetricsHub.options(
+            name=metrics.HUB,
+            namespace=self.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            scheduling_strategy=on_head(),
+        ).remote(
+            prom.host, prom.port, self.config.monitoring.model_dump(mode="json"), self.config.runtime.metrics_interval_s
+        )
         host, port = ray.get(hub.address.remote())
         self.say(f"ray: metrics on http://{prom.host if prom.host not in ('0.0.0.0', '::') else host}:{port}/metrics")
 
@@ -119,8 +149,12 @@ class RayEngine:
     # ---- streams ------------------------------------------------------------------------------------
     def running(self) -> dict[str, Any]:
         """The stream actors of this namespace, by stream id."""
-        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a.get("namespace") == self.namespace]
-        return {n.removeprefix(PREFIX): ray.get_actor(n, namespace=self.namespace) for n in names if n.startswith(PREFIX)}
+        names = [
+            a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a.get("namespace") == self.namespace
+        ]
+        return {
+            n.removeprefix(PREFIX): ray.get_actor(n, namespace=self.namespace) for n in names if n.startswith(PREFIX)
+        }
 
     def apply(self) -> dict[str, list[str]]:
         """Make the running streams those of the config: start the new ones, stop the removed
@@ -150,10 +184,15 @@ class RayEngine:
     def _start(self, sid: str, data: dict[str, Any]) -> None:
         section = self.config.runtime.streams
         StreamActor.options(
-            name=actor_name(sid), namespace=self.namespace, lifetime="detached", max_restarts=section.max_restarts,
-            num_cpus=section.num_cpus, resources=dict(section.resources), scheduling_strategy=section.strategy,
+            name=actor_name(sid),
+            namespace=self.namespace,
+            lifetime="detached",
+            max_restarts=section.max_restarts,
+            num_cpus=section.num_cpus,
+            resources=dict(section.resources),
+            scheduling_strategy=section.strategy,
             runtime_env={"env_vars": secrets()},
-        ).remote(data, self.namespace)  # fmt: skip
+        ).remote(data, self.namespace)
 
     def _remove(self, actors: dict[str, Any], timeout_s: float = 10.0) -> None:
         """Stop them all at once (each drains its sinks for at most ``timeout_s``), then kill them."""
@@ -175,12 +214,19 @@ class RayEngine:
         running = self.running() if running is None else running
         refs = {actor.status.remote(): sid for sid, actor in running.items()}
         done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
-        answers = {sid: {"stream": sid, "state": "unreachable", "error": f"no answer within {timeout_s:.0f} s"} for sid in running}
+        answers = {
+            sid: {"stream": sid, "state": "unreachable", "error": f"no answer within {timeout_s:.0f} s"}
+            for sid in running
+        }
         for ref in done:
             try:
                 answers[refs[ref]] = ray.get(ref)
             except Exception as exc:
-                answers[refs[ref]] = {"stream": refs[ref], "state": "unreachable", "error": f"{type(exc).__name__}: {exc}"}
+                answers[refs[ref]] = {
+                    "stream": refs[ref],
+                    "state": "unreachable",
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
         return [answers[sid] for sid in sorted(answers)]
 
     def down(self) -> None:
@@ -226,8 +272,11 @@ class RayEngine:
                     for s in statuses:
                         if s["state"] == "unreachable":
                             section = self.config.runtime.streams
-                            self.say(f"ray: stream {s['stream']} is not running yet: no node has num_cpus {section.num_cpus} and "
-                                     f"resources {section.resources} free, or its node is lost")  # fmt: skip
+                            self.say(
+                                f"ray: stream {s['stream']} is not running yet: no node has num_cpus "
+                                f"{section.num_cpus} and "
+                                f"resources {section.resources} free, or its node is lost"
+                            )
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -235,4 +284,3 @@ class RayEngine:
                 if s.get("error"):
                     self.say(f"ray: stream {s['stream']}: {s['error']}")
             self.down()
-

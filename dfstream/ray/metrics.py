@@ -62,7 +62,9 @@ class MetricsHub:
     def __init__(self, host: str, port: int, monitoring: dict, interval_s: float):
         from sinks import PrometheusConfig, PrometheusExporter
 
-        self.monitor = GatheredMonitor(MonitoringConfig.model_validate({**monitoring, "enable_system_monitoring": True}), interval_s)
+        self.monitor = GatheredMonitor(
+            MonitoringConfig.model_validate({**monitoring, "enable_system_monitoring": True}), interval_s
+        )
         self.exporter = PrometheusExporter(PrometheusConfig(host=host, port=port), self.monitor).start()
 
     def receive(self, source: str, snapshots: list[SeriesSnapshot]) -> None:

@@ -20,13 +20,12 @@ import numpy as np
 import ray
 from ray import serve
 
-from dfstream.engine import DeploymentSection
 from core.lifecycle import State
+from dfstream.config import DeploymentConfig
 from dfstream.ray.metrics import Reporter
 from pipeline.models.config import DetectorConfig
-from pipeline.models.detections import Detections
+from pipeline.models.detections import Box, Detections
 from pipeline.models.faces import FaceDetector, FacesConfig, downscale
-from pipeline.models.detections import Box
 from pipeline.models.preprocessing import margin_window
 from pipeline.monitoring.keys import FACES, Subject
 from pipeline.monitoring.monitor import MonitoringConfig, PerformanceMonitor
@@ -135,35 +134,49 @@ def _replica_id() -> str:
         return "local"
 
 
-def deployment_options(section: DeploymentSection, device: str, max_batch: int, name: str) -> dict[str, Any]:
+def deployment_options(section: DeploymentConfig, device: str, max_batch: int, name: str) -> dict[str, Any]:
     """Serve's options for one deployment. ``max_ongoing_requests`` is at least the batch size:
     Serve's default of 5 would silently cap every batch at 5."""
     options: dict[str, Any] = {
         "name": name,
         "max_ongoing_requests": max(2 * max_batch, 8),
-        "ray_actor_options": {"num_cpus": section.num_cpus, "num_gpus": section.gpus(device), "resources": dict(section.resources)},
+        "ray_actor_options": {
+            "num_cpus": section.num_cpus,
+            "num_gpus": section.gpus(device),
+            "resources": dict(section.resources),
+        },
         # a replica that fails its health check is replaced; keep the checks brisk so a lost node shows soon
         "health_check_period_s": 2.0,
         "health_check_timeout_s": 10.0,
         "graceful_shutdown_timeout_s": 2.0,
     }
     if section.max_replicas > section.min_replicas:
-        options["autoscaling_config"] = {"min_replicas": section.min_replicas, "max_replicas": section.max_replicas,
-                                         "target_ongoing_requests": section.target_ongoing_requests}  # fmt: skip
+        options["autoscaling_config"] = {
+            "min_replicas": section.min_replicas,
+            "max_replicas": section.max_replicas,
+            "target_ongoing_requests": section.target_ongoing_requests,
+        }
     else:
         options["num_replicas"] = section.min_replicas
     return options
 
 
-def face_app(faces: FacesConfig, section: DeploymentSection, namespace: str, interval_s: float):  # noqa: ANN201 (a Serve Application)
+def face_app(faces: FacesConfig, section: DeploymentConfig, namespace: str, interval_s: float):  # noqa: ANN201 (a Serve Application)
     options = deployment_options(section, faces.device, faces.max_batch, "FaceFinder")
-    return serve.deployment(FaceFinder).options(**options).bind(faces.model_dump(mode="json"), section.num_cpus, namespace, interval_s)
+    return (
+        serve.deployment(FaceFinder)
+        .options(**options)
+        .bind(faces.model_dump(mode="json"), section.num_cpus, namespace, interval_s)
+    )
 
 
-def scorer_app(detector: DetectorConfig, section: DeploymentSection, offline: bool, namespace: str, interval_s: float):  # noqa: ANN201
+def scorer_app(detector: DetectorConfig, section: DeploymentConfig, offline: bool, namespace: str, interval_s: float):  # noqa: ANN201
     options = deployment_options(section, detector.device, detector.max_batch, "Scorer")
-    return serve.deployment(Scorer).options(**options).bind(detector.model_dump(mode="json"), section.num_cpus, offline, namespace,
-                                                              interval_s)  # fmt: skip
+    return (
+        serve.deployment(Scorer)
+        .options(**options)
+        .bind(detector.model_dump(mode="json"), section.num_cpus, offline, namespace, interval_s)
+    )
 
 
 # ---- the stream actor's side: the same submit(...) seam as the local batchers ----------------------
@@ -195,4 +208,3 @@ class RemoteScorer:
         region = np.ascontiguousarray(image[top:bottom, left:right])
         moved = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
         return await self.handle.score.remote((region, moved))
-

@@ -71,13 +71,15 @@ class Guarded:
     async def submit(self, item: Any) -> Any:
         now = time.monotonic()
         if now < self.away_until:
-            raise BackendUnavailableError(f"{self.name}: deployment unavailable, retried in {self.away_until - now:.1f} s")
+            raise BackendUnavailableError(
+                f"{self.name}: deployment unavailable, retried in {self.away_until - now:.1f} s"
+            )
         try:
             return await asyncio.wait_for(self.inner.submit(item), CALL_TIMEOUT_S)
         except Exception as exc:
             self.away_until = time.monotonic() + AWAY_S
             if isinstance(exc, TimeoutError):
-                raise TimeoutError(f"{self.name}: no answer within {CALL_TIMEOUT_S} s") from None
+                raise BackendUnavailableError(f"{self.name}: no answer within {CALL_TIMEOUT_S} s") from None
             raise
 
 
@@ -86,7 +88,9 @@ class StreamActor:
     def __init__(self, config: dict[str, Any], namespace: str):
         self.config = DfstreamConfig.model_validate(config)
         self.stream = self.config.streams[0].id
-        if self.config.sinks.mqtt is not None:  # one client per actor: a shared id would have the broker drop all but one
+        if (
+            self.config.sinks.mqtt is not None
+        ):  # one client per actor: a shared id would have the broker drop all but one
             self.config.sinks.mqtt.client_id = f"{self.config.sinks.mqtt.client_id}-{self.stream}"
         self.digest = digest(config)
         self.namespace = namespace
@@ -98,7 +102,9 @@ class StreamActor:
         self.error: str | None = None
         self.monitor = PerformanceMonitor(self.config.monitoring)
         self.runtime: Runtime | None = None
-        self.reporter = Reporter(namespace, f"stream/{self.stream}", self.monitor, self.config.runtime.metrics_interval_s)
+        self.reporter = Reporter(
+            namespace, f"stream/{self.stream}", self.monitor, self.config.runtime.metrics_interval_s
+        )
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"dfstream[{self.stream}].actor")
 
     async def _run(self) -> None:
@@ -115,7 +121,9 @@ class StreamActor:
                 # every node's stream actors write into the same database: the api section's URL
                 engine = make_engine(self.config.api.database_url)
                 sinks.append(store_sink(self.config.sinks.store, engine, self.monitor))
-            self.runtime = Runtime(self.config, {}, sinks, self.monitor, tap=tap, backends=self._backends, numbering=numbering)
+            self.runtime = Runtime(
+                self.config, {}, sinks, self.monitor, tap=tap, backends=self._backends, numbering=numbering
+            )
             await self.runtime.run()
             self.state = "ended"
         except Exception as exc:  # noqa: BLE001 -- told through status(), and logged
@@ -141,7 +149,9 @@ class StreamActor:
                 return await asyncio.wait_for(call(), 2 * CALL_TIMEOUT_S)
             except Exception as exc:
                 self.state = f"waiting for {name}"
-                log.warning("stream %s: deployment %s does not answer (%s); asking again", self.stream, name, type(exc).__name__)
+                log.warning(
+                    "stream %s: deployment %s does not answer (%s); asking again", self.stream, name, type(exc).__name__
+                )
                 await asyncio.sleep(AWAY_S)
 
     async def stop(self, timeout_s: float = 10.0) -> str:
@@ -155,14 +165,19 @@ class StreamActor:
     async def status(self) -> dict[str, Any]:
         subject = Subject.stream(self.stream)
         return {
-            "stream": self.stream, "state": self.state, "error": self.error, "digest": self.digest, "node": self.node,
-            "restarted": self.restarted, "started": self.started, "pid": os.getpid(),
+            "stream": self.stream,
+            "state": self.state,
+            "error": self.error,
+            "digest": self.digest,
+            "node": self.node,
+            "restarted": self.restarted,
+            "started": self.started,
+            "pid": os.getpid(),
             "frames": self.monitor.counter(subject, Count.FRAMES_PROCESSED),
             "verdicts": sum(v for (name, _), v in _counters(self.monitor, subject).items() if name is Count.VERDICTS),
-        }  # fmt: skip
+        }
 
 
 def _counters(monitor: PerformanceMonitor, subject: Subject) -> dict:
     found = monitor.snapshot(subject)
     return found[0].counters if found else {}
-

@@ -42,13 +42,19 @@ def load_dataset(location: str | Path) -> list[Item]:
     if root.is_file() and root.suffix.lower() == ".csv":
         return _from_csv(root)
     if not root.is_dir():
-        raise ConfigError(f"{root}: no such dataset (a folder with real/ and fake/, a FaceForensics++ tree, or a CSV of path,label)")
+        raise ConfigError(
+            f"{root}: no such dataset (a folder with real/ and fake/, a FaceForensics++ tree, or a CSV of path,label)"
+        )
     if (root / "original_sequences").is_dir() and (root / "manipulated_sequences").is_dir():
-        items = [Item(p, 0) for p in _media(root / "original_sequences")] + [Item(p, 1) for p in _media(root / "manipulated_sequences")]
+        items = [Item(p, 0) for p in _media(root / "original_sequences")] + [
+            Item(p, 1) for p in _media(root / "manipulated_sequences")
+        ]
     elif (root / "real").is_dir() and (root / "fake").is_dir():
         items = [Item(p, 0) for p in _media(root / "real")] + [Item(p, 1) for p in _media(root / "fake")]
     else:
-        raise ConfigError(f"{root}: expected real/ and fake/ folders, or original_sequences/ and manipulated_sequences/")
+        raise ConfigError(
+            f"{root}: expected real/ and fake/ folders, or original_sequences/ and manipulated_sequences/"
+        )
     if not items:
         raise ConfigError(f"{root}: no videos or images found")
     return sorted(items, key=lambda item: str(item.path))

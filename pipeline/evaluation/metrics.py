@@ -34,7 +34,9 @@ def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarra
     return np.r_[0.0, false_positives / negatives], np.r_[0.0, true_positives / positives]
 
 
-def classification_report(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> dict[str, float | int | None]:
+def classification_report(
+    labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5
+) -> dict[str, float | int | None]:
     """AUC, and accuracy / precision / recall / F1 of "fake" at ``threshold``."""
     y = np.asarray(labels, dtype=int)
     predicted = (np.asarray(scores, dtype=float) >= threshold).astype(int)

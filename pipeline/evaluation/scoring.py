@@ -104,7 +104,9 @@ def score_frames(
             for k in range(len(detections) if every_face else min(1, len(detections))):
                 crops.append((index, k, image, tuple(float(v) for v in detections.xyxy[k])))
         if crops:
-            per_model = {name: d.score_crops([(image, box) for _, _, image, box in crops]) for name, d in detectors.items()}
+            per_model = {
+                name: d.score_crops([(image, box) for _, _, image, box in crops]) for name, d in detectors.items()
+            }
             for j, (index, k, _, box) in enumerate(crops):
                 models = {name: float(values[j]) for name, values in per_model.items()}
                 fused = ensemble.fuse(models)
@@ -140,11 +142,25 @@ def score_items(
             scores.frames_without_face += without_face
             if not found:
                 raise ConfigError("no face in any sampled frame" if read else "no frame could be decoded")
-        except (DfstreamError, av.error.FFmpegError, OSError, ValueError, IndexError) as exc:  # one bad file is a line in the report
+        except (
+            DfstreamError,
+            av.error.FFmpegError,
+            OSError,
+            ValueError,
+            IndexError,
+        ) as exc:  # one bad file is a line in the report
             scores.skipped.append({"path": str(item.path), "label": item.label, "reason": one_line(exc)})
         else:
             for face in found:
-                scores.rows.append({"path": str(item.path), "label": item.label, "frame": face.frame, **face.models, FUSED: face.fake_probability})
+                scores.rows.append(
+                    {
+                        "path": str(item.path),
+                        "label": item.label,
+                        "frame": face.frame,
+                        **face.models,
+                        FUSED: face.fake_probability,
+                    }
+                )
         if progress is not None:
             progress(done, len(items))
     return scores
@@ -154,12 +170,19 @@ def report(scores: Scores, names: list[str]) -> dict:
     """Metrics per detector and fused, per frame and per video under each aggregation."""
     videos = scores.by_video()
     video_labels = [rows[0]["label"] for rows in videos]
-    result: dict = {"items_scored": len(videos), "frames_scored": len(scores.rows),
-                    "frames_without_face": scores.frames_without_face, "skipped": scores.skipped, "models": {}}  # fmt: skip
+    result: dict = {
+        "items_scored": len(videos),
+        "frames_scored": len(scores.rows),
+        "frames_without_face": scores.frames_without_face,
+        "skipped": scores.skipped,
+        "models": {},
+    }
     for name in [*names, FUSED]:
         entry = {"frame": classification_report(scores.column("label"), scores.column(name)), "video": {}}
         for strategy, aggregate in AGGREGATIONS.items():
-            entry["video"][strategy] = classification_report(video_labels, [aggregate([r[name] for r in rows]) for rows in videos])
+            entry["video"][strategy] = classification_report(
+                video_labels, [aggregate([r[name] for r in rows]) for rows in videos]
+            )
         result["models"][name] = entry
     return result
 
@@ -173,14 +196,25 @@ def write_outputs(out: Path, result: dict, scores: Scores, names: list[str], met
         writer.writeheader()
         writer.writerows(scores.rows)
     models = [*names, FUSED]
-    _plot_roc(out / "roc_frame.png", "frame level", {n: (scores.column("label"), scores.column(n)) for n in models}, result, "frame")
+    _plot_roc(
+        out / "roc_frame.png",
+        "frame level",
+        {n: (scores.column("label"), scores.column(n)) for n in models},
+        result,
+        "frame",
+    )
     videos = scores.by_video()
-    video = {n: ([rows[0]["label"] for rows in videos], [AGGREGATIONS["mean"]([r[n] for r in rows]) for rows in videos]) for n in models}
+    video = {
+        n: ([rows[0]["label"] for rows in videos], [AGGREGATIONS["mean"]([r[n] for r in rows]) for rows in videos])
+        for n in models
+    }
     _plot_roc(out / "roc_video.png", "video level (mean of frames)", video, result, "video")
     return written
 
 
-def _plot_roc(path: Path, title: str, curves: dict[str, tuple[list[int], list[float]]], result: dict, level: str) -> None:
+def _plot_roc(
+    path: Path, title: str, curves: dict[str, tuple[list[int], list[float]]], result: dict, level: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -193,7 +227,9 @@ def _plot_roc(path: Path, title: str, curves: dict[str, tuple[list[int], list[fl
         auc = metrics["auc"]
         axes.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})" if auc is not None else f"{name} (AUC n/a)")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, {title}", xlim=(0, 1), ylim=(0, 1.01))
+    axes.set(
+        xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, {title}", xlim=(0, 1), ylim=(0, 1.01)
+    )
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, metadata={"Software": None})  # no version stamp: the same run gives the same bytes

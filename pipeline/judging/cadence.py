@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from pipeline.models.detections import iou_matrix
 from core.strict import StrictModel
+from pipeline.models.detections import iou_matrix
 
 
 class JudgeConfig(StrictModel):
@@ -23,7 +23,9 @@ class JudgeConfig(StrictModel):
     # fake 55-155 ms later on average than when every frame is scored (p95 0.6-0.8 s, the noisier the
     # scores the later), for a third of the detector work; 5 Hz costs 250-375 ms
     max_rate_hz: float | None = Field(10.0, gt=0.0)
-    rejudge_iou: float = Field(0.6, ge=0.0, le=1.0)  # a box overlapping its last scored box less than this is scored now
+    rejudge_iou: float = Field(
+        0.6, ge=0.0, le=1.0
+    )  # a box overlapping its last scored box less than this is scored now
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Literal, Protocol, Union
 
 import numpy as np
 
+from core.errors import ConfigError, InputError
 from pipeline.judging.fusion import logit, sigmoid
 
 
@@ -88,7 +89,7 @@ def fit_calibrator(scores: np.ndarray, labels: np.ndarray, method: Literal["temp
         return TemperatureScaling.fit(scores, labels)
     if method == "platt":
         return PlattScaling.fit(scores, labels)
-    raise ValueError(f"calibration method {method!r}: expected 'temperature' or 'platt'")
+    raise ConfigError(f"calibration method {method!r}: expected 'temperature' or 'platt'")
 
 
 def calibrator_from_dict(data: Mapping[str, object]) -> AnyCalibrator:
@@ -97,7 +98,7 @@ def calibrator_from_dict(data: Mapping[str, object]) -> AnyCalibrator:
         return TemperatureScaling(temperature=float(data["temperature"]))  # type: ignore[arg-type]
     if method == "platt":
         return PlattScaling(a=float(data["a"]), b=float(data["b"]))  # type: ignore[arg-type]
-    raise ValueError(f"calibration method {method!r}: expected 'temperature' or 'platt'")
+    raise ConfigError(f"calibration method {method!r}: expected 'temperature' or 'platt'")
 
 
 def save_calibrators(calibrators: Mapping[str, AnyCalibrator], path: str | Path) -> None:
@@ -113,11 +114,11 @@ def _checked(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
     p = np.asarray(scores, dtype=np.float64).reshape(-1)
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if p.shape != y.shape or len(p) < 2:
-        raise ValueError(f"calibration needs equal numbers of scores and labels (>= 2), got {len(p)} and {len(y)}")
+        raise InputError(f"calibration needs equal numbers of scores and labels (>= 2), got {len(p)} and {len(y)}")
     if np.any((p < 0) | (p > 1)) or not np.all(np.isin(y, (0.0, 1.0))):
-        raise ValueError("calibration needs scores in [0, 1] and labels 0 (real) or 1 (fake)")
+        raise InputError("calibration needs scores in [0, 1] and labels 0 (real) or 1 (fake)")
     if y.min() == y.max():
-        raise ValueError("calibration needs both real (0) and fake (1) labels")
+        raise InputError("calibration needs both real (0) and fake (1) labels")
     return logit(p), y
 
 

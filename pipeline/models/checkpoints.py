@@ -33,7 +33,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         with torch.serialization.safe_globals(_NUMPY_SCALARS):  # training dicts keep best scores as numpy scalars
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises anything from EOFError to UnpicklingError for a bad file
-        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({one_line(exc, with_type=True, limit=200)})") from exc
+        raise ModelLoadError(
+            f"{path}: not a readable PyTorch checkpoint ({one_line(exc, with_type=True, limit=200)})"
+        ) from exc
     if isinstance(data, Mapping):
         for key in WRAPPERS:
             if isinstance(data.get(key), Mapping):
@@ -58,13 +60,19 @@ def load_strict(
     (after ``rename``, where a library names a layer otherwise than the file)."""
     if prefix and not all(k.startswith(prefix) for k in state):
         stray = [k for k in state if not k.startswith(prefix)]
-        raise ModelLoadError(f"{Path(path).name}: expected every key under {prefix!r}; {len(stray)} are not: {_some(stray)}")
+        raise ModelLoadError(
+            f"{Path(path).name}: expected every key under {prefix!r}; {len(stray)} are not: {_some(stray)}"
+        )
     renamed = {(rename or str)(k.removeprefix(prefix)): v for k, v in state.items()}
     prefix = "" if rename else prefix  # messages then name the module's keys
     own = module.state_dict()
     missing = [k for k in own if k not in renamed]
     unexpected = [k for k in renamed if k not in own]
-    shapes = [f"{k} {tuple(renamed[k].shape)} != {tuple(own[k].shape)}" for k in own if k in renamed and renamed[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(renamed[k].shape)} != {tuple(own[k].shape)}"
+        for k in own
+        if k in renamed and renamed[k].shape != own[k].shape
+    ]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing: {_some(missing, prefix)}")
@@ -76,11 +84,12 @@ def load_strict(
         raise ModelLoadError(f"{Path(path).name} does not fit {type(module).__name__}: " + "; ".join(problems))
     non_finite = [k for k, v in renamed.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if non_finite:
-        raise ModelLoadError(f"{Path(path).name}: {len(non_finite)} tensors hold NaN or inf: {_some(non_finite, prefix)}")
+        raise ModelLoadError(
+            f"{Path(path).name}: {len(non_finite)} tensors hold NaN or inf: {_some(non_finite, prefix)}"
+        )
     module.load_state_dict(renamed, strict=True)
 
 
 def _some(keys: list[str], prefix: str = "") -> str:
     shown = ", ".join(prefix + k for k in keys[:SHOWN])
     return shown + (", ..." if len(keys) > SHOWN else "")
-

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from core.strict import StrictModel
 from pipeline.models.devices import BackendName, DeviceName
 from pipeline.models.plugins import detector_types
-from core.strict import StrictModel
 
 
 class DetectorConfig(StrictModel):
@@ -17,7 +17,9 @@ class DetectorConfig(StrictModel):
     max_batch: int = Field(8, ge=1)  # measured: small CNNs on a 2-core CPU slow down per image in big batches
     max_wait_ms: float = Field(0.0, ge=0.0)  # 0: batches form only while the worker is busy (see FacesConfig)
     fp16: bool = False  # CUDA only
-    backend: BackendName = "auto"  # on the CPU: torch, or the module exported to onnxruntime / openvino (checked against torch at load)
+    backend: BackendName = (
+        "auto"  # on the CPU: torch, or the module exported to onnxruntime / openvino (checked against torch at load)
+    )
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     weight: float = Field(1.0, ge=0.0)  # in the ensemble
 

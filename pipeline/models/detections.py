@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.errors import InputError
+
 Box = tuple[float, float, float, float]  # one face: x1, y1, x2, y2 in pixels
 
 
@@ -22,10 +24,16 @@ class Detections:
         xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
         n = len(xyxy)
         scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        ids = np.full(n, -1, dtype=np.int64) if self.track_ids is None else np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+        ids = (
+            np.full(n, -1, dtype=np.int64)
+            if self.track_ids is None
+            else np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+        )
         for name, array in (("scores", scores), ("track_ids", ids)):
             if len(array) != n:
-                raise ValueError(f"Detections.{name} has shape {array.shape}, expected ({n},) to match xyxy {xyxy.shape}")
+                raise InputError(
+                    f"Detections.{name} has shape {array.shape}, expected ({n},) to match xyxy {xyxy.shape}"
+                )
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "track_ids", ids)

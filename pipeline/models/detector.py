@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import numpy as np
 
-from core.errors import DfstreamError, InferenceError, ModelNotLoadedError
+from core.errors import DfstreamError, InferenceError, InputError, ModelNotLoadedError
+from pipeline.models.detections import Box
 from pipeline.models.devices import resolve_device
 from pipeline.models.images import ImageLike, check_image
-from pipeline.models.detections import Box
 from pipeline.models.preprocessing import crop_with_margin
 
 if TYPE_CHECKING:
@@ -74,12 +74,12 @@ class DetectionResult:
         self.is_deepfake = bool(self.is_deepfake)
         self.confidence = float(self.confidence)
         if not 0.0 <= self.confidence <= 1.0:
-            raise ValueError(f"{self.model_name}: confidence {self.confidence} is outside [0, 1]")
+            raise InputError(f"{self.model_name}: confidence {self.confidence} is outside [0, 1]")
         if self.fake_probability is None:
             self.fake_probability = self.confidence if self.is_deepfake else 1.0 - self.confidence
         self.fake_probability = float(self.fake_probability)
         if not 0.0 <= self.fake_probability <= 1.0:
-            raise ValueError(f"{self.model_name}: fake_probability {self.fake_probability} is outside [0, 1]")
+            raise InputError(f"{self.model_name}: fake_probability {self.fake_probability} is outside [0, 1]")
 
     @classmethod
     def from_probability(

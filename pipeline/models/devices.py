@@ -14,7 +14,7 @@ def check_device_name(device: str) -> str:
     """The spelling of a device, checked when a config is read (its availability, when a model loads)."""
     if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
         return device
-    raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    raise ConfigError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 DeviceName = Annotated[str, AfterValidator(check_device_name)]

@@ -19,16 +19,18 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from core.strict import StrictModel
 from pipeline.models.detections import Detections
 from pipeline.models.devices import DeviceName, resolve_device
-from core.strict import StrictModel
 
 
 class FacesConfig(StrictModel):
     model: Literal["blazeface", "mtcnn"] = "blazeface"
     fallback: Literal["mtcnn", "none"] = "none"  # mtcnn: MTCNN looks at frames where BlazeFace found no face
     detect_every: int = Field(3, ge=1)  # find faces on every k-th frame of a stream; track in between
-    detect_max_side: int | None = Field(640, ge=64)  # frames are downscaled so their longest side is at most this (None: never)
+    detect_max_side: int | None = Field(
+        640, ge=64
+    )  # frames are downscaled so their longest side is at most this (None: never)
     min_face_size: int = Field(40, ge=12)  # in pixels of the downscaled image
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # MTCNN's P-, R- and O-net thresholds
     min_probability: float = Field(0.9, ge=0.0, le=1.0)  # MTCNN's faces below it are ignored
@@ -77,7 +79,10 @@ class FaceDetector:
         with self._lock:
             if self._blazeface is None:
                 return self._with_mtcnn(scaled)
-            found = [self._keep(*self._blazeface.detect(small, self.config.blazeface_min_score), factor) for small, factor in scaled]
+            found = [
+                self._keep(*self._blazeface.detect(small, self.config.blazeface_min_score), factor)
+                for small, factor in scaled
+            ]
             if self._mtcnn is not None:  # the fallback, for the frames where BlazeFace saw no face
                 empty = [i for i, d in enumerate(found) if not len(d)]
                 for i, d in zip(empty, self._with_mtcnn([scaled[i] for i in empty]) if empty else []):

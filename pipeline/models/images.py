@@ -45,7 +45,8 @@ def to_rgb_array(image: object) -> np.ndarray:
 def _check_array(array: np.ndarray) -> np.ndarray:
     if array.dtype != np.uint8:
         raise InputError(
-            f"image array dtype is {array.dtype}: expected uint8 RGB (0-255); convert floats with (x * 255).astype(np.uint8)"
+            f"image array dtype is {array.dtype}: expected uint8 RGB (0-255); convert floats with (x * "
+            "255).astype(np.uint8)"
         )
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)

@@ -8,6 +8,7 @@ import inspect
 from collections.abc import Callable
 from typing import TypeVar
 
+from core.errors import ConfigError, PluginError
 from pipeline.models.detector import BaseDetector
 
 D = TypeVar("D", bound=type[BaseDetector])
@@ -20,10 +21,10 @@ def register(name: str) -> Callable[[D], D]:
 
     def add(cls: D) -> D:
         if not (inspect.isclass(cls) and issubclass(cls, BaseDetector)):
-            raise TypeError(f"@register({name!r}): {cls!r} is not a BaseDetector subclass")
+            raise PluginError(f"@register({name!r}): {cls!r} is not a BaseDetector subclass")
         known = _TYPES.get(name)
         if known is not None and known is not cls:
-            raise ValueError(f"@register({name!r}): already taken by {known.__module__}.{known.__qualname__}")
+            raise ConfigError(f"@register({name!r}): already taken by {known.__module__}.{known.__qualname__}")
         _TYPES[name] = cls
         return cls
 

@@ -21,7 +21,6 @@ from pipeline.models.detections import Box
 from pipeline.models.faces import FaceDetector, FacesConfig
 from pipeline.models.images import ImageLike, to_rgb_array
 
-
 _INTERPOLATION = {
     # INTER_NEAREST_EXACT samples pixel centres like PIL's NEAREST, which Keras' load_img uses;
     # plain INTER_NEAREST is shifted by half a pixel and changes MesoNet's scores.
@@ -139,9 +138,16 @@ class UnifiedPreprocessor:
         array = to_rgb_array(image)
         with self._faces_lock:
             if self._faces is None:  # built on first use: MTCNN costs a second and most users never crop
-                self._faces = FaceDetector(FacesConfig(model="mtcnn",
-                    min_face_size=self.config.face_min_size, min_probability=0.0, max_faces=1000, detect_max_side=None,
-                    device="cpu"))  # fmt: skip
+                self._faces = FaceDetector(
+                    FacesConfig(
+                        model="mtcnn",
+                        min_face_size=self.config.face_min_size,
+                        min_probability=0.0,
+                        max_faces=1000,
+                        detect_max_side=None,
+                        device="cpu",
+                    )
+                )
             found = self._faces.detect([array])[0]
         return found.xyxy, found.scores
 
@@ -209,7 +215,9 @@ def crop_with_margin(array: np.ndarray, box: Box, margin: float, rounding: str =
     return array[top:bottom, left:right]
 
 
-def margin_window(shape: tuple[int, ...], box: Box, margin: float, rounding: str = "outward") -> tuple[int, int, int, int]:
+def margin_window(
+    shape: tuple[int, ...], box: Box, margin: float, rounding: str = "outward"
+) -> tuple[int, int, int, int]:
     """The pixels (left, top, right, bottom) that ``crop_with_margin`` cuts from an image of ``shape``."""
     height, width = shape[:2]
     if rounding == "integer":

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import ConfigError, DfstreamError, ModelLoadError, ModelNotFoundError, one_line
+from core.errors import ConfigError, DfstreamError, ModelLoadError, ModelNotFoundError, PluginError, one_line
 from pipeline.models.config import DetectorConfig
 from pipeline.models.detector import BaseDetector, ModelInfo, ModelStatus
 from pipeline.models.plugins import detector_types
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class ModelEntry:
@@ -55,7 +56,7 @@ class ModelRegistry:
     def register_model(self, name: str, cls: type[BaseDetector], **defaults: Any) -> None:
         """Register ``cls`` as ``name``; ``defaults`` are passed to its constructor on load."""
         if not (inspect.isclass(cls) and issubclass(cls, BaseDetector)):
-            raise TypeError(f"register_model({name!r}): {cls!r} is not a BaseDetector subclass")
+            raise PluginError(f"register_model({name!r}): {cls!r} is not a BaseDetector subclass")
         with self._lock:
             self._entries[name] = ModelEntry(name=name, cls=cls, defaults=defaults)
 
@@ -126,19 +127,15 @@ class ModelRegistry:
     def get_all_status(self) -> dict[str, ModelStatus]:
         return {name: entry.status for name, entry in self._entries.items()}
 
-    def list_models(self) -> list[ModelEntry]:
-        return list(self._entries.values())
-
-    def loaded_models(self) -> dict[str, BaseDetector]:
-        return {n: e.instance for n, e in self._entries.items() if e.instance is not None}
-
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
     def _entry(self, name: str) -> ModelEntry:
         entry = self._entries.get(name)
         if entry is None:
-            raise ModelNotFoundError(f"unknown model {name!r}; registered: {', '.join(sorted(self._entries)) or 'none'}")
+            raise ModelNotFoundError(
+                f"unknown model {name!r}; registered: {', '.join(sorted(self._entries)) or 'none'}"
+            )
         return entry
 
 

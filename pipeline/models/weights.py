@@ -19,11 +19,10 @@ from pathlib import Path
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError
-
-from core.strict import StrictModel
 from tqdm import tqdm
 
 from core.errors import ChecksumError, ConfigError, DownloadError, WeightsError
+from core.strict import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,9 @@ def load_manifest(path: str | Path = MANIFEST_PATH) -> dict[str, WeightsEntry]:
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: cannot read the model manifest: {exc}") from exc
     except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid model manifest: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
+        raise ConfigError(
+            f"{path}: invalid model manifest: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+        ) from exc
 
 
 def source_url(entry: WeightsEntry) -> str:
@@ -101,9 +102,14 @@ def ensure_available(names: list[str], offline: bool, say: Callable[[str], None]
             if present:  # placed by hand: nothing to check it against
                 say(f"{name}: using {present[0]} unverified (the manifest pins no sha256 for it)")
                 continue
-            raise WeightsError(f"{name} is not in {model_dir()}: run `dfstream models pull {name} --accept-unpinned` (license {entry.license})")
+            raise WeightsError(
+                f"{name} is not in {model_dir()}: run `dfstream models pull {name} --accept-unpinned` (license "
+                f"{entry.license})"
+            )
         if offline:
-            raise WeightsError(f"{name} is not in {model_dir()} and --offline was given: run `dfstream models pull {name}`")
+            raise WeightsError(
+                f"{name} is not in {model_dir()} and --offline was given: run `dfstream models pull {name}`"
+            )
         say(f"fetching {name} ({entry.size} bytes, license {entry.license}) from {source_url(entry)}")
         try:
             with download_progress(name) as progress:
@@ -124,7 +130,9 @@ def resolve_weights(name_or_path: str | Path, manifest: dict[str, WeightsEntry] 
     manifest = manifest if manifest is not None else load_manifest()
     entry = manifest.get(str(name_or_path))
     if entry is None:
-        raise WeightsError(f"weights {str(name_or_path)!r}: no such file, and not a name in the manifest ({', '.join(manifest)})")
+        raise WeightsError(
+            f"weights {str(name_or_path)!r}: no such file, and not a name in the manifest ({', '.join(manifest)})"
+        )
     for directory in search_dirs():
         if (directory / entry.file).is_file():
             return directory / entry.file
@@ -198,7 +206,12 @@ def pull(
             partial.unlink(missing_ok=True)
             raise DownloadError(f"{entry.name}: the server announced {total} bytes and sent {received}; file discarded")
         (directory / f"{entry.file}.sha256").write_text(f"{digest}  {entry.file}\n")
-        log.warning("%s is not pinned: recorded sha256 %s (%d bytes); pin it in configs/models.yaml", entry.name, digest, received)
+        log.warning(
+            "%s is not pinned: recorded sha256 %s (%d bytes); pin it in configs/models.yaml",
+            entry.name,
+            digest,
+            received,
+        )
     partial.replace(target)
     log.info("weights %s saved to %s", entry.name, target)
     return target
@@ -217,7 +230,11 @@ def download_progress(name: str) -> Iterator[Callable[[int, int | None], None]]:
 
 
 def _download(
-    entry: WeightsEntry, source: str, partial: Path, progress: Callable[[int, int | None], None] | None, timeout_s: float
+    entry: WeightsEntry,
+    source: str,
+    partial: Path,
+    progress: Callable[[int, int | None], None] | None,
+    timeout_s: float,
 ) -> tuple[str, int, int | None]:
     """Fetch ``source`` into ``partial``, resuming what an earlier attempt left; returns the
     sha256 and size of the whole file and the size the server announced (None if it did not)."""
@@ -247,6 +264,8 @@ def _download(
         # the .part stays: the next pull resumes from it
         raise DownloadError(f"{entry.name}: download from {source} failed: {exc}") from exc
     if length is not None and received < total:  # read(n) reports a dropped connection as a short end
-        raise DownloadError(f"{entry.name}: download from {source} failed: the connection closed after {received} of {total} bytes "
-                            "(run the pull again to resume)")  # fmt: skip
+        raise DownloadError(
+            f"{entry.name}: download from {source} failed: the connection closed after {received} of {total} bytes "
+            "(run the pull again to resume)"
+        )
     return digest.hexdigest(), received, total

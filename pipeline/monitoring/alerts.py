@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.monitoring.report import GROUPS
+
 ALERT_KEYS = {
     "inference_time_ms": "high_inference_time",  # p95 latency of a series
     "error_rate": "high_error_rate",  # failures / outcomes of a series
@@ -14,13 +16,11 @@ ALERT_KEYS = {
     "gpu_utilization_percent": "high_gpu_utilization",
 }
 
-SERIES_GROUPS = ("models", "streams", "stages", "sinks")
-
 
 def evaluate(report: dict[str, Any], thresholds: dict[str, float]) -> list[dict[str, Any]]:
     """Every threshold exceeded in ``report`` (``PerformanceMonitor.get_performance_report``)."""
     alerts: list[dict[str, Any]] = []
-    for group in SERIES_GROUPS:
+    for group in GROUPS.values():  # every group the report has, the service's included
         for name, metrics in report[group].items():
             checks = (("inference_time_ms", metrics["latency_ms"]["p95"]), ("error_rate", metrics["error_rate"]))
             for key, value in checks:

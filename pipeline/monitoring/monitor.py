@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from core.errors import InputError, NotRecordedError
 from core.strict import StrictModel
-
 from pipeline.monitoring import alerts, report
 from pipeline.monitoring.keys import Count, Gauge, Kind, Subject, labels
 from pipeline.monitoring.store import Histogram, MetricStore, SeriesSnapshot
@@ -82,12 +82,14 @@ class PerformanceMonitor:
         """Stop ``name``'s timer (per thread), record the latency and return it in seconds."""
         started = self._timers.pop((name, threading.get_ident()), None)
         if started is None:
-            raise ValueError(f"end_timer({name!r}) without start_timer({name!r}) in this thread")
+            raise InputError(f"end_timer({name!r}) without start_timer({name!r}) in this thread")
         seconds = time.perf_counter() - started
         self.record_latency(name, seconds, items=items, kind=kind)
         return seconds
 
-    def record_latency(self, name: str | Subject, seconds: float, items: int = 1, kind: SubjectKind = Kind.MODEL) -> None:
+    def record_latency(
+        self, name: str | Subject, seconds: float, items: int = 1, kind: SubjectKind = Kind.MODEL
+    ) -> None:
         self.store.record_latency(_subject(name, kind), seconds, items)
         self._maybe_log()
 
@@ -110,7 +112,8 @@ class PerformanceMonitor:
         self.store.record_prediction(_subject(name, kind), predicted_fake, actual_fake)
 
     def count(self, subject: Subject, name: Count, n: int = 1, **label_values: str) -> None:
-        """Add ``n`` to a total of ``subject`` (``count(Subject.stream("cam1"), Count.FRAMES_DROPPED, reason="fps_cap")``)."""
+        """Add ``n`` to a total of ``subject``:
+        ``count(Subject.stream("cam1"), Count.FRAMES_DROPPED, reason="fps_cap")``."""
         self.store.count(subject, name, n, labels(**label_values))
 
     def set_gauge(self, subject: Subject, name: Gauge, value: float, **label_values: str) -> None:
@@ -134,7 +137,7 @@ class PerformanceMonitor:
     def get_model_metrics(self, name: str | Subject, kind: SubjectKind = Kind.MODEL) -> dict[str, Any]:
         found = self.store.snapshot(_subject(name, kind))
         if not found:
-            raise KeyError(f"no metrics recorded for {name!r}")
+            raise NotRecordedError(f"no metrics recorded for {name!r}")
         return report.summarise(found[0])
 
     def get_system_metrics(self) -> dict[str, Any]:
@@ -159,7 +162,9 @@ class PerformanceMonitor:
         """Write the report (and the alerts it raises) as JSON; returns the path written."""
         performance = self.get_performance_report()
         performance["alerts"] = self.check_alerts(performance)
-        return report.write_json(performance, Path(path) if path is not None else report.stamped_path(self.config.performance_data_path))
+        return report.write_json(
+            performance, Path(path) if path is not None else report.stamped_path(self.config.performance_data_path)
+        )
 
     def export_metrics_csv(self, path: str | Path) -> Path:
         """One row per series (model, stream, stage or sink) with its totals, latency and accuracy."""

@@ -14,11 +14,33 @@ import numpy as np
 from pipeline.monitoring.keys import Kind, key_text
 from pipeline.monitoring.store import SeriesSnapshot
 
-GROUPS = {Kind.MODEL: "models", Kind.STREAM: "streams", Kind.STAGE: "stages", Kind.SINK: "sinks", Kind.SERVICE: "services"}
+GROUPS = {
+    Kind.MODEL: "models",
+    Kind.STREAM: "streams",
+    Kind.STAGE: "stages",
+    Kind.SINK: "sinks",
+    Kind.SERVICE: "services",
+}
 
-CSV_COLUMNS = ["name", "kind", "calls", "items", "successes", "failures", "error_rate", "throughput_per_s",
-               "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms",
-               "precision", "recall", "f1", "accuracy"]  # fmt: skip
+CSV_COLUMNS = [
+    "name",
+    "kind",
+    "calls",
+    "items",
+    "successes",
+    "failures",
+    "error_rate",
+    "throughput_per_s",
+    "latency_mean_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "latency_max_ms",
+    "precision",
+    "recall",
+    "f1",
+    "accuracy",
+]
 
 
 def summarise(series: SeriesSnapshot) -> dict[str, Any]:
@@ -87,9 +109,27 @@ def write_csv(snapshots: list[SeriesSnapshot], path: Path) -> Path:
         for series in snapshots:
             m = summarise(series)
             lat = m["latency_ms"]
-            writer.writerow([series.subject.name, m["kind"], m["calls"], m["items"], m["successes"], m["failures"],
-                             m["error_rate"], m["throughput_per_s"], lat["mean"], lat["p50"], lat["p95"], lat["p99"],
-                             lat["max"], m["precision"], m["recall"], m["f1"], m["accuracy"]])  # fmt: skip
+            writer.writerow(
+                [
+                    series.subject.name,
+                    m["kind"],
+                    m["calls"],
+                    m["items"],
+                    m["successes"],
+                    m["failures"],
+                    m["error_rate"],
+                    m["throughput_per_s"],
+                    lat["mean"],
+                    lat["p50"],
+                    lat["p95"],
+                    lat["p99"],
+                    lat["max"],
+                    m["precision"],
+                    m["recall"],
+                    m["f1"],
+                    m["accuracy"],
+                ]
+            )
     return path
 
 

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from core.errors import InputError
 from pipeline.monitoring.keys import Count, Gauge, Labels, Subject
 
 # cumulative histograms for Prometheus; 0.15 s is the glass-to-verdict target
@@ -188,7 +189,11 @@ def merge_snapshots(groups: list[list[SeriesSnapshot]]) -> list[SeriesSnapshot]:
                 counters[key] = counters.get(key, 0) + value
             gauges = dict(m.gauges)
             for key, value in s.gauges.items():
-                gauges[key] = value if key not in gauges else (min(gauges[key], value) if key[0] in _WORST_OF else gauges[key] + value)
+                gauges[key] = (
+                    value
+                    if key not in gauges
+                    else (min(gauges[key], value) if key[0] in _WORST_OF else gauges[key] + value)
+                )
             merged[s.subject] = SeriesSnapshot(
                 subject=s.subject,
                 calls=m.calls + s.calls,
@@ -207,5 +212,5 @@ def merge_snapshots(groups: list[list[SeriesSnapshot]]) -> list[SeriesSnapshot]:
 
 def _add_histograms(a: Histogram, b: Histogram) -> Histogram:
     if a.bounds != b.bounds:
-        raise ValueError(f"histograms with different bounds cannot be added: {a.bounds} and {b.bounds}")
+        raise InputError(f"histograms with different bounds cannot be added: {a.bounds} and {b.bounds}")
     return Histogram(a.bounds, tuple(x + y for x, y in zip(a.cumulative, b.cumulative)), a.total + b.total)

@@ -52,4 +52,8 @@ class _Gpu:
             memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
             used, total = used + memory.used, total + memory.total
             util = max(util, float(self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
-        return {"gpu_memory_percent": 100.0 * used / total, "gpu_utilization_percent": util, "gpu_memory_used_bytes": used}
+        return {
+            "gpu_memory_percent": 100.0 * used / total,
+            "gpu_utilization_percent": util,
+            "gpu_memory_used_bytes": used,
+        }

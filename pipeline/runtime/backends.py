@@ -15,8 +15,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from pipeline.models.detections import Detections
-from pipeline.models.detections import Box
+from pipeline.models.detections import Box, Detections
 
 T_contra = TypeVar("T_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)

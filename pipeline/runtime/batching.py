@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
-from core.errors import LifecycleError
+from core.errors import ConfigError, InferenceError, LifecycleError
 from core.lifecycle import Lifecycle
 
 T = TypeVar("T")
@@ -36,7 +36,7 @@ class Batcher(Lifecycle, Generic[T, R]):
         observer: BatchObserver | None = None,
     ):
         if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError(f"{name}: max_batch must be >= 1 and max_wait_ms >= 0")
+            raise ConfigError(f"{name}: max_batch must be >= 1 and max_wait_ms >= 0")
         super().__init__(name)
         self.fn = fn
         self.max_batch = max_batch
@@ -89,7 +89,7 @@ class Batcher(Lifecycle, Generic[T, R]):
         try:
             results = await loop.run_in_executor(self._executor, self.fn, items)
             if len(results) != len(items):
-                raise RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(items)}")
+                raise InferenceError(f"{self.name}: {len(results)} results for a batch of {len(items)}")
         except Exception as exc:  # every waiter learns of the failure; the batcher keeps serving
             self._observe(len(items), time.perf_counter() - start, ok=False)
             for _, future in batch:

@@ -8,13 +8,13 @@ from collections.abc import Iterable
 
 from pydantic import Field, model_validator
 
+from core.strict import StrictModel
 from pipeline.judging.cadence import JudgeConfig
 from pipeline.judging.ensemble import EnsembleConfig
 from pipeline.judging.smoothing import SmoothingConfig
 from pipeline.models.config import DetectorConfig
 from pipeline.models.faces import FacesConfig
 from pipeline.monitoring.monitor import MonitoringConfig
-from core.strict import StrictModel
 from stream.config import StreamConfig
 
 
@@ -25,7 +25,7 @@ class DeliveryConfig(StrictModel):
     drain_timeout_s: float = Field(3.0, ge=0.0)  # at shutdown, how long the sinks may take to deliver what is queued
 
 
-class RuntimeConfig(StrictModel):
+class PipelineConfig(StrictModel):
     streams: list[StreamConfig] = Field(min_length=1)
     faces: FacesConfig = Field(default_factory=FacesConfig)
     detectors: list[DetectorConfig] = Field(min_length=1)
@@ -36,15 +36,18 @@ class RuntimeConfig(StrictModel):
     monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig(enable_system_monitoring=True))
 
     @model_validator(mode="after")
-    def _verify(self) -> RuntimeConfig:
+    def _verify(self) -> PipelineConfig:
         _unique("streams", [s.id for s in self.streams], "id")
         _unique("detectors", [d.name for d in self.detectors], "name")
         if self.ensemble.min_models > len(self.detectors):
             raise ValueError(
-                f"ensemble.min_models ({self.ensemble.min_models}) exceeds the {len(self.detectors)} detectors configured"
+                f"ensemble.min_models ({self.ensemble.min_models}) exceeds the {len(self.detectors)} detectors "
+                "configured"
             )
         if self.ensemble.default_weights:
-            raise ValueError("ensemble.default_weights: in a config file each detector has its own weight (detectors[].weight)")
+            raise ValueError(
+                "ensemble.default_weights: in a config file each detector has its own weight (detectors[].weight)"
+            )
         return self
 
 
@@ -54,4 +57,3 @@ def _unique(section: str, values: Iterable[str], key: str) -> None:
         if value in seen:
             raise ValueError(f"{section}[{i}].{key}: duplicate {key} {value!r}")
         seen.add(value)
-

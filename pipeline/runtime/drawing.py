@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
+from core.errors import InputError
 from pipeline.runtime.live import Face
 
 # RGB
@@ -36,14 +37,16 @@ def draw(image: np.ndarray, faces: Iterable[Face], width: int | None = None) -> 
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         top = y1 - th - base - 4 if y1 - th - base - 4 >= 0 else y2  # above the box, or below it at the top edge
         cv2.rectangle(canvas, (x1, top), (x1 + tw + 6, top + th + base + 4), colour, cv2.FILLED)
-        cv2.putText(canvas, text, (x1 + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas, text, (x1 + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA
+        )
     return canvas
 
 
 def jpeg(bgr: np.ndarray, quality: int = 80) -> bytes:
     ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise ValueError("JPEG encoding failed")
+        raise InputError("JPEG encoding failed")
     return data.tobytes()
 
 

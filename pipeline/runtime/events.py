@@ -81,8 +81,13 @@ class StreamState:
     kind = "state"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stream": self.stream, "label": self.label, "tracks": {str(k): v for k, v in self.tracks.items()},
-                "fake_probability": self.fake_probability, "updated_at": self.updated_at}  # fmt: skip
+        return {
+            "stream": self.stream,
+            "label": self.label,
+            "tracks": {str(k): v for k, v in self.tracks.items()},
+            "fake_probability": self.fake_probability,
+            "updated_at": self.updated_at,
+        }
 
 
 @dataclass(frozen=True)

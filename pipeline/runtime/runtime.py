@@ -4,7 +4,7 @@
                                    │ faces batcher (all streams)   │ one batcher per detector (all streams)
 
 The runtime owns what streams share (the face batcher, one batcher per detector, the ensemble, the
-sinks' outboxes) and offers it to each ``StreamWorker`` through the ``Judges`` interface. Faces
+sinks' outboxes) and offers it to each ``StreamWorker`` through the ``StreamHost`` interface. Faces
 and crops reach their backends only through ``submit(...)`` (``backends.py``): in-process batchers
 here, Ray Serve deployments when the Ray engine runs one stream's runtime in an actor.
 Everything numeric goes to the PerformanceMonitor, which Prometheus reads.
@@ -22,19 +22,18 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.judging.ensemble import EnsembleResult, build_ensemble
-from pipeline.models.detections import Detections
+from pipeline.models.detections import Box, Detections
 from pipeline.models.detector import BaseDetector
 from pipeline.models.faces import FaceDetector
 from pipeline.monitoring.keys import FACES, FACES_TO_SCORES, RUNTIME, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.backends import Backends, BackendsFactory, Crop
 from pipeline.runtime.batching import Batcher
-from pipeline.runtime.config import RuntimeConfig
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.events import Alert, Event
 from pipeline.runtime.live import LiveTap
 from pipeline.runtime.numbering import Counting, Numbering
 from pipeline.runtime.sink import Outbox, Sink
-from pipeline.models.detections import Box
 from pipeline.runtime.worker import FaceScores, StreamWorker
 
 
@@ -51,7 +50,7 @@ def share_cpu_threads(workers: int) -> None:
 class Runtime:
     def __init__(
         self,
-        config: RuntimeConfig,
+        config: PipelineConfig,
         detectors: dict[str, BaseDetector],
         sinks: list[Sink],
         monitor: PerformanceMonitor | None = None,
@@ -70,11 +69,23 @@ class Runtime:
         self.face_detector = face_detector or (FaceDetector(config.faces) if backends is None else None)
         self._open_backends = backends or self._local_backends
         self.numbering = numbering or Counting()
-        self.outboxes = [Outbox(s, config.sinks.outbox_capacity, self._sink_dropped, config.sinks.drain_timeout_s) for s in sinks]
+        self.outboxes = [
+            Outbox(s, config.sinks.outbox_capacity, self._sink_dropped, config.sinks.drain_timeout_s) for s in sinks
+        ]
         self.stop = asyncio.Event()
         self.tap = tap or LiveTap()  # the live view: frames are handed over only while someone watches
         self.workers = [
-            StreamWorker(sc, config.faces, config.judge, config.smoothing, self, self.monitor, self.stop, self.tap, self.numbering)
+            StreamWorker(
+                sc,
+                config.faces,
+                config.judge,
+                config.smoothing,
+                self,
+                self.monitor,
+                self.stop,
+                self.tap,
+                self.numbering,
+            )
             for sc in config.streams
         ]
         self.backends: Backends | None = None  # while run() runs (and after: the local batchers keep their batch sizes)
@@ -107,11 +118,13 @@ class Runtime:
             models: dict[str, Batcher[Crop, float]] = {}
             for dc in self.config.detectors:
                 models[dc.name] = await stack.enter_async_context(
-                    Batcher(dc.name, self.detectors[dc.name].score_crops, dc.max_batch, dc.max_wait_ms, self._observe_model)
+                    Batcher(
+                        dc.name, self.detectors[dc.name].score_crops, dc.max_batch, dc.max_wait_ms, self._observe_model
+                    )
                 )
             yield Backends(faces, models)
 
-    # ---- Judges: what every StreamWorker gets ------------------------------------------------------
+    # ---- StreamHost: what every StreamWorker gets ------------------------------------------------------
     async def find_faces(self, image: np.ndarray) -> Detections:
         assert self.backends is not None, "find_faces outside run()"
         return await self.backends.faces.submit(image)
@@ -174,4 +187,6 @@ class Runtime:
 
 
 def _alert_event(alert: dict[str, Any], state: Literal["firing", "resolved"]) -> Alert:
-    return Alert(alert["type"], alert["value"], alert["threshold"], alert["subject"], state, time.time(), alert["message"])
+    return Alert(
+        alert["type"], alert["value"], alert["threshold"], alert["subject"], state, time.time(), alert["message"]
+    )

@@ -40,7 +40,9 @@ class Outbox(Lifecycle):
     ones. Leaving the block delivers what is queued for at most ``drain_timeout_s``, then closes the
     sink; what was left is counted (``shutdown``)."""
 
-    def __init__(self, sink: Sink, capacity: int = 1000, on_drop: DropCounter | None = None, drain_timeout_s: float = 3.0):
+    def __init__(
+        self, sink: Sink, capacity: int = 1000, on_drop: DropCounter | None = None, drain_timeout_s: float = 3.0
+    ):
         super().__init__(f"{sink.name}.outbox")
         self.sink = sink
         self.failed = 0
@@ -83,6 +85,12 @@ class Outbox(Lifecycle):
                 await self.sink.publish(event)
             except Exception as exc:  # noqa: BLE001 -- a sink's failure is its own; detection goes on
                 self.failed += 1
-                self.problems("publish", "sink %s: publish failed: %s", self.sink.name, one_line(exc, with_type=True), level=logging.ERROR)
+                self.problems(
+                    "publish",
+                    "sink %s: publish failed: %s",
+                    self.sink.name,
+                    one_line(exc, with_type=True),
+                    level=logging.ERROR,
+                )
             finally:
                 self._queue.task_done()

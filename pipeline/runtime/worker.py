@@ -1,12 +1,12 @@
 """One stream's whole path from source to verdict: decode, find and track faces, have them scored,
-smooth each track, publish. A worker gets only the narrow ``Judges`` interface, so the same worker
+smooth each track, publish. A worker gets only the narrow ``StreamHost`` interface, so the same worker
 runs beside in-process batchers or, later, remote ones (a Ray actor per stream)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -14,13 +14,14 @@ from typing import Protocol
 import numpy as np
 
 from core.errors import InsufficientModelsError
+from core.ratelog import RateLimitedLog
 from pipeline.judging.cadence import Cadence, JudgeConfig, Scored
 from pipeline.judging.ensemble import EnsembleResult
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 from pipeline.judging.tracking import IouTracker
 from pipeline.models.detections import Box, Detections
 from pipeline.models.faces import FacesConfig
-from pipeline.monitoring.keys import DECODE_TO_FACES, END_TO_END, Count, Gauge, Subject
+from pipeline.monitoring.keys import DECODE_TO_FACES, END_TO_END, SCORES_TO_VERDICT, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict, stream_label
 from pipeline.runtime.live import Face, LiveTap, Shot
@@ -38,7 +39,7 @@ class FaceScores:
     failed: dict[str, str]
 
 
-class Judges(Protocol):
+class StreamHost(Protocol):
     """What a stream worker needs from the rest of the runtime, and nothing more."""
 
     async def find_faces(self, image: np.ndarray) -> Detections: ...
@@ -73,19 +74,6 @@ class _Queued:
     frame: Frame
     tracked: Detections
     closed: list[int] = field(default_factory=list)
-
-
-class RareLog:
-    """Log a recurring problem at its 1st, 10th, 100th, ... occurrence: visible, never a flood
-    (the exact count is in the monitor)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, int] = {}
-
-    def __call__(self, key: str, message: str, *args: object) -> None:
-        n = self._seen[key] = self._seen.get(key, 0) + 1
-        if n == 10 ** (len(str(n)) - 1):
-            log.warning(message + (f" (x{n})" if n > 1 else ""), *args)
 
 
 _SOURCE_COUNTS: dict[SourceCount, tuple[Count, dict[str, str]]] = {
@@ -126,7 +114,7 @@ class StreamWorker:
         faces: FacesConfig,
         judge: JudgeConfig,
         smoothing: SmoothingConfig,
-        judges: Judges,
+        host: StreamHost,
         monitor: PerformanceMonitor,
         stop: asyncio.Event,
         tap: LiveTap | None = None,
@@ -138,7 +126,7 @@ class StreamWorker:
         self.detect_every = faces.detect_every
         self.smoothing = smoothing
         self.cadence = Cadence(judge)
-        self.judges = judges
+        self.host = host
         self.monitor = monitor
         self.stop = stop
         self.tracker = IouTracker(faces.iou_threshold, faces.max_missed)
@@ -148,7 +136,7 @@ class StreamWorker:
         self.seq_key = f"{config.id}/verdicts"
         self.frames_seen = 0
         self.live = config.live
-        self.rare = RareLog()
+        self.problems = RateLimitedLog(log)
 
     async def run(self) -> None:
         self.monitor.set_gauge(self.subject, Gauge.UP, 0)
@@ -178,10 +166,10 @@ class StreamWorker:
                     await queue.put(_Queued(frame, self.tracker.carry(index)))
                     continue
                 try:
-                    found = await self.judges.find_faces(frame.image)
+                    found = await self.host.find_faces(frame.image)
                 except Exception as exc:
                     self.monitor.count(self.subject, Count.FACE_ERRORS)
-                    self.rare("faces", "%s: face detection failed: %s", self.config.id, exc)
+                    self.problems("faces", "%s: face detection failed: %s", self.config.id, exc)
                     found = Detections.empty()
                 tracked, closed = self.tracker.update(found, index)
                 self.monitor.count(self.subject, Count.FACES_DETECTED, len(found))
@@ -207,7 +195,8 @@ class StreamWorker:
         t = self._time(frame)
         ids = [int(i) for i in tracked.track_ids]
         due = [i for i, tid in enumerate(ids) if self.cadence.due(_scored(self.tracks.get(tid)), boxes[i], t)]
-        faces = dict(zip(due, await self.judges.score_faces(frame.image, [_box(boxes[i]) for i in due]))) if due else {}
+        faces = dict(zip(due, await self.host.score_faces(frame.image, [_box(boxes[i]) for i in due]))) if due else {}
+        scored_at = time.monotonic()
         for i, track_id in enumerate(ids):
             face = faces.get(i)
             track = self.tracks.get(track_id)
@@ -216,18 +205,29 @@ class StreamWorker:
                 self._carry(frame, track, _box(boxes[i]), len(ids))
                 continue
             try:
-                fused = self.judges.fuse(face)
+                fused = self.host.fuse(face)
             except InsufficientModelsError as exc:
                 self.monitor.count(self.subject, Count.VERDICTS_SKIPPED)
-                self.rare("no_verdict", "%s: no verdict for track %d: %s", self.config.id, track_id, exc)
+                self.problems("no_verdict", "%s: no verdict for track %d: %s", self.config.id, track_id, exc)
                 continue
             self._emit(frame, t, track_id, boxes[i], len(ids), fused, face.failed)
+        if faces:
+            self.monitor.record_latency(SCORES_TO_VERDICT, time.monotonic() - scored_at)
 
     def _time(self, frame: Frame) -> float:
         # smoothing and the judge rate run on stream time for files read asap, on arrival time for live input
         return frame.pts if (not self.live and frame.pts is not None) else frame.arrival_mono
 
-    def _emit(self, frame: Frame, t: float, track_id: int, box: np.ndarray, faces: int, fused: EnsembleResult, failed: dict[str, str]) -> None:
+    def _emit(
+        self,
+        frame: Frame,
+        t: float,
+        track_id: int,
+        box: np.ndarray,
+        faces: int,
+        fused: EnsembleResult,
+        failed: dict[str, str],
+    ) -> None:
         track = self.tracks.get(track_id)
         smoother = track.smoother if track is not None else TrackSmoother(self.smoothing)
         smoothed = smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
@@ -258,27 +258,38 @@ class StreamWorker:
         self.tracks[track_id] = TrackState(smoother, Scored(t, box.copy()), dataclasses.replace(verdict, image=None))
         self.monitor.record_latency(END_TO_END, latency)
         self.monitor.count(self.subject, Count.VERDICTS, label=smoothed.label)
-        self.judges.publish(verdict)
+        self.host.publish(verdict)
 
     def _carry(self, frame: Frame, track: TrackState, box: Box, faces: int) -> None:
         """The track's last scored verdict, at this frame and where its face is now."""
         latency = time.monotonic() - frame.arrival_mono
         last = track.verdict
         verdict = dataclasses.replace(
-            last, seq=self.numbering.next(self.seq_key), ts=time.time(), frame_seq=frame.seq, frame_pts=frame.pts, bbox=box,
-            faces_in_frame=faces, latency_ms=round(latency * 1000.0, 2), scored=False,
+            last,
+            seq=self.numbering.next(self.seq_key),
+            ts=time.time(),
+            frame_seq=frame.seq,
+            frame_pts=frame.pts,
+            bbox=box,
+            faces_in_frame=faces,
+            latency_ms=round(latency * 1000.0, 2),
+            scored=False,
             image=frame.image if last.label == "fake" else None,
-        )  # fmt: skip
+        )
         self.monitor.record_latency(END_TO_END, latency)
         self.monitor.count(self.subject, Count.VERDICTS, label=last.label)
         self.monitor.count(self.subject, Count.VERDICTS_CARRIED)
-        self.judges.publish(verdict)
+        self.host.publish(verdict)
 
     async def _show(self, frame: Frame, tracked: Detections) -> None:
         faces = []
         for track_id, box in zip(tracked.track_ids, tracked.xyxy):
             state = self.tracks.get(int(track_id))
-            faces.append(Face(int(track_id), _box(box), state.label if state else "pending", state.probability if state else None))
+            faces.append(
+                Face(
+                    int(track_id), _box(box), state.label if state else "pending", state.probability if state else None
+                )
+            )
         assert self.tap is not None
         await self.tap.offer(Shot(self.config.id, frame.seq, frame.pts, frame.arrival_mono, frame.image, tuple(faces)))
 
@@ -293,11 +304,13 @@ class StreamWorker:
         if (label, labels) != self.state:
             self.state = (label, labels)
             top = max((t.probability for t in judged.values()), default=None)
-            self.judges.publish(StreamState(self.config.id, label, labels, None if top is None else round(top, 6), time.time()))
+            self.host.publish(
+                StreamState(self.config.id, label, labels, None if top is None else round(top, 6), time.time())
+            )
 
     def _on_status(self, stream_id: str, status: SourceStatus, reason: str | None) -> None:
         self.monitor.set_gauge(self.subject, Gauge.UP, 1 if status is SourceStatus.ONLINE else 0)
-        self.judges.publish(StreamStatus(stream_id, status.value, reason, time.time()))
+        self.host.publish(StreamStatus(stream_id, status.value, reason, time.time()))
 
 
 def _scored(track: TrackState | None) -> Scored | None:

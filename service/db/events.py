@@ -8,7 +8,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
 from pipeline.monitoring.monitor import PerformanceMonitor
-from service.db.models import Event, EventSnapshot, utcnow
+from service.db.models import EventSnapshot, StoredEvent, utcnow
 from sinks.store import EventRecord, StoreConfig, StoreSink
 
 
@@ -23,9 +23,12 @@ class DatabaseEventWriter:
     def write(self, records: list[EventRecord]) -> None:
         with Session(self.engine) as session, session.begin():
             for r in records:
-                event = session.get(Event, r.id) or Event(id=r.id)
+                event = session.get(StoredEvent, r.id) or StoredEvent(id=r.id)
                 event.stream, event.track_id, event.label = r.stream, r.track_id, r.label
-                event.started_at, event.ended_at = _time(r.started_at), _time(r.ended_at) if r.ended_at is not None else None
+                event.started_at, event.ended_at = (
+                    _time(r.started_at),
+                    _time(r.ended_at) if r.ended_at is not None else None,
+                )
                 event.peak_probability, event.peak_at = r.peak_probability, _time(r.peak_at)
                 event.mean_probability, event.verdicts = r.mean_probability, r.verdicts
                 event.models_at_peak, event.models_mean = r.models_at_peak, r.models_mean
@@ -36,8 +39,12 @@ class DatabaseEventWriter:
                     session.flush()
                     session.execute(delete(EventSnapshot).where(EventSnapshot.event_id == r.id))
                     taken = _time(r.peak_at)
-                    session.add_all([EventSnapshot(event_id=r.id, kind="face", jpeg=r.face_jpeg, taken_at=taken),
-                                     EventSnapshot(event_id=r.id, kind="frame", jpeg=r.frame_jpeg, taken_at=taken)])  # fmt: skip
+                    session.add_all(
+                        [
+                            EventSnapshot(event_id=r.id, kind="face", jpeg=r.face_jpeg, taken_at=taken),
+                            EventSnapshot(event_id=r.id, kind="frame", jpeg=r.frame_jpeg, taken_at=taken),
+                        ]
+                    )
 
 
 def store_sink(config: StoreConfig | None, engine: Engine, monitor: PerformanceMonitor) -> StoreSink:

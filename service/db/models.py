@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from core.errors import InputError
+
 ROLES = ("admin", "analyst", "viewer")
 MEDIA_STATUSES = ("queued", "running", "done", "failed")
 
@@ -27,7 +29,7 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime: dfstream stores UTC only")
+            raise InputError("naive datetime: dfstream stores UTC only")
         return value.astimezone(dt.UTC)
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
@@ -103,12 +105,12 @@ class MediaFile(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column()
 
-    results: Mapped[list[DetectionResult]] = relationship(
-        back_populates="media", cascade="all, delete-orphan", order_by="(DetectionResult.frame, DetectionResult.face)"
+    results: Mapped[list[FaceResult]] = relationship(
+        back_populates="media", cascade="all, delete-orphan", order_by="(FaceResult.frame, FaceResult.face)"
     )
 
 
-class DetectionResult(Base):
+class FaceResult(Base):
     """One face in one sampled frame of a media file: every detector's P(fake) and the fusion."""
 
     __tablename__ = "detection_results"
@@ -127,7 +129,7 @@ class DetectionResult(Base):
     __table_args__ = (Index("ix_detection_results_media_frame", "media_id", "frame", "face"),)
 
 
-class Event(Base):
+class StoredEvent(Base):
     """A live episode: one track of one stream labelled fake, from entering that label to leaving it."""
 
     __tablename__ = "events"

@@ -102,10 +102,16 @@ def prepare(engine: Engine, config_path: str = "CONFIG") -> str:
         return f"database {where} created at schema {wanted}"
     known = {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
     if at is None:
-        raise SchemaError(f"api.database {where}: has tables ({', '.join(sorted(tables)[:5])}) but no dfstream schema; "
-                          "give dfstream a database of its own")  # fmt: skip
+        raise SchemaError(
+            f"api.database {where}: has tables ({', '.join(sorted(tables)[:5])}) but no dfstream schema; "
+            "give dfstream a database of its own"
+        )
     if at not in known:
-        raise SchemaError(f"api.database {where}: schema {at} is newer than this dfstream knows (its newest is {wanted}); "
-                          "upgrade dfstream")  # fmt: skip
-    raise SchemaError(f"api.database {where}: schema {at} is older than this dfstream's ({wanted}); "
-                      f"run `dfstream db upgrade {config_path}` first")  # fmt: skip
+        raise SchemaError(
+            f"api.database {where}: schema {at} is newer than this dfstream knows (its newest is {wanted}); "
+            "upgrade dfstream"
+        )
+    raise SchemaError(
+        f"api.database {where}: schema {at} is older than this dfstream's ({wanted}); "
+        f"run `dfstream db upgrade {config_path}` first"
+    )

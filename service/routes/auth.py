@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service.app import Service, db, get_service, principal
 from service.auth import ROLE_SCOPES, Principal, check_password, issue_token
 from service.db.models import ApiToken, User, utcnow
+from service.deps import Service, db, get_service, principal
 
 router = APIRouter(tags=["auth"])
 
@@ -26,15 +26,21 @@ class TokenOut(BaseModel):
     scopes: list[str]
 
 
-@router.post("/auth/token", response_model=TokenOut, summary="Log in: username and password (form fields) for a bearer token")
-async def login(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], service: Service = Depends(get_service)) -> TokenOut:
+@router.post(
+    "/auth/token", response_model=TokenOut, summary="Log in: username and password (form fields) for a bearer token"
+)
+async def login(
+    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], service: Service = Depends(get_service)
+) -> TokenOut:
     limiter = service.limiter
     assert limiter is not None
     client = request.client.host if request.client else "unknown"
     keys = (f"user:{form.username.lower()}", f"addr:{client}")
     wait = limiter.retry_after(*keys)
     if wait > 0:
-        raise HTTPException(429, f"too many failed logins; try again in {wait:.0f} s", headers={"Retry-After": str(int(wait) + 1)})
+        raise HTTPException(
+            429, f"too many failed logins; try again in {wait:.0f} s", headers={"Retry-After": str(int(wait) + 1)}
+        )
 
     def attempt() -> TokenOut | None:
         with service.sessions() as session:
@@ -73,11 +79,24 @@ class TokenInfo(BaseModel):
 
 
 def _info(row: ApiToken) -> TokenInfo:
-    return TokenInfo(id=row.id, name=row.name, kind=row.kind, scopes=row.scopes, created_at=row.created_at,
-                     expires_at=row.expires_at, revoked_at=row.revoked_at, last_used_at=row.last_used_at)  # fmt: skip
+    return TokenInfo(
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        scopes=row.scopes,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
 
 
-@router.post("/tokens", status_code=201, response_model=TokenOut, summary="Make an API token (shown once) with some of your scopes")
+@router.post(
+    "/tokens",
+    status_code=201,
+    response_model=TokenOut,
+    summary="Make an API token (shown once) with some of your scopes",
+)
 def create_token(body: NewToken, who: Principal = Depends(principal), session: Session = Depends(db)) -> TokenOut:
     user = session.get(User, who.user_id)
     assert user is not None
@@ -89,13 +108,19 @@ def create_token(body: NewToken, who: Principal = Depends(principal), session: S
 
 @router.get("/tokens", response_model=list[TokenInfo], summary="Your API tokens (never their secret)")
 def list_tokens(who: Principal = Depends(principal), session: Session = Depends(db)) -> list[TokenInfo]:
-    rows = session.scalars(select(ApiToken).where(ApiToken.user_id == who.user_id, ApiToken.kind == "api").order_by(ApiToken.id))
+    rows = session.scalars(
+        select(ApiToken).where(ApiToken.user_id == who.user_id, ApiToken.kind == "api").order_by(ApiToken.id)
+    )
     return [_info(row) for row in rows]
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenInfo, summary="Revoke a token (yours; an admin: anyone's)")
-def revoke_token(token_id: int, who: Principal = Depends(principal), session: Session = Depends(db),
-                 service: Service = Depends(get_service)) -> TokenInfo:  # fmt: skip
+def revoke_token(
+    token_id: int,
+    who: Principal = Depends(principal),
+    session: Session = Depends(db),
+    service: Service = Depends(get_service),
+) -> TokenInfo:
     row = session.get(ApiToken, token_id)
     if row is None or (row.user_id != who.user_id and "admin" not in who.scopes):
         raise HTTPException(404, f"no token {token_id}")

@@ -14,9 +14,9 @@ from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from service.app import db, require
 from service.auth import Principal
-from service.db.models import Event, EventSnapshot, User, utcnow
+from service.db.models import EventSnapshot, StoredEvent, User, utcnow
+from service.deps import db, require
 
 router = APIRouter(tags=["events"])
 
@@ -47,17 +47,31 @@ class EventPage(BaseModel):
     next_cursor: str | None
 
 
-def _out(event: Event, acknowledged_by: str | None) -> EventOut:
+def _out(event: StoredEvent, acknowledged_by: str | None) -> EventOut:
     base = f"/api/v1/events/{event.id}"
-    return EventOut(id=event.id, stream=event.stream, track_id=event.track_id, label=event.label, started_at=event.started_at,
-                    ended_at=event.ended_at, ongoing=event.ended_at is None, peak_probability=event.peak_probability,
-                    peak_at=event.peak_at, mean_probability=event.mean_probability, verdicts=event.verdicts,
-                    models_at_peak=event.models_at_peak, models_mean=event.models_mean, bbox_at_peak=event.bbox_at_peak,
-                    acknowledged_by=acknowledged_by, acknowledged_at=event.acknowledged_at,
-                    face_url=f"{base}/face.jpg", frame_url=f"{base}/frame.jpg")  # fmt: skip
+    return EventOut(
+        id=event.id,
+        stream=event.stream,
+        track_id=event.track_id,
+        label=event.label,
+        started_at=event.started_at,
+        ended_at=event.ended_at,
+        ongoing=event.ended_at is None,
+        peak_probability=event.peak_probability,
+        peak_at=event.peak_at,
+        mean_probability=event.mean_probability,
+        verdicts=event.verdicts,
+        models_at_peak=event.models_at_peak,
+        models_mean=event.models_mean,
+        bbox_at_peak=event.bbox_at_peak,
+        acknowledged_by=acknowledged_by,
+        acknowledged_at=event.acknowledged_at,
+        face_url=f"{base}/face.jpg",
+        frame_url=f"{base}/frame.jpg",
+    )
 
 
-def _cursor(event: Event) -> str:
+def _cursor(event: StoredEvent) -> str:
     raw = json.dumps([event.started_at.isoformat(), event.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -83,7 +97,9 @@ def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
 def list_events(
     stream: str | None = Query(None, max_length=128),
     label: Literal["fake", "real", "uncertain"] | None = None,
-    since: dt.datetime | None = Query(None, description="events that started at or after (ISO 8601 with zone, or epoch seconds)"),
+    since: dt.datetime | None = Query(
+        None, description="events that started at or after (ISO 8601 with zone, or epoch seconds)"
+    ),
     until: dt.datetime | None = Query(None, description="events that started before"),
     acknowledged: bool | None = None,
     cursor: str | None = Query(None, max_length=512),
@@ -94,29 +110,33 @@ def list_events(
     since, until = _aware(since, "since"), _aware(until, "until")
     if since is not None and until is not None and since >= until:
         raise HTTPException(422, f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
-    query = select(Event, User.username).outerjoin(User, User.id == Event.acknowledged_by)
+    query = select(StoredEvent, User.username).outerjoin(User, User.id == StoredEvent.acknowledged_by)
     if stream is not None:
-        query = query.where(Event.stream == stream)
+        query = query.where(StoredEvent.stream == stream)
     if label is not None:
-        query = query.where(Event.label == label)
+        query = query.where(StoredEvent.label == label)
     if since is not None:
-        query = query.where(Event.started_at >= since)
+        query = query.where(StoredEvent.started_at >= since)
     if until is not None:
-        query = query.where(Event.started_at < until)
+        query = query.where(StoredEvent.started_at < until)
     if acknowledged is not None:
-        query = query.where(Event.acknowledged_at.is_not(None) if acknowledged else Event.acknowledged_at.is_(None))
+        query = query.where(
+            StoredEvent.acknowledged_at.is_not(None) if acknowledged else StoredEvent.acknowledged_at.is_(None)
+        )
     if cursor is not None:
         at, last_id = _parse_cursor(cursor)
-        query = query.where(or_(Event.started_at < at, and_(Event.started_at == at, Event.id < last_id)))
-    rows = session.execute(query.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit + 1)).all()
+        query = query.where(
+            or_(StoredEvent.started_at < at, and_(StoredEvent.started_at == at, StoredEvent.id < last_id))
+        )
+    rows = session.execute(query.order_by(StoredEvent.started_at.desc(), StoredEvent.id.desc()).limit(limit + 1)).all()
     items = [_out(event, who) for event, who in rows[:limit]]
     page = EventPage(items=items, next_cursor=_cursor(rows[limit - 1][0]) if len(rows) > limit else None)
     # serialised by the model itself: FastAPI would validate the page again (measured: 6.7 → 6.1 ms a request)
     return Response(page.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
 
 
-def _get(session: Session, event_id: str) -> Event:
-    event = session.get(Event, event_id) if len(event_id) <= 32 else None
+def _get(session: Session, event_id: str) -> StoredEvent:
+    event = session.get(StoredEvent, event_id) if len(event_id) <= 32 else None
     if event is None:
         raise HTTPException(404, f"no event {event_id!r}")
     return event
@@ -137,19 +157,29 @@ def _snapshot(session: Session, event_id: str, kind: str) -> Response:
     return Response(snap.jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=5"})
 
 
-@router.get("/events/{event_id}/face.jpg", response_class=Response, summary="The face at the event's peak (JPEG)",
-            responses={200: {"content": {"image/jpeg": {}}}})  # fmt: skip
+@router.get(
+    "/events/{event_id}/face.jpg",
+    response_class=Response,
+    summary="The face at the event's peak (JPEG)",
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
 def face_jpg(event_id: str, _: Principal = Depends(require("read")), session: Session = Depends(db)) -> Response:
     return _snapshot(session, event_id, "face")
 
 
-@router.get("/events/{event_id}/frame.jpg", response_class=Response, summary="The whole frame at the event's peak (JPEG)",
-            responses={200: {"content": {"image/jpeg": {}}}})  # fmt: skip
+@router.get(
+    "/events/{event_id}/frame.jpg",
+    response_class=Response,
+    summary="The whole frame at the event's peak (JPEG)",
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
 def frame_jpg(event_id: str, _: Principal = Depends(require("read")), session: Session = Depends(db)) -> Response:
     return _snapshot(session, event_id, "frame")
 
 
-@router.post("/events/{event_id}/ack", response_model=EventOut, summary="Acknowledge an event (once; later calls keep the first)")
+@router.post(
+    "/events/{event_id}/ack", response_model=EventOut, summary="Acknowledge an event (once; later calls keep the first)"
+)
 def acknowledge(event_id: str, who: Principal = Depends(require("write")), session: Session = Depends(db)) -> EventOut:
     event = _get(session, event_id)
     if event.acknowledged_at is None:

@@ -8,17 +8,21 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from service.app import Service, get_service, require
-from service.auth import Principal
 from core.queues import QueueClosed
+from service.auth import Principal
+from service.deps import Service, get_service, require
 from service.feed import KINDS, sse
 
 router = APIRouter(tags=["feed"])
 HEARTBEAT_S = 15.0  # a comment line now and then: proxies keep the connection, clients see it alive
 
 
-@router.get("/feed", summary="Server-Sent Events: verdict, state, status, alert (token in the header or ?access_token=)",
-            response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})  # fmt: skip
+@router.get(
+    "/feed",
+    summary="Server-Sent Events: verdict, state, status, alert (token in the header or ?access_token=)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def feed(
     types: str = Query(",".join(KINDS), description="comma-separated: verdict, state, status, alert"),
     stream: list[str] = Query(default_factory=list, description="only these streams (repeatable); none: all"),
@@ -28,7 +32,9 @@ async def feed(
     kinds = frozenset(t.strip() for t in types.split(",") if t.strip())
     unknown = kinds - set(KINDS)
     if unknown or not kinds:
-        raise HTTPException(422, f"types: unknown {sorted(unknown)}; choose from {', '.join(KINDS)}" if unknown else "types: none given")
+        raise HTTPException(
+            422, f"types: unknown {sorted(unknown)}; choose from {', '.join(KINDS)}" if unknown else "types: none given"
+        )
     subscriber = service.feed.subscribe(kinds, frozenset(stream))
 
     async def events() -> AsyncIterator[bytes]:
@@ -51,4 +57,6 @@ async def feed(
         finally:
             service.feed.unsubscribe(subscriber)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

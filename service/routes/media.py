@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import QueueFullError
-from service.app import Service, db, get_service, require
 from service.auth import Principal
 from service.db.models import MediaFile, User
+from service.deps import Service, db, get_service, require
 from service.uploads import FIELD, check_video, receive
 
 log = logging.getLogger("dfstream.api")
@@ -64,11 +64,26 @@ class ResultsOut(BaseModel):
 
 def _out(media: MediaFile, service: Service, owner: str | None) -> MediaOut:
     progress = service.analyzer.progress.get(media.id, media.progress) if media.status == "running" else media.progress
-    return MediaOut(id=media.id, owner=owner, original_name=media.original_name, sha256=media.sha256, size=media.size,
-                    container=media.container, codec=media.codec, width=media.width, height=media.height,
-                    duration_s=media.duration_s, frames=media.frames, status=media.status, progress=round(progress, 3),
-                    error=media.error, verdict=media.verdict, fake_probability=media.fake_probability,
-                    created_at=media.created_at, finished_at=media.finished_at)  # fmt: skip
+    return MediaOut(
+        id=media.id,
+        owner=owner,
+        original_name=media.original_name,
+        sha256=media.sha256,
+        size=media.size,
+        container=media.container,
+        codec=media.codec,
+        width=media.width,
+        height=media.height,
+        duration_s=media.duration_s,
+        frames=media.frames,
+        status=media.status,
+        progress=round(progress, 3),
+        error=media.error,
+        verdict=media.verdict,
+        fake_probability=media.fake_probability,
+        created_at=media.created_at,
+        finished_at=media.finished_at,
+    )
 
 
 def _get(session: Session, media_id: int) -> MediaFile:
@@ -79,7 +94,9 @@ def _get(session: Session, media_id: int) -> MediaFile:
 
 
 def _owner(session: Session, media: MediaFile) -> str | None:
-    return session.scalar(select(User.username).where(User.id == media.owner_id)) if media.owner_id is not None else None
+    return (
+        session.scalar(select(User.username).where(User.id == media.owner_id)) if media.owner_id is not None else None
+    )
 
 
 @router.post(
@@ -87,10 +104,24 @@ def _owner(session: Session, media: MediaFile) -> str | None:
     status_code=201,
     response_model=MediaOut,
     summary="Upload a video (multipart field 'file'); it is analysed in the background",
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": [FIELD], "properties": {FIELD: {"type": "string", "format": "binary"}}}}}}},
-)  # fmt: skip
-async def upload(request: Request, who: Principal = Depends(require("write")), service: Service = Depends(get_service)) -> MediaOut:
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [FIELD],
+                        "properties": {FIELD: {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload(
+    request: Request, who: Principal = Depends(require("write")), service: Service = Depends(get_service)
+) -> MediaOut:
     config = service.config
     received = await receive(request, config.media_dir, int(config.max_upload_mb * 1_000_000))
     try:
@@ -100,10 +131,20 @@ async def upload(request: Request, who: Principal = Depends(require("write")), s
         def record() -> MediaOut:
             received.path.rename(final)
             with service.sessions() as session:
-                media = MediaFile(owner_id=who.user_id, original_name=received.original_name, sha256=received.sha256,
-                                  size=received.size, container=found.container, codec=found.codec, width=found.width,
-                                  height=found.height, duration_s=found.duration_s, frames=found.frames,
-                                  storage_path=str(final.relative_to(config.data_dir)), status="queued")  # fmt: skip
+                media = MediaFile(
+                    owner_id=who.user_id,
+                    original_name=received.original_name,
+                    sha256=received.sha256,
+                    size=received.size,
+                    container=found.container,
+                    codec=found.codec,
+                    width=found.width,
+                    height=found.height,
+                    duration_s=found.duration_s,
+                    frames=found.frames,
+                    storage_path=str(final.relative_to(config.data_dir)),
+                    status="queued",
+                )
                 session.add(media)
                 session.commit()
                 return _out(media, service, who.username)
@@ -118,7 +159,15 @@ async def upload(request: Request, who: Principal = Depends(require("write")), s
     except QueueFullError as exc:
         # the file is kept and queued in the database: the next start picks it up
         raise HTTPException(503, f"media {out.id} stored, but {exc}") from None
-    log.info("media %d: %s (%d bytes, %s/%s) uploaded by %s", out.id, out.original_name, out.size, out.container, out.codec, who.username)
+    log.info(
+        "media %d: %s (%d bytes, %s/%s) uploaded by %s",
+        out.id,
+        out.original_name,
+        out.size,
+        out.container,
+        out.codec,
+        who.username,
+    )
     return out
 
 
@@ -131,7 +180,12 @@ def list_media(
     session: Session = Depends(db),
     service: Service = Depends(get_service),
 ) -> list[MediaOut]:
-    query = select(MediaFile, User.username).outerjoin(User, User.id == MediaFile.owner_id).order_by(MediaFile.id.desc()).limit(limit)
+    query = (
+        select(MediaFile, User.username)
+        .outerjoin(User, User.id == MediaFile.owner_id)
+        .order_by(MediaFile.id.desc())
+        .limit(limit)
+    )
     if mine:
         query = query.where(MediaFile.owner_id == who.user_id)
     if status is not None:
@@ -140,29 +194,59 @@ def list_media(
 
 
 @router.get("/media/{media_id}", response_model=MediaOut, summary="One media file, with its status and progress (0..1)")
-def get_media(media_id: int, _: Principal = Depends(require("read")), session: Session = Depends(db),
-              service: Service = Depends(get_service)) -> MediaOut:  # fmt: skip
+def get_media(
+    media_id: int,
+    _: Principal = Depends(require("read")),
+    session: Session = Depends(db),
+    service: Service = Depends(get_service),
+) -> MediaOut:
     media = _get(session, media_id)
     return _out(media, service, _owner(session, media))
 
 
-@router.get("/media/{media_id}/results", response_model=ResultsOut, summary="The verdict for the file and every scored face")
+@router.get(
+    "/media/{media_id}/results", response_model=ResultsOut, summary="The verdict for the file and every scored face"
+)
 def get_results(media_id: int, _: Principal = Depends(require("read")), session: Session = Depends(db)) -> ResultsOut:
     media = _get(session, media_id)
     if media.status == "failed":
         raise HTTPException(409, f"media {media_id}: analysis failed: {media.error}")
     if media.status != "done":
-        raise HTTPException(409, f"media {media_id}: not analysed yet (status {media.status}, progress {media.progress:.2f})")
-    rows = [FaceRow(frame=r.frame, face=r.face, bbox=r.bbox, models=r.models, fake_probability=r.fake_probability,
-                    uncertainty=r.uncertainty) for r in media.results]  # fmt: skip
-    return ResultsOut(media_id=media.id, verdict=media.verdict or "uncertain", fake_probability=media.fake_probability or 0.0,
-                      uncertainty=media.uncertainty, aggregation=media.aggregation or "", frames_scored=media.frames_scored or 0,
-                      models=media.models or {}, rows=rows)  # fmt: skip
+        raise HTTPException(
+            409, f"media {media_id}: not analysed yet (status {media.status}, progress {media.progress:.2f})"
+        )
+    rows = [
+        FaceRow(
+            frame=r.frame,
+            face=r.face,
+            bbox=r.bbox,
+            models=r.models,
+            fake_probability=r.fake_probability,
+            uncertainty=r.uncertainty,
+        )
+        for r in media.results
+    ]
+    return ResultsOut(
+        media_id=media.id,
+        verdict=media.verdict or "uncertain",
+        fake_probability=media.fake_probability or 0.0,
+        uncertainty=media.uncertainty,
+        aggregation=media.aggregation or "",
+        frames_scored=media.frames_scored or 0,
+        models=media.models or {},
+        rows=rows,
+    )
 
 
-@router.delete("/media/{media_id}", status_code=204, summary="Delete a media file and its results (yours; an admin: any)")
-def delete_media(media_id: int, who: Principal = Depends(require("write")), session: Session = Depends(db),
-                 service: Service = Depends(get_service)) -> None:  # fmt: skip
+@router.delete(
+    "/media/{media_id}", status_code=204, summary="Delete a media file and its results (yours; an admin: any)"
+)
+def delete_media(
+    media_id: int,
+    who: Principal = Depends(require("write")),
+    session: Session = Depends(db),
+    service: Service = Depends(get_service),
+) -> None:
     media = _get(session, media_id)
     if media.owner_id != who.user_id and "admin" not in who.scopes:
         raise HTTPException(403, f"media {media_id} belongs to another user; only an admin may delete it")

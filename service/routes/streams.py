@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from pipeline.monitoring.keys import Count, Gauge, Subject
-from service.app import Service, get_service, require
-from service.auth import Principal
 from core.redaction import redact
+from pipeline.monitoring.keys import Count, Gauge, Subject
+from service.auth import Principal
+from service.deps import Service, get_service, require
 
 router = APIRouter(tags=["streams"])
 
@@ -44,22 +44,45 @@ def _stream(service: Service, stream_id: str) -> StreamOut:
     tracks = []
     if view is not None and state is not None:
         for track_id, verdict in sorted(view.tracks.items()):
-            tracks.append(TrackOut(track_id=track_id, label=state.tracks.get(track_id, verdict.label), fake_probability=verdict.fake_probability,
-                                   uncertainty=verdict.uncertainty, bbox=list(verdict.bbox), models=verdict.models, updated_at=verdict.ts))  # fmt: skip
+            tracks.append(
+                TrackOut(
+                    track_id=track_id,
+                    label=state.tracks.get(track_id, verdict.label),
+                    fake_probability=verdict.fake_probability,
+                    uncertainty=verdict.uncertainty,
+                    bbox=list(verdict.bbox),
+                    models=verdict.models,
+                    updated_at=verdict.ts,
+                )
+            )
     return StreamOut(
-        id=stream_id, url=redact(config.url), status=status.status if status else "starting", reason=status.reason if status else None,
-        up=service.monitor.gauge(subject, Gauge.UP) == 1, label=state.label if state else "no_face",
-        fake_probability=state.fake_probability if state else None, tracks=tracks,
+        id=stream_id,
+        url=redact(config.url),
+        status=status.status if status else "starting",
+        reason=status.reason if status else None,
+        up=service.monitor.gauge(subject, Gauge.UP) == 1,
+        label=state.label if state else "no_face",
+        fake_probability=state.fake_probability if state else None,
+        tracks=tracks,
         frames_decoded=int(service.monitor.counter(subject, Count.FRAMES_DECODED) or 0),
-        updated_at=max((t for t in (status.ts if status else None, state.updated_at if state else None) if t is not None), default=None),
-    )  # fmt: skip
+        updated_at=max(
+            (t for t in (status.ts if status else None, state.updated_at if state else None) if t is not None),
+            default=None,
+        ),
+    )
 
 
-@router.get("/streams", response_model=list[StreamOut], summary="Every configured stream: status, label and live tracks")
-async def list_streams(_: Principal = Depends(require("read")), service: Service = Depends(get_service)) -> list[StreamOut]:
+@router.get(
+    "/streams", response_model=list[StreamOut], summary="Every configured stream: status, label and live tracks"
+)
+async def list_streams(
+    _: Principal = Depends(require("read")), service: Service = Depends(get_service)
+) -> list[StreamOut]:
     return [_stream(service, s.id) for s in service.streams]
 
 
 @router.get("/streams/{stream_id}", response_model=StreamOut, summary="One stream")
-async def get_stream(stream_id: str, _: Principal = Depends(require("read")), service: Service = Depends(get_service)) -> StreamOut:
+async def get_stream(
+    stream_id: str, _: Principal = Depends(require("read")), service: Service = Depends(get_service)
+) -> StreamOut:
     return _stream(service, stream_id)

@@ -11,9 +11,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.app import Service, db, get_service, principal, require
 from service.auth import Principal, hash_password, validate_password
 from service.db.models import ApiToken, User, utcnow
+from service.deps import Service, db, get_service, principal, require
 
 router = APIRouter(tags=["users"])
 Role = Literal["admin", "analyst", "viewer"]
@@ -28,7 +28,9 @@ class UserOut(BaseModel):
 
 
 def user_out(user: User) -> UserOut:
-    return UserOut(id=user.id, username=user.username, role=user.role, disabled=user.disabled, created_at=user.created_at)
+    return UserOut(
+        id=user.id, username=user.username, role=user.role, disabled=user.disabled, created_at=user.created_at
+    )
 
 
 class NewUser(BaseModel):
@@ -79,9 +81,16 @@ def add_user(body: NewUser, _: Principal = Depends(require("admin")), session: S
     return user_out(user)
 
 
-@router.patch("/users/{user_id}", response_model=UserOut, summary="Change a user's role, password or disabled flag (admin)")
-def change_user(user_id: int, body: UserChange, who: Principal = Depends(require("admin")), session: Session = Depends(db),
-                service: Service = Depends(get_service)) -> UserOut:  # fmt: skip
+@router.patch(
+    "/users/{user_id}", response_model=UserOut, summary="Change a user's role, password or disabled flag (admin)"
+)
+def change_user(
+    user_id: int,
+    body: UserChange,
+    who: Principal = Depends(require("admin")),
+    session: Session = Depends(db),
+    service: Service = Depends(get_service),
+) -> UserOut:
     user = session.get(User, user_id)
     if user is None:
         raise HTTPException(404, f"no user {user_id}")
@@ -94,8 +103,11 @@ def change_user(user_id: int, body: UserChange, who: Principal = Depends(require
     if body.password is not None:
         user.password_hash = hash_password(body.password)
         # a new password ends every session of the old one
-        session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "login", ApiToken.revoked_at.is_(None))
-                        .values(revoked_at=utcnow()))  # fmt: skip
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.user_id == user.id, ApiToken.kind == "login", ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
     session.commit()
     assert service.tokens is not None
     service.tokens.clear()  # a role, a disabled flag or a password changes what its tokens may do

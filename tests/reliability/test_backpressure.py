@@ -53,20 +53,33 @@ def run(runtime: Runtime, seconds: float) -> tuple[list[int], float]:
 
 
 def test_a_stuck_sink_costs_the_others_nothing(weights_dir, face_clip, figures):
-    config = make_config(weights_dir, [{"id": "cam", "url": str(face_clip), "pace": "realtime", "loop": True}],
-                         sinks={"outbox_capacity": 50})  # fmt: skip
+    config = make_config(
+        weights_dir,
+        [{"id": "cam", "url": str(face_clip), "pace": "realtime", "loop": True}],
+        sinks={"outbox_capacity": 50},
+    )
     timed = MemorySink("timed")
     # two stuck sinks: they drain side by side, their timeouts do not add up
-    runtime = Runtime(config, load_detectors(config), [MemorySink("stuck", hang=True), MemorySink("stuck2", hang=True), timed])
+    runtime = Runtime(
+        config, load_detectors(config), [MemorySink("stuck", hang=True), MemorySink("stuck2", hang=True), timed]
+    )
     rss, stop_s = run(runtime, RUN_S)
     monitor, stuck = runtime.monitor, Subject.sink("stuck")
     dropped = monitor.counter(stuck, Count.EVENTS_DROPPED, reason="outbox_full")
-    verdicts = sum(monitor.counter(Subject.stream("cam"), Count.VERDICTS, label=label) for label in ("real", "fake", "uncertain"))
+    verdicts = sum(
+        monitor.counter(Subject.stream("cam"), Count.VERDICTS, label=label) for label in ("real", "fake", "uncertain")
+    )
     delays = timed.verdict_delays()
     p99_ms = float(np.percentile(delays, 99)) * 1000
     growth_mb = (max(rss) - rss[0]) / 2**20
-    figures(verdicts=verdicts, delivered_to_others=len(delays), stuck_dropped=dropped, others_p99_delay_ms=p99_ms,
-            rss_growth_mb=growth_mb, stop_s=stop_s)  # fmt: skip
+    figures(
+        verdicts=verdicts,
+        delivered_to_others=len(delays),
+        stuck_dropped=dropped,
+        others_p99_delay_ms=p99_ms,
+        rss_growth_mb=growth_mb,
+        stop_s=stop_s,
+    )
     assert len(delays) == verdicts > 200  # the healthy sink got every verdict
     assert p99_ms < 50  # and got it at once
     assert dropped >= verdicts - 50 - 1  # the stuck one: all but its 50 slots (+1 in its hung publish), counted
@@ -86,8 +99,14 @@ def test_a_detector_ten_times_slower_than_the_frames(weights_dir, face_clip, fig
     decoded, processed = monitor.counter(cam, Count.FRAMES_DECODED), monitor.counter(cam, Count.FRAMES_PROCESSED)
     dropped = monitor.counter(cam, Count.FRAMES_DROPPED, reason="queue_full")
     growth_mb = (max(rss) - rss[0]) / 2**20
-    figures(decoded=decoded, processed=processed, dropped=dropped, unaccounted=decoded - processed - dropped,
-            rss_growth_mb=growth_mb, stop_s=stop_s)  # fmt: skip
+    figures(
+        decoded=decoded,
+        processed=processed,
+        dropped=dropped,
+        unaccounted=decoded - processed - dropped,
+        rss_growth_mb=growth_mb,
+        stop_s=stop_s,
+    )
     assert decoded > 25 * RUN_S * 0.8  # decoding keeps the camera's pace
     assert processed < decoded / 5 and dropped > decoded / 2  # the slow model sets the pace; the rest is counted
     # every decoded frame was processed or counted as dropped; at most the frames in flight at the

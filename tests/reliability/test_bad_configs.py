@@ -194,7 +194,8 @@ def test_an_invalid_config_exits_2_naming_the_field(tmp_path, weights_dir, capsy
         ("- just\n- a list\n", "the top level must be a mapping"),
         ("", "the top level must be a mapping"),
         (
-            "streams: [{id: a, url: x.mp4}]\ndetectors: [{name: m, type: meso4}]\nfaces:\n  detect_every: ${NO_SUCH_VAR}\n",
+            "streams: [{id: a, url: x.mp4}]\ndetectors: [{name: m, type: meso4}]\nfaces:\n  detect_every: "
+            "${NO_SUCH_VAR}\n",
             "NO_SUCH_VAR",
         ),
     ],
@@ -218,8 +219,14 @@ def test_the_real_process_prints_no_traceback(tmp_path, weights_dir, figures):
         tmp_path, weights_dir, lambda d: (at("faces.detect_every", 0)(d), at("streams.0.url", "ftp://x")(d))
     )
     for command in (["check", path], ["run", path, "--offline"]):
-        out = subprocess.run([sys.executable, "-m", "dfstream", *command], capture_output=True, text=True,
-                             env={**os.environ}, timeout=120, check=False)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "dfstream", *command],
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+            timeout=120,
+            check=False,
+        )
         assert out.returncode == 2 and "Traceback" not in out.stderr and out.stdout == ""
         assert len(out.stderr.splitlines()) == 2, out.stderr
     figures(cases=len(CASES) + 5, commands=["check", "run"])

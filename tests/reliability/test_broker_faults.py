@@ -19,9 +19,9 @@ from pipeline.runtime.runtime import Runtime
 from sinks import MqttSink, build_sinks
 from sinks.mqtt import MqttConfig
 from tests.helpers import MemorySink, load_detectors, make_config, until
+from tests.mqtt_broker import USERS, Mosquitto, Subscriber, payload_of, schema_for, verdict
 
 MQTT = Subject.sink("mqtt")
-from tests.mqtt_broker import USERS, Mosquitto, Subscriber, payload_of, schema_for, verdict
 
 
 @pytest.mark.weights
@@ -32,7 +32,7 @@ def test_no_verdict_lost_across_a_broker_killed_and_restarted(weights_dir, face_
         [
             {"id": "camA", "url": str(face_clip), "pace": "realtime", "loop": True},
             {"id": "camB", "url": str(face_clip), "pace": "realtime", "loop": True},
-        ],  # fmt: skip
+        ],
         sinks={
             "mqtt": {
                 "port": broker.port,
@@ -42,7 +42,7 @@ def test_no_verdict_lost_across_a_broker_killed_and_restarted(weights_dir, face_
                 "publish_timeout_s": 1.0,
                 "flush_timeout_s": 10,
             }
-        },  # fmt: skip
+        },
         faces={"detect_every": 5},
     )
     monitor = PerformanceMonitor(config.monitoring)
@@ -85,9 +85,14 @@ def test_no_verdict_lost_across_a_broker_killed_and_restarted(weights_dir, face_
     published = {stream: mqtt.last_verdict_seq(stream) for stream in ("camA", "camB")}
     lost = {stream: set(range(1, published[stream] + 1)) - seqs[stream] for stream in ("camA", "camB")}
     errors = [r.getMessage() for r in caplog.records if r.name == "sinks.mqtt" and r.levelno >= logging.WARNING]
-    figures(queued_while_down=timeline["queued"], judged_while_down=timeline["judged_while_down"],
-            drained_s=timeline["drained"] - timeline["restarted"], published=sum(published.values()),
-            lost=sum(len(v) for v in lost.values()), error_lines=len(errors))  # fmt: skip
+    figures(
+        queued_while_down=timeline["queued"],
+        judged_while_down=timeline["judged_while_down"],
+        drained_s=timeline["drained"] - timeline["restarted"],
+        published=sum(published.values()),
+        lost=sum(len(v) for v in lost.values()),
+        error_lines=len(errors),
+    )
     assert timeline["queued"] > 30  # verdicts really piled up while the broker was dead
     assert timeline["judged_while_down"] > 30  # and detection went on
     assert lost == {"camA": set(), "camB": set()}

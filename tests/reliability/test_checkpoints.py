@@ -30,9 +30,11 @@ def _nan_weight(src, dst):
 def run_with(tmp_path, weights_dir, broken, detector_type="meso4", capsys=None):
     config = {
         "streams": [{"id": "clip", "url": "sample://astronaut", "pace": "asap"}],
-        "detectors": [{"name": "good", "type": "mesoinception4", "weights": str(weights_dir / "MesoInception_DF.h5")},
-                      {"name": "suspect", "type": detector_type, "weights": str(broken)}],
-    }  # fmt: skip
+        "detectors": [
+            {"name": "good", "type": "mesoinception4", "weights": str(weights_dir / "MesoInception_DF.h5")},
+            {"name": "suspect", "type": detector_type, "weights": str(broken)},
+        ],
+    }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     code = main(["run", str(path), "--offline"])

@@ -51,8 +51,10 @@ def build_corpus(root: Path) -> list[tuple[str, Path]]:
         path.write_bytes(data)
         cases.append((name, path))
 
-    bases = {suffix: make_sample_clip(root / f"base{suffix}", seconds=1.0, width=320, height=180)
-             for suffix in (".mp4", ".mkv", ".ts")}  # fmt: skip
+    bases = {
+        suffix: make_sample_clip(root / f"base{suffix}", seconds=1.0, width=320, height=180)
+        for suffix in (".mp4", ".mkv", ".ts")
+    }
     for suffix, base in bases.items():
         data = base.read_bytes()
         start = _payload_start(data, suffix)

@@ -16,8 +16,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dfstream.config import apply_override, load_config, parse_config
 from core.errors import ConfigError
+from dfstream.config import apply_override, load_config, parse_config
 from pipeline.runtime.events import Alert, StreamState, StreamStatus, Verdict
 from sinks.mqtt import MqttConfig, MqttSink
 
@@ -91,7 +91,10 @@ def test_any_file_text_loads_or_fails_with_config_error(tmp_path, text):
 
 
 @FUZZ
-@given(override=st.text(max_size=60), yaml_value=json_values.map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip()))
+@given(
+    override=st.text(max_size=60),
+    yaml_value=json_values.map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip()),
+)
 def test_any_override_applies_or_fails_with_config_error(override, yaml_value):
     for text in (override, f"{override}={yaml_value}", f"streams.0.{override}={yaml_value}"):
         data = copy.deepcopy(BASE)
@@ -145,16 +148,26 @@ alerts = st.builds(
     message=st.text(max_size=200),
     labels=st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=4),
 )
-statuses = st.builds(StreamStatus, stream=stream_ids, status=st.sampled_from(["online", "reconnecting", "offline"]),
-                     reason=st.none() | st.text(max_size=100), ts=times)  # fmt: skip
+statuses = st.builds(
+    StreamStatus,
+    stream=stream_ids,
+    status=st.sampled_from(["online", "reconnecting", "offline"]),
+    reason=st.none() | st.text(max_size=100),
+    ts=times,
+)
 
 
 def schema(name: str) -> dict:
     return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
 
 
-SCHEMA_BY_TOPIC = {"verdict": schema("verdict"), "state": schema("state"), "alerts": schema("alert"),
-                   "status": schema("status"), "config": schema("ha_discovery")}  # fmt: skip
+SCHEMA_BY_TOPIC = {
+    "verdict": schema("verdict"),
+    "state": schema("state"),
+    "alerts": schema("alert"),
+    "status": schema("status"),
+    "config": schema("ha_discovery"),
+}
 
 
 def published(event) -> list:
@@ -174,7 +187,11 @@ def test_every_payload_is_json_that_matches_its_schema(event):
 
 
 @FUZZ
-@given(event=verdicts, bad=st.sampled_from([math.nan, math.inf, -math.inf]), where=st.sampled_from(["fake_probability", "latency_ms", "bbox", "models"]))
+@given(
+    event=verdicts,
+    bad=st.sampled_from([math.nan, math.inf, -math.inf]),
+    where=st.sampled_from(["fake_probability", "latency_ms", "bbox", "models"]),
+)
 def test_a_non_finite_number_never_leaves_as_a_payload(event, bad, where):
     import dataclasses
 

@@ -78,8 +78,13 @@ def test_rtsp_server_killed_mid_stream_and_back(weights_dir, rtsp_server, long_c
         recovered = time.monotonic() - back
         runtime.stop.set()
         await asyncio.wait_for(task, 30)
-        return {"detected_s": detected, "recovered_s": recovered, "cam2_fps_before": before,
-                "cam2_fps_during": during, "reconnects": reconnects}  # fmt: skip
+        return {
+            "detected_s": detected,
+            "recovered_s": recovered,
+            "cam2_fps_before": before,
+            "cam2_fps_during": during,
+            "reconnects": reconnects,
+        }
 
     try:
         result = asyncio.run(scenario())
@@ -122,8 +127,13 @@ def silent_server():
 @pytest.mark.parametrize("scheme", ["rtsp", "http", "rtmp"])
 def test_a_server_that_never_answers_gives_up_after_open_timeout(silent_server, scheme, figures):
     path = "/live.m3u8" if scheme == "http" else "/live/cam"
-    config = StreamConfig(id="mute", url=f"{scheme}://127.0.0.1:{silent_server}{path}", open_timeout_s=1.5,
-                          retry_initial_s=0.2, retry_max_s=0.5)  # fmt: skip
+    config = StreamConfig(
+        id="mute",
+        url=f"{scheme}://127.0.0.1:{silent_server}{path}",
+        open_timeout_s=1.5,
+        retry_initial_s=0.2,
+        retry_max_s=0.5,
+    )
 
     async def scenario():
         statuses = []
@@ -198,8 +208,8 @@ def test_a_missing_file_ends_the_stream_with_one_error(tmp_path, caplog):
 
 @pytest.mark.parametrize("url", ["rtp+x://cam", "ftp://127.0.0.1/a.mp4", "srt://127.0.0.1:9"])
 def test_an_unsupported_scheme_is_a_config_error(url):
-    from dfstream.config import parse_config
     from core.errors import ConfigError
+    from dfstream.config import parse_config
 
     with pytest.raises(ConfigError, match=r"streams\[0\]\.url: unsupported scheme"):
         parse_config({"streams": [{"id": "x", "url": url}], "detectors": [{"name": "m", "type": "meso4"}]})

@@ -21,7 +21,11 @@ SECRET = USERS["dfstream"]
 
 
 def listening_addresses(port: int) -> set[str]:
-    return {c.laddr.ip for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    return {
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
 
 
 def other_local_address() -> str | None:
@@ -50,19 +54,26 @@ def test_metrics_and_health_listen_on_loopback_by_default(figures):
 
 def dfstream(*args: str, password: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DFSTREAM_MQTT_USERNAME": "dfstream", "DFSTREAM_MQTT_PASSWORD": password}
-    return subprocess.run([sys.executable, "-m", "dfstream", *args], capture_output=True, text=True, env=env,
-                          timeout=180, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dfstream", *args], capture_output=True, text=True, env=env, timeout=180, check=False
+    )
 
 
 @pytest.mark.weights
 @pytest.mark.parametrize("password", [SECRET, "wrong-but-still-secret-7f3a"])
 def test_the_mqtt_password_never_reaches_logs_or_check(weights_dir, short_clip, mosquitto, tmp_path, password, figures):
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "streams": [{"id": "clip", "url": str(short_clip), "pace": "asap"}],
-        "detectors": [{"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")}],
-        "sinks": {"mqtt": {"port": mosquitto.port, "retry_initial_s": 0.1, "retry_max_s": 0.2, "flush_timeout_s": 1.0}},
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "streams": [{"id": "clip", "url": str(short_clip), "pace": "asap"}],
+                "detectors": [{"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")}],
+                "sinks": {
+                    "mqtt": {"port": mosquitto.port, "retry_initial_s": 0.1, "retry_max_s": 0.2, "flush_timeout_s": 1.0}
+                },
+            }
+        )
+    )
     check = dfstream("check", str(config), password=password)
     run = dfstream("-v", "run", str(config), password=password)
     assert check.returncode == 0 and run.returncode == 0, check.stderr + run.stderr

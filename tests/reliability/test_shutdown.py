@@ -20,23 +20,41 @@ from tests.mqtt_broker import Subscriber
 pytestmark = pytest.mark.weights
 
 
-def test_sigterm_under_load_exits_in_5s_and_flushes_to_the_broker(weights_dir, face_clip, mosquitto, creds, tmp_path, figures):
+def test_sigterm_under_load_exits_in_5s_and_flushes_to_the_broker(
+    weights_dir, face_clip, mosquitto, creds, tmp_path, figures
+):
     out = tmp_path / "verdicts.jsonl"
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "streams": [{"id": f"cam{i}", "url": str(face_clip), "pace": "realtime", "loop": True} for i in (1, 2, 3)],
-        "detectors": [
-            {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
-            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights_dir / "MesoInception_DF.h5")},
-        ],
-        "sinks": {"jsonl": {"path": str(out), "events": ["verdict"]},
-                  "mqtt": {"port": mosquitto.port, "verdict_interval_s": 0, "discovery": False}},
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "streams": [
+                    {"id": f"cam{i}", "url": str(face_clip), "pace": "realtime", "loop": True} for i in (1, 2, 3)
+                ],
+                "detectors": [
+                    {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
+                    {
+                        "name": "mesoinception4",
+                        "type": "mesoinception4",
+                        "weights": str(weights_dir / "MesoInception_DF.h5"),
+                    },
+                ],
+                "sinks": {
+                    "jsonl": {"path": str(out), "events": ["verdict"]},
+                    "mqtt": {"port": mosquitto.port, "verdict_interval_s": 0, "discovery": False},
+                },
+            }
+        )
+    )
 
     async def scenario() -> dict:
         async with Subscriber(mosquitto, topics=("dfstream/#",)) as sub:
-            process = subprocess.Popen([sys.executable, "-m", "dfstream", "run", str(config)],
-                                       stderr=subprocess.PIPE, text=True, env={**os.environ})  # fmt: skip
+            process = subprocess.Popen(
+                [sys.executable, "-m", "dfstream", "run", str(config)],
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ},
+            )
             await sub.wait_for(lambda: len(sub.on("/verdict")) >= 150, 90)  # three streams, the CPU saturated
             process.send_signal(signal.SIGTERM)
             sent = time.monotonic()
@@ -53,8 +71,12 @@ def test_sigterm_under_load_exits_in_5s_and_flushes_to_the_broker(weights_dir, f
     judged = Counter(json.loads(line)["stream"] for line in out.read_text().splitlines())
     delivered = Counter(v["stream"] for v in result["mqtt"])
     seqs = {s: sorted(v["seq"] for v in result["mqtt"] if v["stream"] == s) for s in delivered}
-    figures(exit_s=result["exit_s"], judged=sum(judged.values()), delivered=sum(delivered.values()),
-            lost=sum(judged.values()) - sum(delivered.values()))  # fmt: skip
+    figures(
+        exit_s=result["exit_s"],
+        judged=sum(judged.values()),
+        delivered=sum(delivered.values()),
+        lost=sum(judged.values()) - sum(delivered.values()),
+    )
     assert result["exit_s"] < 5.0
     assert delivered == judged and sum(judged.values()) >= 150  # every verdict judged before the exit
     assert all(s == list(range(1, len(s) + 1)) for s in seqs.values())  # in order, no gap, no duplicate

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.helpers import REPO, SHARED_WEIGHTS, free_port, wait_listening, wait_until
+from tests.helpers import REPO, TEST_WEIGHTS, free_port, wait_listening, wait_until
 
 # `dfstream` with the test-only detector type registered (plugins register on import)
 LAUNCH = "import sys, tests.scripted_detector; from dfstream.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -29,8 +29,14 @@ ROLES = ("admin", "analyst", "viewer")
 
 
 def dfstream(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", LAUNCH, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", LAUNCH, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 # ---- PostgreSQL --------------------------------------------------------------------------------
@@ -65,7 +71,9 @@ class Postgres:
 
     def start(self) -> Postgres:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "-t", "30", "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "-t", "30", "start"
+        )
         return self
 
     def stop(self) -> None:
@@ -114,13 +122,14 @@ def write_config(folder: Path, streams: list[dict], api: dict, detectors: list[d
     config = {
         "streams": streams,
         "faces": {"detect_every": 3, "detect_max_side": 640},
-        "detectors": detectors or [
-            {"name": "meso4", "type": "meso4", "weights": str(SHARED_WEIGHTS / "Meso4_DF.h5")},
-            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(SHARED_WEIGHTS / "MesoInception_DF.h5")},
+        "detectors": detectors
+        or [
+            {"name": "meso4", "type": "meso4", "weights": str(TEST_WEIGHTS / "Meso4_DF.h5")},
+            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(TEST_WEIGHTS / "MesoInception_DF.h5")},
         ],
         "api": {"data_dir": str(folder / "data"), **api},
         **sections,
-    }  # fmt: skip
+    }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -146,15 +155,22 @@ class Served:
 
     def add_users(self) -> Served:
         for role in ROLES:
-            result = dfstream("users", "add", str(self.config), role, "--role", role, env={"DFSTREAM_ADMIN_PASSWORD": PASSWORD})
+            result = dfstream(
+                "users", "add", str(self.config), role, "--role", role, env={"DFSTREAM_ADMIN_PASSWORD": PASSWORD}
+            )
             assert result.returncode == 0, result.stderr
         return self
 
     def start(self, timeout: float = 60) -> Served:
         self._tokens.clear()
         with self.log.open("a") as log:
-            self.process = subprocess.Popen([sys.executable, "-c", LAUNCH, "serve", str(self.config), "--offline"], cwd=REPO,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", LAUNCH, "serve", str(self.config), "--offline"],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             wait_listening([self.port], self.process, "dfstream serve", timeout)
         except AssertionError as exc:
@@ -163,7 +179,9 @@ class Served:
 
     def token(self, role: str) -> str:
         if role not in self._tokens:
-            answer = httpx.post(f"{self.base}/api/v1/auth/token", data={"username": role, "password": PASSWORD}, timeout=30)
+            answer = httpx.post(
+                f"{self.base}/api/v1/auth/token", data={"username": role, "password": PASSWORD}, timeout=30
+            )
             assert answer.status_code == 200, answer.text
             self._tokens[role] = answer.json()["access_token"]
         return self._tokens[role]
@@ -181,7 +199,9 @@ class Served:
         if self.process is not None and self.process.poll() is None:
             self.kill(signal.SIGTERM)
 
-    def wait_media(self, media_id: int, role: str = "viewer", timeout: float = 120, until: tuple[str, ...] = ("done", "failed")) -> dict:
+    def wait_media(
+        self, media_id: int, role: str = "viewer", timeout: float = 120, until: tuple[str, ...] = ("done", "failed")
+    ) -> dict:
         found: dict = {}
 
         def finished() -> bool:
@@ -212,7 +232,6 @@ def serve(tmp_path) -> Iterator:
         served.stop()
 
 
-
 # ---- a real browser ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def chromium():
@@ -230,11 +249,21 @@ def chromium():
     def open_browser(width: int, height: int):
         options = webdriver.ChromeOptions()
         options.binary_location = browser
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-                     "--force-device-scale-factor=1", f"--window-size={width},{height}"):  # fmt: skip
+        for flag in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            f"--window-size={width},{height}",
+        ):
             options.add_argument(flag)
         session = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
-        session.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        session.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         opened.append(session)
         return session
 

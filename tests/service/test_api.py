@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import SHARED_WEIGHTS, free_port, wait_until
+from tests.helpers import TEST_WEIGHTS, free_port, wait_until
 from tests.service.conftest import PASSWORD, Served, dfstream, write_config
 
 pytestmark = pytest.mark.weights
@@ -46,7 +46,10 @@ def test_every_endpoint_but_health_needs_a_token(api):
         assert anonymous.get("/api/v1/streams", headers={"Authorization": "Basic YTpi"}).json()["detail"] == (
             "the Authorization header must be 'Bearer <token>'"
         )
-        assert anonymous.get("/api/v1/streams", headers={"Authorization": "Bearer dfs_nonsense"}).json()["detail"] == "unknown token"
+        assert (
+            anonymous.get("/api/v1/streams", headers={"Authorization": "Bearer dfs_nonsense"}).json()["detail"]
+            == "unknown token"
+        )
         assert anonymous.get("/docs").status_code == 200  # the documentation itself holds no data
 
 
@@ -57,7 +60,10 @@ def test_roles_decide_what_a_token_may_do(api):
         assert refused.status_code == 403
         assert refused.json()["detail"] == "viewer (viewer) may not do this: it needs the 'write' scope"
         assert analyst.get("/api/v1/users").status_code == 403
-        assert analyst.post("/api/v1/users", json={"username": "eve", "password": "x" * 12, "role": "admin"}).status_code == 403
+        assert (
+            analyst.post("/api/v1/users", json={"username": "eve", "password": "x" * 12, "role": "admin"}).status_code
+            == 403
+        )
         assert viewer.post("/api/v1/events/0123/ack").status_code == 403
         made = admin.post("/api/v1/users", json={"username": "carol", "password": "long enough 1", "role": "analyst"})
         assert made.status_code == 201 and made.json()["role"] == "analyst"
@@ -69,7 +75,9 @@ def test_roles_decide_what_a_token_may_do(api):
         login = httpx.post(f"{api.base}/api/v1/auth/token", data={"username": "carol", "password": "long enough 1"})
         assert login.status_code == 401
         me = admin.get("/api/v1/users/me").json()["id"]
-        assert admin.patch(f"/api/v1/users/{me}", json={"role": "viewer"}).status_code == 409  # never lock out the last door
+        assert (
+            admin.patch(f"/api/v1/users/{me}", json={"role": "viewer"}).status_code == 409
+        )  # never lock out the last door
         assert admin.patch("/api/v1/users/99999", json={"role": "viewer"}).status_code == 404
 
 
@@ -80,12 +88,16 @@ def test_api_tokens_are_scoped_expire_and_can_be_revoked(api):
         made = analyst.post("/api/v1/tokens", json={"name": "grafana", "scopes": ["read"]})
         assert made.status_code == 201
         token = made.json()["access_token"]
-        short = analyst.post("/api/v1/tokens", json={"name": "brief", "scopes": ["read"], "expires_days": 1.5e-5}).json()["access_token"]
+        short = analyst.post(
+            "/api/v1/tokens", json={"name": "brief", "scopes": ["read"], "expires_days": 1.5e-5}
+        ).json()["access_token"]
         listed = analyst.get("/api/v1/tokens").json()
         assert {t["name"] for t in listed} >= {"grafana", "brief"} and all("access_token" not in t for t in listed)
     with httpx.Client(base_url=api.base, headers={"Authorization": f"Bearer {token}"}) as script:
         assert script.get("/api/v1/events").status_code == 200
-        assert script.post("/api/v1/media", files={"file": ("a.mp4", b"x")}).status_code == 403  # read only, though its user may write
+        assert (
+            script.post("/api/v1/media", files={"file": ("a.mp4", b"x")}).status_code == 403
+        )  # read only, though its user may write
     time.sleep(1.4)
     expired = httpx.get(f"{api.base}/api/v1/events", headers={"Authorization": f"Bearer {short}"})
     assert expired.status_code == 401 and expired.json()["detail"] == "the token has expired: log in again"
@@ -122,7 +134,12 @@ def test_an_upload_is_analysed_in_the_background_with_the_numbers_eval_gives(api
         assert created.status_code == 201, created.text
         media = created.json()
         assert media["status"] in ("queued", "running")
-        assert (media["container"], media["codec"], media["width"], media["height"]) == ("mov,mp4,m4a,3gp,3g2,mj2", "h264", 640, 360)
+        assert (media["container"], media["codec"], media["width"], media["height"]) == (
+            "mov,mp4,m4a,3gp,3g2,mj2",
+            "h264",
+            640,
+            360,
+        )
         assert media["original_name"] == "passwd.mp4"  # shown, cleaned; never a path
         assert not list((tmp_path.parent).rglob("passwd.mp4"))
     done = api.wait_media(media["id"])
@@ -137,8 +154,17 @@ def test_an_upload_is_analysed_in_the_background_with_the_numbers_eval_gives(api
     for label in ("real", "fake"):
         (tmp_path / "set" / label).mkdir(parents=True)
         (tmp_path / "set" / label / "clip.mp4").write_bytes(short_clip.read_bytes())
-    evaluated = dfstream("eval", str(tmp_path / "set"), "--frames", "8", "--out", str(tmp_path / "out"), "--detectors",
-                         f"meso4={SHARED_WEIGHTS / 'Meso4_DF.h5'}", f"mesoinception4={SHARED_WEIGHTS / 'MesoInception_DF.h5'}")  # fmt: skip
+    evaluated = dfstream(
+        "eval",
+        str(tmp_path / "set"),
+        "--frames",
+        "8",
+        "--out",
+        str(tmp_path / "out"),
+        "--detectors",
+        f"meso4={TEST_WEIGHTS / 'Meso4_DF.h5'}",
+        f"mesoinception4={TEST_WEIGHTS / 'MesoInception_DF.h5'}",
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     with (tmp_path / "out" / "frame_scores.csv").open() as fh:
         expected = {int(row["frame"]): row for row in csv.DictReader(fh) if "/fake/" in row["path"]}
@@ -173,11 +199,15 @@ def test_bad_uploads_are_refused_and_leave_nothing_behind(api, short_clip, tmp_p
         # without a Content-Length (chunked): stopped while streaming, not after
         chunks = (b"\0" * 65536 for _ in range(60))
         boundary = "dfstreamtestboundary"
+
         def body():
             yield f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.mp4"\r\n\r\n'.encode()
             yield from chunks
             yield f"\r\n--{boundary}--\r\n".encode()
-        answer = analyst.post("/api/v1/media", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+        answer = analyst.post(
+            "/api/v1/media", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
         assert answer.status_code == 413
         answer = analyst.post("/api/v1/media", content=b"raw bytes", headers={"Content-Type": "video/mp4"})
         assert answer.status_code == 415 and "multipart/form-data" in answer.json()["detail"]
@@ -218,7 +248,9 @@ def test_streams_show_the_runtime_live(api):
 def test_the_live_feed_sends_server_sent_events(api):
     token = api.token("viewer")
     seen: list[dict] = []
-    with httpx.stream("GET", f"{api.base}/api/v1/feed?types=verdict,state&stream=cam1&access_token={token}", timeout=20) as feed:
+    with httpx.stream(
+        "GET", f"{api.base}/api/v1/feed?types=verdict,state&stream=cam1&access_token={token}", timeout=20
+    ) as feed:
         assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/event-stream")
         kind = None
         for line in feed.iter_lines():
@@ -247,7 +279,11 @@ def test_malformed_event_queries_get_a_clear_answer(api):
             "detail": "cursor: not a cursor this server gave (pass next_cursor back as it is)"
         }
         assert viewer.get("/api/v1/events?since=yesterday").status_code == 422
-        assert viewer.get("/api/v1/events?since=2026-01-01T00:00:00").json()["detail"].startswith("since: give a time zone")
+        assert (
+            viewer.get("/api/v1/events?since=2026-01-01T00:00:00")
+            .json()["detail"]
+            .startswith("since: give a time zone")
+        )
         assert viewer.get("/api/v1/events?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z").status_code == 422
         assert viewer.get("/api/v1/events?limit=0").status_code == 422
         assert viewer.get("/api/v1/events?label=weird").status_code == 422
@@ -256,8 +292,16 @@ def test_malformed_event_queries_get_a_clear_answer(api):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(params=st.dictionaries(st.sampled_from(["stream", "label", "since", "until", "acknowledged", "cursor", "limit"]),
-                              st.one_of(st.text(max_size=40), st.integers(-10, 10**12).map(str), st.sampled_from(["fake", "true", "2026-11-24T00:00:00Z"]))))  # fmt: skip
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["stream", "label", "since", "until", "acknowledged", "cursor", "limit"]),
+        st.one_of(
+            st.text(max_size=40),
+            st.integers(-10, 10**12).map(str),
+            st.sampled_from(["fake", "true", "2026-11-24T00:00:00Z"]),
+        ),
+    )
+)
 def test_any_event_query_gets_json_never_a_server_error(api, params):
     with api.client("viewer") as viewer:
         answer = viewer.get("/api/v1/events", params=params)

@@ -48,8 +48,11 @@ def _decoded(jpeg: bytes) -> np.ndarray:
 
 def test_a_fake_episode_on_a_live_camera_becomes_an_event_with_snapshots(serve, rtsp_server, long_clip, tmp_path):
     camera = rtsp_server({"/cam1": long_clip})
-    served = serve([{"id": "cam1", "url": camera.url("/cam1")}], detectors=[scripted(tmp_path, [])],
-                   smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2})  # fmt: skip
+    served = serve(
+        [{"id": "cam1", "url": camera.url("/cam1")}],
+        detectors=[scripted(tmp_path, [])],
+        smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2},
+    )
     _wait_for_a_face(served)
     start = time.time()
     scripted(tmp_path, [(start, start + 4)])
@@ -76,7 +79,9 @@ def test_a_fake_episode_on_a_live_camera_becomes_an_event_with_snapshots(serve, 
         face = viewer.get(closed["face_url"])
         frame = viewer.get(closed["frame_url"])
     assert face.headers["content-type"] == "image/jpeg" and frame.headers["content-type"] == "image/jpeg"
-    duration = (np.datetime64(closed["ended_at"][:-1]) - np.datetime64(closed["started_at"][:-1])) / np.timedelta64(1, "s")
+    duration = (np.datetime64(closed["ended_at"][:-1]) - np.datetime64(closed["started_at"][:-1])) / np.timedelta64(
+        1, "s"
+    )
     assert 2.5 < duration < 6, f"the episode lasted {duration:.1f} s for a 4 s fake window"
     assert closed["models_at_peak"] == {"scripted": pytest.approx(0.95)} and closed["verdicts"] > 10
     whole, crop = _decoded(frame.content), _decoded(face.content)
@@ -96,9 +101,13 @@ def test_postgres_restarting_mid_episode_loses_no_event(serve, rtsp_server, long
     url = postgres.create(f"live_{int(time.time())}")
     camera = rtsp_server({"/cam1": long_clip})
     prometheus_port = free_port()
-    served = serve([{"id": "cam1", "url": camera.url("/cam1")}], api={"database": url}, detectors=[scripted(tmp_path, [])],
-                   smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2},
-                   sinks={"prometheus": {"port": prometheus_port}})  # fmt: skip
+    served = serve(
+        [{"id": "cam1", "url": camera.url("/cam1")}],
+        api={"database": url},
+        detectors=[scripted(tmp_path, [])],
+        smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2},
+        sinks={"prometheus": {"port": prometheus_port}},
+    )
     _wait_for_a_face(served)
     start = time.time()
     scripted(tmp_path, [(start, start + 3), (start + 6, start + 9)])
@@ -131,7 +140,9 @@ def test_postgres_restarting_mid_episode_loses_no_event(serve, rtsp_server, long
 
 def test_an_analysis_killed_mid_job_finishes_on_restart_with_the_same_result(tmp_path, face_clip):
     port = free_port()
-    config = write_config(tmp_path, [{"id": "cam1", "url": "sample://astronaut", "fps": 1}], {"port": port, "analysis": {"frames": 150}})
+    config = write_config(
+        tmp_path, [{"id": "cam1", "url": "sample://astronaut", "fps": 1}], {"port": port, "analysis": {"frames": 150}}
+    )
     served = Served(config, port).add_users().start()
     try:
         with served.client("analyst") as analyst, face_clip.open("rb") as fh:

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.weights
 def served(tmp_path_factory) -> Served:
     folder = tmp_path_factory.mktemp("live")
     port = free_port()
-    config = write_config(folder, [{"id": "cam1", "url": "sample://astronaut", "pace": "realtime", "loop": True}], {"port": port})
+    config = write_config(
+        folder, [{"id": "cam1", "url": "sample://astronaut", "pace": "realtime", "loop": True}], {"port": port}
+    )
     server = Served(config, port).add_users().start()
     yield server
     server.stop()
@@ -42,7 +44,9 @@ def read_mjpeg(served: Served, seconds: float, **params) -> list[tuple[int, np.n
             buffer += chunk
             while (end := buffer.find(b"\r\n\r\n")) >= 0:
                 head = buffer[:end].decode()
-                length = int(next(line.split(": ")[1] for line in head.split("\r\n") if line.startswith("Content-Length")))
+                length = int(
+                    next(line.split(": ")[1] for line in head.split("\r\n") if line.startswith("Content-Length"))
+                )
                 if len(buffer) < end + 4 + length:
                     break
                 seq = int(next(line.split(": ")[1] for line in head.split("\r\n") if line.startswith("X-Frame-Seq")))
@@ -79,7 +83,9 @@ def test_the_live_view_is_mjpeg_at_the_asked_rate_with_faces_drawn(served):
     with served.client("viewer") as viewer:
         track = viewer.get("/api/v1/streams/cam1").json()["tracks"][0]
     colour = COLOURS[track["label"]]
-    assert any(_has_colour(image, colour, track["bbox"]) for _, image in frames[-3:]), f"no {track['label']} box near {track['bbox']}"
+    assert any(_has_colour(image, colour, track["bbox"]) for _, image in frames[-3:]), (
+        f"no {track['label']} box near {track['bbox']}"
+    )
 
     small = read_mjpeg(served, 1.5, fps=10, width=320)
     assert small and all(image.shape == (180, 320, 3) for _, image in small)
@@ -102,5 +108,9 @@ def test_nobody_watching_holds_no_frame_and_the_latency_is_measured(served):
     with served.client("viewer") as viewer:
         metrics = viewer.get("/metrics").text
     assert 'dfstream_live_viewers{stream="cam1"} 0.0' in metrics
-    counts = [line for line in metrics.splitlines() if line.startswith('dfstream_stage_latency_seconds_count{stage="live_view"}')]
+    counts = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('dfstream_stage_latency_seconds_count{stage="live_view"}')
+    ]
     assert counts and float(counts[0].split()[-1]) >= 5

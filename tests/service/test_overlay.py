@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.service.conftest import colour_mask, scripted, screenshot, wait_for
+from tests.service.conftest import colour_mask, screenshot, scripted, wait_for
 
 RED = (220, 38, 38)  # the default palette's fake
 
@@ -25,8 +25,11 @@ def browser(chromium):
 def test_the_overlay_draws_box_and_badge_over_a_transparent_page_and_reconnects(browser, serve, rtsp_server, tmp_path):
     long_clip = __import__("stream").make_sample_clip(tmp_path / "face_40s.mp4", seconds=40.0)
     camera = rtsp_server({"/cam1": long_clip})
-    served = serve([{"id": "cam1", "url": camera.url("/cam1")}], detectors=[scripted(tmp_path, [])],
-                   smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2})  # fmt: skip
+    served = serve(
+        [{"id": "cam1", "url": camera.url("/cam1")}],
+        detectors=[scripted(tmp_path, [])],
+        smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2},
+    )
     scripted(tmp_path, [(time.time(), time.time() + 600)])  # fake from now on
     token = served.token("viewer")
 
@@ -59,8 +62,12 @@ def test_the_overlay_draws_box_and_badge_over_a_transparent_page_and_reconnects(
     wait_for(browser, "return document.body.dataset.feed === 'reconnecting'", 20, "the page to notice")
     browser.execute_script("document.getElementById('badge').dataset.label = 'gone'")
     served.start()
-    wait_for(browser, "return document.body.dataset.feed === 'open' && document.getElementById('badge').dataset.label === 'fake'", 60,
-             "the page to reconnect and show the badge again")  # fmt: skip
+    wait_for(
+        browser,
+        "return document.body.dataset.feed === 'open' && document.getElementById('badge').dataset.label === 'fake'",
+        60,
+        "the page to reconnect and show the badge again",
+    )
     with served.client() as anonymous:
         page = anonymous.get("/overlay/cam1")
         assert page.status_code == 200 and "connect-src 'self'" in page.headers["content-security-policy"]

@@ -28,7 +28,9 @@ def test_upgrade_from_empty_and_downgrade_to_nothing(database_url):
 def test_an_older_schema_is_refused_with_the_command_that_fixes_it(database_url, tmp_path):
     engine = make_engine(database_url)
     upgrade(engine, "0001")
-    with pytest.raises(SchemaError, match=r"schema 0001 is older than this dfstream's \(0002\); run `dfstream db upgrade cfg.yaml`"):
+    with pytest.raises(
+        SchemaError, match=r"schema 0001 is older than this dfstream's \(0002\); run `dfstream db upgrade cfg.yaml`"
+    ):
         prepare(engine, "cfg.yaml")
     engine.dispose()
     config = write_config(tmp_path, [{"id": "cam", "url": "sample://astronaut"}], {"database": database_url, "port": 0})
@@ -67,5 +69,7 @@ def test_the_first_admin_comes_from_the_environment_never_from_an_argument(tmp_p
     again = dfstream("users", "add", str(config), "root", "--role", "viewer", env={"DFSTREAM_ADMIN_PASSWORD": PASSWORD})
     assert again.returncode == 2 and "user 'root' exists" in again.stderr
     assert (tmp_path / "data" / "dfstream.db").is_file()  # the database was created and migrated by the command
-    unknown_role = dfstream("users", "add", str(config), "bob", "--role", "root", env={"DFSTREAM_ADMIN_PASSWORD": PASSWORD})
+    unknown_role = dfstream(
+        "users", "add", str(config), "bob", "--role", "root", env={"DFSTREAM_ADMIN_PASSWORD": PASSWORD}
+    )
     assert unknown_role.returncode == 2 and "invalid choice: 'root'" in unknown_role.stderr

@@ -17,7 +17,7 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import StreamState, StreamStatus, Verdict
 from service.config import ApiConfig
 from service.db.events import DatabaseEventWriter
-from service.db.models import Event, EventSnapshot, MediaFile, utcnow
+from service.db.models import EventSnapshot, MediaFile, StoredEvent, utcnow
 from service.db.schema import make_engine, upgrade
 from service.retention import prune
 from sinks.store import StoreConfig, StoreSink
@@ -26,11 +26,27 @@ STORE = Subject.sink("store")
 T0 = 1_800_000_000.0
 
 
-def verdict(track: int, t: float, label: str, p: float, stream: str = "cam1", image: np.ndarray | None = None) -> Verdict:
-    return Verdict(stream=stream, track_id=track, seq=int(t * 10), ts=t, frame_seq=int(t * 30), frame_pts=None, label=label,  # type: ignore[arg-type]
-                   label_since=T0 + 1 if label == "fake" else t, fake_probability=p, raw_probability=p, uncertainty=0.1,
-                   models={"meso4": p, "mesoinception4": p / 2}, bbox=(100.0, 50.0, 180.0, 150.0), faces_in_frame=1,
-                   latency_ms=20.0, image=image)  # fmt: skip
+def verdict(
+    track: int, t: float, label: str, p: float, stream: str = "cam1", image: np.ndarray | None = None
+) -> Verdict:
+    return Verdict(
+        stream=stream,
+        track_id=track,
+        seq=int(t * 10),
+        ts=t,
+        frame_seq=int(t * 30),
+        frame_pts=None,
+        label=label,  # type: ignore[arg-type]
+        label_since=T0 + 1 if label == "fake" else t,
+        fake_probability=p,
+        raw_probability=p,
+        uncertainty=0.1,
+        models={"meso4": p, "mesoinception4": p / 2},
+        bbox=(100.0, 50.0, 180.0, 150.0),
+        faces_in_frame=1,
+        latency_ms=20.0,
+        image=image,
+    )
 
 
 @pytest.fixture
@@ -41,9 +57,9 @@ def engine(database_url):
     engine.dispose()
 
 
-def events(engine) -> dict[tuple[str, int], Event]:
+def events(engine) -> dict[tuple[str, int], StoredEvent]:
     with Session(engine) as session:
-        return {(e.stream, e.track_id): e for e in session.scalars(select(Event))}
+        return {(e.stream, e.track_id): e for e in session.scalars(select(StoredEvent))}
 
 
 def test_episodes_open_update_and_close_with_label_track_and_stream(engine, astronaut):
@@ -77,7 +93,12 @@ def test_episodes_open_update_and_close_with_label_track_and_stream(engine, astr
     assert found[("cam2", 2)].ended_at == dt.datetime.fromtimestamp(T0 + 3.0, dt.UTC)
     with Session(engine) as session:
         kinds = {(s.event_id, s.kind) for s in session.scalars(select(EventSnapshot))}
-    assert kinds == {(first.id, "face"), (first.id, "frame"), (found[("cam2", 2)].id, "face"), (found[("cam2", 2)].id, "frame")}
+    assert kinds == {
+        (first.id, "face"),
+        (first.id, "frame"),
+        (found[("cam2", 2)].id, "face"),
+        (found[("cam2", 2)].id, "frame"),
+    }
     assert monitor.counter(STORE, Count.ROWS_WRITTEN) >= 3 and monitor.counter(STORE, Count.WRITE_ERRORS) == 0
 
 
@@ -87,7 +108,9 @@ def test_a_failing_database_keeps_events_waiting_and_counts_what_does_not_fit(tm
     monitor = PerformanceMonitor()
 
     async def play() -> None:
-        sink = StoreSink(StoreConfig(flush_interval_s=0.05, retry_max_s=0.2, capacity=5), DatabaseEventWriter(engine), monitor)
+        sink = StoreSink(
+            StoreConfig(flush_interval_s=0.05, retry_max_s=0.2, capacity=5), DatabaseEventWriter(engine), monitor
+        )
         async with sink:
             with engine.begin() as connection:  # the table is away: every write fails, as on a database restart
                 connection.exec_driver_sql("ALTER TABLE events RENAME TO events_away")
@@ -108,16 +131,45 @@ def test_a_failing_database_keeps_events_waiting_and_counts_what_does_not_fit(tm
 
 
 def _event(session: Session, event_id: str, started: dt.datetime) -> None:
-    session.add(Event(id=event_id, stream="cam1", track_id=1, label="fake", started_at=started, ended_at=started, peak_probability=0.9,
-                      peak_at=started, mean_probability=0.8, verdicts=3, models_at_peak={}, models_mean={}, bbox_at_peak=[0, 0, 1, 1]))  # fmt: skip
+    session.add(
+        StoredEvent(
+            id=event_id,
+            stream="cam1",
+            track_id=1,
+            label="fake",
+            started_at=started,
+            ended_at=started,
+            peak_probability=0.9,
+            peak_at=started,
+            mean_probability=0.8,
+            verdicts=3,
+            models_at_peak={},
+            models_mean={},
+            bbox_at_peak=[0, 0, 1, 1],
+        )
+    )
     session.add(EventSnapshot(event_id=event_id, kind="frame", jpeg=b"\xff" * 200_000, taken_at=started))
 
 
-def _media(config: ApiConfig, session: Session, name: str, created: dt.datetime, size: int, status: str = "done") -> None:
+def _media(
+    config: ApiConfig, session: Session, name: str, created: dt.datetime, size: int, status: str = "done"
+) -> None:
     config.media_dir.mkdir(parents=True, exist_ok=True)
     (config.media_dir / name).write_bytes(b"\0" * size)
-    session.add(MediaFile(original_name=name, sha256="0" * 64, size=size, container="mp4", codec="h264", width=1, height=1,
-                          storage_path=f"media/{name}", status=status, created_at=created))  # fmt: skip
+    session.add(
+        MediaFile(
+            original_name=name,
+            sha256="0" * 64,
+            size=size,
+            container="mp4",
+            codec="h264",
+            width=1,
+            height=1,
+            storage_path=f"media/{name}",
+            status=status,
+            created_at=created,
+        )
+    )
 
 
 def test_retention_prunes_by_age_then_by_disk_budget_and_counts(tmp_path):
@@ -137,7 +189,7 @@ def test_retention_prunes_by_age_then_by_disk_budget_and_counts(tmp_path):
     monitor = PerformanceMonitor()
     removed = prune(config, sessions, monitor)
     with sessions() as session:
-        left_events = set(session.scalars(select(Event.id)))
+        left_events = set(session.scalars(select(StoredEvent.id)))
         left_media = set(session.scalars(select(MediaFile.original_name)))
     assert left_events == {"recent"}
     # by age: m_old (a running job is never pruned); by disk (1.2 MB): the oldest finished first

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.errors import ModelLoadError
+from core.errors import ConfigError, ModelLoadError
 from pipeline.models.devices import BackendName
 from pipeline.models.weights import model_dir
 
@@ -32,7 +32,12 @@ TOLERANCE = 1e-4  # max |ΔP(fake)| against PyTorch on the check input
 
 
 def compile_module(
-    module: nn.Module, backend: BackendName, input_size: tuple[int, int], cache_name: str, name: str, check: Callable[[Runner], float]
+    module: nn.Module,
+    backend: BackendName,
+    input_size: tuple[int, int],
+    cache_name: str,
+    name: str,
+    check: Callable[[Runner], float],
 ) -> tuple[Runner, float]:
     """``module`` (eval, float32, on the CPU) as a ``backend`` runner that passed ``check`` (which
     returns its error or raises ``ModelLoadError``). The ONNX file is cached under ``cache_name``
@@ -64,12 +69,18 @@ def _runner(path: Path, backend: str) -> Runner:
     if backend == "openvino":
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(path), "CPU", {
-            "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-        })  # fmt: skip
+        compiled = ov.Core().compile_model(
+            str(path),
+            "CPU",
+            {
+                "INFERENCE_PRECISION_HINT": "f32",
+                "INFERENCE_NUM_THREADS": threads,
+                "PERFORMANCE_HINT": "LATENCY",
+            },
+        )
         request = compiled.create_infer_request()  # one: the detector's batcher calls from one thread
         return lambda batch: np.array(request.infer([batch])[0])
-    raise ValueError(f"unknown backend {backend!r}")
+    raise ConfigError(f"unknown backend {backend!r}")
 
 
 def check_against_torch(name: str, backend: str, torch_p: np.ndarray, backend_p: np.ndarray) -> float:
@@ -100,9 +111,15 @@ def _export(module: nn.Module, input_size: tuple[int, int], path: Path, name: st
             # deprecation notice would be printed at every first start
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                module, (sample,), str(partial), dynamo=False, input_names=["input"], output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=17,
-            )  # fmt: skip
+                module,
+                (sample,),
+                str(partial),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                opset_version=17,
+            )
     except Exception as exc:
         partial.unlink(missing_ok=True)
         raise ModelLoadError(f"{name}: cannot export to ONNX for another backend: {type(exc).__name__}: {exc}") from exc

@@ -79,8 +79,15 @@ class DFBMesoInception4(nn.Module):
         def layer(name: str) -> nn.Module:
             return getattr(self, f"Incption{n}_{name}")
 
-        y = torch.cat([layer("conv1")(x), layer("conv2_2")(layer("conv2_1")(x)),
-                       layer("conv3_2")(layer("conv3_1")(x)), layer("conv4_2")(layer("conv4_1")(x))], 1)  # fmt: skip
+        y = torch.cat(
+            [
+                layer("conv1")(x),
+                layer("conv2_2")(layer("conv2_1")(x)),
+                layer("conv3_2")(layer("conv3_1")(x)),
+                layer("conv4_2")(layer("conv4_1")(x)),
+            ],
+            1,
+        )
         return nn.functional.max_pool2d(layer("bn")(y), 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

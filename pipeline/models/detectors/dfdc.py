@@ -4,7 +4,8 @@
 Its files (``final_*_DeepFakeClassifier_tf_efficientnet_b7_ns_*``) are a training dict whose
 ``state_dict`` holds ``module.encoder.*`` (the whole timm network, its unused ImageNet classifier
 included) and ``module.fc.*``. At test time: the face box, truncated to whole pixels, grown by a
-third of its width and height (truncated) on each side, the longest side scaled to 380 px and the rest padded black to a centred square, RGB
+third of its width and height (truncated) on each side, the longest side scaled to 380 px and the
+rest padded black to a centred square, RGB
 scaled to [0, 1] and normalised with ImageNet's mean and std; P(fake) = sigmoid(logit).
 """
 

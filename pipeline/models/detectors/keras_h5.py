@@ -45,7 +45,9 @@ def read_keras_layers(path: str | Path) -> dict[str, list[KerasLayer]]:
     for name, arrays in layers:
         for weight, array in arrays.items():
             if not np.isfinite(array).all():  # loads "fine", then every score is NaN
-                raise ModelLoadError(f"{path}: layer {name} {weight} holds {int((~np.isfinite(array)).sum())} non-finite values")
+                raise ModelLoadError(
+                    f"{path}: layer {name} {weight} holds {int((~np.isfinite(array)).sum())} non-finite values"
+                )
         match = _NAME.match(name)
         kind, index = (match["kind"], int(match["index"])) if match else (name, 0)
         by_kind.setdefault(kind, []).append((index, KerasLayer(name, kind, arrays)))

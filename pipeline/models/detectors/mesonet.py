@@ -67,7 +67,11 @@ class Meso4(nn.Module):
         return self.head(x)
 
     def keras_order(self) -> dict[str, list[nn.Module]]:
-        return {"conv2d": list(self.convs), "batch_normalization": list(self.bns), "dense": [self.head.fc1, self.head.fc2]}
+        return {
+            "conv2d": list(self.convs),
+            "batch_normalization": list(self.bns),
+            "dense": [self.head.fc1, self.head.fc2],
+        }
 
 
 class _Inception(nn.Module):
@@ -134,7 +138,8 @@ def load_keras_weights(module: Meso4 | MesoInception4, path: Path) -> None:
         found = layers.get(kind, [])
         if len(found) != len(targets):
             raise ModelLoadError(
-                f"{path.name}: {arch} has {len(targets)} {kind} layers, the file has {len(found)} — weights of another architecture?"
+                f"{path.name}: {arch} has {len(targets)} {kind} layers, the file has {len(found)} — weights of "
+                "another architecture?"
             )
         for layer, target in zip(found, targets):
             _copy(kind, layer, target, path)
@@ -146,7 +151,15 @@ def _copy(kind: str, layer: KerasLayer, target: nn.Module, path: Path) -> None:
     elif kind == "dense":
         pairs = {"kernel": ("weight", (1, 0)), "bias": ("bias", None)}
     else:
-        pairs = {n: (t, None) for n, t in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var"))}
+        pairs = {
+            n: (t, None)
+            for n, t in (
+                ("gamma", "weight"),
+                ("beta", "bias"),
+                ("moving_mean", "running_mean"),
+                ("moving_variance", "running_var"),
+            )
+        }
     if set(layer.weights) != set(pairs):
         raise ModelLoadError(f"{path.name}: layer {layer.name} holds {sorted(layer.weights)}, expected {sorted(pairs)}")
     for keras_name, (torch_name, permutation) in pairs.items():

@@ -100,7 +100,10 @@ class TorchDetector(BaseDetector):
 
     def _compile(self, module: nn.Module, path: Path) -> Runner:
         if self.device != "cpu":
-            raise ModelLoadError(f"{self.model_name}: backend {self.backend} runs on the CPU, the device here is {self.device}; use backend: torch")
+            raise ModelLoadError(
+                f"{self.model_name}: backend {self.backend} runs on the CPU, the device here is {self.device}; "
+                "use backend: torch"
+            )
         name = f"{self.architecture}-{sha256_file(path)[:16]}-torch{torch.__version__.split('+')[0]}"
         # a fixed input: seeded noise and a gradient, through this detector's own preprocessing
         rng = np.random.default_rng(0)
@@ -115,7 +118,9 @@ class TorchDetector(BaseDetector):
             got = self.fake_probability(torch.from_numpy(runner(batch.numpy()))).float().numpy()
             return check_against_torch(self.model_name, self.backend, expected, got)
 
-        runner, self.backend_error = compile_module(module, self.backend, self.preprocessing.input_size, name, self.model_name, check)
+        runner, self.backend_error = compile_module(
+            module, self.backend, self.preprocessing.input_size, name, self.model_name, check
+        )
         return runner
 
     @torch.inference_mode()
@@ -124,7 +129,13 @@ class TorchDetector(BaseDetector):
         self._require_loaded()
         assert self.module is not None
         if self._runner is not None:
-            scores = self.fake_probability(torch.from_numpy(self._runner(np.ascontiguousarray(batch.numpy(), dtype=np.float32)))).float().numpy()
+            scores = (
+                self.fake_probability(
+                    torch.from_numpy(self._runner(np.ascontiguousarray(batch.numpy(), dtype=np.float32)))
+                )
+                .float()
+                .numpy()
+            )
             return self._finite(scores)
         if self.device != "cpu":
             batch = batch.pin_memory().to(self.device, non_blocking=True)  # pinned: the copy overlaps compute
@@ -138,7 +149,10 @@ class TorchDetector(BaseDetector):
         if not np.isfinite(scores).all():
             # NaN/inf (fp16 overflow, a checkpoint holding NaN) would poison fusion and every payload:
             # the batch fails, counted as this model's error, and the other models still judge
-            raise InferenceError(f"{self.model_name}: the model produced non-finite scores for {int((~np.isfinite(scores)).sum())} of {len(scores)} crops")
+            raise InferenceError(
+                f"{self.model_name}: the model produced non-finite scores for "
+                f"{int((~np.isfinite(scores)).sum())} of {len(scores)} crops"
+            )
         return scores
 
     def get_model_info(self) -> ModelInfo:
@@ -153,8 +167,12 @@ class TorchDetector(BaseDetector):
             weights_path=str(self.weights_path) if self.weights_path else None,
             num_parameters=params,
             license=self.license,
-            metadata={"preprocessing": self.preprocessing.model_dump(mode="json"), "threshold": self.threshold,
-                      "backend": self.backend, "backend_error": self.backend_error},  # fmt: skip
+            metadata={
+                "preprocessing": self.preprocessing.model_dump(mode="json"),
+                "threshold": self.threshold,
+                "backend": self.backend,
+                "backend_error": self.backend_error,
+            },
         )
 
     def score_crops(self, items: Sequence[tuple[np.ndarray, tuple[float, float, float, float]]]) -> list[float]:

@@ -21,7 +21,10 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     started = time.monotonic()
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "resources": {"dfstream_models": 4}, "include_dashboard": False, **NODE})
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 4, "resources": {"dfstream_models": 4}, "include_dashboard": False, **NODE},
+    )
     c.decode = [c.add_node(num_cpus=3, resources={"dfstream_stream_slots": 3}, **NODE) for _ in range(2)]
     c.gpu = c.add_node(num_cpus=2, num_gpus=1, **NODE)
     c.wait_for_nodes()

@@ -23,21 +23,30 @@ pytestmark = [pytest.mark.ray, pytest.mark.weights, pytest.mark.timeout(240)]
 
 
 def config_of(cluster, weights_dir, streams: list[dict], **sinks) -> object:  # noqa: ANN001
-    return parse_config({
-        "streams": streams,
-        "detectors": [
-            {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
-            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights_dir / "MesoInception_DF.h5")},
-        ],
-        "sinks": sinks,
-        "runtime": {
-            "engine": "ray", "address": cluster.address, "namespace": "dfstream-test", "metrics_interval_s": 1.0,
-            "streams": {"num_cpus": 0.5, "resources": {"dfstream_stream_slots": 1}},
-            "faces": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
-            "detectors": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
-            "deployments": {"meso4": {"num_cpus": 1, "num_gpus": 1}},  # on the GPU node
-        },
-    })  # fmt: skip
+    return parse_config(
+        {
+            "streams": streams,
+            "detectors": [
+                {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
+                {
+                    "name": "mesoinception4",
+                    "type": "mesoinception4",
+                    "weights": str(weights_dir / "MesoInception_DF.h5"),
+                },
+            ],
+            "sinks": sinks,
+            "runtime": {
+                "engine": "ray",
+                "address": cluster.address,
+                "namespace": "dfstream-test",
+                "metrics_interval_s": 1.0,
+                "streams": {"num_cpus": 0.5, "resources": {"dfstream_stream_slots": 1}},
+                "faces": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
+                "detectors": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
+                "deployments": {"meso4": {"num_cpus": 1, "num_gpus": 1}},  # on the GPU node
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +79,9 @@ def _scored(lines: list[dict]) -> list[tuple]:
     return [(v["frame_seq"], v["track_id"], v["label"], v["scored"]) for v in lines]
 
 
-def test_streams_spread_over_the_decode_nodes_with_the_local_engines_verdicts(cluster, engine, weights_dir, short_clip, tmp_path):
+def test_streams_spread_over_the_decode_nodes_with_the_local_engines_verdicts(
+    cluster, engine, weights_dir, short_clip, tmp_path
+):
     out = tmp_path / "verdicts.jsonl"
     streams = [{"id": f"file{i}", "url": str(short_clip), "pace": "asap"} for i in range(2)]
     config = config_of(cluster, weights_dir, streams, jsonl={"path": str(out), "events": ["verdict"]})
@@ -85,7 +96,9 @@ def test_streams_spread_over_the_decode_nodes_with_the_local_engines_verdicts(cl
 
     # the same file through the local engine, in this process
     sink = MemorySink("local")
-    local_config = parse_config({**config.model_dump(mode="json", exclude={"runtime", "sinks"}), "streams": streams[:1]})
+    local_config = parse_config(
+        {**config.model_dump(mode="json", exclude={"runtime", "sinks"}), "streams": streams[:1]}
+    )
     from pipeline.runtime.runtime import Runtime
 
     local_started = time.monotonic()
@@ -102,7 +115,9 @@ def test_streams_spread_over_the_decode_nodes_with_the_local_engines_verdicts(cl
             assert set(a) - {"type"} == set(b)  # jsonl adds the event type
             assert a["models"].keys() == b["models"].keys() and a["failed_models"] == b["failed_models"] == []
             for name in a["models"]:
-                assert a["models"][name] == pytest.approx(b["models"][name], abs=1e-4)  # the same crops, scored remotely
+                assert a["models"][name] == pytest.approx(
+                    b["models"][name], abs=1e-4
+                )  # the same crops, scored remotely
             assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-3)
 
 
@@ -125,7 +140,9 @@ def test_streams_added_and_removed_at_run_time(cluster, engine, weights_dir, cam
     # and as a user sees it, from another process
     path = tmp_path / "cams.yaml"
     path.write_text(yaml.safe_dump(engine.config.model_dump(mode="json")))
-    done = subprocess.run([sys.executable, "-m", "dfstream", "ray", "status", str(path)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "dfstream", "ray", "status", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(json.loads(line)["stream"] for line in done.stdout.splitlines()) == ["cam0", "cam1", "cam2"]
 
@@ -152,8 +169,12 @@ def test_one_metrics_endpoint_for_the_whole_cluster(cluster, engine, weights_dir
             return exc.code, exc.read().decode()
 
     wanted = [f'dfstream_frames_processed_total{{stream="cam{i}"}}' for i in range(3)] + [
-        'dfstream_detector_inference_seconds_count{detector="meso4"}', 'dfstream_detector_inference_seconds_count{detector="mesoinception4"}',
-        "dfstream_face_batch_size_count", "dfstream_end_to_end_latency_seconds_count", "dfstream_mqtt_published_total"]  # fmt: skip
+        'dfstream_detector_inference_seconds_count{detector="meso4"}',
+        'dfstream_detector_inference_seconds_count{detector="mesoinception4"}',
+        "dfstream_face_batch_size_count",
+        "dfstream_end_to_end_latency_seconds_count",
+        "dfstream_mqtt_published_total",
+    ]
     deadline = time.monotonic() + 60
     while True:
         text, ready = get("/metrics")[1], get("/readyz")
@@ -170,7 +191,9 @@ def test_a_lost_decode_node_its_streams_resume_on_the_others(cluster, engine, br
     verdicts = Verdicts(broker)
     try:
         streams = ["cam0", "cam1", "cam2"]
-        verdicts.wait(lambda: all(verdicts.of(s, time.monotonic() - 2) for s in streams), 90, "verdicts from every camera")
+        verdicts.wait(
+            lambda: all(verdicts.of(s, time.monotonic() - 2) for s in streams), 90, "verdicts from every camera"
+        )
         statuses = {s["stream"]: s for s in engine.status()}
         lost = next(n for n in cluster.decode if any(s["node"] == n.node_id for s in statuses.values()))
         moved = [sid for sid, s in statuses.items() if s["node"] == lost.node_id]
@@ -187,7 +210,9 @@ def test_a_lost_decode_node_its_streams_resume_on_the_others(cluster, engine, br
         try:
             verdicts.wait(lambda: all(back(sid) for sid in moved), 180, f"{moved} to publish again")
         except AssertionError as exc:
-            seqs = {sid: [(round(t - killed, 1), v["seq"]) for t, v in verdicts.of(sid, killed - 2)][:40] for sid in moved}
+            seqs = {
+                sid: [(round(t - killed, 1), v["seq"]) for t, v in verdicts.of(sid, killed - 2)][:40] for sid in moved
+            }
             raise AssertionError(f"{exc}; since the kill: {seqs}; actors: {engine.status()}") from None
         resumed = {sid: back(sid) - killed for sid in moved}
         time.sleep(3)
@@ -202,12 +227,17 @@ def test_a_lost_decode_node_its_streams_resume_on_the_others(cluster, engine, br
             times = [t for t, _ in verdicts.of(sid, killed - 1)]
             worst, at = max((b - a, a) for a, b in zip(times, times[1:]))
             during = [t for t in times if killed < t < killed + min(resumed.values())]
-            print(f"{sid} (not moved): longest pause between verdicts {worst:.2f} s, from {at - killed:.1f} s after the kill; "
-                  f"{len(during)} verdicts while the others were away")  # fmt: skip
+            print(
+                f"{sid} (not moved): longest pause between verdicts {worst:.2f} s, from {at - killed:.1f} s "
+                "after the kill; "
+                f"{len(during)} verdicts while the others were away"
+            )
             # measured 0.3-2.2 s; 13-16 s when two actors restarted at once: their start (each imports PyTorch) starved
             # the survivor on these two shared cores until its source's stall watchdog reconnected
             assert during and worst < 20.0
-        cluster.decode.append(cluster.add_node(num_cpus=3, resources={"dfstream_stream_slots": 3}, **NODE))  # the node comes back
+        cluster.decode.append(
+            cluster.add_node(num_cpus=3, resources={"dfstream_stream_slots": 3}, **NODE)
+        )  # the node comes back
     finally:
         verdicts.close()
 
@@ -231,8 +261,13 @@ def test_a_lost_detector_node_the_streams_keep_publishing(cluster, engine, broke
 
         back_s = verdicts.wait(scored_again, 150, "meso4 scores again")
         during = [v for t, v in verdicts.of("cam0", killed) if t < joined + back_s]
-        print(f"detector node lost: verdicts without meso4 after {away_s:.1f} s; a new GPU node -> meso4 scores again in {back_s:.1f} s; "
-              f"{len(during)} verdicts published meanwhile")  # fmt: skip
-        assert any(v["models"] and "mesoinception4" in v["models"] for v in during if v["scored"])  # judged by the other
+        print(
+            f"detector node lost: verdicts without meso4 after {away_s:.1f} s; a new GPU node -> meso4 scores "
+            f"again in {back_s:.1f} s; "
+            f"{len(during)} verdicts published meanwhile"
+        )
+        assert any(
+            v["models"] and "mesoinception4" in v["models"] for v in during if v["scored"]
+        )  # judged by the other
     finally:
         verdicts.close()
