@@ -9,6 +9,6 @@
             the local Runtime for that one stream, with Serve handles as its backends and
             its own sinks (MQTT client, JSON lines, store)
 
-Modules: ``serving`` (the deployments), ``numbers``, ``streams`` (the stream actor and its remote
-backends), ``metrics``, ``engine`` (deploy, apply, watch, remove).
+Modules: ``serving`` (the deployments, and the remote backends a stream actor submits to),
+``numbers``, ``streams`` (the stream actor), ``metrics``, ``engine`` (deploy, apply, watch, remove).
 """

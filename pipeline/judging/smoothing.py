@@ -52,7 +52,7 @@ class Smoothed:
     probability: float
     uncertainty: float
     label: Label
-    label_since: float  # when the reported label began (wall clock)
+    label_since: float  # when the reported label began, on the clock update() is given (stream or arrival time)
     frames: int
 
 

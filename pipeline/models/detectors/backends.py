@@ -1,7 +1,7 @@
 """CPU inference backends for PyTorch detectors: the loaded module exported to ONNX and run by
 ONNX Runtime or OpenVINO, checked against PyTorch at load.
 
-Measured on the 2-core development machine (FACTS.md; bench ``backends``): the MesoNets run 1.5-3x
+Measured on the 2-core development machine (``python -m bench``, crops/s by backend): the MesoNets run 1.5-3x
 faster per crop in either than in PyTorch at small batches. OpenVINO's CPU plugin lowers its
 precision by itself on some CPUs (0.29 off in P(fake) there), so it is always asked for f32. A
 backend whose P(fake) differs from PyTorch's by more than ``TOLERANCE`` on a fixed input is refused:

@@ -87,7 +87,8 @@ def broker():
 
 @pytest.fixture(scope="session")
 def live_clip(tmp_path_factory) -> Path:
-    """90 s (long: a looping file would burst, FACTS.md) of the face, 1 s keyframes, as cameras send."""
+    """90 s of the face (long: GStreamer bursts a looping file faster than real time at each loop),
+    1 s keyframes, as cameras send."""
     from stream import make_sample_clip
 
     return make_sample_clip(tmp_path_factory.mktemp("ray-media") / "live.mp4", seconds=90.0)

