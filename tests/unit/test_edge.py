@@ -44,24 +44,36 @@ def test_backoff_survives_a_very_long_outage():
 
 
 # ---- the rate-limited log ----------------------------------------------------------------------------
-def test_a_repeated_problem_is_logged_at_powers_of_ten_and_once_when_it_clears(caplog):
-    problems = RateLimitedLog(logging.getLogger("edge-test"))
+def test_a_repeated_problem_is_logged_first_then_at_powers_of_ten_at_most_once_a_minute(caplog):
+    now = [0.0]
+    problems = RateLimitedLog(logging.getLogger("edge-test"), clock=lambda: now[0])
+    logged = []
     with caplog.at_level(logging.INFO, "edge-test"):
-        logged = [n for n in range(1, 1001) if problems("open", "cam: refused")]
-        assert logged == [1, 10, 100, 1000]
-        assert problems.count("open") == 1000
-        assert problems.clear("open", "cam: online again") == 1000
+        for n in range(1, 2001):  # one failure a second for 2000 s
+            now[0] = float(n)
+            if problems("open", "cam: refused"):
+                logged.append(n)
+        # the 10th came 9 s after the 1st line: held until a minute had passed (61st); the 100th came
+        # 39 s after that: held too (121st); the 1000th on time
+        assert logged == [1, 61, 121, 1000]
+        assert problems.count("open") == 2000
+        assert problems.clear("open", "cam: online again") == 2000
         assert problems("open", "cam: refused")  # a new outage starts at 1
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
         "cam: refused",
-        "cam: refused (x10)",
-        "cam: refused (x100)",
+        "cam: refused (x61)",
+        "cam: refused (x121)",
         "cam: refused (x1000)",
         "cam: online again",
         "cam: refused",
     ]
     assert problems.clear("never happened", "not logged") == 0
+
+
+def test_a_burst_of_failures_is_one_line():
+    problems = RateLimitedLog(logging.getLogger("edge-test"))
+    assert [problems("x", "failed") for _ in range(50)].count(True) == 1
 
 
 # ---- the queue ----------------------------------------------------------------------------------------
