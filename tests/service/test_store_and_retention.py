@@ -148,6 +148,7 @@ def _event(session: Session, event_id: str, started: dt.datetime) -> None:
             bbox_at_peak=[0, 0, 1, 1],
         )
     )
+    session.flush()  # the event's row first: no relationship tells SQLAlchemy the snapshot depends on it
     session.add(EventSnapshot(event_id=event_id, kind="frame", jpeg=b"\xff" * 200_000, taken_at=started))
 
 
