@@ -14,6 +14,7 @@ RUN apt-get update \
 
 WORKDIR /opt/dfstream/app
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY stream ./stream
 COPY pipeline ./pipeline
 COPY sinks ./sinks

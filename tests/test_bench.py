@@ -1,5 +1,6 @@
-"""The benchmark suite runs and writes a complete results.json (`--quick`: the figures are not
-judged here; the targets are read from a full run, see bench/RESULTS.md)."""
+"""The benchmark suite runs, writes a complete results.json, and its ratios stay within the
+tolerance of the committed baseline (bench/baseline.json); the targets themselves are read from a
+full run (bench/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,45 @@ def test_quick_bench_writes_every_figure(weights_dir, rtsp_available, tmp_path):
     assert results["device"] == "cpu"
     assert {"python", "torch", "av"} <= set(results["versions"])
     assert (tmp_path / "RESULTS.md").read_text().startswith("# dfstream benchmark")
+    assert outside_baseline(results) == []
+
+
+def figure(results: dict, name: str) -> float:
+    if name == "mqtt_windowed_over_one_at_a_time_at_100ms":
+        distant = results["mqtt_distance"]
+        return distant["rtt_100ms_inflight_100"]["messages_per_s"] / distant["rtt_100ms_inflight_1"]["messages_per_s"]
+    value = results
+    for part in name.split(".") if not name.startswith("judging.") else ["judging", name[8:-11], "work_share"]:
+        value = value[part]
+    return float(value)
+
+
+def outside_baseline(results: dict) -> list[str]:
+    """Each figure of the baseline that this run fell short of, with both numbers."""
+    baseline = json.loads((REPO / "bench" / "baseline.json").read_text())
+    problems = []
+    for name, rule in baseline["higher_is_better"].items():
+        if (got := figure(results, name)) < rule["baseline"] * rule["at_least_share"]:
+            problems.append(f"{name}: {got:.3g}, below {rule['at_least_share']} x the baseline {rule['baseline']}")
+    for name, rule in baseline["lower_is_better"].items():
+        if (got := figure(results, name)) > rule["baseline"] * rule["at_most_share"]:
+            problems.append(f"{name}: {got:.3g}, above {rule['at_most_share']} x the baseline {rule['baseline']}")
+    return problems
+
+
+def test_the_baseline_check_fails_a_halved_speedup():
+    results = {  # a quick run as the baseline's machine measured it
+        "speedup_default": 9.04,
+        "speedup_same_work": 4.11,
+        "efficiency_best_batch": 1.018,
+        "faces": {"agreement_with_mtcnn": 0.962},
+        "mqtt_distance": {
+            "rtt_100ms_inflight_1": {"messages_per_s": 9.3},
+            "rtt_100ms_inflight_100": {"messages_per_s": 423},
+        },
+        "judging": {"10.0": {"work_share": 0.338}, "5.0": {"work_share": 0.173}},
+    }
+    assert outside_baseline(results) == []
+    results["speedup_default"] = 9.04 * 0.4
+    results["judging"]["10.0"]["work_share"] = 0.6
+    assert [p.split(":")[0] for p in outside_baseline(results)] == ["speedup_default", "judging.10.0.work_share"]

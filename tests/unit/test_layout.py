@@ -204,3 +204,8 @@ def test_every_error_dfstream_raises_grows_from_its_root():
         value = getattr(core.errors, name)
         if isinstance(value, type) and issubclass(value, BaseException):
             assert issubclass(value, core.errors.DfstreamError), name
+
+
+def test_the_image_holds_every_package():
+    copied = {line.split()[1] for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
+    assert set(LAYERS) <= copied, f"the Dockerfile does not copy {sorted(set(LAYERS) - copied)}"
