@@ -75,70 +75,27 @@ keyfile {self.dir / "server.key"}
 
     def _make_certificates(self) -> None:
         d = self.dir
-        _run(
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=dfstream test CA",
-            "-keyout",
-            str(d / "ca.key"),
-            "-out",
-            str(d / "ca.crt"),
-        )
-        _run(
-            "openssl",
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(d / "server.key"),
-            "-out",
-            str(d / "server.csr"),
-        )
+        self._make_ca("ca", "/CN=dfstream test CA")
+        key = ["-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
+        _run("openssl", "req", *key, "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
         (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        _run(
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            str(d / "server.csr"),
-            "-CA",
-            str(d / "ca.crt"),
-            "-CAkey",
-            str(d / "ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            str(d / "san.ext"),
-            "-out",
-            str(d / "server.crt"),
-        )
-        # a CA the broker does not know, for the mismatch case
+        ca = ["-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"), "-CAcreateserial"]
+        signed = ["-days", "2", "-extfile", str(d / "san.ext"), "-out", str(d / "server.crt")]
+        _run("openssl", "x509", "-req", "-in", str(d / "server.csr"), *ca, *signed)
+        self._make_ca("other", "/CN=someone else")  # a CA the broker does not know, for the mismatch case
+
+    def _make_ca(self, name: str, subject: str) -> None:
+        """A self-signed CA: ``name``.key and ``name``.crt."""
+        key = ["-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject]
         _run(
             "openssl",
             "req",
             "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=someone else",
+            *key,
             "-keyout",
-            str(d / "other.key"),
+            str(self.dir / f"{name}.key"),
             "-out",
-            str(d / "other.crt"),
+            str(self.dir / f"{name}.crt"),
         )
 
     @property

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dfstream.config import parse_config
-from tests.helpers import MemorySink, load_detectors, run_for
+from tests.helpers import MemorySink, load_detectors, make_config, run_for
 from tests.ray.cluster.conftest import NODE, Verdicts
 
 ray = pytest.importorskip("ray")
@@ -23,30 +23,17 @@ pytestmark = [pytest.mark.ray, pytest.mark.weights, pytest.mark.timeout(240)]
 
 
 def config_of(cluster, weights_dir, streams: list[dict], **sinks) -> object:  # noqa: ANN001
-    return parse_config(
-        {
-            "streams": streams,
-            "detectors": [
-                {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
-                {
-                    "name": "mesoinception4",
-                    "type": "mesoinception4",
-                    "weights": str(weights_dir / "MesoInception_DF.h5"),
-                },
-            ],
-            "sinks": sinks,
-            "runtime": {
-                "engine": "ray",
-                "address": cluster.address,
-                "namespace": "dfstream-test",
-                "metrics_interval_s": 1.0,
-                "streams": {"num_cpus": 0.5, "resources": {"dfstream_stream_slots": 1}},
-                "faces": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
-                "detectors": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
-                "deployments": {"meso4": {"num_cpus": 1, "num_gpus": 1}},  # on the GPU node
-            },
-        }
-    )
+    runtime = {
+        "engine": "ray",
+        "address": cluster.address,
+        "namespace": "dfstream-test",
+        "metrics_interval_s": 1.0,
+        "streams": {"num_cpus": 0.5, "resources": {"dfstream_stream_slots": 1}},
+        "faces": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
+        "detectors": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
+        "deployments": {"meso4": {"num_cpus": 1, "num_gpus": 1}},  # on the GPU node
+    }
+    return make_config(weights_dir, streams, sinks=sinks, runtime=runtime)
 
 
 @pytest.fixture(scope="module")
