@@ -19,6 +19,7 @@ from core.errors import UploadError, one_line
 from pipeline.monitoring.keys import Count, Subject
 from service.auth import Principal
 from service.deps import Service, require
+from service.limits import BodyLimit
 from service.routes import auth, events, feed, live, media, pages, streams, users
 
 log = logging.getLogger("dfstream.api")
@@ -47,6 +48,11 @@ def create_app(service: Service) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=int(service.config.max_body_kb * 1024),
+        on_refused=lambda: service.monitor.count(API, Count.REJECTED, reason="too_large"),
+    )
     if service.config.cors_origins:
         app.add_middleware(
             CORSMiddleware,

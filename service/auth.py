@@ -1,7 +1,9 @@
 """Who is calling, and what they may do.
 
 Passwords are argon2id hashes. Tokens are random strings shown once; the database holds only their
-SHA-256, so a leaked database opens nothing. A token carries scopes, capped by its user's role:
+SHA-256, so a leaked database opens nothing. Only a login (a person's session) makes API tokens,
+each with at most that session's scopes and for at most ``api.max_token_days``. A token carries
+scopes, capped by its user's role:
 
     viewer   read                  (everything GET)
     analyst  read, write           (upload, delete media; acknowledge events)
@@ -64,16 +66,19 @@ def token_digest(token: str) -> str:
 def issue_token(
     session: Session, user: User, kind: str, scopes: list[str], expires_at: dt.datetime | None, name: str = ""
 ) -> tuple[str, ApiToken]:
-    allowed = set(ROLE_SCOPES[user.role])
-    if not set(scopes) <= allowed:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, f"a {user.role} cannot hold scopes {sorted(set(scopes) - allowed)}"
-        )
+    check_role_scopes(user.role, set(scopes))
     token, digest = new_token()
     row = ApiToken(user_id=user.id, kind=kind, name=name, token_hash=digest, scopes=list(scopes), expires_at=expires_at)
     session.add(row)
     session.flush()
     return token, row
+
+
+def check_role_scopes(role: str, scopes: set[str]) -> None:
+    """403 unless every scope is one the role may hold."""
+    allowed = set(ROLE_SCOPES[role])
+    if not scopes <= allowed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"a {role} cannot hold scopes {sorted(scopes - allowed)}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class Principal:
     role: str
     scopes: frozenset[str]
     token_id: int
+    kind: str  # login (a person's session) or api (a script's token)
 
 
 def bearer(request: Request) -> str | None:
@@ -121,7 +127,7 @@ def resolve(session: Session, token: str | None) -> tuple[Principal, dt.datetime
         row.last_used_at = now
         session.commit()
     scopes = frozenset(row.scopes) & frozenset(ROLE_SCOPES[user.role])  # a role lowered later caps old tokens
-    return Principal(user.id, user.username, user.role, scopes, row.id), row.expires_at
+    return Principal(user.id, user.username, user.role, scopes, row.id, row.kind), row.expires_at
 
 
 class TokenCache:

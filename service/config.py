@@ -44,7 +44,10 @@ class ApiConfig(StrictModel):
     database: str | None = None
     data_dir: Path = Path("dfstream-data")
     max_upload_mb: float = Field(512, gt=0)
-    token_ttl_hours: float = Field(12, gt=0)  # tokens from /auth/token; API tokens choose their own
+    # every other request's body, refused (413) before it is read or its token looked at
+    max_body_kb: float = Field(1024, gt=0)
+    token_ttl_hours: float = Field(12, gt=0)  # tokens from /auth/token; API tokens choose their own ...
+    max_token_days: float = Field(90, gt=0, le=3650)  # ... up to this: no token lives for ever
     cors_origins: list[str] = Field(default_factory=list)  # none: CORS off
     feed_queue: int = Field(1000, ge=1)  # events a slow feed client may lag before its oldest are dropped
     retention: RetentionConfig = Field(default_factory=RetentionConfig)

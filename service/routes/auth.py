@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service.auth import ROLE_SCOPES, Principal, check_password, issue_token
+from service.auth import ROLE_SCOPES, Principal, check_password, check_role_scopes, issue_token
 from service.db.models import ApiToken, User, utcnow
 from service.deps import Service, db, get_service, principal
 
@@ -64,7 +64,8 @@ async def login(
 class NewToken(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Literal["read", "write", "admin"]] = Field(default_factory=lambda: ["read"], min_length=1)
-    expires_days: float | None = Field(90, gt=0, le=3650)  # None: never (revoke it when done)
+    # None: api.max_token_days, which is also the most it may ask for: no token lives for ever
+    expires_days: float | None = Field(None, gt=0, le=3650)
 
 
 class TokenInfo(BaseModel):
@@ -97,13 +98,31 @@ def _info(row: ApiToken) -> TokenInfo:
     response_model=TokenOut,
     summary="Make an API token (shown once) with some of your scopes",
 )
-def create_token(body: NewToken, who: Principal = Depends(principal), session: Session = Depends(db)) -> TokenOut:
+def create_token(
+    body: NewToken,
+    who: Principal = Depends(principal),
+    session: Session = Depends(db),
+    service: Service = Depends(get_service),
+) -> TokenOut:
+    """Only a person logged in (a login token) makes tokens, and never with more than that session
+    holds: a read-only token handed to a dashboard cannot mint itself an admin one."""
+    if who.kind != "login":
+        raise HTTPException(403, "an API token cannot make tokens: log in (POST /api/v1/auth/token) to make one")
+    wanted = set(body.scopes)
+    check_role_scopes(who.role, wanted)
+    if not wanted <= who.scopes:
+        raise HTTPException(
+            403, f"this session holds {sorted(who.scopes)}: it cannot grant {sorted(wanted - who.scopes)}"
+        )
+    limit = service.config.max_token_days
+    if body.expires_days is not None and body.expires_days > limit:
+        raise HTTPException(422, f"expires_days: at most {limit:g} (api.max_token_days)")
     user = session.get(User, who.user_id)
     assert user is not None
-    expires = utcnow() + dt.timedelta(days=body.expires_days) if body.expires_days is not None else None
-    token, _ = issue_token(session, user, "api", sorted(set(body.scopes)), expires, body.name)
+    expires = utcnow() + dt.timedelta(days=body.expires_days or limit)
+    token, _ = issue_token(session, user, "api", sorted(wanted), expires, body.name)
     session.commit()
-    return TokenOut(access_token=token, expires_at=expires, scopes=sorted(set(body.scopes)))
+    return TokenOut(access_token=token, expires_at=expires, scopes=sorted(wanted))
 
 
 @router.get("/tokens", response_model=list[TokenInfo], summary="Your API tokens (never their secret)")
@@ -112,6 +131,34 @@ def list_tokens(who: Principal = Depends(principal), session: Session = Depends(
         select(ApiToken).where(ApiToken.user_id == who.user_id, ApiToken.kind == "api").order_by(ApiToken.id)
     )
     return [_info(row) for row in rows]
+
+
+@router.get(
+    "/auth/sessions",
+    response_model=list[TokenInfo],
+    summary="Your logins that are still valid (revoke one with DELETE /tokens/{id})",
+)
+def list_sessions(who: Principal = Depends(principal), session: Session = Depends(db)) -> list[TokenInfo]:
+    rows = session.scalars(
+        select(ApiToken)
+        .where(
+            ApiToken.user_id == who.user_id,
+            ApiToken.kind == "login",
+            ApiToken.revoked_at.is_(None),
+            ApiToken.expires_at > utcnow(),
+        )
+        .order_by(ApiToken.id)
+    )
+    return [_info(row) for row in rows]
+
+
+@router.post("/auth/logout", response_model=TokenInfo, summary="End this session: the token that calls is revoked")
+def logout(
+    who: Principal = Depends(principal), session: Session = Depends(db), service: Service = Depends(get_service)
+) -> TokenInfo:
+    row = session.get(ApiToken, who.token_id)
+    assert row is not None
+    return _revoke(row, session, service)
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenInfo, summary="Revoke a token (yours; an admin: anyone's)")
@@ -124,6 +171,10 @@ def revoke_token(
     row = session.get(ApiToken, token_id)
     if row is None or (row.user_id != who.user_id and "admin" not in who.scopes):
         raise HTTPException(404, f"no token {token_id}")
+    return _revoke(row, session, service)
+
+
+def _revoke(row: ApiToken, session: Session, service: Service) -> TokenInfo:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.commit()

@@ -102,10 +102,10 @@ def change_user(
         user.disabled = body.disabled
     if body.password is not None:
         user.password_hash = hash_password(body.password)
-        # a new password ends every session of the old one
+        # a new password ends every session and API token of the old one: a leaked password may have made some
         session.execute(
             update(ApiToken)
-            .where(ApiToken.user_id == user.id, ApiToken.kind == "login", ApiToken.revoked_at.is_(None))
+            .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
     session.commit()

@@ -36,7 +36,12 @@ $("#login-form").addEventListener("submit", async (event) => {
   sessionStorage.setItem("dfstream.token", token);
   start();
 });
-$("#logout").addEventListener("click", logout);
+// the server forgets the session too: a token copied from this tab stops working at once
+$("#logout").addEventListener("click", async () => {
+  const ending = token;
+  logout();
+  if (ending) await fetch(`${API}/auth/logout`, {method: "POST", headers: {Authorization: `Bearer ${ending}`}}).catch(() => {});
+});
 
 function logout() {
   token = null;
