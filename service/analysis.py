@@ -100,8 +100,11 @@ class Analyzer(Lifecycle):
     async def _close(self) -> None:
         self._stopping = True  # a running job stops at its next chunk of frames
 
+    def has_room(self) -> bool:
+        return not (self._queue.full() or self._backlog)
+
     def submit(self, media_id: int) -> None:
-        if self._queue.full() or self._backlog:
+        if not self.has_room():
             raise QueueFullError(f"{self._queue.capacity} analyses are waiting; try again later")
         self._queue.put(media_id)
         self._waiting()

@@ -123,6 +123,10 @@ async def upload(
     request: Request, who: Principal = Depends(require("write")), service: Service = Depends(get_service)
 ) -> MediaOut:
     config = service.config
+    if not service.analyzer.has_room():  # refused before a byte is stored: nothing waits that was not accepted
+        raise HTTPException(
+            503, f"{config.analysis.queue} analyses are waiting; try again later", {"Retry-After": "30"}
+        )
     received = await receive(request, config.media_dir, int(config.max_upload_mb * 1_000_000))
     try:
         found = await run_in_threadpool(check_video, received.path)
@@ -157,8 +161,18 @@ async def upload(
     try:
         service.analyzer.submit(out.id)
     except QueueFullError as exc:
-        # the file is kept and queued in the database: the next start picks it up
-        raise HTTPException(503, f"media {out.id} stored, but {exc}") from None
+        # the queue filled while this one streamed in: it is not kept, so nothing refused waits in the database
+
+        def forget() -> None:
+            with service.sessions() as session:
+                media = session.get(MediaFile, out.id)
+                if media is not None:
+                    session.delete(media)
+                    session.commit()
+            received.path.with_suffix("").unlink(missing_ok=True)  # the stored file
+
+        await run_in_threadpool(forget)
+        raise HTTPException(503, f"not stored: {exc}", {"Retry-After": "30"}) from None
     log.info(
         "media %d: %s (%d bytes, %s/%s) uploaded by %s",
         out.id,
