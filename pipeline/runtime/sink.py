@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from core.errors import one_line
 from core.lifecycle import Lifecycle
-from core.queues import QUEUE_FULL, DropOldestQueue
+from core.queues import DropOldestQueue
 from pipeline.runtime.events import Event
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,10 @@ class Outbox(Lifecycle):
     ):
         super().__init__(f"{sink.name}.outbox")
         self.sink = sink
-        self.failed = 0
         self.drain_timeout_s = drain_timeout_s
         self._on_drop = on_drop
         self._queue: DropOldestQueue[Event] = DropOldestQueue(capacity, on_drop=self._dropped)
         self._sink_stack = AsyncExitStack()
-
-    @property
-    def dropped(self) -> int:
-        return self._queue.dropped[QUEUE_FULL]
 
     def put(self, event: Event) -> None:
         self._queue.put(event, reason="outbox_full")
@@ -84,7 +79,6 @@ class Outbox(Lifecycle):
             try:
                 await self.sink.publish(event)
             except Exception as exc:  # noqa: BLE001 -- a sink's failure is its own; detection goes on
-                self.failed += 1
                 self.problems(
                     "publish",
                     "sink %s: publish failed: %s",
