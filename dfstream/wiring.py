@@ -136,7 +136,7 @@ def serve(
         faces = FaceDetector(FacesConfig(device=config.faces.device))
         database = sessions(engine)
         analyzer = Analyzer(
-            api.analysis, api.data_dir, database, detectors, runtime.ensemble, faces, thresholds, monitor
+            api.analysis, api.data_dir, database, detectors, runtime.ensemble, faces, thresholds, monitor, api.media
         )
         service = Service(
             api,

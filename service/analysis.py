@@ -1,8 +1,11 @@
 """Uploaded media analysed in the background, by the code ``dfstream eval`` uses (``score_frames``),
 every face of ``frames`` evenly spaced frames. The queue is bounded; jobs run in worker threads,
 never in a request. A job's results are written in one transaction when it ends, so a crash leaves
-no half-written rows: a job found ``queued`` or ``running`` at start is simply run again, and gives
-the same numbers (nothing in scoring is random)."""
+no half-written rows: a job found ``queued`` or ``running`` at start is run again, and gives the
+same numbers (nothing in scoring is random) -- unless it was started ``max_attempts`` times already,
+then it is failed with that reason: a file that kills the process must not kill it at every start.
+Each job has a wall-clock limit; ``queued`` rows the queue does not hold are picked up every
+``rescan_s``, whatever the database holds when it starts."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import av
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DfstreamError, LifecycleError, QueueFullError, one_line
@@ -30,16 +33,21 @@ from pipeline.models.detector import BaseDetector
 from pipeline.models.faces import FaceDetector
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
-from service.config import AnalysisConfig
+from service.config import AnalysisConfig, MediaLimitsConfig
 from service.db.models import FaceResult, MediaFile, utcnow
 
 log = logging.getLogger(__name__)
 ANALYSIS = Subject.service("analysis")
 RETRIES, RETRY_AFTER_S = 3, 10.0  # a job the database failed (it restarts) is tried again
+STOP_GRACE_S = 30.0  # past its limit, how long a job's thread has to notice before it is given up
 
 
 class _Stopping(LifecycleError):
-    """The server is stopping: the job is left ``running``, and runs again on the next start."""
+    """The server is stopping: the job goes back to ``queued``, and runs again on the next start."""
+
+
+class _OverTime(DfstreamError):
+    """The job passed ``job_timeout_s`` (or was given up after it): it fails, saying so."""
 
 
 def file_label(p: float, fake_at: float, real_below: float) -> str:
@@ -50,8 +58,9 @@ def file_label(p: float, fake_at: float, real_below: float) -> str:
 
 
 class Analyzer(Lifecycle):
-    """``async with``: picks up what a previous process left and starts ``workers`` loops; leaving
-    stops a running job at its next chunk of frames (it is resumed on the next start)."""
+    """``async with``: picks up what a previous process left and starts ``workers`` loops, a feeder
+    (the backlog into the queue, awaiting room) and a re-scan; leaving stops a running job at its
+    next chunk of frames (it is queued again for the next start)."""
 
     def __init__(
         self,
@@ -63,9 +72,11 @@ class Analyzer(Lifecycle):
         faces: FaceDetector,
         thresholds: tuple[float, float],
         monitor: PerformanceMonitor,
+        limits: MediaLimitsConfig | None = None,
     ):
         super().__init__("analysis")
         self.config = config
+        self.limits = limits or MediaLimitsConfig()
         self.data_dir = data_dir
         self.sessions = sessions
         self.detectors = detectors
@@ -76,24 +87,19 @@ class Analyzer(Lifecycle):
         self.progress: dict[int, float] = {}  # media id → progress, while analysed
         # refused at the door when full (submit raises), so nothing accepted is ever dropped from it
         self._queue: DropOldestQueue[int] = DropOldestQueue(config.queue)
-        self._backlog: collections.deque[int] = collections.deque()  # found at start beyond the queue's room
+        # found in the database (at start, by the re-scan, a retry) beyond the queue's room; the
+        # feeder moves it into the queue as room appears
+        self._backlog: collections.deque[int] = collections.deque()
+        self._more = asyncio.Event()
+        self._held: set[int] = set()  # ids in the queue, the backlog or a worker: the re-scan skips them
+        self._given_up: set[int] = set()  # past their limit: their thread stops at its next chunk
         self._stopping = False
         self._tries: dict[int, int] = {}
 
     async def _open(self) -> None:
-        """Pick up what a previous process left: queued jobs, and running ones (it died mid-job)."""
-        with self.sessions() as session:
-            left = session.execute(
-                select(MediaFile.id, MediaFile.status)
-                .where(MediaFile.status.in_(("queued", "running")))
-                .order_by(MediaFile.id)
-            ).all()
-        for media_id, state in left:
-            if state == "running":
-                self.monitor.count(ANALYSIS, Count.JOBS, outcome="resumed")
-                log.warning("media %d: its analysis was interrupted (the process stopped); running it again", media_id)
-            self._backlog.append(media_id)
-        self._refill()
+        await asyncio.to_thread(self._pick_up, True)
+        self.spawn("feeder", self._feed)
+        self.spawn("rescan", self._rescan)
         for i in range(self.config.workers):
             self.spawn(f"worker.{i}", self._work)
 
@@ -106,39 +112,101 @@ class Analyzer(Lifecycle):
     def submit(self, media_id: int) -> None:
         if not self.has_room():
             raise QueueFullError(f"{self._queue.capacity} analyses are waiting; try again later")
+        self._held.add(media_id)
         self._queue.put(media_id)
         self._waiting()
 
-    def _refill(self) -> None:
-        """The backlog a previous process left, into the queue as room appears."""
-        while self._backlog and not self._queue.full():
-            self._queue.put(self._backlog.popleft())
-        self._waiting()
+    # ---- what the database holds ----------------------------------------------------------------
+    def _pick_up(self, starting: bool) -> None:
+        """Rows left ``queued`` (or, at start, ``running``: the process died mid-job) that nothing here
+        holds, into the backlog; those started ``max_attempts`` times already are failed instead."""
+        states = ("queued", "running") if starting else ("queued",)
+        with self.sessions() as session:
+            left = session.execute(
+                select(MediaFile.id, MediaFile.status, MediaFile.attempts)
+                .where(MediaFile.status.in_(states))
+                .order_by(MediaFile.id)
+            ).all()
+        found = 0
+        for media_id, state, attempts in left:
+            if media_id in self._held:
+                continue
+            if attempts >= self.config.max_attempts:
+                self._finish(
+                    media_id,
+                    [],
+                    error=f"its analysis was started {attempts} times and the process stopped during each "
+                    f"(api.analysis.max_attempts): the file may crash the decoder or exhaust the memory",
+                )
+                continue
+            if state == "running":
+                self.monitor.count(ANALYSIS, Count.JOBS, outcome="resumed")
+                log.warning("media %d: its analysis was interrupted (the process stopped); running it again", media_id)
+            self._held.add(media_id)
+            self._backlog.append(media_id)
+            found += 1
+        if found and not starting:
+            log.info("analysis: %d queued media found in the database, queued here", found)
+        self._more.set()  # thread-safe enough: the feeder also wakes on its own every rescan_s
+
+    async def _rescan(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.rescan_s)
+            await asyncio.to_thread(self._pick_up, False)
+            self._more.set()
+
+    async def _feed(self) -> None:
+        """The backlog into the queue, each put awaiting room: nothing found is dropped."""
+        while True:
+            while self._backlog:
+                await self._queue.put_wait(self._backlog[0])
+                self._backlog.popleft()
+                self._waiting()
+            self._more.clear()
+            try:
+                await asyncio.wait_for(self._more.wait(), self.config.rescan_s)
+            except TimeoutError:
+                pass
 
     def _waiting(self) -> None:
         self.monitor.set_gauge(ANALYSIS, Gauge.JOBS_WAITING, len(self._queue) + len(self._backlog))
 
+    # ---- the workers -----------------------------------------------------------------------------
     async def _work(self) -> None:
         while True:
             media_id = await self._queue.get()
-            self._refill()
+            self._waiting()
+            retry = False
             try:
-                await _in_daemon_thread(self.analyse, media_id)
+                await asyncio.wait_for(
+                    _in_daemon_thread(self.analyse, media_id), self.config.job_timeout_s + STOP_GRACE_S
+                )
+            except TimeoutError:  # its thread is stuck inside one decode call: given up, failed here
+                self._given_up.add(media_id)
+                await asyncio.to_thread(
+                    self._finish,
+                    media_id,
+                    [],
+                    f"the analysis did not stop within its limit of "
+                    f"{self.config.job_timeout_s:g} s (api.analysis.job_timeout_s)",
+                )
             except Exception as exc:  # noqa: BLE001 -- the database away, or a bug: the worker goes on
                 tries = self._tries[media_id] = self._tries.get(media_id, 0) + 1
                 log.error(
                     "media %d: analysis could not run (try %d of %d): %s", media_id, tries, RETRIES, one_line(exc)
                 )
-                if tries < RETRIES:  # still `running` in the database; the next start would resume it anyway
-                    asyncio.get_running_loop().call_later(RETRY_AFTER_S, self._retry, media_id)
+                retry = tries < RETRIES  # still `running` in the database; the next start would resume it anyway
             finally:
                 self.progress.pop(media_id, None)
+            if retry:
+                asyncio.get_running_loop().call_later(RETRY_AFTER_S, self._retry, media_id)
+            else:
+                self._held.discard(media_id)
+                self._tries.pop(media_id, None)
 
     def _retry(self, media_id: int) -> None:
-        try:
-            self.submit(media_id)
-        except QueueFullError:
-            log.error("media %d: not retried, the queue is full; it runs again on the next start", media_id)
+        self._backlog.append(media_id)
+        self._more.set()
 
     def analyse(self, media_id: int) -> None:
         with self.sessions() as session:
@@ -146,6 +214,7 @@ class Analyzer(Lifecycle):
             if media is None:  # deleted while it waited
                 return
             media.status, media.started_at, media.progress, media.error = "running", utcnow(), 0.0, None
+            media.attempts += 1  # committed before a frame is decoded: a crash in it is counted
             session.commit()
             path, expected = (
                 self.data_dir / media.storage_path,
@@ -156,19 +225,31 @@ class Analyzer(Lifecycle):
         last_write = [0.0]
 
         def progress(read: int) -> None:
+            if media_id in self._given_up:
+                raise _OverTime("given up")  # the worker already failed it
             if self._stopping:
                 raise _Stopping
+            if time.monotonic() - started > self.config.job_timeout_s:
+                raise _OverTime(
+                    f"the analysis passed its limit of {self.config.job_timeout_s:g} s (api.analysis.job_timeout_s)"
+                )
             done = min(0.99, read / max(1, expected))
             self.progress[media_id] = done
             if time.monotonic() - last_write[0] > 0.5:
                 last_write[0] = time.monotonic()
                 with self.sessions() as s:
-                    s.execute(MediaFile.__table__.update().where(MediaFile.id == media_id).values(progress=done))
+                    s.execute(update(MediaFile).where(MediaFile.id == media_id).values(progress=done))
                     s.commit()
 
         try:
             scored, read, _ = score_frames(
-                spaced_video_frames(path, self.config.frames),
+                spaced_video_frames(
+                    path,
+                    self.config.frames,
+                    self.limits.ffmpeg_options,
+                    self.limits.max_frames,
+                    (self.limits.max_width, self.limits.max_height),
+                ),
                 self.detectors,
                 self.ensemble,
                 self.faces,
@@ -180,7 +261,20 @@ class Analyzer(Lifecycle):
                     f"no face in any of the {read} sampled frames" if read else "no frame could be decoded"
                 )
         except _Stopping:
+            with self.sessions() as session:  # not an attempt that failed: it gives its start back
+                session.execute(
+                    update(MediaFile)
+                    .where(MediaFile.id == media_id)
+                    .values(status="queued", attempts=MediaFile.attempts - 1, progress=0.0)
+                )
+                session.commit()
             log.info("media %d: analysis stopped with the server; it runs again on the next start", media_id)
+            return
+        except _OverTime as exc:
+            if media_id in self._given_up:
+                self._given_up.discard(media_id)
+                return
+            self._finish(media_id, [], error=one_line(exc))
             return
         except (DfstreamError, av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
             self._finish(media_id, [], error=one_line(exc))

@@ -91,16 +91,24 @@ class Principal:
     kind: str  # login (a person's session) or api (a script's token)
 
 
-def bearer(request: Request) -> str | None:
-    """The token of ``Authorization: Bearer ...``, or of ``?access_token=`` for what a browser
-    loads without headers (img tags, EventSource)."""
+def bearer(request: Request, in_url: bool = False) -> tuple[str | None, bool]:
+    """(the token of ``Authorization: Bearer ...``, False) or, where ``in_url`` allows it (GET routes a
+    browser loads without headers), (the token of ``?access_token=``, True). A token in the URL of
+    any other route is refused, not ignored: the caller learns it leaked it for nothing."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise unauthorized("the Authorization header must be 'Bearer <token>'")
-        return value.strip()
-    return request.query_params.get("access_token") or None
+        return value.strip(), False
+    in_query = request.query_params.get("access_token")
+    if in_query is None:
+        return None, False
+    if not in_url or request.method not in ("GET", "HEAD"):
+        raise unauthorized(
+            "?access_token= is taken only by the feed, live views and images; send 'Authorization: Bearer'"
+        )
+    return in_query or None, True
 
 
 def unauthorized(detail: str) -> HTTPException:

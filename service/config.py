@@ -21,6 +21,11 @@ class AnalysisConfig(StrictModel):
     aggregation: str = "mean"  # how frame scores make the file's P(fake): mean, confident, majority
     workers: int = Field(1, ge=1, le=8)  # jobs analysed at once (they share the CPU with the live streams)
     queue: int = Field(1000, ge=1)  # jobs waiting; an upload beyond it is refused with 503
+    job_timeout_s: float = Field(900, gt=0)  # one job's wall-clock limit; past it the job fails, named so
+    # a job started this many times without finishing (the process died under it each time: a file
+    # that kills the decoder, or the memory) is failed with that reason instead of retried for ever
+    max_attempts: int = Field(2, ge=1)
+    rescan_s: float = Field(30, gt=0)  # how often `queued` rows the queue does not hold are picked up
 
     @field_validator("aggregation")
     @classmethod
@@ -30,6 +35,54 @@ class AnalysisConfig(StrictModel):
         if value not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {value!r} (known: {', '.join(AGGREGATIONS)})")
         return value
+
+
+# demuxers an upload may be read with: no playlist (hls, concat, ...) or image sequence that would
+# make FFmpeg open other files on this machine, no text formats it would read as pictures
+UPLOAD_CONTAINERS = (
+    "mov",
+    "mp4",
+    "matroska",
+    "webm",
+    "avi",
+    "mpegts",
+    "flv",
+    "ogg",
+    "mpeg",
+    "asf",
+    "gif",
+    "h264",
+    "hevc",
+    "ivf",
+    "nut",
+)
+
+
+class MediaLimitsConfig(StrictModel):
+    """What an upload may be, checked when it is probed (before it is stored) and again as it is
+    decoded: a header can lie."""
+
+    max_width: int = Field(4096, ge=16)
+    max_height: int = Field(4096, ge=16)
+    max_fps: float = Field(240, gt=0)
+    max_duration_s: float = Field(3600, gt=0)
+    max_frames: int = Field(216_000, ge=1)  # an hour at 60 fps
+    max_sample_rate: int = Field(192_000, ge=8000)  # of an audio stream, if it has one
+    containers: list[str] = Field(default_factory=lambda: list(UPLOAD_CONTAINERS), min_length=1)
+
+    @property
+    def ffmpeg_options(self) -> dict[str, str]:
+        """What FFmpeg may do when it opens an upload: read this one local file, with these demuxers."""
+        return {"protocol_whitelist": "file", "format_whitelist": ",".join(self.containers)}
+
+
+class ViewerLimitsConfig(StrictModel):
+    """Long-lived responses held at once: /feed subscribers and live.mjpeg viewers."""
+
+    feed_total: int = Field(200, ge=1)
+    feed_per_user: int = Field(20, ge=1)
+    live_total: int = Field(64, ge=1)
+    live_per_user: int = Field(16, ge=1)  # the UI's grid opens one per stream
 
 
 class LoginLimitConfig(StrictModel):
@@ -48,10 +101,15 @@ class ApiConfig(StrictModel):
     max_body_kb: float = Field(1024, gt=0)
     token_ttl_hours: float = Field(12, gt=0)  # tokens from /auth/token; API tokens choose their own ...
     max_token_days: float = Field(90, gt=0, le=3650)  # ... up to this: no token lives for ever
+    # how often the feed and the live view check their token again: revoked, expired or its user
+    # disabled, the response ends within this
+    stream_recheck_s: float = Field(10, gt=0, le=30)
     cors_origins: list[str] = Field(default_factory=list)  # none: CORS off
     feed_queue: int = Field(1000, ge=1)  # events a slow feed client may lag before its oldest are dropped
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    media: MediaLimitsConfig = Field(default_factory=MediaLimitsConfig)
+    viewers: ViewerLimitsConfig = Field(default_factory=ViewerLimitsConfig)
     login_limit: LoginLimitConfig = Field(default_factory=LoginLimitConfig)
 
     @property

@@ -5,8 +5,11 @@ routes: nothing imports back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -15,13 +18,18 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from pipeline.monitoring.keys import Count, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.live import LiveTap
 from service.analysis import Analyzer
 from service.auth import LoginLimiter, Principal, TokenCache, bearer, resolve
 from service.config import ApiConfig
 from service.feed import FeedSink
+from service.seats import Seats
 from stream.config import StreamConfig
+
+log = logging.getLogger("dfstream.api")
+API = Subject.service("api")
 
 
 @dataclass
@@ -40,21 +48,28 @@ class Service:
     tap: LiveTap  # the runtime's live view
     limiter: LoginLimiter | None = None
     tokens: TokenCache | None = None
+    feed_seats: Seats = field(init=False)
+    live_seats: Seats = field(init=False)
+    # drawing and encoding the live view: its own threads, never those the sinks and routes use
+    render_pool: ThreadPoolExecutor = field(init=False)
 
-    def stream(self, stream_id: str) -> StreamConfig:
-        """The configured stream, or 404 naming the ones there are."""
+    def stream(self, stream_id: str, caller_known: bool = True) -> StreamConfig:
+        """The configured stream, or 404 naming the ones there are (to a caller with a token only)."""
         for config in self.streams:
             if config.id == stream_id:
                 return config
-        raise HTTPException(
-            404, f"no stream {stream_id!r} (configured: {', '.join(s.id for s in self.streams) or 'none'})"
-        )
+        known = f" (configured: {', '.join(s.id for s in self.streams) or 'none'})" if caller_known else ""
+        raise HTTPException(404, f"no stream {stream_id!r}{known}")
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = LoginLimiter(self.config.login_limit.failures, self.config.login_limit.window_s)
         if self.tokens is None:
             self.tokens = TokenCache()
+        viewers = self.config.viewers
+        self.feed_seats = Seats("feed subscriptions", viewers.feed_total, viewers.feed_per_user)
+        self.live_seats = Seats("live views", viewers.live_total, viewers.live_per_user)
+        self.render_pool = ThreadPoolExecutor(2, thread_name_prefix="dfstream.render")
 
 
 # ---- dependencies --------------------------------------------------------------------------------
@@ -70,10 +85,8 @@ def db(service: Service = Depends(get_service)) -> Iterator[Session]:
         yield session
 
 
-async def principal(
-    request: Request, service: Service = Depends(get_service), _token: str | None = Depends(_scheme)
-) -> Principal:
-    token = bearer(request)
+async def who_is(service: Service, token: str | None) -> Principal:
+    """The caller a token speaks for (cached for a moment), or 401."""
     cache = service.tokens
     assert cache is not None
     who = cache.get(token) if token else None
@@ -88,10 +101,57 @@ async def principal(
     return who
 
 
-def require(scope: str) -> Callable[..., Principal]:
-    async def check(who: Principal = Depends(principal)) -> Principal:
+async def principal(
+    request: Request, service: Service = Depends(get_service), _token: str | None = Depends(_scheme)
+) -> Principal:
+    return await who_is(service, bearer(request)[0])
+
+
+def require(scope: str, in_url: bool = False) -> Callable[..., Awaitable[Principal]]:
+    """The caller, 403 unless they hold ``scope``. ``in_url``: the token may come as ``?access_token=``
+    (what a browser loads without headers: an img, an EventSource); only for reading, and a token
+    that came that way -- logged by proxies, kept in histories -- reads, whatever else it holds."""
+    if in_url and scope != "read":
+        raise ValueError("a token in the URL is only ever good for reading")
+
+    async def check(
+        request: Request, service: Service = Depends(get_service), _token: str | None = Depends(_scheme)
+    ) -> Principal:
+        token, from_url = bearer(request, in_url)
+        who = await who_is(service, token)
+        if from_url:
+            who = replace(who, scopes=who.scopes & {"read"})
         if scope not in who.scopes:
             raise HTTPException(403, f"{who.username} ({who.role}) may not do this: it needs the {scope!r} scope")
         return who
 
     return check
+
+
+class TokenWatch:
+    """The token of a long-lived response (the feed, the live view), checked again every
+    ``api.stream_recheck_s``: a token revoked or expired, or its user disabled, ends the response
+    within that time instead of watching faces for as long as the connection lasts."""
+
+    def __init__(self, service: Service, request: Request):
+        self.service = service
+        self.token, _ = bearer(request, in_url=True)
+        self.what = f"{request.method} {request.url.path}"
+        self.every_s = service.config.stream_recheck_s
+        self._checked = time.monotonic()
+
+    def wait_s(self, longest: float) -> float:
+        """How long the response may wait for its next item before the token is due again."""
+        return max(0.05, min(longest, self._checked + self.every_s - time.monotonic()))
+
+    async def still_valid(self) -> bool:
+        if time.monotonic() - self._checked < self.every_s:
+            return True
+        self._checked = time.monotonic()
+        try:
+            await who_is(self.service, self.token)
+        except HTTPException as exc:
+            self.service.monitor.count(API, Count.REJECTED, reason="stream_ended")
+            log.warning("%s: closed, its token no longer holds: %s", self.what, exc.detail)
+            return False
+        return True

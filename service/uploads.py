@@ -15,11 +15,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from core.errors import SourceError, UploadError, one_line
+from service.config import MediaLimitsConfig
 from stream.probe import Probe, probe
 
 FIELD = "file"
-# demuxers that would take text for video (ANSI art, subtitles as frames): never media
-_NOT_MEDIA = {"tty", "bin", "idf", "adf", "xbin"}
 
 
 @dataclass(frozen=True)
@@ -137,16 +136,36 @@ class _Part:
         self._in_file = False
 
 
-def check_video(path: Path) -> Probe:
-    """The upload probed as a video (415 when it is not one, or is a text-like format FFmpeg would
-    read as something else)."""
+def check_video(path: Path, limits: MediaLimitsConfig) -> Probe:
+    """The upload probed as a video, by FFmpeg allowed only this file and ``limits.containers``;
+    415 when it is not a video of those, 413 when it is over a limit of ``api.media``."""
     try:
-        found = probe(str(path))
+        found = probe(str(path), options=limits.ffmpeg_options)
     except SourceError as exc:
         reason = str(exc).removeprefix(f"{path}: ")  # the server's own file name tells the client nothing
+        if "Invalid argument" in reason:  # FFmpeg's answer to a demuxer off the whitelist
+            raise UploadError(
+                415, f"not a video in an accepted container (api.media.containers: {', '.join(limits.containers)})"
+            ) from None
         if reason.startswith("cannot be read: "):
             raise UploadError(415, f"not a video PyAV can read: {reason.removeprefix('cannot be read: ')}") from None
         raise UploadError(415, f"not a video: {reason}") from None
-    if found.container in _NOT_MEDIA:
-        raise UploadError(415, "not a video: no video stream in it")
+    over = over_limits(found, limits)
+    if over:
+        raise UploadError(413, f"the video is over the limits of api.media: {over}")
     return found
+
+
+def over_limits(found: Probe, limits: MediaLimitsConfig) -> str:
+    """What of ``found`` passes ``limits`` (one line), or ''."""
+    checks = (
+        ("width", found.width, limits.max_width, "max_width"),
+        ("height", found.height, limits.max_height, "max_height"),
+        ("frame rate", float(found.fps), limits.max_fps, "max_fps"),
+        ("duration", found.duration_s, limits.max_duration_s, "max_duration_s"),
+        ("frames", found.frames, limits.max_frames, "max_frames"),
+        ("audio sample rate", found.sample_rate, limits.max_sample_rate, "max_sample_rate"),
+    )
+    return "; ".join(
+        f"{what} {value:g} > {limit:g} ({key})" for what, value, limit, key in checks if value and value > limit
+    )

@@ -21,12 +21,14 @@ class Probe:
     fps: Fraction  # the stream's average (or guessed) rate; 30 when it says none
     duration_s: float | None
     frames: int | None  # as the container says, or derived from duration x rate; None when neither says
+    sample_rate: int | None = None  # of the first audio stream; None without one
 
 
-def probe(target: str, timeout_s: float = 10.0) -> Probe:
-    """``target`` (a path or URL) probed; SourceOpenError or SourceDecodeError naming it otherwise."""
+def probe(target: str, timeout_s: float = 10.0, options: dict[str, str] | None = None) -> Probe:
+    """``target`` (a path or URL) probed; SourceOpenError or SourceDecodeError naming it otherwise.
+    ``options`` go to FFmpeg's open (an upload's protocol and demuxer whitelists)."""
     try:
-        with av.open(target, timeout=timeout_s) as container:
+        with av.open(target, timeout=timeout_s, options=options or {}) as container:
             if not container.streams.video:
                 raise SourceOpenError(f"{redact(target)}: no video stream in it")
             video = container.streams.video[0]
@@ -40,6 +42,7 @@ def probe(target: str, timeout_s: float = 10.0) -> Probe:
             if duration is None and video.duration and video.time_base:
                 duration = float(video.duration * video.time_base)
             frames = video.frames or (round(duration * rate) if duration else None)
-            return Probe(container.format.name, video.codec_context.name, width, height, rate, duration, frames)
+            audio = container.streams.audio[0].sample_rate if container.streams.audio else None
+            return Probe(container.format.name, video.codec_context.name, width, height, rate, duration, frames, audio)
     except av.error.FFmpegError as exc:
         raise SourceOpenError(f"{redact(target)}: cannot be read: {one_line(exc)}") from None

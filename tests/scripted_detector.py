@@ -1,7 +1,9 @@
 """A detector whose P(fake) follows the wall clock, for live tests that need a fake episode at a
 known time (the MesoNets call the test clip's face real). Its "weights" file is the script:
 
-    {"base": 0.05, "fake": 0.95, "windows": [[start_epoch, end_epoch], ...]}
+    {"base": 0.05, "fake": 0.95, "windows": [[start_epoch, end_epoch], ...], "delay_s": 0.0}
+
+``delay_s`` makes each face take that long (a slow model: an analysis a test can catch running).
 
 The file is read again when it changes, so a test can script the episode once the server is up.
 Importing this module registers the type ``scripted``; a ``dfstream`` process gets it through
@@ -45,6 +47,7 @@ class ScriptedDetector(BaseDetector):
         self._reread()
         now = time.time()
         fake = any(start <= now < end for start, end in self.script["windows"])
+        time.sleep(self.script.get("delay_s", 0.0))
         return DetectionResult.from_probability(self.script["fake"] if fake else self.script["base"], self.model_name)
 
     def get_model_info(self) -> ModelInfo:

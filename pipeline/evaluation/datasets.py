@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from core.errors import ConfigError
+from core.errors import ConfigError, InputError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -92,17 +92,36 @@ def spaced_frames(item: Item, count: int) -> Iterator[tuple[int, np.ndarray]]:
     yield from spaced_video_frames(item.path, count)
 
 
-def spaced_video_frames(path: Path, count: int) -> Iterator[tuple[int, np.ndarray]]:
-    """``count`` evenly spaced frames (index, RGB array) of the first video stream of ``path``."""
-    with av.open(str(path)) as container:
+def spaced_video_frames(
+    path: Path,
+    count: int,
+    options: dict[str, str] | None = None,
+    max_frames: int | None = None,
+    max_size: tuple[int, int] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``count`` evenly spaced frames (index, RGB array) of the first video stream of ``path``.
+    ``options`` go to FFmpeg's open; a file of more than ``max_frames`` frames, or one with a frame
+    larger than ``max_size`` (width, height) anywhere, raises InputError: what was probed from its
+    header is not trusted to the end."""
+    with av.open(str(path), options=options or {}) as container:
         total = container.streams.video[0].frames
         if not total:  # the container does not say (MPEG-TS, MKV): count its packets, then start again
-            total = sum(1 for packet in container.demux(video=0) if packet.size)
+            total = 0
+            for packet in container.demux(video=0):
+                total += 1 if packet.size else 0
+                if max_frames is not None and total > max_frames:
+                    break
             container.seek(0)
+        if max_frames is not None and total > max_frames:
+            raise InputError(f"the video has more than {max_frames} frames")
         if total <= 0:
             return
         wanted = sorted({int(i) for i in np.linspace(0, total - 1, min(count, total))})
         for index, frame in enumerate(container.decode(video=0)):
+            if max_size is not None and (frame.width > max_size[0] or frame.height > max_size[1]):
+                raise InputError(
+                    f"frame {index} is {frame.width}x{frame.height}, over the limit of {max_size[0]}x{max_size[1]}"
+                )
             if index == wanted[0]:
                 yield index, frame.to_ndarray(format="rgb24")
                 wanted.pop(0)

@@ -94,6 +94,8 @@ class MediaFile(Base):
     storage_path: Mapped[str] = mapped_column(String(255))  # relative to data_dir, chosen by the server
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
+    # analyses started; one that ends (done, failed, or stopped with the server) gives its start back
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     verdict: Mapped[str | None] = mapped_column(String(16))
     fake_probability: Mapped[float | None] = mapped_column(Float)

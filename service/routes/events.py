@@ -163,7 +163,9 @@ def _snapshot(session: Session, event_id: str, kind: str) -> Response:
     summary="The face at the event's peak (JPEG)",
     responses={200: {"content": {"image/jpeg": {}}}},
 )
-def face_jpg(event_id: str, _: Principal = Depends(require("read")), session: Session = Depends(db)) -> Response:
+def face_jpg(
+    event_id: str, _: Principal = Depends(require("read", in_url=True)), session: Session = Depends(db)
+) -> Response:
     return _snapshot(session, event_id, "face")
 
 
@@ -173,7 +175,9 @@ def face_jpg(event_id: str, _: Principal = Depends(require("read")), session: Se
     summary="The whole frame at the event's peak (JPEG)",
     responses={200: {"content": {"image/jpeg": {}}}},
 )
-def frame_jpg(event_id: str, _: Principal = Depends(require("read")), session: Session = Depends(db)) -> Response:
+def frame_jpg(
+    event_id: str, _: Principal = Depends(require("read", in_url=True)), session: Session = Depends(db)
+) -> Response:
     return _snapshot(session, event_id, "frame")
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from core.queues import QueueClosed
 from service.auth import Principal
-from service.deps import Service, get_service, require
+from service.deps import Service, TokenWatch, get_service, require
 from service.feed import KINDS, sse
 
 router = APIRouter(tags=["feed"])
@@ -24,9 +25,10 @@ HEARTBEAT_S = 15.0  # a comment line now and then: proxies keep the connection, 
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def feed(
+    request: Request,
     types: str = Query(",".join(KINDS), description="comma-separated: verdict, state, status, alert"),
     stream: list[str] = Query(default_factory=list, description="only these streams (repeatable); none: all"),
-    _: Principal = Depends(require("read")),
+    who: Principal = Depends(require("read", in_url=True)),
     service: Service = Depends(get_service),
 ) -> StreamingResponse:
     kinds = frozenset(t.strip() for t in types.split(",") if t.strip())
@@ -35,7 +37,13 @@ async def feed(
         raise HTTPException(
             422, f"types: unknown {sorted(unknown)}; choose from {', '.join(KINDS)}" if unknown else "types: none given"
         )
+    watch = TokenWatch(service, request)
+    seat = service.feed_seats.take(who.user_id)
     subscriber = service.feed.subscribe(kinds, frozenset(stream))
+
+    def leave() -> None:  # once, whether the response ran to its end or never started
+        if seat.release():
+            service.feed.unsubscribe(subscriber)
 
     async def events() -> AsyncIterator[bytes]:
         try:
@@ -45,18 +53,22 @@ async def feed(
                 for view in list(service.feed.streams.values()):
                     if view.state is not None and subscriber.wants(view.state):
                         yield sse(view.state)
-            while True:
+            while await watch.still_valid():
                 try:
-                    event = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_S)
+                    event = await asyncio.wait_for(subscriber.queue.get(), watch.wait_s(HEARTBEAT_S))
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
                 except QueueClosed:  # the server is stopping
                     return
                 yield sse(event)
+            yield b"event: end\ndata: the token no longer holds: log in again\n\n"
         finally:
-            service.feed.unsubscribe(subscriber)
+            leave()
 
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(leave),
     )

@@ -35,6 +35,7 @@ class MediaOut(BaseModel):
     frames: int | None
     status: str
     progress: float
+    attempts: int  # analyses started (``analysis.max_attempts`` of them without an end: failed)
     error: str | None
     verdict: str | None
     fake_probability: float | None
@@ -78,6 +79,7 @@ def _out(media: MediaFile, service: Service, owner: str | None) -> MediaOut:
         frames=media.frames,
         status=media.status,
         progress=round(progress, 3),
+        attempts=media.attempts or 0,
         error=media.error,
         verdict=media.verdict,
         fake_probability=media.fake_probability,
@@ -129,7 +131,7 @@ async def upload(
         )
     received = await receive(request, config.media_dir, int(config.max_upload_mb * 1_000_000))
     try:
-        found = await run_in_threadpool(check_video, received.path)
+        found = await run_in_threadpool(check_video, received.path, config.media)
         final = received.path.with_suffix("")  # the server's name; the client's name is only shown
 
         def record() -> MediaOut:

@@ -32,7 +32,7 @@ def index() -> HTMLResponse:
 
 @router.get("/overlay/{stream_id}", response_class=HTMLResponse)
 def overlay(stream_id: str, service: Service = Depends(get_service)) -> HTMLResponse:
-    service.stream(stream_id)
+    service.stream(stream_id, caller_known=False)  # a page is served without a token: it lists nothing
     return HTMLResponse(
         (WEB / "overlay.html").read_text(), headers={"Content-Security-Policy": _POLICY, "Cache-Control": "no-cache"}
     )

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.weights
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     from tests.helpers import free_port
-    from tests.service.conftest import Served, write_config
+    from tests.security.conftest import Served, write_config
 
     folder = tmp_path_factory.mktemp("tokens")
     port = free_port()
