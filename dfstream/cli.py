@@ -11,15 +11,16 @@ from pathlib import Path
 import yaml
 
 from core.errors import ConfigError, DfstreamError
+from core.redaction import LogFormatter
 
 log = logging.getLogger("dfstream")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     commands = {
         "check": _check,
         "run": _run,

@@ -22,6 +22,7 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime, share_cpu_threads
 from pipeline.runtime.sink import Sink
+from service.config import TlsConfig
 from service.db.events import store_sink
 from service.db.schema import make_engine, prepare, sessions
 from sinks import PrometheusConfig, PrometheusExporter, build_sinks
@@ -156,7 +157,16 @@ def serve(
                 log_level="warning",
                 access_log=False,
                 timeout_graceful_shutdown=3,
-                proxy_headers=False,
+                # h11: the parser whose request-head limit can be set (httptools' cannot)
+                http="h11",
+                h11_max_incomplete_event_size=int(api.connections.max_header_kb * 1024),
+                limit_concurrency=api.connections.max_connections,
+                timeout_keep_alive=api.connections.keep_alive_s,
+                # X-Forwarded-For believed only from the proxies named: nobody else picks their address
+                proxy_headers=bool(api.trusted_proxies),
+                forwarded_allow_ips=api.trusted_proxies or None,
+                server_header=False,
+                **_tls(api.tls),
             )
         )
         _stop_on_signals(runtime.stop.set, lambda: setattr(server, "should_exit", True))
@@ -164,7 +174,7 @@ def serve(
             retention = asyncio.create_task(run_retention(api, database, monitor), name="dfstream.retention")
             judging = asyncio.create_task(runtime.run(), name="dfstream.runtime")
             host, port = listener.getsockname()[:2]
-            say(f"dfstream API on http://{host}:{port} (docs: /docs)")
+            say(f"dfstream API on {'https' if api.tls else 'http'}://{host}:{port} (docs: /docs)")
             serving = asyncio.create_task(server.serve(sockets=[listener]), name="dfstream.api")
             await asyncio.wait([serving, judging], return_when=asyncio.FIRST_COMPLETED)
             if judging.done() and judging.exception() is not None:
@@ -181,6 +191,16 @@ def serve(
     finally:
         exporter.close()
         engine.dispose()
+
+
+def _tls(tls: TlsConfig | None) -> dict[str, object]:
+    if tls is None:
+        return {}
+    return {
+        "ssl_certfile": str(tls.certfile),
+        "ssl_keyfile": str(tls.keyfile),
+        "ssl_keyfile_password": tls.key_password,
+    }
 
 
 class _ApiServer(uvicorn.Server):

@@ -19,7 +19,8 @@ from core.errors import UploadError, one_line
 from pipeline.monitoring.keys import Count, Subject
 from service.auth import Principal
 from service.deps import Service, require
-from service.limits import BodyLimit
+from service.headers import SecurityHeaders
+from service.limits import RequestLimits
 from service.routes import auth, events, feed, live, media, pages, streams, users
 
 log = logging.getLogger("dfstream.api")
@@ -49,9 +50,10 @@ def create_app(service: Service) -> FastAPI:
     )
     app.state.service = service
     app.add_middleware(
-        BodyLimit,
-        max_bytes=int(service.config.max_body_kb * 1024),
-        on_refused=lambda: service.monitor.count(API, Count.REJECTED, reason="too_large"),
+        RequestLimits,
+        max_head=int(service.config.connections.max_header_kb * 1024),
+        max_body=int(service.config.max_body_kb * 1024),
+        on_refused=lambda reason: service.monitor.count(API, Count.REJECTED, reason=reason),
     )
     if service.config.cors_origins:
         app.add_middleware(
@@ -60,6 +62,11 @@ def create_app(service: Service) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
         )
+
+    # outermost (added last): every answer gets them, the middlewares' own refusals included
+    app.add_middleware(
+        SecurityHeaders, overlay_ancestors=service.config.overlay_frame_ancestors, tls=bool(service.config.tls)
+    )
 
     def refused(request: Request, status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
         service.monitor.count(API, Count.REJECTED, reason=_REASONS.get(status, str(status)))
@@ -82,7 +89,9 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def database_away(request: Request, exc: Exception) -> JSONResponse:
-        return refused(request, 503, f"the database is unavailable, try again: {one_line(exc)}", {"Retry-After": "5"})
+        # what the driver says (host names, SQL, users) is for the log, not for whoever called
+        log.error("%s %s: the database failed: %s", request.method, request.url.path, one_line(exc))
+        return refused(request, 503, "the database is unavailable, try again", {"Retry-After": "5"})
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -92,8 +101,9 @@ def create_app(service: Service) -> FastAPI:
     async def readyz() -> JSONResponse:
         try:
             await run_in_threadpool(_ping, service.engine)
-        except Exception as exc:  # noqa: BLE001 -- any failure means not ready, said in the answer
-            return JSONResponse({"ready": False, "detail": f"database: {one_line(exc)}"}, 503)
+        except Exception as exc:  # noqa: BLE001 -- any failure means not ready; the why is logged, not told
+            log.error("readyz: the database failed: %s", one_line(exc))
+            return JSONResponse({"ready": False, "detail": "database: unavailable"}, 503)
         ok, why = service.pipeline_ready()
         return JSONResponse({"ready": ok, "detail": why}, 200 if ok else 503)
 

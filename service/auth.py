@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -167,36 +167,54 @@ class TokenCache:
 
 
 class LoginLimiter:
-    """Failed logins per username and per client address: after ``failures`` within ``window_s``
-    the next attempts are refused (429) until the oldest failure leaves the window."""
+    """Login attempts, recorded *before* the password is checked (so a burst of concurrent guesses
+    cannot all pass before the first failure counts), per client address and per username:
 
-    def __init__(self, failures: int, window_s: float):
-        self.failures = failures
-        self.window_s = window_s
-        self._seen: dict[str, deque[float]] = {}
+    - an address with ``failures`` failed attempts within ``window_s`` is refused (429) until the
+      oldest leaves the window: that is the guesser's own address;
+    - a username past ``failures`` is never refused -- a stranger could lock its owner out that way
+      -- but each further attempt on it waits ``base_delay_s``, doubling, up to ``max_delay_s``.
 
-    def retry_after(self, *keys: str) -> float:
-        """Seconds until a login may be tried again for these keys; 0: now."""
+    At most ``keys`` usernames and addresses are remembered, the least recently seen forgotten first."""
+
+    def __init__(self, failures: int, window_s: float, max_delay_s: float = 10.0, keys: int = 100_000):
+        self.failures, self.window_s, self.max_delay_s, self.keys = failures, window_s, max_delay_s, keys
+        self.base_delay_s = 0.5
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._seen.get(key)
+        if times is None:
+            times = self._seen[key] = deque(maxlen=4 * self.failures)
+            while len(self._seen) > self.keys:
+                self._seen.popitem(last=False)
+        self._seen.move_to_end(key)
+        while times and now - times[0] > self.window_s:
+            times.popleft()
+        return times
+
+    def enter(self, address: str, username: str) -> float:
+        """Count an attempt now. Seconds it must wait before its password is checked; raises 429 when
+        the address has failed too often. Call ``succeeded`` if the password was right."""
         now = time.monotonic()
-        wait = 0.0
-        for key in keys:
-            times = self._seen.get(key)
-            if times is None:
-                continue
-            while times and now - times[0] > self.window_s:
-                times.popleft()
-            if len(times) >= self.failures:
-                wait = max(wait, self.window_s - (now - times[0]))
-            if not times:
-                del self._seen[key]
-        return wait
+        by_address = self._recent(f"addr:{address}", now)
+        if len(by_address) >= self.failures:
+            wait = self.window_s - (now - by_address[0])
+            raise HTTPException(
+                429,
+                f"too many failed logins from this address; try again in {wait:.0f} s",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+        by_user = self._recent(f"user:{username.lower()}", now)
+        by_address.append(now)
+        by_user.append(now)
+        excess = len(by_user) - self.failures
+        return 0.0 if excess <= 0 else min(self.max_delay_s, self.base_delay_s * 2 ** (excess - 1))
 
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        for key in keys:
-            self._seen.setdefault(key, deque(maxlen=self.failures)).append(now)
-        if len(self._seen) > 100_000:  # a spray of usernames must not grow this without bound
-            self._seen.clear()
-
-    def succeeded(self, username_key: str) -> None:
-        self._seen.pop(username_key, None)
+    def succeeded(self, address: str, username: str) -> None:
+        """The password was right: this attempt does not count against the address, and the
+        username starts afresh."""
+        self._seen.pop(f"user:{username.lower()}", None)
+        times = self._seen.get(f"addr:{address}")
+        if times:
+            times.pop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -86,8 +87,36 @@ class ViewerLimitsConfig(StrictModel):
 
 
 class LoginLimitConfig(StrictModel):
-    failures: int = Field(5, ge=1)  # failed logins per username or client address ...
-    window_s: float = Field(300, gt=0)  # ... within this many seconds, then 429 until the window passes
+    failures: int = Field(5, ge=1)  # failed logins per client address (then 429) or username (then slowed) ...
+    window_s: float = Field(300, gt=0)  # ... within this many seconds
+    max_delay_s: float = Field(10, ge=0)  # the longest a username under attack makes each attempt wait
+    # password checks at once: argon2 takes 64 MiB and tens of milliseconds of CPU for each; they run
+    # on threads of their own, and a login beyond `waiting` more is answered 503
+    concurrent: int = Field(2, ge=1, le=16)
+    waiting: int = Field(32, ge=0)
+
+
+class ConnectionLimitsConfig(StrictModel):
+    """What uvicorn lets in before any route runs."""
+
+    max_connections: int = Field(512, ge=8)  # connections and requests at once; beyond: 503
+    max_header_kb: float = Field(16, ge=1, le=1024)  # a request's line and headers together; beyond: 400
+    keep_alive_s: float = Field(5, gt=0)  # an idle keep-alive connection is closed after this
+
+
+class TlsConfig(StrictModel):
+    """HTTPS served by dfstream itself (or leave it to a reverse proxy: README, "On a network")."""
+
+    certfile: Path  # PEM, the chain included
+    keyfile: Path
+    key_password: str | None = None  # ${DFSTREAM_TLS_KEY_PASSWORD}
+
+    @field_validator("certfile", "keyfile")
+    @classmethod
+    def _readable(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"{value}: no such file")
+        return value
 
 
 class ApiConfig(StrictModel):
@@ -104,13 +133,31 @@ class ApiConfig(StrictModel):
     # how often the feed and the live view check their token again: revoked, expired or its user
     # disabled, the response ends within this
     stream_recheck_s: float = Field(10, gt=0, le=30)
+    # reverse proxies (addresses or networks) whose X-Forwarded-For names the client; from anyone
+    # else the header is ignored, so a client cannot pick the address its logins are counted under
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # who may embed the overlay in a frame (CSP frame-ancestors); OBS loads it as a page, not a frame,
+    # so "'none'" suits OBS too. Every other page may be framed by nobody.
+    overlay_frame_ancestors: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     cors_origins: list[str] = Field(default_factory=list)  # none: CORS off
     feed_queue: int = Field(1000, ge=1)  # events a slow feed client may lag before its oldest are dropped
+    connections: ConnectionLimitsConfig = Field(default_factory=ConnectionLimitsConfig)
+    tls: TlsConfig | None = None
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     media: MediaLimitsConfig = Field(default_factory=MediaLimitsConfig)
     viewers: ViewerLimitsConfig = Field(default_factory=ViewerLimitsConfig)
     login_limit: LoginLimitConfig = Field(default_factory=LoginLimitConfig)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or network (e.g. 10.0.0.5, 10.0.0.0/8)") from None
+        return value
 
     @property
     def database_url(self) -> str:

@@ -5,6 +5,7 @@ routes: nothing imports back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -52,6 +53,10 @@ class Service:
     live_seats: Seats = field(init=False)
     # drawing and encoding the live view: its own threads, never those the sinks and routes use
     render_pool: ThreadPoolExecutor = field(init=False)
+    # password checks: their own threads, never the pool sync routes use
+    login_pool: ThreadPoolExecutor = field(init=False)
+    login_slots: asyncio.Semaphore = field(init=False)
+    login_waiting: int = 0
 
     def stream(self, stream_id: str, caller_known: bool = True) -> StreamConfig:
         """The configured stream, or 404 naming the ones there are (to a caller with a token only)."""
@@ -63,13 +68,16 @@ class Service:
 
     def __post_init__(self) -> None:
         if self.limiter is None:
-            self.limiter = LoginLimiter(self.config.login_limit.failures, self.config.login_limit.window_s)
+            limit = self.config.login_limit
+            self.limiter = LoginLimiter(limit.failures, limit.window_s, limit.max_delay_s)
         if self.tokens is None:
             self.tokens = TokenCache()
         viewers = self.config.viewers
         self.feed_seats = Seats("feed subscriptions", viewers.feed_total, viewers.feed_per_user)
         self.live_seats = Seats("live views", viewers.live_total, viewers.live_per_user)
         self.render_pool = ThreadPoolExecutor(2, thread_name_prefix="dfstream.render")
+        self.login_pool = ThreadPoolExecutor(self.config.login_limit.concurrent, thread_name_prefix="dfstream.login")
+        self.login_slots = asyncio.Semaphore(self.config.login_limit.concurrent)
 
 
 # ---- dependencies --------------------------------------------------------------------------------

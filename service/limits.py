@@ -1,7 +1,9 @@
-"""Request limits applied before anything reads the request: a body over ``max_body_kb`` (declared
-in Content-Length, or counted as a chunked body streams in) is answered 413 without being held in
-memory, whoever sends it; authentication comes later. The media upload is exempt: it streams to
-disk under its own cap (``max_upload_mb``, ``service/uploads.py``)."""
+"""Request limits applied before anything reads the request: a request line and headers over
+``connections.max_header_kb`` are answered 431, a body over ``max_body_kb`` (declared in
+Content-Length, or counted as a chunked body streams in) 413 without being held in memory, whoever
+sends it; authentication comes later. The media upload is exempt from the body cap: it streams to
+disk under its own (``max_upload_mb``, ``service/uploads.py``). (uvicorn's h11 bounds a head that
+arrives in pieces as it is read; one that comes in a single read is only measured here.)"""
 
 from __future__ import annotations
 
@@ -21,12 +23,23 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 UPLOAD = ("POST", "/api/v1/media")  # the one route whose body is streamed to disk under its own cap
 
 
-class BodyLimit:
-    def __init__(self, app: App, max_bytes: int, on_refused: Callable[[], None]):
-        self.app, self.max_bytes, self.on_refused = app, max_bytes, on_refused
+class RequestLimits:
+    def __init__(self, app: App, max_head: int, max_body: int, on_refused: Callable[[str], None]):
+        self.app, self.max_head, self.max_bytes, self.on_refused = app, max_head, max_body, on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"].rstrip("/")) == UPLOAD:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        head += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+        if head > self.max_head:
+            limit = f"{self.max_head / 1024:.0f} KB"
+            await self._answer(
+                scope, send, 431, f"the request line and headers are over {limit} (api.connections.max_header_kb)"
+            )
+            return
+        if (scope["method"], scope["path"].rstrip("/")) == UPLOAD:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
@@ -60,16 +73,17 @@ class BodyLimit:
         await self.app(scope, limited, watched)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        self.on_refused()
         limit = f"{self.max_bytes / 1024:.0f} KB"
-        log.warning(
-            "%s %r -> 413: the request body is over %s (api.max_body_kb)", scope["method"], scope["path"], limit
-        )
-        body = json.dumps({"detail": f"the request body is over {limit} (api.max_body_kb)"}).encode()
+        await self._answer(scope, send, 413, f"the request body is over {limit} (api.max_body_kb)")
+
+    async def _answer(self, scope: Scope, send: Send, status: int, detail: str) -> None:
+        self.on_refused("too_large" if status == 413 else "head_too_large")
+        log.warning("%s %s -> %d: %s", scope["method"], scope["path"], status, detail)
+        body = json.dumps({"detail": detail}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -28,6 +28,25 @@ def _run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
+def make_certificates(d: Path) -> None:
+    """A test CA (ca.key, ca.crt), a server certificate it signed for localhost and 127.0.0.1
+    (server.key, server.crt), and a CA nobody trusts (other.key, other.crt), in ``d``."""
+    _make_ca(d, "ca", "/CN=dfstream test CA")
+    key = ["-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
+    _run("openssl", "req", *key, "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    ca = ["-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"), "-CAcreateserial"]
+    signed = ["-days", "2", "-extfile", str(d / "san.ext"), "-out", str(d / "server.crt")]
+    _run("openssl", "x509", "-req", "-in", str(d / "server.csr"), *ca, *signed)
+    _make_ca(d, "other", "/CN=someone else")  # a CA the server does not know, for the mismatch case
+
+
+def _make_ca(d: Path, name: str, subject: str) -> None:
+    """A self-signed CA: ``name``.key and ``name``.crt."""
+    key = ["-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject]
+    _run("openssl", "req", "-x509", *key, "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.crt"))
+
+
 class Mosquitto:
     def __init__(self, persistent: bool = False) -> None:
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
@@ -36,7 +55,7 @@ class Mosquitto:
         self.dir = Path(tempfile.mkdtemp(prefix="dfstream-mosquitto-"))
         os.chmod(self.dir, 0o755)
         self.port, self.tls_port = free_port(), free_port()
-        self._make_certificates()
+        make_certificates(self.dir)
         passwd = self.dir / "passwd"
         for i, (user, password) in enumerate(USERS.items()):
             _run("mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password)
@@ -72,31 +91,6 @@ keyfile {self.dir / "server.key"}
             if f.is_file():
                 os.chmod(f, 0o644)
         self.process: subprocess.Popen | None = None
-
-    def _make_certificates(self) -> None:
-        d = self.dir
-        self._make_ca("ca", "/CN=dfstream test CA")
-        key = ["-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
-        _run("openssl", "req", *key, "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
-        (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        ca = ["-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"), "-CAcreateserial"]
-        signed = ["-days", "2", "-extfile", str(d / "san.ext"), "-out", str(d / "server.crt")]
-        _run("openssl", "x509", "-req", "-in", str(d / "server.csr"), *ca, *signed)
-        self._make_ca("other", "/CN=someone else")  # a CA the broker does not know, for the mismatch case
-
-    def _make_ca(self, name: str, subject: str) -> None:
-        """A self-signed CA: ``name``.key and ``name``.crt."""
-        key = ["-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject]
-        _run(
-            "openssl",
-            "req",
-            "-x509",
-            *key,
-            "-keyout",
-            str(self.dir / f"{name}.key"),
-            "-out",
-            str(self.dir / f"{name}.crt"),
-        )
 
     @property
     def ca_file(self) -> str:

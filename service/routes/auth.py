@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Annotated, Literal
 
@@ -10,7 +11,6 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from service.auth import ROLE_SCOPES, Principal, check_password, check_role_scopes, issue_token
 from service.db.models import ApiToken, User, utcnow
@@ -34,13 +34,13 @@ async def login(
 ) -> TokenOut:
     limiter = service.limiter
     assert limiter is not None
-    client = request.client.host if request.client else "unknown"
-    keys = (f"user:{form.username.lower()}", f"addr:{client}")
-    wait = limiter.retry_after(*keys)
-    if wait > 0:
-        raise HTTPException(
-            429, f"too many failed logins; try again in {wait:.0f} s", headers={"Retry-After": str(int(wait) + 1)}
-        )
+    client = request.client.host if request.client else "unknown"  # the proxy's X-Forwarded-For if trusted
+    delay = limiter.enter(client, form.username)  # counted before the password is checked: no race
+    if delay > 0:
+        await asyncio.sleep(delay)  # a username under attack is slowed, never locked
+    limit = service.config.login_limit
+    if service.login_waiting >= limit.waiting + limit.concurrent:
+        raise HTTPException(503, "too many logins at once; try again in a moment", headers={"Retry-After": "2"})
 
     def attempt() -> TokenOut | None:
         with service.sessions() as session:
@@ -53,11 +53,15 @@ async def login(
             session.commit()
             return TokenOut(access_token=token, expires_at=expires, scopes=scopes)
 
-    answer = await run_in_threadpool(attempt)  # argon2 takes tens of milliseconds of CPU: not on the loop
+    service.login_waiting += 1
+    try:
+        async with service.login_slots:  # argon2: 64 MiB and tens of ms of CPU each, a few at a time
+            answer = await asyncio.get_running_loop().run_in_executor(service.login_pool, attempt)
+    finally:
+        service.login_waiting -= 1
     if answer is None:
-        limiter.failed(*keys)
         raise HTTPException(401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"})
-    limiter.succeeded(keys[0])
+    limiter.succeeded(client, form.username)
     return answer
 
 
