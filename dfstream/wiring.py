@@ -105,6 +105,7 @@ def serve(
     from service.deps import Service
     from service.feed import FeedSink
     from service.retention import run_retention
+    from service.uploads import sweep_orphans
 
     if config.runtime.engine == "ray":
         raise ConfigError(
@@ -116,6 +117,7 @@ def serve(
     say(prepare(engine, config_path))
     listener = _bind(api.host, api.port)  # before the models load: a taken port fails fast
     api.media_dir.mkdir(parents=True, exist_ok=True)
+    sweep_orphans(api.media_dir, sessions(engine))
     detectors = load_detectors(config, offline, say)
     monitor = PerformanceMonitor(config.monitoring)
     exporter = PrometheusExporter(config.sinks.prometheus or PrometheusConfig(port=0), monitor)

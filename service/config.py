@@ -5,16 +5,26 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.strict import StrictModel
 
 
 class RetentionConfig(StrictModel):
+    """Two budgets, each pruned on its own: uploads filling theirs never delete an event."""
+
     events_days: float = Field(30, gt=0)
     media_days: float = Field(7, gt=0)
-    max_disk_gb: float = Field(20, gt=0)  # media files and the SQLite file together
+    max_media_gb: float = Field(20, gt=0)  # uploaded files; past it the oldest finished go first
+    max_events_gb: float = Field(5, gt=0)  # events' snapshots; past it the oldest events go first
     interval_s: float = Field(600, gt=0)  # how often retention runs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict) and "max_disk_gb" in data:
+            raise ValueError("max_disk_gb is now two budgets: max_media_gb (uploads) and max_events_gb (events)")
+        return data
 
 
 class AnalysisConfig(StrictModel):
@@ -126,6 +136,8 @@ class ApiConfig(StrictModel):
     database: str | None = None
     data_dir: Path = Path("dfstream-data")
     max_upload_mb: float = Field(512, gt=0)
+    # what one user's uploads may take on disk together (those not yet pruned); beyond: 413
+    upload_quota_gb: float = Field(5, gt=0)
     # every other request's body, refused (413) before it is read or its token looked at
     max_body_kb: float = Field(1024, gt=0)
     token_ttl_hours: float = Field(12, gt=0)  # tokens from /auth/token; API tokens choose their own ...

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,7 @@ class Service:
     login_pool: ThreadPoolExecutor = field(init=False)
     login_slots: asyncio.Semaphore = field(init=False)
     login_waiting: int = 0
+    upload_lock: threading.Lock = field(default_factory=threading.Lock)  # a user's quota, checked then used
 
     def stream(self, stream_id: str, caller_known: bool = True) -> StreamConfig:
         """The configured stream, or 404 naming the ones there are (to a caller with a token only)."""

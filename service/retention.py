@@ -1,6 +1,8 @@
 """Retention: events (and their snapshots) older than ``events_days``, finished media older than
-``media_days``, then, while media files and the SQLite file take more than ``max_disk_gb``, the
-oldest finished media and then the oldest events. Every removal is counted."""
+``media_days``; then two budgets, each on its own: while uploaded files take more than
+``max_media_gb`` the oldest finished media go, while events' snapshots take more than
+``max_events_gb`` the oldest events go. One analyst's uploads never delete anyone's evidence.
+Every removal is counted."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import datetime as dt
 import logging
 from collections import Counter
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import one_line
@@ -24,16 +26,17 @@ RETENTION = Subject.service("retention")
 _FINISHED = ("done", "failed")
 
 
-def disk_bytes(config: ApiConfig, sessions: sessionmaker[Session]) -> int:
-    """What dfstream keeps on this disk: media files and, for SQLite, the database's pages in use
-    (pages freed by deletes are reused, not given back: counting the file would never shrink)."""
-    total = sum(p.stat().st_size for p in config.media_dir.glob("*") if p.is_file()) if config.media_dir.is_dir() else 0
-    if config.database is None:
-        with sessions() as session:
-            pragma = session.connection().exec_driver_sql
-            pages = pragma("PRAGMA page_count").scalar_one() - pragma("PRAGMA freelist_count").scalar_one()
-            total += pages * pragma("PRAGMA page_size").scalar_one()
-    return total
+def media_bytes(config: ApiConfig) -> int:
+    """What uploaded files take on disk (partial ones included: they are on the disk too)."""
+    if not config.media_dir.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in config.media_dir.iterdir() if p.is_file())
+
+
+def event_bytes(sessions: sessionmaker[Session]) -> int:
+    """What events' snapshots take in the database, whichever database it is."""
+    with sessions() as session:
+        return int(session.scalar(select(func.coalesce(func.sum(func.length(EventSnapshot.jpeg)), 0))) or 0)
 
 
 def prune(
@@ -55,21 +58,32 @@ def prune(
         for media in old:
             _remove_media(config, session, media)
         removed["media/age"] += len(old)
-    budget = int(rc.max_disk_gb * 1e9)
-    while disk_bytes(config, sessions) > budget:
+    while media_bytes(config) > rc.max_media_gb * 1e9:
         with sessions() as session, session.begin():
             media = session.scalars(
                 select(MediaFile).where(MediaFile.status.in_(_FINISHED)).order_by(MediaFile.created_at).limit(1)
             ).first()
-            if media is not None:
-                _remove_media(config, session, media)
-                removed["media/disk"] += 1
-                continue
-            oldest = session.scalars(
-                select(StoredEvent.id).join(EventSnapshot).order_by(StoredEvent.started_at).limit(100)
+            if media is None:
+                break  # only queued and running files left: uploads are refused by the quota instead
+            _remove_media(config, session, media)
+            removed["media/disk"] += 1
+    while (excess := event_bytes(sessions) - rc.max_events_gb * 1e9) > 0:
+        with sessions() as session, session.begin():
+            sizes = session.execute(
+                select(StoredEvent.id, func.sum(func.length(EventSnapshot.jpeg)))
+                .join(EventSnapshot)
+                .group_by(StoredEvent.id, StoredEvent.started_at)
+                .order_by(StoredEvent.started_at)
+                .limit(500)
             ).all()
+            oldest: list[str] = []
+            for event_id, size in sizes:  # the oldest, just enough of them to be under the budget
+                oldest.append(event_id)
+                excess -= size or 0
+                if excess <= 0:
+                    break
             if not oldest:
-                break  # nothing left that retention may remove
+                break
             session.execute(delete(StoredEvent).where(StoredEvent.id.in_(oldest)))
             removed["events/disk"] += len(oldest)
     for key, n in removed.items():

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import ClientDisconnect, Request
 
 from core.errors import SourceError, UploadError, one_line
 from service.config import MediaLimitsConfig
+from service.db.models import MediaFile
 from stream.probe import Probe, probe
 
+log = logging.getLogger(__name__)
 FIELD = "file"
 
 
@@ -134,6 +139,27 @@ class _Part:
         if self._in_file:
             self._done = True
         self._in_file = False
+
+
+def sweep_orphans(media_dir: Path, sessions: sessionmaker[Session]) -> int:
+    """At start, before any upload: files in the media folder no row names -- partial uploads a
+    killed process left (``*.part``), a file whose row never committed -- are removed. How many."""
+    if not media_dir.is_dir():
+        return 0
+    with sessions() as session:
+        known = {Path(p).name for p in session.scalars(select(MediaFile.storage_path))}
+    orphans = [p for p in media_dir.iterdir() if p.is_file() and p.name not in known]
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    if orphans:
+        log.warning("uploads: removed %d files no media row names (partial uploads of a stopped process)", len(orphans))
+    return len(orphans)
+
+
+def quota_left(session: Session, user_id: int, quota_bytes: int) -> int:
+    """Bytes the user may still upload: ``api.upload_quota_gb`` less what their media take."""
+    used = session.scalar(select(func.coalesce(func.sum(MediaFile.size), 0)).where(MediaFile.owner_id == user_id))
+    return quota_bytes - int(used or 0)
 
 
 def check_video(path: Path, limits: MediaLimitsConfig) -> Probe:

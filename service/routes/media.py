@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import QueueFullError
+from core.errors import QueueFullError, UploadError
 from service.auth import Principal
 from service.db.models import MediaFile, User
 from service.deps import Service, db, get_service, require
-from service.uploads import FIELD, check_video, receive
+from service.uploads import FIELD, check_video, quota_left, receive
 
 log = logging.getLogger("dfstream.api")
 router = APIRouter(tags=["media"])
@@ -129,14 +129,26 @@ async def upload(
         raise HTTPException(
             503, f"{config.analysis.queue} analyses are waiting; try again later", {"Retry-After": "30"}
         )
+    quota = int(config.upload_quota_gb * 1e9)
+
+    def room() -> int:
+        with service.sessions() as session:
+            return quota_left(session, who.user_id, quota)
+
+    left = await run_in_threadpool(room)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > left + 1_000_000:  # the multipart framing is not the file
+        raise UploadError(413, _over_quota(config.upload_quota_gb, left))
     received = await receive(request, config.media_dir, int(config.max_upload_mb * 1_000_000))
     try:
         found = await run_in_threadpool(check_video, received.path, config.media)
         final = received.path.with_suffix("")  # the server's name; the client's name is only shown
 
         def record() -> MediaOut:
-            received.path.rename(final)
-            with service.sessions() as session:
+            with service.upload_lock, service.sessions() as session:  # two uploads of one user: one check at a time
+                if received.size > quota_left(session, who.user_id, quota):
+                    raise UploadError(413, _over_quota(config.upload_quota_gb, quota_left(session, who.user_id, quota)))
+                received.path.rename(final)
                 media = MediaFile(
                     owner_id=who.user_id,
                     original_name=received.original_name,
@@ -185,6 +197,13 @@ async def upload(
         who.username,
     )
     return out
+
+
+def _over_quota(quota_gb: float, left: int) -> str:
+    return (
+        f"over your upload quota of {quota_gb:g} GB (api.upload_quota_gb): {max(0, left) / 1e6:.0f} MB left; "
+        "delete media you no longer need"
+    )
 
 
 @router.get("/media", response_model=list[MediaOut], summary="Uploaded media, newest first")

@@ -109,7 +109,8 @@ def test_more_connections_than_the_server_holds_get_503_and_the_rest_goes_on(ser
 
 def test_a_path_built_to_forge_a_log_line_stays_on_one_line(served):
     with socket.create_connection(("127.0.0.1", served.port)) as raw:  # sent as is, no client tidying it
-        raw.sendall(b"GET /api/v1/events/1%0AERROR%20dfstream.api:%20admin%20logged%20in%1b[2J HTTP/1.1\r\nHost: x\r\n\r\n")
+        forged = b"/api/v1/events/1%0AERROR%20dfstream.api:%20admin%20logged%20in%1b[2J"
+        raw.sendall(b"GET " + forged + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         raw.settimeout(10)
         assert raw.recv(100).startswith(b"HTTP/1.1 401")
     log = served.log.read_text()

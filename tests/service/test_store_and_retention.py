@@ -173,15 +173,20 @@ def _media(
     )
 
 
-def test_retention_prunes_by_age_then_by_disk_budget_and_counts(tmp_path):
-    config = ApiConfig(data_dir=tmp_path, retention={"events_days": 30, "media_days": 7, "max_disk_gb": 0.0012})
+def test_retention_prunes_by_age_then_by_each_budget_and_counts(tmp_path):
+    config = ApiConfig(
+        data_dir=tmp_path,
+        retention={"events_days": 30, "media_days": 7, "max_media_gb": 0.0012, "max_events_gb": 0.00045},
+    )
     engine = make_engine(config.database_url)
     upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     now = utcnow()
     with sessions() as session, session.begin():
         _event(session, "old", now - dt.timedelta(days=31))
-        _event(session, "recent", now - dt.timedelta(days=1))
+        _event(session, "e_a", now - dt.timedelta(days=3))  # 200 kB of snapshot each: three are over 0.45 MB
+        _event(session, "e_b", now - dt.timedelta(days=2))
+        _event(session, "e_c", now - dt.timedelta(days=1))
         _media(config, session, "m_old", now - dt.timedelta(days=8), 1000)
         _media(config, session, "m_old_running", now - dt.timedelta(days=8), 1000, status="running")
         _media(config, session, "m_a", now - dt.timedelta(days=3), 600_000)
@@ -192,12 +197,35 @@ def test_retention_prunes_by_age_then_by_disk_budget_and_counts(tmp_path):
     with sessions() as session:
         left_events = set(session.scalars(select(StoredEvent.id)))
         left_media = set(session.scalars(select(MediaFile.original_name)))
-    assert left_events == {"recent"}
-    # by age: m_old (a running job is never pruned); by disk (1.2 MB): the oldest finished first
+    # by age: m_old (a running job is never pruned); by the media budget (1.2 MB): the oldest finished first
     assert left_media == {"m_old_running", "m_c"}
     assert sorted(p.name for p in config.media_dir.iterdir()) == ["m_c", "m_old_running"]
-    assert removed == {"events/age": 1, "media/age": 1, "media/disk": 2}
+    # by age: old; by the events budget (0.45 MB), on its own: the oldest event
+    assert left_events == {"e_b", "e_c"}
+    assert removed == {"events/age": 1, "media/age": 1, "media/disk": 2, "events/disk": 1}
     retention = Subject.service("retention")
     assert monitor.counter(retention, Count.PRUNED, what="media", reason="disk") == 2
     assert monitor.counter(retention, Count.PRUNED, what="events", reason="age") == 1
     engine.dispose()
+
+
+def test_uploads_over_their_budget_never_delete_an_event(tmp_path):
+    """The finding: past max_disk_gb retention deleted every finished media, then every event."""
+    config = ApiConfig(data_dir=tmp_path, retention={"max_media_gb": 0.0001})
+    engine = make_engine(config.database_url)
+    upgrade(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    now = utcnow()
+    with sessions() as session, session.begin():
+        _event(session, "evidence", now - dt.timedelta(days=1))
+        _media(config, session, "queued_big", now, 5_000_000, status="queued")  # nothing retention may remove
+    removed = prune(config, sessions, PerformanceMonitor())
+    with sessions() as session:
+        assert set(session.scalars(select(StoredEvent.id))) == {"evidence"}
+    assert not +removed  # nothing removed
+    engine.dispose()
+
+
+def test_the_old_single_budget_is_refused_with_what_replaced_it():
+    with pytest.raises(ValueError, match="max_disk_gb is now two budgets: max_media_gb .uploads. and max_events_gb"):
+        ApiConfig(retention={"max_disk_gb": 20})
