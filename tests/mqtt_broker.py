@@ -18,7 +18,7 @@ import aiomqtt
 import pytest
 
 from pipeline.runtime.events import Verdict
-from tests.helpers import free_port, wait_listening
+from tests.helpers import REPO, free_port, wait_listening
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "configs" / "schemas"
 USERS = {"dfstream": "df-secret-pw", "reader": "reader-pw"}
@@ -59,9 +59,7 @@ class Mosquitto:
         passwd = self.dir / "passwd"
         for i, (user, password) in enumerate(USERS.items()):
             _run("mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password)
-        (self.dir / "acl").write_text(
-            "user dfstream\ntopic write dfstream/#\ntopic write homeassistant/#\n\nuser reader\ntopic read #\n"
-        )
+        shutil.copy(REPO / "configs" / "mosquitto" / "acl", self.dir / "acl")  # the ACL the stack ships
         data = self.dir / "data"
         data.mkdir()
         os.chmod(data, 0o777)

@@ -144,17 +144,29 @@ def test_compose_file_validates(monkeypatch):
         cwd=REPO,
         capture_output=True,
         text=True,
-        env={**os.environ, "DFSTREAM_MQTT_PASSWORD": "x", "DFSTREAM_DB_PASSWORD": "y"},
+        env={**os.environ, "DFSTREAM_MQTT_PASSWORD": "x", "DFSTREAM_DB_PASSWORD": "y", "GRAFANA_ADMIN_PASSWORD": "z"},
     )
     assert out.returncode == 0, out.stderr
+    unset = subprocess.run(  # no default password for Grafana: the stack refuses to start without one
+        [compose, "-f", "docker-compose.yml", "config", "-q"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DFSTREAM_MQTT_PASSWORD": "x", "DFSTREAM_DB_PASSWORD": "y"},
+    )
+    assert unset.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in unset.stderr
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     assert set(services) == {"dfstream", "postgres", "mosquitto", "prometheus", "grafana"}
     assert services["dfstream"]["command"][0] == "serve"
     scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
-    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["dfstream:9108"]
+    compose_file = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    exporter = compose_file["services"]["dfstream"]["networks"]["metrics"]["ipv4_address"]
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == [f"{exporter}:9108"]
+    shared = {n for n, s in services.items() if "metrics" in (s.get("networks") or [])}
+    assert shared == {"dfstream", "prometheus"}  # nobody else reaches the exporter
     from dfstream.config import load_config
 
     monkeypatch.setenv("DFSTREAM_DB_PASSWORD", "y")
     config = load_config(REPO / "configs" / "compose.yaml")
-    assert config.sinks.prometheus.port == 9108
+    assert config.sinks.prometheus.port == 9108 and config.sinks.prometheus.host == exporter
     assert config.api.database.startswith("postgresql+psycopg://dfstream:y@postgres:5432/")

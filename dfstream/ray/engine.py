@@ -74,10 +74,14 @@ def on_head():  # noqa: ANN201 (a Ray scheduling strategy)
     return NodeAffinitySchedulingStrategy(head, soft=False)
 
 
-def secrets() -> dict[str, str]:
-    """The DFSTREAM_* variables of the driver's environment (MQTT and database credentials), for
-    the stream actors: sinks read them there as they do under the local engine."""
-    return {k: v for k, v in os.environ.items() if k.startswith("DFSTREAM_")}
+# what the stream actors are given of the driver's environment: where models and caches are. Never a
+# credential: runtime_env is shown by the dashboard and the state API. Credentials (MQTT, cameras,
+# the database) are in the environment of the nodes themselves (Kubernetes: a Secret, envFrom).
+FORWARDED = ("DFSTREAM_MODEL_DIR", "DFSTREAM_MODEL_PATH", "DFSTREAM_MODEL_MIRROR", "DFSTREAM_CACHE_DIR")
+
+
+def forwarded_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in FORWARDED if k in os.environ}
 
 
 class RayEngine:
@@ -191,7 +195,7 @@ class RayEngine:
             num_cpus=section.num_cpus,
             resources=dict(section.resources),
             scheduling_strategy=section.strategy,
-            runtime_env={"env_vars": secrets()},
+            runtime_env={"env_vars": forwarded_env()},
         ).remote(data, self.namespace)
 
     def _remove(self, actors: dict[str, Any], timeout_s: float = 10.0) -> None:

@@ -126,3 +126,24 @@ def test_serve_refuses_the_ray_engine_saying_what_to_do_instead():
     config = load_config(REPO / "configs" / "demo.yaml", ["runtime.engine=ray"])
     with pytest.raises(ConfigError, match="dfstream ray apply"):
         serve(config)
+
+
+def test_the_cluster_keeps_its_dashboard_and_its_secrets_to_itself(groups, monkeypatch):
+    """The dashboard's Jobs API runs code unauthenticated, and it shows every actor's runtime_env."""
+    from dfstream.ray.engine import forwarded_env
+
+    head = yaml.safe_load((RAY / "raycluster.yaml").read_text())["spec"]["headGroupSpec"]
+    assert head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    for name, (_, _, template) in groups.items():
+        for container in template["spec"]["containers"]:
+            assert {"secretRef": {"name": "dfstream-secrets"}} in container["envFrom"], name
+    policy = yaml.safe_load((RAY / "networkpolicy.yaml").read_text())
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["podSelector"]["matchLabels"] == {
+        "ray.io/cluster": "dfstream"
+    }
+    opened = {p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])}
+    assert opened == {10001, 9108}  # Ray Client for the apply Job, metrics for Prometheus; never 8265
+    monkeypatch.setenv("DFSTREAM_MQTT_PASSWORD", "secret")
+    monkeypatch.setenv("DFSTREAM_CAMERA_PASSWORD", "secret")
+    monkeypatch.setenv("DFSTREAM_MODEL_DIR", "/models")
+    assert forwarded_env() == {"DFSTREAM_MODEL_DIR": "/models"}

@@ -5,6 +5,7 @@ a CPU head that holds the models (``dfstream_models``), two decode nodes that ta
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,12 @@ NODE = {"object_store_memory": 150 * 2**20}
 def cluster():
     from ray.cluster_utils import Cluster
 
+    from tests.mqtt_broker import USERS
+
+    # as on Kubernetes (a Secret, envFrom): the credentials are in the nodes' own environment, which
+    # their workers inherit; the engine puts none in runtime_env, where the dashboard would show them
+    os.environ["DFSTREAM_MQTT_USERNAME"] = "dfstream"
+    os.environ["DFSTREAM_MQTT_PASSWORD"] = USERS["dfstream"]
     started = time.monotonic()
     c = Cluster(
         initialize_head=True,
