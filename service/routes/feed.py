@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -66,8 +67,10 @@ async def feed(
         finally:
             leave()
 
+    stream = events()
+    weakref.finalize(stream, leave)  # a response dropped before it started: its generator never runs
     return StreamingResponse(
-        events(),
+        stream,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         background=BackgroundTask(leave),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 
@@ -126,8 +127,10 @@ async def live(
                     LIVE, Gauge.VIEWERS, tap.watchers(stream_id) - 1, stream=stream_id
                 )  # before the watch ends
 
+    stream = frames()
+    weakref.finalize(stream, seat.release)  # a response dropped before it started: its generator never runs
     return StreamingResponse(
-        frames(),
+        stream,
         media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"},
         background=BackgroundTask(seat.release),  # a response that never started gives its seat back too
