@@ -30,6 +30,22 @@ def weights_dir() -> Path:
     return TEST_WEIGHTS
 
 
+AASIST_FILES = ["AASIST.pth", "AASIST-L.pth", "reference/inputs.npz", "reference/logits.json"]
+
+
+@pytest.fixture(scope="session")
+def aasist_dir() -> Path:
+    """The AASIST checkpoints and their reference outputs: $DFSTREAM_TEST_AASIST, or the folder
+    `aasist` beside $DFSTREAM_TEST_WEIGHTS (the workspace keeps ../shared/models/{mesonet,aasist})."""
+    folder = Path(os.environ.get("DFSTREAM_TEST_AASIST") or TEST_WEIGHTS.parent / "aasist").expanduser()
+    if not all((folder / f).is_file() for f in AASIST_FILES):
+        reason = f"{folder} does not hold all of " + ", ".join(AASIST_FILES) + " (set DFSTREAM_TEST_AASIST)"
+        if os.environ.get("DFSTREAM_REQUIRE_WEIGHTS") == "1":
+            pytest.fail(reason + "; CI requires them")
+        pytest.skip(reason)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     from skimage.data import astronaut as photo

@@ -1,0 +1,1 @@
+"""Models that judge the voice: they read waveforms, not faces."""
