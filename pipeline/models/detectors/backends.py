@@ -26,7 +26,7 @@ from pipeline.models.weights import model_dir
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[np.ndarray], np.ndarray]  # NCHW float32 batch → the module's output
+Runner = Callable[[np.ndarray], np.ndarray]  # a float32 batch (NCHW, or N x samples) → the module's output
 
 TOLERANCE = 1e-4  # max |ΔP(fake)| against PyTorch on the check input
 
@@ -34,13 +34,14 @@ TOLERANCE = 1e-4  # max |ΔP(fake)| against PyTorch on the check input
 def compile_module(
     module: nn.Module,
     backend: BackendName,
-    input_size: tuple[int, int],
+    sample_shape: tuple[int, ...],
     cache_name: str,
     name: str,
     check: Callable[[Runner], float],
 ) -> tuple[Runner, float]:
     """``module`` (eval, float32, on the CPU) as a ``backend`` runner that passed ``check`` (which
-    returns its error or raises ``ModelLoadError``). The ONNX file is cached under ``cache_name``
+    returns its error or raises ``ModelLoadError``); its input is a batch of ``sample_shape`` (CHW
+    for an image, samples for a waveform). The ONNX file is cached under ``cache_name``
     (which must change with the weights) in the weights cache; a cached file that does not load or
     does not pass is exported again once."""
     path = _cached(cache_name)
@@ -51,7 +52,7 @@ def compile_module(
         except Exception as exc:
             log.warning("%s: the cached export %s is unusable (%s); exporting again", name, path, exc)
             path.unlink(missing_ok=True)
-    path = _export(module, input_size, path, name)
+    path = _export(module, sample_shape, path, name)
     runner = _runner(path, backend)
     return runner, check(runner)
 
@@ -84,7 +85,7 @@ def _runner(path: Path, backend: str) -> Runner:
 
 
 def check_against_torch(name: str, backend: str, torch_p: np.ndarray, backend_p: np.ndarray) -> float:
-    """The largest |ΔP(fake)|; raises ``ModelLoadError`` beyond ``TOLERANCE``."""
+    """The largest |ΔP(fake)| (for a voice model, P(spoof)); raises ``ModelLoadError`` beyond ``TOLERANCE``."""
     worst = float(np.max(np.abs(torch_p - backend_p)))
     if not np.isfinite(worst) or worst > TOLERANCE:
         raise ModelLoadError(
@@ -98,12 +99,12 @@ def _cached(cache_name: str) -> Path:
     return model_dir() / "compiled" / f"{cache_name}.onnx"
 
 
-def _export(module: nn.Module, input_size: tuple[int, int], path: Path, name: str) -> Path:
+def _export(module: nn.Module, sample_shape: tuple[int, ...], path: Path, name: str) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError:  # a read-only cache: export for this run only
         path = Path(tempfile.mkdtemp(prefix="dfstream-onnx-")) / path.name
-    sample = torch.zeros(1, 3, *input_size)
+    sample = torch.zeros(1, *sample_shape)
     partial = path.with_suffix(".partial")
     try:
         with warnings.catch_warnings():

@@ -119,7 +119,7 @@ class TorchDetector(BaseDetector):
             return check_against_torch(self.model_name, self.backend, expected, got)
 
         runner, self.backend_error = compile_module(
-            module, self.backend, self.preprocessing.input_size, name, self.model_name, check
+            module, self.backend, (3, *self.preprocessing.input_size), name, self.model_name, check
         )
         return runner
 
