@@ -111,6 +111,9 @@ def _export(module: nn.Module, sample_shape: tuple[int, ...], path: Path, name: 
             # the TorchScript exporter (the torch.export one needs onnxscript, not a dependency); its
             # deprecation notice would be printed at every first start
             warnings.simplefilter("ignore", DeprecationWarning)
+            # sizes the trace fixes (AASIST's graph pools keep a count of nodes set by the input
+            # length, which a runner's input never changes): not news at every first start
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
                 module,
                 (sample,),
