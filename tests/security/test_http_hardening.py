@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import free_port, wait_until
 from tests.mqtt_broker import make_certificates
-from tests.security.conftest import Served, write_config
+from tests.security.conftest import Served, running, write_config
 
 pytestmark = pytest.mark.weights
 SECRET = "hunter2-in-a-query"
@@ -27,20 +27,12 @@ STREAMS = [
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("http_hardening")
-    port = free_port()
-    config = write_config(
-        folder,
-        STREAMS,
-        {
-            "port": port,
-            "connections": {"max_connections": 16, "max_header_kb": 8},
-            "overlay_frame_ancestors": ["'self'", "https://studio.example"],
-        },
-    )
-    server = Served(config, port).add_users().start()
-    yield server
-    server.stop()
+    api = {
+        "connections": {"max_connections": 16, "max_header_kb": 8},
+        "overlay_frame_ancestors": ["'self'", "https://studio.example"],
+    }
+    with running(tmp_path_factory.mktemp("http_hardening"), STREAMS, api) as server:
+        yield server
 
 
 def test_every_answer_forbids_sniffing_referrers_and_framing_except_the_overlay(served):

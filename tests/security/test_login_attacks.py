@@ -14,9 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers import free_port
-from tests.security.conftest import Served, write_config
-from tests.service.conftest import PASSWORD
+from tests.security.conftest import PASSWORD, Served, running
 
 pytestmark = pytest.mark.weights
 STREAM = {"id": "cam1", "url": "sample://astronaut", "fps": 2, "loop": True}
@@ -25,55 +23,42 @@ FAILURES, MAX_DELAY_S = 5, 2.0
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("login_attacks")
-    port = free_port()
-    config = write_config(
-        folder,
-        [STREAM],
-        {
-            "port": port,
-            "trusted_proxies": ["127.0.0.1"],  # the test plays the proxy
-            "login_limit": {"failures": FAILURES, "window_s": 60, "max_delay_s": MAX_DELAY_S, "concurrent": 2},
-        },
-    )
-    server = Served(config, port).add_users().start()
-    yield server
-    server.stop()
+    api = {
+        "trusted_proxies": ["127.0.0.1"],  # the test plays the proxy
+        "login_limit": {"failures": FAILURES, "window_s": 60, "max_delay_s": MAX_DELAY_S, "concurrent": 2},
+    }
+    with running(tmp_path_factory.mktemp("login_attacks"), [STREAM], api) as server:
+        yield server
 
 
-def login(served: Served, username: str, password: str, client: str | None = None) -> httpx.Response:
-    headers = {"X-Forwarded-For": client} if client else {}
-    return httpx.post(
-        f"{served.base}/api/v1/auth/token",
-        data={"username": username, "password": password},
-        headers=headers,
-        timeout=60,
-    )
+def guess(served: Served, username: str, password: str, client: str | None = None) -> httpx.Response:
+    """A login that the proxy says came from ``client``."""
+    return guess(served, username, password, {"X-Forwarded-For": client} if client else None)
 
 
 def test_a_burst_of_concurrent_guesses_gets_no_more_tries_than_the_limit(served):
     """Check-then-act let every guess of a burst pass before the first failure was counted."""
     with ThreadPoolExecutor(20) as pool:
-        codes = list(pool.map(lambda _: login(served, "viewer", "guess", "10.1.0.1").status_code, range(20)))
+        codes = list(pool.map(lambda _: guess(served, "viewer", "guess", "10.1.0.1").status_code, range(20)))
     assert codes.count(401) == FAILURES and codes.count(429) == 20 - FAILURES, codes
 
 
 def test_a_stranger_guessing_a_username_slows_its_owner_but_cannot_lock_them_out(served):
     for address in ("10.2.0.1", "10.2.0.2", "10.2.0.3"):  # a guesser with a few addresses
-        codes = [login(served, "analyst", "guess", address).status_code for _ in range(FAILURES + 1)]
+        codes = [guess(served, "analyst", "guess", address).status_code for _ in range(FAILURES + 1)]
         assert codes == [401] * FAILURES + [429], codes  # each of its addresses is stopped
     started = time.monotonic()
-    owner = login(served, "analyst", PASSWORD, "10.3.0.1")
+    owner = guess(served, "analyst", PASSWORD, "10.3.0.1")
     took = time.monotonic() - started
     assert owner.status_code == 200, owner.text  # the owner, from their own address, gets in
     assert took < MAX_DELAY_S + 2.0, took  # slowed at most by the longest delay
     print(f"\nusername under attack: its owner logged in after {took:.2f} s (longest delay {MAX_DELAY_S} s)")
-    assert login(served, "analyst", PASSWORD, "10.3.0.1").elapsed.total_seconds() < 1.5  # afresh after a success
+    assert guess(served, "analyst", PASSWORD, "10.3.0.1").elapsed.total_seconds() < 1.5  # afresh after a success
 
 
 def test_x_forwarded_for_is_ignored_from_a_client_that_is_not_a_trusted_proxy(serve):
     served = serve([STREAM], {"login_limit": {"failures": 3, "window_s": 60}})  # no trusted proxy
-    codes = [login(served, "viewer", "guess", f"10.9.0.{i}").status_code for i in range(5)]
+    codes = [guess(served, "viewer", "guess", f"10.9.0.{i}").status_code for i in range(5)]
     assert codes == [401, 401, 401, 429, 429], codes  # one address, whatever the header claims
 
 
@@ -96,7 +81,7 @@ def test_a_flood_of_logins_keeps_memory_flat_and_other_routes_answering(served):
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     with ThreadPoolExecutor(40) as pool:  # 40 logins at once, each from its own address
-        codes = list(pool.map(lambda i: login(served, "admin", PASSWORD, f"10.4.{i}.1").status_code, range(40)))
+        codes = list(pool.map(lambda i: guess(served, "admin", PASSWORD, f"10.4.{i}.1").status_code, range(40)))
     done.set()
     watcher.join(30)
     assert set(codes) <= {200, 503} and codes.count(200) >= 2, codes

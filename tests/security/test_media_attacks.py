@@ -17,7 +17,7 @@ import pytest
 
 from stream import make_sample_clip
 from tests.helpers import free_port, wait_until
-from tests.security.conftest import Served, write_config
+from tests.security.conftest import Served, running, write_config
 
 pytestmark = pytest.mark.weights
 STREAM = {"id": "cam1", "url": "sample://astronaut", "fps": 2, "loop": True}
@@ -38,20 +38,12 @@ def set_delay(folder: Path, delay_s: float) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("media_attacks")
-    port = free_port()
-    config = write_config(
-        folder,
-        [STREAM],
-        {
-            "port": port,
-            "media": {"max_width": 1280, "max_height": 720, "max_duration_s": 30},
-            "analysis": {"frames": 16, "workers": 1, "job_timeout_s": 6, "rescan_s": 1},
-        },
-        detectors=[slow_detector(folder, 0.0)],
-    )
-    server = Served(config, port).add_users().start()
-    yield server
-    server.stop()
+    api = {
+        "media": {"max_width": 1280, "max_height": 720, "max_duration_s": 30},
+        "analysis": {"frames": 16, "workers": 1, "job_timeout_s": 6, "rescan_s": 1},
+    }
+    with running(folder, [STREAM], api, detectors=[slow_detector(folder, 0.0)]) as server:
+        yield server
 
 
 def upload(client, path: Path, name: str | None = None):

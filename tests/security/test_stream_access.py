@@ -11,9 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import free_port
-from tests.security.conftest import Served, write_config
-from tests.service.conftest import PASSWORD
+from tests.security.conftest import PASSWORD, Served, running, session_token
 
 pytestmark = pytest.mark.weights
 RECHECK_S = 1.0
@@ -21,26 +19,13 @@ RECHECK_S = 1.0
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("stream_access")
-    port = free_port()
-    config = write_config(
-        folder,
-        [{"id": "cam1", "url": "sample://astronaut", "fps": 5, "loop": True}],
-        {
-            "port": port,
-            "stream_recheck_s": RECHECK_S,
-            "viewers": {"feed_total": 4, "feed_per_user": 2, "live_total": 3, "live_per_user": 2},
-        },
-    )
-    server = Served(config, port).add_users().start()
-    yield server
-    server.stop()
-
-
-def login(served: Served, role: str) -> str:
-    answer = httpx.post(f"{served.base}/api/v1/auth/token", data={"username": role, "password": PASSWORD}, timeout=30)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
+    api = {
+        "stream_recheck_s": RECHECK_S,
+        "viewers": {"feed_total": 4, "feed_per_user": 2, "live_total": 3, "live_per_user": 2},
+    }
+    stream = {"id": "cam1", "url": "sample://astronaut", "fps": 5, "loop": True}
+    with running(tmp_path_factory.mktemp("stream_access"), [stream], api) as server:
+        yield server
 
 
 class Held:
@@ -79,7 +64,7 @@ class Held:
 
 
 def test_a_token_in_the_url_is_refused_except_for_reading_streams_and_images(served):
-    admin = login(served, "admin")
+    admin = session_token(served, "admin")
     with httpx.Client(base_url=served.base, timeout=30) as anonymous:
         for method, path in (("GET", "/api/v1/users"), ("GET", "/api/v1/events"), ("POST", "/api/v1/tokens")):
             answer = anonymous.request(method, path, params={"access_token": admin}, json={"name": "x"})
@@ -91,7 +76,7 @@ def test_a_token_in_the_url_is_refused_except_for_reading_streams_and_images(ser
 
 
 def test_a_revoked_token_loses_the_feed_and_the_live_view_within_the_recheck(served):
-    token = login(served, "viewer")
+    token = session_token(served, "viewer")
     feed = Held(served, "/api/v1/feed", access_token=token)
     live = Held(served, "/api/v1/streams/cam1/live.mjpeg", access_token=token, fps=2, width=320)
     try:
@@ -117,7 +102,8 @@ def test_a_disabled_user_loses_the_live_view(served):
         made = admin.post("/api/v1/users", json={"username": "temp", "password": PASSWORD, "role": "viewer"})
         assert made.status_code == 201, made.text
         user_id = made.json()["id"]
-        live = Held(served, "/api/v1/streams/cam1/live.mjpeg", access_token=login(served, "temp"), fps=2, width=320)
+        temp = session_token(served, "temp")
+        live = Held(served, "/api/v1/streams/cam1/live.mjpeg", access_token=temp, fps=2, width=320)
         try:
             assert live.status == 200
             assert admin.patch(f"/api/v1/users/{user_id}", json={"disabled": True}).status_code == 200
@@ -129,7 +115,7 @@ def test_a_disabled_user_loses_the_live_view(served):
 
 
 def test_nobody_holds_more_feeds_or_live_views_than_the_caps(served):
-    token, other = login(served, "analyst"), login(served, "admin")
+    token, other = session_token(served, "analyst"), session_token(served, "admin")
     held = [Held(served, "/api/v1/feed", access_token=token) for _ in range(2)]
     try:
         assert [h.status for h in held] == [200, 200]

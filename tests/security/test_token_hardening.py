@@ -9,32 +9,16 @@ import datetime as dt
 import httpx
 import pytest
 
-from tests.service.conftest import PASSWORD
+from tests.security.conftest import PASSWORD, running, session_token
 
 pytestmark = pytest.mark.weights
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from tests.helpers import free_port
-    from tests.security.conftest import Served, write_config
-
-    folder = tmp_path_factory.mktemp("tokens")
-    port = free_port()
-    config = write_config(
-        folder,
-        [{"id": "cam1", "url": "sample://astronaut", "fps": 2, "loop": True}],
-        {"port": port, "max_token_days": 30},
-    )
-    server = Served(config, port).add_users().start()
-    yield server
-    server.stop()
-
-
-def login(served, role: str) -> str:
-    answer = httpx.post(f"{served.base}/api/v1/auth/token", data={"username": role, "password": PASSWORD}, timeout=30)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
+    stream = {"id": "cam1", "url": "sample://astronaut", "fps": 2, "loop": True}
+    with running(tmp_path_factory.mktemp("tokens"), [stream], {"max_token_days": 30}) as server:
+        yield server
 
 
 def client(served, token: str) -> httpx.Client:
@@ -43,7 +27,7 @@ def client(served, token: str) -> httpx.Client:
 
 def test_a_read_only_token_cannot_mint_an_admin_token(served):
     """The reproduced finding: an admin's ["read"] token for Grafana asked for admin, never-expiring."""
-    with client(served, login(served, "admin")) as admin:
+    with client(served, session_token(served, "admin")) as admin:
         made = admin.post("/api/v1/tokens", json={"name": "grafana", "scopes": ["read"]})
         assert made.status_code == 201
         grafana = made.json()["access_token"]
@@ -63,7 +47,7 @@ def test_a_read_only_token_cannot_mint_an_admin_token(served):
 
 
 def test_no_token_lives_for_ever_nor_beyond_the_configured_lifetime(served):
-    with client(served, login(served, "analyst")) as analyst:
+    with client(served, session_token(served, "analyst")) as analyst:
         longest = analyst.post("/api/v1/tokens", json={"name": "x", "scopes": ["read"], "expires_days": None})
         assert longest.status_code == 201  # "never" is not on offer: the configured longest instead
         lifetime = dt.datetime.fromisoformat(longest.json()["expires_at"]) - dt.datetime.now(dt.UTC)
@@ -77,7 +61,7 @@ def test_no_token_lives_for_ever_nor_beyond_the_configured_lifetime(served):
 
 
 def test_a_user_lists_their_sessions_ends_one_and_logs_out(served):
-    first, second = login(served, "viewer"), login(served, "viewer")
+    first, second = session_token(served, "viewer"), session_token(served, "viewer")
     with client(served, first) as one:
         sessions = one.get("/api/v1/auth/sessions").json()
         assert len(sessions) >= 2 and all(s["kind"] == "login" and s["revoked_at"] is None for s in sessions)
@@ -92,9 +76,9 @@ def test_a_user_lists_their_sessions_ends_one_and_logs_out(served):
 
 
 def test_a_new_password_ends_every_token_of_the_old_one(served):
-    with client(served, login(served, "admin")) as admin:
+    with client(served, session_token(served, "admin")) as admin:
         users = {u["username"]: u["id"] for u in admin.get("/api/v1/users").json()}
-        with client(served, login(served, "analyst")) as analyst:
+        with client(served, session_token(served, "analyst")) as analyst:
             script = analyst.post("/api/v1/tokens", json={"name": "ci", "scopes": ["read"]}).json()["access_token"]
             assert (
                 admin.patch(f"/api/v1/users/{users['analyst']}", json={"password": "another long one"}).status_code
@@ -164,7 +148,7 @@ def test_a_huge_body_without_a_token_is_refused_before_it_is_read(served):
     grown = rss_mb(served) - before
     print(f"hostile bodies: server RSS {before:.0f} MB before, +{grown:.1f} MB after 200 MB + 50 MB + 50 MB refused")
     assert grown < 30
-    with client(served, login(served, "viewer")) as viewer:  # the server is fine, and counted them
+    with client(served, session_token(served, "viewer")) as viewer:  # the server is fine, and counted them
         assert viewer.get("/api/v1/streams").status_code == 200
         assert 'dfstream_api_rejected_total{reason="too_large"} 3.0' in viewer.get("/metrics").text
     small = httpx.post(f"{served.base}/api/v1/tokens", json={"name": "x"}, timeout=10)
