@@ -17,6 +17,7 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.runtime import Runtime
 from sinks import PrometheusConfig, PrometheusExporter
 from stream import Source, SourceStatus, StreamConfig
+from stream.probe import probe
 from tests.helpers import MemorySink, load_detectors, make_config, scrape
 
 
@@ -90,9 +91,12 @@ def test_rtsp_server_killed_mid_stream_and_back(weights_dir, rtsp_server, long_c
         result = asyncio.run(scenario())
     finally:
         exporter.close()
-    figures(**result, cam2_rate_kept=result["cam2_fps_during"] / result["cam2_fps_before"])
+    # cam2's own rate: what it did before, but never more than its clip's rate (a count taken while
+    # it caught up after the start, as GStreamer bursts, is not a rate it can be expected to keep)
+    own = min(result["cam2_fps_before"], float(probe(str(long_clip)).fps))
+    figures(**result, cam2_rate_kept=result["cam2_fps_during"] / own)
     assert result["reconnects"] >= 1
-    assert result["cam2_fps_during"] >= 0.9 * result["cam2_fps_before"]
+    assert result["cam2_fps_during"] >= 0.9 * own
     assert sink.statuses("cam1")[:3] == ["online", "reconnecting", "online"]
     assert len(sink.verdicts("cam1")) > 0 and len(sink.verdicts("cam2")) > 0
 

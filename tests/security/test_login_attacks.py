@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.security.conftest import PASSWORD, Served, running
+from tests.security.conftest import PASSWORD, Served, login, running
 
 pytestmark = pytest.mark.weights
 STREAM = {"id": "cam1", "url": "sample://astronaut", "fps": 2, "loop": True}
@@ -33,7 +33,7 @@ def served(tmp_path_factory):
 
 def guess(served: Served, username: str, password: str, client: str | None = None) -> httpx.Response:
     """A login that the proxy says came from ``client``."""
-    return guess(served, username, password, {"X-Forwarded-For": client} if client else None)
+    return login(served, username, password, {"X-Forwarded-For": client} if client else None)
 
 
 def test_a_burst_of_concurrent_guesses_gets_no_more_tries_than_the_limit(served):
