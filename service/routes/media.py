@@ -146,8 +146,9 @@ async def upload(
 
         def record() -> MediaOut:
             with service.upload_lock, service.sessions() as session:  # two uploads of one user: one check at a time
-                if received.size > quota_left(session, who.user_id, quota):
-                    raise UploadError(413, _over_quota(config.upload_quota_gb, quota_left(session, who.user_id, quota)))
+                room_left = quota_left(session, who.user_id, quota)
+                if received.size > room_left:
+                    raise UploadError(413, _over_quota(config.upload_quota_gb, room_left))
                 received.path.rename(final)
                 media = MediaFile(
                     owner_id=who.user_id,
