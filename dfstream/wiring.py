@@ -115,9 +115,9 @@ def serve(
     api = config.api
     engine = make_engine(api.database_url)
     say(prepare(engine, config_path))
-    listener = _bind(api.host, api.port)  # before the models load: a taken port fails fast
     api.media_dir.mkdir(parents=True, exist_ok=True)
-    sweep_orphans(api.media_dir, sessions(engine))
+    sweep_orphans(api.media_dir, sessions(engine))  # before the port listens: no upload can be under way
+    listener = _bind(api.host, api.port)  # before the models load: a taken port fails fast
     detectors = load_detectors(config, offline, say)
     monitor = PerformanceMonitor(config.monitoring)
     exporter = PrometheusExporter(config.sinks.prometheus or PrometheusConfig(port=0), monitor)
