@@ -15,6 +15,8 @@ import uvicorn
 
 from core.errors import ConfigError
 from dfstream.config import DfstreamConfig
+from pipeline.models.audio.loading import load_voice_models
+from pipeline.models.audio.scorer import VoiceScorer
 from pipeline.models.detector import BaseDetector
 from pipeline.models.registry import ModelRegistry
 from pipeline.models.weights import ensure_available, load_manifest
@@ -35,8 +37,15 @@ def load_detectors(config: DfstreamConfig, offline: bool, say: Callable[[str], N
     manifest = load_manifest()
     ensure_available([d.weights for d in config.detectors if d.weights in manifest], offline, say)
     # the face stage and each detector run side by side; set first, as backends size their thread pools when they load
-    share_cpu_threads(len(config.detectors) + 1)
+    share_cpu_threads(len(config.detectors) + len(config.audio_detectors) + 1)
     return ModelRegistry().load_configured(config.detectors)
+
+
+def load_voices(config: DfstreamConfig, offline: bool, say: Callable[[str], None]) -> dict[str, VoiceScorer]:
+    """The ``audio_detectors``, fetched as the detectors' weights are and loaded (after ``load_detectors``)."""
+    manifest = load_manifest()
+    ensure_available([a.weights_name for a in config.audio_detectors if a.weights_name in manifest], offline, say)
+    return load_voice_models(config.audio_detectors)
 
 
 def _stop_on_signals(*actions: Callable[[], None]) -> None:
@@ -59,6 +68,7 @@ def run(
         engine.run(reload)
         return
     detectors = load_detectors(config, offline, say)
+    voices = load_voices(config, offline, say)
     engine = None
     if config.sinks.store is not None:  # events into the api section's database, without the API
         engine = make_engine(config.api.database_url)
@@ -71,7 +81,7 @@ def run(
         sinks: list[Sink] = build_sinks(config.sinks, monitor, tap, [s.id for s in config.streams])
         if engine is not None:
             sinks.append(store_sink(config.sinks.store, engine, monitor))
-        runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
+        runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices)
         _stop_on_signals(runtime.stop.set)
         await runtime.run()
 
@@ -119,6 +129,7 @@ def serve(
     sweep_orphans(api.media_dir, sessions(engine))  # before the port listens: no upload can be under way
     listener = _bind(api.host, api.port)  # before the models load: a taken port fails fast
     detectors = load_detectors(config, offline, say)
+    voices = load_voices(config, offline, say)
     monitor = PerformanceMonitor(config.monitoring)
     exporter = PrometheusExporter(config.sinks.prometheus or PrometheusConfig(port=0), monitor)
     if config.sinks.prometheus is not None:
@@ -132,7 +143,7 @@ def serve(
             feed,
             store_sink(config.sinks.store, engine, monitor),
         ]
-        runtime = Runtime(config, detectors, sinks, monitor, tap=tap)
+        runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices)
         thresholds = (config.smoothing.enter, config.smoothing.leave)
         # its own face detector (they are thread-confined), set as `dfstream eval` sets it: the same
         # file, the same numbers

@@ -11,10 +11,10 @@ from core.lifecycle import Lifecycle
 from core.queues import DropOldestQueue
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
-from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict
+from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict, VoiceVerdict
 
 FEED = Subject.service("feed")
-KINDS = ("verdict", "state", "status", "alert")
+KINDS = ("verdict", "voice", "state", "status", "alert")
 
 
 @dataclass(eq=False)  # each is its own: kept in a set by identity
@@ -35,6 +35,7 @@ class StreamView:
     status: StreamStatus | None = None
     state: StreamState | None = None
     tracks: dict[int, Verdict] = field(default_factory=dict)  # the newest verdict of each live track
+    voice: VoiceVerdict | None = None  # the newest voice verdict
 
 
 class FeedSink(Lifecycle):
@@ -58,6 +59,8 @@ class FeedSink(Lifecycle):
         elif isinstance(event, Verdict):
             view = self.streams.setdefault(event.stream, StreamView())
             view.tracks[event.track_id] = event
+        elif isinstance(event, VoiceVerdict):
+            self.streams.setdefault(event.stream, StreamView()).voice = event
         for subscriber in list(self._subscribers):
             if subscriber.wants(event):
                 subscriber.queue.put(event, reason="slow_client")

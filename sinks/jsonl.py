@@ -18,8 +18,8 @@ from pipeline.runtime.events import Event
 
 class JsonlConfig(StrictModel):
     path: str = "-"
-    events: list[Literal["verdict", "status", "state", "alert"]] = Field(
-        default_factory=lambda: ["verdict", "status", "state", "alert"]
+    events: list[Literal["verdict", "voice", "status", "state", "alert"]] = Field(
+        default_factory=lambda: ["verdict", "voice", "status", "state", "alert"]
     )
     flush: bool = True  # flush after every line, so a reader (tail -f, a pipe) sees verdicts at once
 

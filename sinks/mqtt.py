@@ -6,6 +6,7 @@ Topics (``p`` = ``topic_prefix``):
     p/<stream>/status    online | reconnecting | offline   retained
     p/<stream>/state     JSON stream state   retained (republished every state_refresh_s)
     p/<stream>/verdict   JSON verdict per track: on a label change, else at most every verdict_interval_s
+    p/<stream>/voice     JSON voice verdict, every one (a window every voice.hop_s) while the voice is judged
     p/alerts             JSON alert, firing | resolved
 
 Delivery: every message goes through one bounded, ordered outbox; a message leaves it only once
@@ -46,7 +47,7 @@ from core.queues import DropOldestQueue
 from core.strict import StrictModel
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
-from pipeline.runtime.events import Alert, Event, StreamState, StreamStatus, Verdict
+from pipeline.runtime.events import Alert, Event, StreamState, StreamStatus, Verdict, VoiceVerdict
 from pipeline.runtime.numbering import Counting, Numbering
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class MqttSink(Lifecycle):
         self._wakeup = asyncio.Event()  # set by a new message and by each acknowledgement
         self._numbers = itertools.count(1)
         self._streams: set[str] = set()
+        self._voices: set[str] = set()
         self._numbering = numbering or Counting()
         self._verdict_seq: dict[str, int] = {}  # the last made per stream
         self._last_verdict: dict[tuple[str, int], tuple[float, str]] = {}
@@ -154,6 +156,10 @@ class MqttSink(Lifecycle):
                 seq = self._verdict_seq[event.stream] = self._numbering.next(f"{event.stream}/mqtt")
                 payload = {**event.to_dict(), "seq": seq, "verdict_seq": event.seq}
                 self._enqueue(f"{p}/{event.stream}/verdict", payload, retain=False, expires=True)
+        elif isinstance(event, VoiceVerdict):
+            self._see_stream(event.stream)
+            self._see_voice(event.stream)
+            self._enqueue(f"{p}/{event.stream}/voice", event.to_dict(), retain=False, expires=True)
         elif isinstance(event, Alert):
             self._enqueue(f"{p}/alerts", event.to_dict(), retain=False, expires=True)
 
@@ -198,6 +204,15 @@ class MqttSink(Lifecycle):
         self._streams.add(stream)
         if self.config.discovery:
             for topic, payload in discovery_messages(self.config, stream).items():
+                self._enqueue(topic, payload, retain=True)
+
+    def _see_voice(self, stream: str) -> None:
+        """The voice's Home Assistant entities, once its first voice verdict shows it is judged."""
+        if stream in self._voices:
+            return
+        self._voices.add(stream)
+        if self.config.discovery:
+            for topic, payload in voice_discovery_messages(self.config, stream).items():
                 self._enqueue(topic, payload, retain=True)
 
     def _enqueue(self, topic: str, payload: Any, retain: bool, expires: bool = False) -> None:
@@ -330,11 +345,9 @@ class MqttSink(Lifecycle):
         self.monitor.set_gauge(MQTT, Gauge.CONNECTED, 1 if connected else 0)
 
 
-def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, Any]]:
-    """Home Assistant MQTT discovery: a ``binary_sensor`` (deepfake detected) and a ``sensor``
-    (fake probability) per stream, available while both dfstream and the stream are online."""
+def _discovery_common(config: MqttConfig, stream: str) -> dict[str, Any]:
     p, node, object_id = config.topic_prefix, _object_id(config.topic_prefix), _object_id(stream)
-    common = {
+    return {
         "state_topic": f"{p}/{stream}/state",
         "availability": [
             {"topic": f"{p}/available", "payload_available": "online", "payload_not_available": "offline"},
@@ -349,7 +362,13 @@ def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, A
             "model": "deepfake detection",
         },
     }
-    prefix = config.discovery_prefix
+
+
+def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, Any]]:
+    """Home Assistant MQTT discovery: a ``binary_sensor`` (deepfake detected) and a ``sensor``
+    (fake probability) per stream, available while both dfstream and the stream are online."""
+    common = _discovery_common(config, stream)
+    node, object_id, prefix = _object_id(config.topic_prefix), _object_id(stream), config.discovery_prefix
     return {
         f"{prefix}/binary_sensor/{node}/{object_id}_deepfake/config": {
             **common,
@@ -366,6 +385,33 @@ def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, A
             "unique_id": f"{node}_{object_id}_fake_probability",
             "state_class": "measurement",
             "value_template": "{{ value_json.fake_probability if value_json.fake_probability is not none else 0 }}",
+        },
+    }
+
+
+def voice_discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, Any]]:
+    """The voice's entities on the stream's device: a ``binary_sensor`` (voice deepfake detected)
+    and a ``sensor`` (the voice's state: no_audio, no_speech, real, fake, uncertain), from the
+    same retained state."""
+    common = _discovery_common(config, stream)
+    node, object_id, prefix = _object_id(config.topic_prefix), _object_id(stream), config.discovery_prefix
+    return {
+        f"{prefix}/binary_sensor/{node}/{object_id}_voice_deepfake/config": {
+            **common,
+            "name": "Voice deepfake detected",
+            "unique_id": f"{node}_{object_id}_voice_deepfake",
+            "device_class": "problem",
+            "value_template": "{{ 'ON' if value_json.voice == 'fake' else 'OFF' }}",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+        },
+        f"{prefix}/sensor/{node}/{object_id}_voice/config": {
+            **common,
+            "name": "Voice",
+            "unique_id": f"{node}_{object_id}_voice",
+            "device_class": "enum",
+            "options": ["no_audio", "no_speech", "real", "fake", "uncertain"],
+            "value_template": "{{ value_json.voice if value_json.voice is not none else 'no_audio' }}",
         },
     }
 

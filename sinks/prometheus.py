@@ -82,6 +82,21 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
         "Verdicts that carried their track's last score instead of scoring it again",
         "stream",
     ),
+    (Kind.STREAM, Count.AUDIO_CHUNKS): Family(
+        "dfstream_audio_chunks", "0.1 s chunks of the stream's sound decoded (when a voice model listens)", "stream"
+    ),
+    (Kind.STREAM, Count.AUDIO_DROPPED): Family(
+        "dfstream_audio_dropped", "0.1 s chunks of sound dropped: the voice path fell behind", "stream"
+    ),
+    (Kind.STREAM, Count.AUDIO_DECODE_ERRORS): Family(
+        "dfstream_audio_decode_errors", "Audio packets or frames that failed to decode", "stream"
+    ),
+    (Kind.STREAM, Count.VOICE_WINDOWS): Family(
+        "dfstream_voice_windows",
+        "Voice windows, by result (judged, no_speech, skipped: too few voice models answered)",
+        "stream",
+        ("result",),
+    ),
     (Kind.MODEL, Count.CROP_ERRORS): Family(
         "dfstream_detector_errors", "Crops a detector failed to score", "detector", zero=True
     ),
@@ -149,6 +164,9 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
     (Kind.STREAM, Gauge.ACTIVE_TRACKS): Family("dfstream_active_tracks", "Face tracks being judged", "stream"),
     (Kind.STREAM, Gauge.EXPECTED_FPS): Family(
         "dfstream_stream_expected_fps", "The source's frame rate (after the fps cap)", "stream"
+    ),
+    (Kind.STREAM, Gauge.SPEECH_SHARE): Family(
+        "dfstream_speech_ratio", "Share of the stream's last voice window that was speech, 0-1", "stream"
     ),
     (Kind.STAGE, Gauge.MODELS_READY): Family("dfstream_models_ready", "Detectors loaded and serving", RUNTIME),
     (Kind.SINK, Gauge.CONNECTED): Family("dfstream_mqtt_connected", "1 while connected to the MQTT broker", MQTT),

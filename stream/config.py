@@ -25,6 +25,8 @@ class StreamConfig(StrictModel):
     retry_initial_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(30.0, gt=0)
     options: dict[str, str] = Field(default_factory=dict)  # extra FFmpeg options, passed through
+    # auto: the stream's sound is judged when it has an audio track and a voice model is configured
+    audio: Literal["auto", "off"] = "auto"
 
     @field_validator("id")
     @classmethod

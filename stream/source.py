@@ -7,7 +7,12 @@ bounded queue, a watchdog, and reconnection with the shared backoff (``core.back
 
 Live sources keep the newest frames: when the consumer falls behind, the oldest queued frame is
 dropped and counted (``dropped:queue_full``). A file read ``asap`` waits for the consumer
-instead, so every frame is judged. Measured with real servers: a killed RTSP server makes ``decode``
+instead, so every frame is judged. When the runtime listens (a voice model is configured and the
+stream's ``audio`` is ``auto``), the same demuxer's audio packets are decoded in the same thread
+into ``AudioChunk``s (``audio.py``) on a second queue that behaves the same way; a stream without an
+audio track, or a runtime that does not listen, never demuxes its sound.
+
+Measured with real servers: a killed RTSP server makes ``decode``
 simply end, so a live source treats a normal end as a disconnect; a hung server blocks reads
 forever unless ``av.open`` gets a read timeout, after which the read gives up in about twice that.
 """
@@ -32,6 +37,7 @@ from core.lifecycle import Lifecycle
 from core.queues import QUEUE_FULL, DropOldestQueue
 from core.redaction import redact
 
+from .audio import AudioChunk, AudioDecoder
 from .config import StreamConfig
 from .frame import Frame
 from .sample import sample_clip_path
@@ -57,6 +63,9 @@ class SourceCount(str, enum.Enum):
     ERRORS = "errors"  # failed opens and reads
     RECONNECTS = "reconnects"
     STALLS = "stalls"
+    AUDIO_CHUNKS = "audio_chunks"  # 0.1 s each
+    AUDIO_DROPPED = "audio_dropped"  # chunks dropped: the voice path fell behind a live stream
+    AUDIO_DECODE_ERRORS = "audio_decode_errors"
 
 
 class Counters(Protocol):
@@ -83,9 +92,18 @@ class SourceCounters:
 
 StatusCallback = Callable[[str, SourceStatus, str | None], None]
 
+AUDIO_QUEUE = 80  # chunks (8 s): room for a voice model's batch to finish while a live stream's sound keeps coming
+
 
 class Source(Lifecycle):
-    def __init__(self, config: StreamConfig, on_status: StatusCallback | None = None, counters: Counters | None = None):
+    def __init__(
+        self,
+        config: StreamConfig,
+        on_status: StatusCallback | None = None,
+        counters: Counters | None = None,
+        listen: bool = False,
+    ):
+        """``listen``: decode the stream's sound too (when its config says ``audio: auto``)."""
         super().__init__(config.id)
         self.config = config
         self.status = SourceStatus.CONNECTING
@@ -94,6 +112,8 @@ class Source(Lifecycle):
         self._on_status = on_status
         self._stop = threading.Event()
         self._queue: DropOldestQueue[Frame] | None = None
+        self.listening = listen and config.audio == "auto"
+        self._audio: DropOldestQueue[AudioChunk] | None = None
         self._handoff: LoopHandoff | None = None
         self._thread: threading.Thread | None = None
         self._last_frame = time.monotonic()
@@ -105,6 +125,8 @@ class Source(Lifecycle):
     async def _open(self) -> None:
         self._handoff = LoopHandoff.here()
         self._queue = DropOldestQueue(self.config.queue_size, on_drop=self._dropped)
+        if self.listening:
+            self._audio = DropOldestQueue(AUDIO_QUEUE, on_drop=self._audio_dropped)
         self._thread = threading.Thread(target=self._run, name=f"dfstream[{self.config.id}].decode", daemon=True)
         self._thread.start()
         self.spawn("watchdog", self._watch)
@@ -119,14 +141,25 @@ class Source(Lifecycle):
     def request_stop(self) -> None:
         """Stop decoding; frames already queued are still delivered, then iteration ends."""
         self._stop.set()
-        if self._queue is not None:
-            self._queue.close()
+        self._close_queues()
+
+    def _close_queues(self) -> None:
+        for queue in (self._queue, self._audio):
+            if queue is not None:
+                queue.close()
 
     async def __aiter__(self) -> AsyncIterator[Frame]:
         if self._queue is None:
             raise LifecycleError(f"source {self.config.id}: use `async with Source(...)` first")
         async for frame in self._queue:
             yield frame
+
+    async def sound(self) -> AsyncIterator[AudioChunk]:
+        """The stream's audio, while the source runs; nothing when it does not listen."""
+        if self._audio is None:
+            return
+        async for chunk in self._audio:
+            yield chunk
 
     def queued(self) -> int:
         return len(self._queue) if self._queue is not None else 0
@@ -136,8 +169,8 @@ class Source(Lifecycle):
         try:
             self._run_until_stopped()
         finally:  # whatever happened, the consumer must learn that no more frames will come
-            assert self._handoff is not None and self._queue is not None
-            self._handoff.call(self._queue.close)
+            assert self._handoff is not None
+            self._handoff.call(self._close_queues)
 
     def _run_until_stopped(self) -> None:
         cfg = self.config
@@ -195,14 +228,21 @@ class Source(Lifecycle):
             if not container.streams.video:
                 raise SourceOpenError(f"{redact(cfg.url)}: no video stream")
             video = container.streams.video[0]
+            sound = container.streams.audio[0] if self.listening and container.streams.audio else None
+            decoder = None if sound is None else AudioDecoder(cfg.id, self._audio_error)
             rate = video.average_rate or video.guessed_rate
             if rate:
                 self.counters.expected_fps(min(float(rate), cfg.fps or float(rate)))
             anchor: tuple[float, float] | None = None  # (first pts, monotonic time) for realtime pacing
             last_kept: float | None = None
-            for packet in container.demux(video):
+            for packet in container.demux(video, sound) if sound is not None else container.demux(video):
                 if self._stop.is_set():
                     break
+                if decoder is not None and packet.stream is sound:
+                    chunks = decoder.decode(packet) + ([] if packet.size else decoder.flush())
+                    if not all(self._deliver_sound(chunk) for chunk in chunks):
+                        return
+                    continue
                 try:
                     frames = packet.decode()
                 except av.error.FFmpegError:
@@ -226,6 +266,21 @@ class Source(Lifecycle):
                     self._seq += 1
                     if not self._deliver(frame):
                         return
+
+    def _audio_error(self) -> None:
+        self.counters.count(SourceCount.AUDIO_DECODE_ERRORS)
+
+    def _deliver_sound(self, chunk: AudioChunk) -> bool:
+        """As ``_deliver`` does with frames; False when the source is stopping."""
+        assert self._handoff is not None and self._audio is not None
+        self.counters.count(SourceCount.AUDIO_CHUNKS)
+        if self._live:
+            return self._handoff.call(self._audio.put, chunk)
+        try:
+            self._handoff.wait(self._audio.put_wait(chunk), self._stop)
+        except Stopped:
+            return False
+        return True
 
     def _open_container(self, target: str, fmt: str | None, options: dict, timeout: tuple[float, float] | None):
         started = time.monotonic()
@@ -266,6 +321,10 @@ class Source(Lifecycle):
     def _dropped(self, frame: Frame, reason: str) -> None:
         if reason == QUEUE_FULL:
             self.counters.count(SourceCount.DROPPED_QUEUE_FULL)
+
+    def _audio_dropped(self, chunk: AudioChunk, reason: str) -> None:
+        if reason == QUEUE_FULL:
+            self.counters.count(SourceCount.AUDIO_DROPPED)
 
     def _mark_frame(self) -> None:
         self._last_frame = time.monotonic()

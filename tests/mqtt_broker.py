@@ -121,6 +121,7 @@ def schema_for(topic: str) -> dict:
     last = topic.rsplit("/", 1)[-1]
     name = {
         "verdict": "verdict",
+        "voice": "voice",
         "state": "state",
         "status": "status",
         "available": "available",

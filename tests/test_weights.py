@@ -67,11 +67,15 @@ def test_manifest_matches_the_published_digests():
     assert all(manifest[name].pinned for name in mesonet)
     assert {manifest[n].license for n in manifest if n.startswith("dfb_")} == {"CC-BY-NC-4.0"}
     assert manifest["dfdc_b7_111"].license == "MIT"
+    from pipeline.models.audio.aasist import SHAPES
     from pipeline.models.detectors import PROFILES
     from pipeline.models.plugins import detector_types
 
     for entry in manifest.values():  # each file's declared profile is the one its architecture applies
-        assert detector_types()[entry.architecture].preprocessing == PROFILES[entry.profile], entry.name
+        if entry.modality == "audio":
+            assert entry.architecture in SHAPES and entry.profile == "waveform_16k", entry.name
+        else:
+            assert detector_types()[entry.architecture].preprocessing == PROFILES[entry.profile], entry.name
     if SHA256SUMS.is_file():
         published = dict(reversed(line.split()) for line in SHA256SUMS.read_text().splitlines() if line.strip())
         for name in mesonet:
@@ -195,3 +199,13 @@ def test_an_unpinned_file_needs_consent_and_its_digest_is_recorded(tmp_path):
     assert path.read_bytes() == data and recorded == hashlib.sha256(data).hexdigest() and verify(entry, tmp_path)
     path.write_bytes(b"swapped")  # from now on the recorded digest holds it
     assert not verify(entry, tmp_path)
+
+
+def test_the_voice_models_in_the_manifest_are_the_published_files(aasist_dir):
+    manifest = load_manifest()
+    published = dict(reversed(line.split()) for line in (aasist_dir / "SHA256SUMS").read_text().splitlines() if line)
+    for name in ("aasist", "aasist_l"):
+        entry = manifest[name]
+        assert entry.modality == "audio" and entry.license == "MIT"
+        assert published[entry.file] == entry.sha256
+        assert (aasist_dir / entry.file).stat().st_size == entry.size

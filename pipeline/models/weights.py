@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError
@@ -35,7 +36,10 @@ class WeightsEntry(StrictModel):
 
     name: str
     architecture: str
-    profile: str  # the preprocessing it was trained with (PROFILES in pipeline/models/detectors/__init__.py)
+    modality: Literal["video", "audio"] = "video"  # a face detector's weights, or a voice model's (audio_detectors)
+    # the input it was trained with: video, a preprocessing profile (PROFILES in pipeline/models/detectors/__init__.py);
+    # audio, waveform_16k (raw 16 kHz mono, the voice models' only input)
+    profile: str
     file: str
     url: str
     # None: not pinned yet (the publisher gives no digest and nobody has recorded one); such a

@@ -71,6 +71,10 @@ class Count(str, enum.Enum):
     JOBS = "jobs"  # media analyses; label outcome: done, failed, resumed
     FRAMES_WRITTEN = "frames_written"  # the video sink's, per stream
     OUTPUT_ERRORS = "output_errors"  # the video sink's failed opens and writes, per stream
+    AUDIO_CHUNKS = "audio_chunks"  # 0.1 s chunks of sound decoded, per stream
+    AUDIO_DROPPED = "audio_dropped"  # chunks dropped because the voice path fell behind a live stream
+    AUDIO_DECODE_ERRORS = "audio_decode_errors"
+    VOICE_WINDOWS = "voice_windows"  # label result: judged, no_speech, skipped
 
 
 class Gauge(str, enum.Enum):
@@ -89,6 +93,7 @@ class Gauge(str, enum.Enum):
     FEED_CLIENTS = "feed_clients"  # live feed subscribers
     VIEWERS = "viewers"  # live view clients; label stream
     OUTPUT_UP = "output_up"  # 1 while the video sink's output for a stream is open
+    SPEECH_SHARE = "speech_share"  # the share of the stream's last voice window that was speech
 
 
 def labels(**values: str) -> Labels:
@@ -108,4 +113,5 @@ FACES_TO_SCORES = Subject.stage("faces_to_scores")
 SCORES_TO_VERDICT = Subject.stage("scores_to_verdict")
 END_TO_END = Subject.stage("end_to_end")
 LIVE_VIEW = Subject.stage("live_view")  # frame decoded → annotated JPEG handed to a viewer
-STAGE_SPANS = (DECODE_TO_FACES, FACES_TO_SCORES, SCORES_TO_VERDICT)
+WINDOW_TO_VOICE = Subject.stage("window_to_voice")  # a voice window's last sample decoded → its voice verdict
+STAGE_SPANS = (DECODE_TO_FACES, FACES_TO_SCORES, SCORES_TO_VERDICT, WINDOW_TO_VOICE)

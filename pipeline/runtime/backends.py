@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -31,6 +31,16 @@ class Submit(Protocol[T_contra, R_co]):
 class Backends:
     faces: Submit[np.ndarray, Detections]  # a full-resolution frame in, its faces in full-resolution pixels out
     models: dict[str, Submit[Crop, float]]  # per detector name: P(fake) of one face
+    voices: dict[str, Submit[np.ndarray, float]] = field(default_factory=dict)  # per voice model: P(spoof) of a window
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Every model's answer for one input (a face, a voice window): the probability from those that
+    answered, the error of the others."""
+
+    scores: dict[str, float]
+    failed: dict[str, str]
 
 
 BackendsFactory = Callable[[], AbstractAsyncContextManager[Backends]]

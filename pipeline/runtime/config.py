@@ -11,7 +11,9 @@ from pydantic import Field, model_validator
 from core.strict import StrictModel
 from pipeline.judging.cadence import JudgeConfig
 from pipeline.judging.ensemble import EnsembleConfig
+from pipeline.judging.listening import VoiceConfig
 from pipeline.judging.smoothing import SmoothingConfig
+from pipeline.models.audio.config import AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
 from pipeline.models.faces import FacesConfig
 from pipeline.monitoring.monitor import MonitoringConfig
@@ -29,6 +31,8 @@ class PipelineConfig(StrictModel):
     streams: list[StreamConfig] = Field(min_length=1)
     faces: FacesConfig = Field(default_factory=FacesConfig)
     detectors: list[DetectorConfig] = Field(min_length=1)
+    audio_detectors: list[AudioDetectorConfig] = Field(default_factory=list)  # none: the voice is not judged
+    voice: VoiceConfig = Field(default_factory=VoiceConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
@@ -39,6 +43,13 @@ class PipelineConfig(StrictModel):
     def _verify(self) -> PipelineConfig:
         _unique("streams", [s.id for s in self.streams], "id")
         _unique("detectors", [d.name for d in self.detectors], "name")
+        # one name space: a model's metrics are labelled by its name alone
+        _unique("audio_detectors", [*(d.name for d in self.detectors), *(d.name for d in self.audio_detectors)], "name")
+        if self.voice.ensemble.min_models > max(1, len(self.audio_detectors)):
+            raise ValueError(
+                f"voice.ensemble.min_models ({self.voice.ensemble.min_models}) exceeds the "
+                f"{len(self.audio_detectors)} audio detectors configured"
+            )
         if self.ensemble.min_models > len(self.detectors):
             raise ValueError(
                 f"ensemble.min_models ({self.ensemble.min_models}) exceeds the {len(self.detectors)} detectors "

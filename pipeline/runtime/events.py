@@ -11,6 +11,9 @@ from typing import Any, Literal, Union
 import numpy as np
 
 StreamLabel = Literal["no_face", "real", "fake", "uncertain"]
+VoiceLabel = Literal["real", "fake", "uncertain", "no_speech"]
+# a stream's voice now: a voice verdict's label, or no_audio while no sound reaches the voice models
+VoiceState = Literal["no_audio", "no_speech", "real", "fake", "uncertain"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,41 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class VoiceVerdict:
+    """One stream's voice at the end of one window (``voice.hop_s`` apart, each up to 4.04 s long).
+
+    ``no_speech``: the window held too little speech to be judged (``spoof_probability`` None).
+    The window's times are on the stream clock, the same seconds as a face verdict's ``frame_pts``."""
+
+    stream: str
+    seq: int  # per stream, +1 per voice verdict (its own sequence beside the face verdicts')
+    ts: float
+    label: VoiceLabel
+    label_since: float  # wall clock
+    spoof_probability: float | None  # smoothed P(spoof)
+    raw_probability: float | None  # this window's fused P(spoof)
+    uncertainty: float | None
+    models: dict[str, float]  # each voice model's P(spoof) for this window
+    speech: float  # share of the window the speech gate called speech, 0-1
+    window_start_pts: float | None
+    window_end_pts: float | None
+    window_s: float
+    window_end_ts: float  # wall clock when the window's last sample was decoded
+    latency_ms: float  # that moment → this verdict
+    failed_models: tuple[str, ...] = ()
+    # the window's 16 kHz samples, attached only while the label is fake (the store sink's evidence)
+    audio: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    kind = "voice"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "audio"}
+        data["models"] = dict(self.models)
+        data["failed_models"] = list(self.failed_models)
+        return data
+
+
+@dataclass(frozen=True)
 class StreamStatus:
     """A source's connection state changed (online, reconnecting, offline)."""
 
@@ -77,8 +115,15 @@ class StreamState:
     tracks: dict[int, str]  # track id → label
     fake_probability: float | None  # the highest smoothed P(fake) among the tracks; None without a face
     updated_at: float
+    voice: VoiceState | None = None  # None: the stream's voice is not judged (no voice model, or audio: off)
+    spoof_probability: float | None = None  # the voice's smoothed P(spoof) while it is judged
 
     kind = "state"
+
+    @property
+    def looks_fake(self) -> list[str]:
+        """What looks fake now: "face", "voice", both or neither."""
+        return [part for part, label in (("face", self.label), ("voice", self.voice)) if label == "fake"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +131,9 @@ class StreamState:
             "label": self.label,
             "tracks": {str(k): v for k, v in self.tracks.items()},
             "fake_probability": self.fake_probability,
+            "voice": self.voice,
+            "spoof_probability": self.spoof_probability,
+            "looks_fake": self.looks_fake,
             "updated_at": self.updated_at,
         }
 
@@ -107,7 +155,7 @@ class Alert:
         return asdict(self)
 
 
-Event = Union[Verdict, StreamStatus, StreamState, Alert]
+Event = Union[Verdict, VoiceVerdict, StreamStatus, StreamState, Alert]
 
 
 def stream_label(track_labels: dict[int, str]) -> StreamLabel:

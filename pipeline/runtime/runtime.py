@@ -21,20 +21,23 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.errors import ConfigError
 from pipeline.judging.ensemble import EnsembleResult, build_ensemble
+from pipeline.judging.listening import Window
+from pipeline.models.audio.scorer import VoiceScorer
 from pipeline.models.detections import Box, Detections
 from pipeline.models.detector import BaseDetector
 from pipeline.models.faces import FaceDetector
 from pipeline.monitoring.keys import FACES, FACES_TO_SCORES, RUNTIME, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
-from pipeline.runtime.backends import Backends, BackendsFactory, Crop
+from pipeline.runtime.backends import Answers, Backends, BackendsFactory, Crop
 from pipeline.runtime.batching import Batcher
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.events import Alert, Event
 from pipeline.runtime.live import LiveTap
 from pipeline.runtime.numbering import Counting, Numbering
 from pipeline.runtime.sink import Outbox, Sink
-from pipeline.runtime.worker import FaceScores, StreamWorker
+from pipeline.runtime.worker import StreamWorker
 
 
 def share_cpu_threads(workers: int) -> None:
@@ -58,11 +61,18 @@ class Runtime:
         tap: LiveTap | None = None,
         backends: BackendsFactory | None = None,
         numbering: Numbering | None = None,
+        voices: dict[str, VoiceScorer] | None = None,
     ):
-        """``detectors`` and ``face_detector`` run here, in batchers, unless ``backends`` says where
-        they run instead (then ``detectors`` is empty and the ensemble only fuses)."""
+        """``detectors``, ``voices`` (the loaded ``audio_detectors``) and ``face_detector`` run here,
+        in batchers, unless ``backends`` says where they run instead (then ``detectors`` is empty
+        and the ensembles only fuse)."""
         self.config = config
         self.detectors = detectors
+        self.voices = voices or {}
+        listening = bool(config.audio_detectors)
+        if listening and backends is None and set(self.voices) != {d.name for d in config.audio_detectors}:
+            raise ConfigError("audio_detectors: every configured voice model must be loaded (load_voice_models)")
+        self.voice_ensemble = build_ensemble(config.voice.ensemble, config.audio_detectors, None)
         self.monitor = monitor or PerformanceMonitor(config.monitoring)
         self.monitor.set_gauge(RUNTIME, Gauge.MODELS_READY, len(detectors) if backends is None else 0)
         self.ensemble = build_ensemble(config.ensemble, config.detectors, detectors if backends is None else None)
@@ -85,6 +95,7 @@ class Runtime:
                 self.stop,
                 self.tap,
                 self.numbering,
+                config.voice if listening else None,
             )
             for sc in config.streams
         ]
@@ -122,14 +133,19 @@ class Runtime:
                         dc.name, self.detectors[dc.name].score_crops, dc.max_batch, dc.max_wait_ms, self._observe_model
                     )
                 )
-            yield Backends(faces, models)
+            voices: dict[str, Batcher[np.ndarray, float]] = {}
+            for ac in self.config.audio_detectors:
+                voices[ac.name] = await stack.enter_async_context(
+                    Batcher(ac.name, self.voices[ac.name].score, ac.max_batch, ac.max_wait_ms, self._observe_model)
+                )
+            yield Backends(faces, models, voices)
 
     # ---- StreamHost: what every StreamWorker gets ------------------------------------------------------
     async def find_faces(self, image: np.ndarray) -> Detections:
         assert self.backends is not None, "find_faces outside run()"
         return await self.backends.faces.submit(image)
 
-    async def score_faces(self, image: np.ndarray, boxes: list[Box]) -> list[FaceScores]:
+    async def score_faces(self, image: np.ndarray, boxes: list[Box]) -> list[Answers]:
         """Every model's P(fake) for every face; a model that fails one face is counted and named."""
         started = time.monotonic()
         assert self.backends is not None, "score_faces outside run()"
@@ -148,12 +164,31 @@ class Runtime:
                     self.monitor.count(Subject.model(name), Count.CROP_ERRORS)
                 else:
                     scores[name] = float(answer)
-            faces.append(FaceScores(scores, failed))
+            faces.append(Answers(scores, failed))
         self.monitor.record_latency(FACES_TO_SCORES, time.monotonic() - started)
         return faces
 
-    def fuse(self, face: FaceScores) -> EnsembleResult:
+    def fuse(self, face: Answers) -> EnsembleResult:
         return self.ensemble.fuse(face.scores, face.failed)
+
+    async def score_voice(self, window: Window) -> Answers:
+        """Every voice model's P(spoof) for one window; a model that fails is counted and named."""
+        assert self.backends is not None, "score_voice outside run()"
+        voices = self.backends.voices
+        names = list(voices)
+        answers = await asyncio.gather(*(voices[n].submit(window.samples) for n in names), return_exceptions=True)
+        scores: dict[str, float] = {}
+        failed: dict[str, str] = {}
+        for name, answer in zip(names, answers):
+            if isinstance(answer, BaseException):
+                failed[name] = f"{type(answer).__name__}: {answer}"
+                self.monitor.count(Subject.model(name), Count.CROP_ERRORS)
+            else:
+                scores[name] = float(answer)
+        return Answers(scores, failed)
+
+    def fuse_voice(self, answers: Answers) -> EnsembleResult:
+        return self.voice_ensemble.fuse(answers.scores, answers.failed)
 
     def publish(self, event: Event) -> None:
         for outbox in self.outboxes:

@@ -17,38 +17,31 @@ from core.errors import InsufficientModelsError
 from core.ratelog import RateLimitedLog
 from pipeline.judging.cadence import Cadence, JudgeConfig, Scored
 from pipeline.judging.ensemble import EnsembleResult
+from pipeline.judging.listening import VoiceConfig
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 from pipeline.judging.tracking import IouTracker
 from pipeline.models.detections import Box, Detections
 from pipeline.models.faces import FacesConfig
 from pipeline.monitoring.keys import DECODE_TO_FACES, END_TO_END, SCORES_TO_VERDICT, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
-from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict, stream_label
+from pipeline.runtime.backends import Answers
+from pipeline.runtime.events import StreamState, StreamStatus, Verdict, stream_label
 from pipeline.runtime.live import Face, LiveTap, Shot
 from pipeline.runtime.numbering import Counting, Numbering
+from pipeline.runtime.voice import VoiceHost, VoiceWorker
 from stream import Frame, Source, SourceCount, SourceStatus, StreamConfig
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class FaceScores:
-    """Every model's answer for one face: P(fake) from those that answered, the error of the others."""
-
-    scores: dict[str, float]
-    failed: dict[str, str]
-
-
-class StreamHost(Protocol):
+class StreamHost(VoiceHost, Protocol):
     """What a stream worker needs from the rest of the runtime, and nothing more."""
 
     async def find_faces(self, image: np.ndarray) -> Detections: ...
 
-    async def score_faces(self, image: np.ndarray, boxes: list[Box]) -> list[FaceScores]: ...
+    async def score_faces(self, image: np.ndarray, boxes: list[Box]) -> list[Answers]: ...
 
-    def fuse(self, face: FaceScores) -> EnsembleResult: ...
-
-    def publish(self, event: Event) -> None: ...
+    def fuse(self, face: Answers) -> EnsembleResult: ...
 
 
 @dataclass
@@ -84,6 +77,9 @@ _SOURCE_COUNTS: dict[SourceCount, tuple[Count, dict[str, str]]] = {
     SourceCount.ERRORS: (Count.SOURCE_ERRORS, {}),
     SourceCount.RECONNECTS: (Count.RECONNECTS, {}),
     SourceCount.STALLS: (Count.STALLS, {}),
+    SourceCount.AUDIO_CHUNKS: (Count.AUDIO_CHUNKS, {}),
+    SourceCount.AUDIO_DROPPED: (Count.AUDIO_DROPPED, {}),
+    SourceCount.AUDIO_DECODE_ERRORS: (Count.AUDIO_DECODE_ERRORS, {}),
 }
 
 
@@ -106,7 +102,9 @@ class StreamWorker:
     them; the score loop has the tracks that are due scored (``Cadence``), fuses, smooths and
     publishes a verdict for every tracked face. Frame n+1's faces are found
     while frame n is scored. The queue between them is small and blocking, so when the pipeline is
-    behind the pressure reaches the source, which drops its oldest frame (counted)."""
+    behind the pressure reaches the source, which drops its oldest frame (counted). With ``voice``
+    (a voice model is configured and the stream's ``audio`` is ``auto``), a third task judges the
+    stream's sound (``VoiceWorker``) from the same source."""
 
     def __init__(
         self,
@@ -119,6 +117,7 @@ class StreamWorker:
         stop: asyncio.Event,
         tap: LiveTap | None = None,
         numbering: Numbering | None = None,
+        voice: VoiceConfig | None = None,
     ):
         self.config = config
         self.tap = tap
@@ -131,21 +130,34 @@ class StreamWorker:
         self.stop = stop
         self.tracker = IouTracker(faces.iou_threshold, faces.max_missed)
         self.tracks: dict[int, TrackState] = {}
-        self.state: tuple[str, dict[int, str]] | None = None  # the label and the tracks' labels last published
+        self.state: tuple[str, dict[int, str], str | None] | None = None  # the labels last published
         self.numbering = numbering or Counting()
         self.seq_key = f"{config.id}/verdicts"
         self.frames_seen = 0
         self.live = config.live
         self.problems = RateLimitedLog(log)
+        self.voice = (
+            VoiceWorker(config.id, voice, host, monitor, self.numbering, self.live, self._publish_state)
+            if voice is not None and config.audio == "auto"
+            else None
+        )
 
     async def run(self) -> None:
         self.monitor.set_gauge(self.subject, Gauge.UP, 0)
-        source = Source(self.config, on_status=self._on_status, counters=_SourceMetrics(self.monitor, self.subject))
+        source = Source(
+            self.config,
+            on_status=self._on_status,
+            counters=_SourceMetrics(self.monitor, self.subject),
+            listen=self.voice is not None,
+        )
         async with source:
             stopper = asyncio.create_task(self._stop_on_request(source), name=f"dfstream[{self.config.id}].stop")
             queue: asyncio.Queue[_Queued | None] = asyncio.Queue(maxsize=2)
+            loops = [self._detect(source, queue), self._score(queue)]
+            if self.voice is not None:
+                loops.append(self.voice.run(source.sound()))
             try:
-                await asyncio.gather(self._detect(source, queue), self._score(queue))
+                await asyncio.gather(*loops)
             finally:
                 stopper.cancel()
             # drained: the stream shows no face any more, then (leaving the block) goes offline
@@ -298,14 +310,23 @@ class StreamWorker:
         judged = {tid: t for tid, t in self.tracks.items() if tid in live}
         labels = {tid: t.label for tid, t in judged.items()}
         label = stream_label(labels)
+        voice = None if self.voice is None else self.voice.state
         self.monitor.set_gauge(self.subject, Gauge.ACTIVE_TRACKS, len(labels))
-        # published when the label or the tracks change: a track that ends (or starts) while the
-        # stream's label stays is news too, for whoever keeps one record per track (the store sink)
-        if (label, labels) != self.state:
-            self.state = (label, labels)
+        # published when the label, the tracks or the voice change: a track that ends (or starts)
+        # while the stream's label stays is news too, for whoever keeps one record per track (the store sink)
+        if (label, labels, voice) != self.state:
+            self.state = (label, labels, voice)
             top = max((t.probability for t in judged.values()), default=None)
             self.host.publish(
-                StreamState(self.config.id, label, labels, None if top is None else round(top, 6), time.time())
+                StreamState(
+                    self.config.id,
+                    label,
+                    labels,
+                    None if top is None else round(top, 6),
+                    time.time(),
+                    voice,
+                    None if self.voice is None else self.voice.spoof_probability,
+                )
             )
 
     def _on_status(self, stream_id: str, status: SourceStatus, reason: str | None) -> None:

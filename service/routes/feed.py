@@ -27,7 +27,7 @@ HEARTBEAT_S = 15.0  # a comment line now and then: proxies keep the connection, 
 )
 async def feed(
     request: Request,
-    types: str = Query(",".join(KINDS), description="comma-separated: verdict, state, status, alert"),
+    types: str = Query(",".join(KINDS), description="comma-separated: verdict, voice, state, status, alert"),
     stream: list[str] = Query(default_factory=list, description="only these streams (repeatable); none: all"),
     who: Principal = Depends(require("read", in_url=True)),
     service: Service = Depends(get_service),

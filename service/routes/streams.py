@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from core.redaction import redact
 from pipeline.monitoring.keys import Count, Gauge, Subject
+from pipeline.runtime.events import VoiceVerdict
 from service.auth import Principal
 from service.deps import Service, get_service, require
 
@@ -23,6 +24,15 @@ class TrackOut(BaseModel):
     updated_at: float
 
 
+class VoiceOut(BaseModel):
+    label: str  # the last voice verdict's: real, fake, uncertain, no_speech
+    spoof_probability: float | None
+    speech: float  # share of its window that was speech
+    models: dict[str, float]
+    window_end_pts: float | None  # stream clock, like a verdict's frame_pts
+    updated_at: float
+
+
 class StreamOut(BaseModel):
     id: str
     url: str  # its password hidden
@@ -32,6 +42,10 @@ class StreamOut(BaseModel):
     label: str  # no_face, real, fake, uncertain
     fake_probability: float | None
     tracks: list[TrackOut]
+    voice: str | None  # no_audio, no_speech, real, fake, uncertain; None: the voice is not judged
+    spoof_probability: float | None
+    last_voice: VoiceOut | None  # the newest voice verdict
+    looks_fake: list[str]  # "face", "voice": what looks fake now
     frames_decoded: int
     updated_at: float | None
 
@@ -64,11 +78,26 @@ def _stream(service: Service, stream_id: str) -> StreamOut:
         label=state.label if state else "no_face",
         fake_probability=state.fake_probability if state else None,
         tracks=tracks,
+        voice=state.voice if state else None,
+        spoof_probability=state.spoof_probability if state else None,
+        last_voice=_voice(view.voice) if view is not None and view.voice is not None else None,
+        looks_fake=state.looks_fake if state else [],
         frames_decoded=int(service.monitor.counter(subject, Count.FRAMES_DECODED) or 0),
         updated_at=max(
             (t for t in (status.ts if status else None, state.updated_at if state else None) if t is not None),
             default=None,
         ),
+    )
+
+
+def _voice(verdict: VoiceVerdict) -> VoiceOut:
+    return VoiceOut(
+        label=verdict.label,
+        spoof_probability=verdict.spoof_probability,
+        speech=verdict.speech,
+        models=verdict.models,
+        window_end_pts=verdict.window_end_pts,
+        updated_at=verdict.ts,
     )
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from core.errors import ConfigError
 from dfstream.config import apply_override, load_config, parse_config
-from pipeline.runtime.events import Alert, StreamState, StreamStatus, Verdict
+from pipeline.runtime.events import Alert, StreamState, StreamStatus, Verdict, VoiceVerdict
 from sinks.mqtt import MqttConfig, MqttSink
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "configs" / "schemas"
@@ -136,6 +136,27 @@ states = st.builds(
     tracks=st.dictionaries(st.integers(0, 2**31), st.sampled_from(["real", "fake", "uncertain"]), max_size=5),
     fake_probability=st.none() | unit,
     updated_at=times,
+    voice=st.none() | st.sampled_from(["no_audio", "no_speech", "real", "fake", "uncertain"]),
+    spoof_probability=st.none() | unit,
+)
+voices = st.builds(
+    VoiceVerdict,
+    stream=stream_ids,
+    seq=st.integers(1, 2**31),
+    ts=times,
+    label=st.sampled_from(["real", "fake", "uncertain", "no_speech"]),
+    label_since=times,
+    spoof_probability=st.none() | unit,
+    raw_probability=st.none() | unit,
+    uncertainty=st.none() | unit,
+    models=st.dictionaries(st.text(min_size=1, max_size=20), unit, max_size=3),
+    speech=unit,
+    window_start_pts=st.none() | st.floats(0, 1e7),
+    window_end_pts=st.none() | st.floats(0, 1e7),
+    window_s=st.floats(0, 4.04),
+    window_end_ts=times,
+    latency_ms=st.floats(0, 1e7),
+    failed_models=st.lists(st.text(max_size=20), max_size=3).map(tuple),
 )
 alerts = st.builds(
     Alert,
@@ -167,6 +188,7 @@ SCHEMA_BY_TOPIC = {
     "alerts": schema("alert"),
     "status": schema("status"),
     "config": schema("ha_discovery"),
+    "voice": schema("voice"),
 }
 
 
@@ -177,7 +199,7 @@ def published(event) -> list:
 
 
 @FUZZ
-@given(event=verdicts | states | alerts | statuses)
+@given(event=verdicts | voices | states | alerts | statuses)
 def test_every_payload_is_json_that_matches_its_schema(event):
     for message in published(event):
         kind = message.topic.rsplit("/", 1)[-1]

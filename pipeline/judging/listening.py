@@ -1,0 +1,116 @@
+"""One stream's voice, cut into the windows the voice models judge, each with the share of it that
+is speech.
+
+Sound arrives in chunks (``stream.AudioChunk``); the listener keeps the last ``WINDOW`` samples
+(4.04 s, the models' input) and the speech gate's answer for every 32 ms of them. Every ``hop_s``
+of new sound it offers a window: the latest 4.04 s (or all there is, once ``min_window_s`` has
+come: the models tile a shorter input), overlapping the window before by ``WINDOW - hop``. A
+window whose speech share is below ``min_speech`` is not judged: it is ``no_speech``. A gap in the
+sound (``chunk.gap``: a reconnect, lost packets, a file looping) starts the window afresh, so no
+window joins sound from either side of a hole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from core.strict import StrictModel
+from pipeline.judging.ensemble import EnsembleConfig
+from pipeline.judging.smoothing import SmoothingConfig
+from pipeline.judging.speech import Gate
+from pipeline.models.audio.aasist import SAMPLE_RATE, WINDOW
+from stream import AudioChunk
+
+
+def _voice_smoothing() -> SmoothingConfig:
+    # a window every 2 s, each 4 s of evidence: alpha per window, a label from the second window on
+    return SmoothingConfig(alpha=0.6, period_s=2.0, min_frames=2, min_duration_s=0.0)
+
+
+class VoiceConfig(StrictModel):
+    """The ``voice`` section: how often a stream's voice is judged and when a window counts as speech."""
+
+    # measured (bench/voice.py): AASIST on onnxruntime takes 0.26 s of a core per window, so a
+    # window every 2 s is about 13 % of a core per stream, and a change of voice is heard within 2 s
+    hop_s: float = Field(2.0, ge=0.25, le=30.0)
+    min_window_s: float = Field(2.0, gt=0.0, le=WINDOW / SAMPLE_RATE)  # the first window of a stream or after a gap
+    min_speech: float = Field(0.3, ge=0.0, le=1.0)  # share of a window's 32 ms frames the gate calls speech
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # silero's P(speech) for a frame to count as speech
+    no_audio_after_s: float = Field(3.0, gt=0.0)  # no sound this long while the stream runs: voice is no_audio
+    smoothing: SmoothingConfig = Field(default_factory=_voice_smoothing)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+
+    @model_validator(mode="after")
+    def _verify(self) -> VoiceConfig:
+        if self.ensemble.default_weights:
+            raise ValueError("voice.ensemble.default_weights: each audio detector has its own weight")
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class Window:
+    """A stretch of one stream's sound, ready to judge (or not: ``speech`` below the bar)."""
+
+    samples: np.ndarray  # float32, at most WINDOW
+    speech: float  # share of its gate frames that are speech
+    pts_start: float | None  # stream clock, like a video frame's pts
+    pts_end: float | None
+    arrival_ts: float  # wall clock when its last sample arrived
+    arrival_mono: float
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+class Listener:
+    def __init__(self, config: VoiceConfig, gate: Gate):
+        self.config = config
+        self.gate = gate
+        self.hop = int(config.hop_s * SAMPLE_RATE)
+        self.min_window = int(config.min_window_s * SAMPLE_RATE)
+        self._restart()
+
+    def _restart(self) -> None:
+        self._samples = np.zeros(0, np.float32)  # the last WINDOW samples at most
+        self._flags = np.zeros(0, bool)  # the gate's answer per frame, the last frame ending at _judged
+        self._unjudged = np.zeros(0, np.float32)  # samples after the last whole gate frame
+        self._since_window = 0
+        self._pts_end: float | None = None
+        self._offered = False
+        self.gate.reset()
+
+    def hear(self, chunk: AudioChunk) -> Window | None:
+        """Take a chunk; the window it completes, if any."""
+        if chunk.gap:
+            self._restart()
+        samples = chunk.samples
+        self._samples = np.concatenate([self._samples, samples])[-WINDOW:]
+        self._gate(samples)
+        self._since_window += len(samples)
+        self._pts_end = None if chunk.pts is None else chunk.pts + len(samples) / SAMPLE_RATE
+        due = self._since_window >= self.hop if self._offered else len(self._samples) >= self.min_window
+        if not due:
+            return None
+        self._offered, self._since_window = True, 0
+        n = self.gate.frame_samples
+        frames = max(1, len(self._samples) // n)
+        flags = self._flags[-frames:]
+        speech = float(flags.mean()) if len(flags) else 0.0
+        seconds = len(self._samples) / SAMPLE_RATE
+        start = None if self._pts_end is None else self._pts_end - seconds
+        return Window(self._samples.copy(), speech, start, self._pts_end, chunk.arrival_ts, chunk.arrival_mono)
+
+    def _gate(self, samples: np.ndarray) -> None:
+        n = self.gate.frame_samples
+        pending = np.concatenate([self._unjudged, samples])
+        whole = len(pending) // n * n
+        flags = [self.gate(pending[i : i + n]) for i in range(0, whole, n)]
+        self._unjudged = pending[whole:]
+        self._flags = np.concatenate([self._flags, np.array(flags, bool)])[-(WINDOW // n + 1) :]
+
+    def speaking(self, window: Window) -> bool:
+        return window.speech >= self.config.min_speech
