@@ -80,13 +80,14 @@ def make_sound(name: str, folder: Path, seconds: float = 10.0) -> np.ndarray:
     return read_wav(make_wav(name, folder, seconds))
 
 
-def mux_with_sound(video: Path, wav: Path | None, out: Path, seconds: float, fps: int = 25) -> Path:
-    """``video``'s pictures (looped to ``seconds``) with ``wav``'s sound as AAC, into an MP4 (H.264)
-    as a camera with a microphone would send it; ``wav`` None: no audio track at all."""
+def mux_with_sound(video: Path, wav: Path | None, out: Path, seconds: float) -> Path:
+    """``video``'s pictures (looped to ``seconds``, at its frame rate) with ``wav``'s sound as AAC,
+    into an MP4 (H.264) as a camera with a microphone would send it; ``wav`` None: no audio track."""
     import av
 
     frames = []
     with av.open(str(video)) as source:
+        fps = round(float(source.streams.video[0].average_rate or 25))
         for frame in source.decode(video=0):
             frames.append(frame.to_ndarray(format="rgb24"))
             if len(frames) >= seconds * fps:

@@ -82,11 +82,32 @@ def short_clip(tmp_path_factory) -> Path:
     return make_sample_clip(tmp_path_factory.mktemp("media") / "face_2s.mp4", seconds=2.0)
 
 
+@pytest.fixture(scope="session")
+def sound_clips(tmp_path_factory, face_clip) -> dict[str, Path]:
+    """The face clip with a sound track made here (AAC, 44.1 kHz stereo, as a camera or a call
+    sends it): espeak-ng speech, sox music, pink noise, silence; and ``mute``, no audio track."""
+    from bench.sounds import make_wav, mux_with_sound, tool
+
+    for name in ("espeak-ng", "sox"):
+        try:
+            tool(name)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+    folder = tmp_path_factory.mktemp("sound")
+    clips = {"mute": mux_with_sound(face_clip, None, folder / "mute.mp4", 10.0)}
+    for name in ("speech", "music", "noise", "silence"):
+        wav = make_wav(name, folder, seconds=10.0, rate=44_100, channels=2)
+        clips[name] = mux_with_sound(face_clip, wav, folder / f"{name}.mp4", 10.0)
+    return clips
+
+
 class RtspServer:
     """GStreamer's RTSP server in its own process, on loopback; can be killed and restarted."""
 
-    def __init__(self, mounts: dict[str, Path], port: int | None = None):
+    def __init__(self, mounts: dict[str, Path], port: int | None = None, audio: set[str] = frozenset()):
+        """``audio``: the mounts whose file's AAC track is sent too."""
         self.mounts = mounts
+        self.audio = audio
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
 
@@ -96,7 +117,7 @@ class RtspServer:
     def start(self) -> RtspServer:
         args = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port)]
         for mount, clip in self.mounts.items():
-            args += ["--mount", f"{mount}={clip}"]
+            args += ["--mount", f"{mount}={clip}"] + (["--audio", mount] if mount in self.audio else [])
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_listening([self.port], self.process, "the RTSP server")
         return self
@@ -138,8 +159,8 @@ def rtsp_server(rtsp_available, face_clip):
     """A server with /cam1 and /cam2 serving the face clip; stopped after the test."""
     servers: list[RtspServer] = []
 
-    def start(mounts: dict[str, Path] | None = None, port: int | None = None) -> RtspServer:
-        server = RtspServer(mounts or {"/cam1": face_clip, "/cam2": face_clip}, port).start()
+    def start(mounts: dict[str, Path] | None = None, port: int | None = None, audio: set[str] = frozenset()):
+        server = RtspServer(mounts or {"/cam1": face_clip, "/cam2": face_clip}, port, audio).start()
         servers.append(server)
         return server
 

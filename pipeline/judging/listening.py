@@ -95,6 +95,17 @@ class Listener:
         due = self._since_window >= self.hop if self._offered else len(self._samples) >= self.min_window
         if not due:
             return None
+        return self._window(chunk.arrival_ts, chunk.arrival_mono)
+
+    def finish(self, arrival_ts: float, arrival_mono: float) -> Window | None:
+        """At the end of the sound: a last window over what came since the one before (the last
+        words of a file are judged too), unless that is under a quarter of a hop."""
+        fresh = self._since_window if self._offered else len(self._samples)
+        if fresh < self.hop // 4:
+            return None
+        return self._window(arrival_ts, arrival_mono)
+
+    def _window(self, arrival_ts: float, arrival_mono: float) -> Window:
         self._offered, self._since_window = True, 0
         n = self.gate.frame_samples
         frames = max(1, len(self._samples) // n)
@@ -102,7 +113,7 @@ class Listener:
         speech = float(flags.mean()) if len(flags) else 0.0
         seconds = len(self._samples) / SAMPLE_RATE
         start = None if self._pts_end is None else self._pts_end - seconds
-        return Window(self._samples.copy(), speech, start, self._pts_end, chunk.arrival_ts, chunk.arrival_mono)
+        return Window(self._samples.copy(), speech, start, self._pts_end, arrival_ts, arrival_mono)
 
     def _gate(self, samples: np.ndarray) -> None:
         n = self.gate.frame_samples

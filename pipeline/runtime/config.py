@@ -43,8 +43,11 @@ class PipelineConfig(StrictModel):
     def _verify(self) -> PipelineConfig:
         _unique("streams", [s.id for s in self.streams], "id")
         _unique("detectors", [d.name for d in self.detectors], "name")
-        # one name space: a model's metrics are labelled by its name alone
-        _unique("audio_detectors", [*(d.name for d in self.detectors), *(d.name for d in self.audio_detectors)], "name")
+        _unique("audio_detectors", [d.name for d in self.audio_detectors], "name")
+        video = {d.name for d in self.detectors}
+        for i, audio in enumerate(self.audio_detectors):  # one name space: a model's metrics carry its name alone
+            if audio.name in video:
+                raise ValueError(f"audio_detectors[{i}].name: {audio.name!r} is also a detector's name")
         if self.voice.ensemble.min_models > max(1, len(self.audio_detectors)):
             raise ValueError(
                 f"voice.ensemble.min_models ({self.voice.ensemble.min_models}) exceeds the "

@@ -74,11 +74,14 @@ class VoiceWorker:
     async def run(self, sound: AsyncIterator[AudioChunk]) -> None:
         watchdog = asyncio.create_task(self._watch(), name=f"dfstream[{self.stream_id}].voice.watch")
         try:
+            last = None
             async for chunk in sound:
-                self._heard = time.monotonic()
+                self._heard, last = time.monotonic(), chunk
                 window = self.listener.hear(chunk)
                 if window is not None:
                     await self._judge(window)
+            if last is not None and (window := self.listener.finish(last.arrival_ts, last.arrival_mono)) is not None:
+                await self._judge(window)
         finally:
             watchdog.cancel()
             await asyncio.gather(watchdog, return_exceptions=True)
