@@ -5,7 +5,7 @@
 
 const API = "/api/v1";
 const $ = (selector, root = document) => root.querySelector(selector);
-const COLOURS = {fake: "#dc2626", real: "#16a34a", uncertain: "#f59e0b", pending: "#94a3b8", no_face: "#64748b"};
+const COLOURS = {fake: "#dc2626", real: "#16a34a", uncertain: "#f59e0b", pending: "#94a3b8", no_face: "#64748b", no_speech: "#64748b"};
 const SERIES = ["#60a5fa", "#f472b6", "#a3e635", "#fbbf24", "#c084fc", "#2dd4bf"];
 let token = sessionStorage.getItem("dfstream.token");
 let cleanup = [];        // what the current view must stop when it is left (timers, feeds)
@@ -94,30 +94,44 @@ function streamsView(view) {
         card.className = "card";
         card.dataset.stream = s.id;
         card.innerHTML = `<img alt="${escape(s.id)} live" src="${withToken(`${API}/streams/${encodeURIComponent(s.id)}/live.mjpeg?fps=2&width=480`)}">
-          <div class="meta"><span><strong>${escape(s.id)}</strong> <span class="muted status"></span></span><span class="label"></span></div>`;
+          <div class="meta"><span><strong>${escape(s.id)}</strong> <span class="muted status"></span></span><span><span class="label voice" hidden></span> <span class="label face"></span></span></div>`;
         card.addEventListener("click", () => { location.hash = `#/stream/${encodeURIComponent(s.id)}`; });
         $("#streams").append(card);
         cards.set(s.id, card);
       }
       $(".status", card).textContent = s.status;
-      const label = $(".label", card);
-      label.className = `label ${s.label}`;
+      const label = $(".label.face", card);
+      label.className = `label face ${s.label}`;
       label.textContent = s.label === "no_face" ? "no face" : s.label + (s.fake_probability != null ? ` ${s.fake_probability.toFixed(2)}` : "");
+      showVoice($(".label.voice", card), s.voice, s.spoof_probability);
     }
   });
   cleanup.push(() => view.querySelectorAll("img").forEach((img) => { img.src = ""; }));  // ends the MJPEG responses
 }
 
+// the voice's label: hidden while the voice is not judged or no sound reaches it
+function showVoice(element, state, spoof) {
+  element.hidden = state == null || state === "no_audio";
+  element.className = `label voice ${state === "no_speech" ? "no_face" : state}`;
+  element.dataset.label = state || "";
+  element.textContent = state === "no_speech" ? "voice: no speech" : `voice ${state}` + (spoof != null ? ` ${spoof.toFixed(2)}` : "");
+}
+
 function streamView(view, id) {
-  view.innerHTML = `<h2>${escape(id)} <span class="label" id="stream-label"></span></h2>
+  view.innerHTML = `<h2>${escape(id)} <span class="label" id="stream-label"></span> <span class="label voice" id="voice-label" hidden></span></h2>
     <div class="stream-page">
       <img class="live" id="live" alt="${escape(id)} live" src="${withToken(`${API}/streams/${encodeURIComponent(id)}/live.mjpeg?fps=5&width=960`)}">
       <div><canvas class="chart" id="chart" width="600" height="260"></canvas>
-        <p class="muted">Smoothed P(fake) of each face track over the last two minutes</p></div>
+        <p class="muted">Smoothed P(fake) of each face track, and the voice's P(spoof) (dashed), over the last two minutes</p></div>
     </div>`;
   const points = new Map();  // track -> [[t, p, label]]
+  const voicePoints = [];  // [[t, p, label]] of the voice windows judged
   const label = $("#stream-label");
-  const source = feed(`types=verdict,state&stream=${encodeURIComponent(id)}`, {
+  const source = feed(`types=verdict,voice,state&stream=${encodeURIComponent(id)}`, {
+    voice: (v) => {
+      if (v.spoof_probability != null) voicePoints.push([v.ts, v.spoof_probability, v.label]);
+      showVoice($("#voice-label"), v.label, v.spoof_probability);
+    },
     verdict: (v) => {
       if (!points.has(v.track_id)) points.set(v.track_id, []);
       points.get(v.track_id).push([v.ts, v.fake_probability, v.label]);
@@ -125,7 +139,10 @@ function streamView(view, id) {
       label.textContent = `${v.label} ${v.fake_probability.toFixed(2)}`;
       label.dataset.label = v.label;
     },
-    state: (s) => { if (s.label === "no_face") { label.className = "label no_face"; label.textContent = "no face"; } },
+    state: (s) => {
+      if (s.label === "no_face") { label.className = "label no_face"; label.textContent = "no face"; }
+      if (s.voice == null || s.voice === "no_audio") showVoice($("#voice-label"), s.voice, null);
+    },
   });
   every(500, () => {
     const now = Date.now() / 1000;
@@ -133,6 +150,10 @@ function streamView(view, id) {
     for (const [track, list] of points) {
       while (list.length && list[0][0] < now - 120) list.shift();
       if (list.length) series.push({name: `#${track}`, points: list.map(([t, p]) => [t - now, p]), colour: COLOURS[list.at(-1)[2]]});
+    }
+    while (voicePoints.length && voicePoints[0][0] < now - 120) voicePoints.shift();
+    if (voicePoints.length) {
+      series.push({name: "voice", points: voicePoints.map(([t, p]) => [t - now, p]), colour: COLOURS[voicePoints.at(-1)[2]], dashed: true});
     }
     chart($("#chart"), series, [-120, 0]);
   });
@@ -152,10 +173,14 @@ function chart(canvas, series, [x0, x1]) {
   }
   const x = (v) => pad + (v - x0) / (x1 - x0 || 1) * (w - pad - 8);
   series.forEach((s, i) => {
-    ctx.strokeStyle = s.colour || SERIES[i % SERIES.length]; ctx.lineWidth = 2.5;
+    ctx.strokeStyle = ctx.fillStyle = s.colour || SERIES[i % SERIES.length]; ctx.lineWidth = 2.5;
+    ctx.setLineDash(s.dashed ? [8, 5] : []);
     ctx.beginPath();
     s.points.forEach(([t, p], k) => { const y = h - pad - p * (h - 2 * pad); k ? ctx.lineTo(x(t), y) : ctx.moveTo(x(t), y); });
     ctx.stroke();
+    ctx.setLineDash([]);
+    // a dashed series is of discrete windows (the voice): each is marked, so one window shows too
+    if (s.dashed) s.points.forEach(([t, p]) => { ctx.beginPath(); ctx.arc(x(t), h - pad - p * (h - 2 * pad), 4, 0, 2 * Math.PI); ctx.fill(); });
     ctx.fillStyle = ctx.strokeStyle; ctx.fillText(s.name, w - 80, 16 + 14 * i);
   });
 }

@@ -45,7 +45,7 @@ def test_a_person_logs_in_watches_opens_an_event_and_analyses_a_clip(chromium, s
     assert np.abs(first[:, :, :3].astype(int) - second[:, :, :3]).mean() > 1, "the live image did not change"
     wait_for(
         browser,
-        "return document.querySelector('[data-stream=cam1] .label').textContent !== ''",
+        "return document.querySelector('[data-stream=cam1] .label.face').textContent !== ''",
         10,
         "the stream's label",
     )

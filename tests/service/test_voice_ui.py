@@ -1,0 +1,72 @@
+"""The voice in a real browser (Chromium, Selenium) against a real `dfstream serve` judging a clip
+with espeak-ng speech: the overlay's voice badge sits beside the face badge, never over it, and
+the stream page shows the voice's label and its P(spoof) line. Pixels are checked."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.service.conftest import PASSWORD, colour_mask, screenshot, scripted, wait_for
+
+pytestmark = pytest.mark.weights
+RED, GREEN = (220, 38, 38), (22, 163, 74)  # the default palette's fake and real
+
+
+@pytest.fixture
+def served(serve, sound_clips, aasist_dir, tmp_path):
+    return serve(
+        [{"id": "call", "url": str(sound_clips["speech"]), "pace": "realtime", "loop": True}],
+        detectors=[scripted(tmp_path, [])],  # the face is real throughout: red on the page is the voice
+        audio_detectors=[{"name": "aasist_l", "type": "aasist_l", "weights": str(aasist_dir / "AASIST-L.pth")}],
+    )
+
+
+def rect(browser, element_id: str) -> dict:
+    return browser.execute_script(f"return document.getElementById('{element_id}').getBoundingClientRect().toJSON()")
+
+
+def test_the_overlay_and_the_stream_page_show_the_voice(chromium, served, tmp_path):
+    overlay = chromium(640, 360)
+    overlay.execute_cdp_cmd("Emulation.setDefaultBackgroundColorOverride", {"color": {"r": 0, "g": 0, "b": 0, "a": 0}})
+    for corner in ("top-right", "bottom-left"):
+        overlay.get(f"{served.base}/overlay/call?corner={corner}#token={served.token('viewer')}")
+        wait_for(overlay, "return document.getElementById('voice').dataset.label === 'fake'", 60, "the voice badge")
+        wait_for(overlay, "return document.getElementById('badge').dataset.label === 'real'", 30, "the face badge")
+        text = overlay.execute_script("return document.getElementById('voice-text').textContent")
+        assert text.startswith("voice: likely synthetic ") and float(text.rsplit(" ", 1)[1]) > 0.9, text
+        face, voice = rect(overlay, "badge"), rect(overlay, "voice")
+        apart = voice["top"] >= face["bottom"] if corner.startswith("top") else voice["bottom"] <= face["top"]
+        assert apart, (corner, face, voice)  # one column: the voice badge beside the face badge, not over it
+        image = screenshot(overlay, tmp_path / f"overlay_voice_{corner}.png")
+        red, green = colour_mask(image, RED), colour_mask(image, GREEN)
+        v = {k: round(x) for k, x in voice.items()}
+        f = {k: round(x) for k, x in face.items()}
+        assert red[v["top"] : v["bottom"], v["left"] : v["right"]].mean() > 0.5, "the voice badge is not red"
+        assert green[f["top"] : f["bottom"], f["left"] : f["right"]].mean() > 0.5, "the face badge is not green"
+
+    page = chromium(1280, 800)
+    page.get(served.base + "/")
+    page.find_element(By.NAME, "username").send_keys("analyst")
+    page.find_element(By.NAME, "password").send_keys(PASSWORD)
+    page.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    wait_for(page, "return document.querySelector('[data-stream=call] .label.voice:not([hidden])')", 30, "the card")
+    assert page.execute_script("return document.querySelector('[data-stream=call] .label.voice').dataset.label") in (
+        "fake",
+        "uncertain",
+        "no_speech",
+    )
+    page.get(served.base + "/#/stream/call")
+    wait_for(page, "return document.getElementById('voice-label').dataset.label === 'fake'", 30, "the voice label")
+    wait_for(page, "return document.getElementById('stream-label').dataset.label === 'real'", 30, "the face label")
+    chart = page.find_element(By.ID, "chart")
+    deadline = time.monotonic() + 10  # the chart is drawn every 0.5 s, a voice window comes every 2 s
+    while colour_mask(screenshot(page, tmp_path / "stream_voice.png", chart), RED).sum() < 100:
+        assert time.monotonic() < deadline, "no P(spoof) line on the chart"
+        time.sleep(0.25)
+    with served.client("viewer") as viewer:
+        stream = viewer.get("/api/v1/streams/call").json()
+    assert stream["voice"] == "fake" and stream["looks_fake"] == ["voice"] and stream["label"] == "real"
+    assert stream["last_voice"]["spoof_probability"] > 0.9 and stream["last_voice"]["speech"] >= 0.3
