@@ -19,7 +19,7 @@ from core.ratelog import RateLimitedLog
 from pipeline.monitoring.keys import Count, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from service.config import ApiConfig
-from service.db.models import EventSnapshot, MediaFile, StoredEvent, utcnow
+from service.db.models import EventAudio, EventSnapshot, MediaFile, StoredEvent, utcnow
 
 log = logging.getLogger(__name__)
 RETENTION = Subject.service("retention")
@@ -34,9 +34,11 @@ def media_bytes(config: ApiConfig) -> int:
 
 
 def event_bytes(sessions: sessionmaker[Session]) -> int:
-    """What events' snapshots take in the database, whichever database it is."""
+    """What events' snapshots and sound take in the database, whichever database it is."""
     with sessions() as session:
-        return int(session.scalar(select(func.coalesce(func.sum(func.length(EventSnapshot.jpeg)), 0))) or 0)
+        pictures = session.scalar(select(func.coalesce(func.sum(func.length(EventSnapshot.jpeg)), 0))) or 0
+        sound = session.scalar(select(func.coalesce(func.sum(func.length(EventAudio.wav)), 0))) or 0
+        return int(pictures) + int(sound)
 
 
 def prune(
@@ -69,9 +71,14 @@ def prune(
             removed["media/disk"] += 1
     while (excess := event_bytes(sessions) - rc.max_events_gb * 1e9) > 0:
         with sessions() as session, session.begin():
+            pictures = (
+                select(EventSnapshot.event_id.label("id"), func.length(EventSnapshot.jpeg).label("size"))
+                .union_all(select(EventAudio.event_id, func.length(EventAudio.wav)))
+                .subquery()
+            )
             sizes = session.execute(
-                select(StoredEvent.id, func.sum(func.length(EventSnapshot.jpeg)))
-                .join(EventSnapshot)
+                select(StoredEvent.id, func.sum(pictures.c.size))
+                .join(pictures, pictures.c.id == StoredEvent.id)
                 .group_by(StoredEvent.id, StoredEvent.started_at)
                 .order_by(StoredEvent.started_at)
                 .limit(500)

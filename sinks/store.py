@@ -2,6 +2,11 @@
 written when it starts, updated while it lasts, closed when the label leaves fake, the track ends
 or the stream goes away. The peak's face and frame are kept as JPEG snapshots.
 
+A voice episode is an event too (``modality`` voice, track 0): from the voice's label turning fake
+until it turns real or uncertain, its sound stops (``no_audio``) or the stream goes away; a pause
+in the speech (``no_speech`` windows) does not end it. The peak window's sound is kept as evidence
+(16 kHz mono 16-bit WAV, at most 4.04 s: about 130 kB).
+
 The sink knows no database: it hands ``EventRecord``s to an ``EventWriter`` (the service's writes
 them with SQLAlchemy), in a thread. While the writer fails (a database restarting) the records wait
 in memory, newest state per event, up to ``capacity``, and are retried with backoff: none is lost
@@ -26,7 +31,7 @@ from core.lifecycle import Lifecycle
 from core.strict import StrictModel
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
-from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict
+from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict, VoiceVerdict
 
 log = logging.getLogger(__name__)
 STORE = Subject.sink("store")
@@ -58,8 +63,10 @@ class EventRecord:
     models_mean: dict[str, float]
     bbox_at_peak: tuple[float, float, float, float]
     label: str = "fake"
+    modality: str = "face"  # face, or voice (track_id 0, no box: the evidence is audio_wav)
     face_jpeg: bytes | None = None
     frame_jpeg: bytes | None = None
+    audio_wav: bytes | None = None
 
 
 class EventWriter(Protocol):
@@ -67,49 +74,70 @@ class EventWriter(Protocol):
         """Insert or update every record, in one transaction (called in a worker thread)."""
 
 
+VOICE_TRACK = 0  # a voice event's track id (face tracks count from 1)
+EpisodeKey = tuple[str, str, int]  # stream, modality, track
+
+
+@dataclass
+class _Peak:
+    """What an episode keeps of its highest verdict."""
+
+    probability: float
+    at: float
+    models: dict[str, float]
+    bbox: tuple[float, float, float, float] | tuple[()]
+
+
 @dataclass
 class _Episode:
     id: str
     stream: str
+    modality: str
     track_id: int
     started_at: float
-    peak: Verdict
+    peak: _Peak | None = None
     ended_at: float | None = None
     verdicts: int = 0
     probability_sum: float = 0.0
     model_sums: dict[str, float] = field(default_factory=dict)
     model_counts: dict[str, int] = field(default_factory=dict)
     peak_image: np.ndarray | None = None  # the frame of the peak, until it is encoded
+    peak_audio: np.ndarray | None = None  # the sound of the peak window, until it is encoded
     snaps: tuple[bytes, bytes] | None = None  # face and frame JPEGs, until they join a record
+    wav: bytes | None = None  # the peak window as WAV, until it joins a record
     changed: bool = True
 
-    def add(self, verdict: Verdict) -> None:
+    def add(self, peak: _Peak, image: np.ndarray | None = None, audio: np.ndarray | None = None) -> None:
         self.verdicts += 1
-        self.probability_sum += verdict.fake_probability
-        for name, p in verdict.models.items():
+        self.probability_sum += peak.probability
+        for name, p in peak.models.items():
             self.model_sums[name] = self.model_sums.get(name, 0.0) + p
             self.model_counts[name] = self.model_counts.get(name, 0) + 1
-        if verdict.fake_probability > self.peak.fake_probability or self.verdicts == 1:
-            self.peak = verdict
-            if verdict.image is not None:
-                self.peak_image = verdict.image
+        if self.peak is None or peak.probability > self.peak.probability:
+            self.peak = peak
+            if image is not None:
+                self.peak_image = image
+            if audio is not None:
+                self.peak_audio = audio
         self.changed = True
 
     def record(self) -> EventRecord:
         p = self.peak
+        assert p is not None  # an episode begins with its first verdict
         return EventRecord(
             id=self.id,
             stream=self.stream,
             track_id=self.track_id,
             started_at=self.started_at,
             ended_at=self.ended_at,
-            peak_probability=p.fake_probability,
-            peak_at=p.ts,
+            peak_probability=p.probability,
+            peak_at=p.at,
             mean_probability=round(self.probability_sum / self.verdicts, 6),
             verdicts=self.verdicts,
             models_at_peak=dict(p.models),
             models_mean={k: round(v / self.model_counts[k], 6) for k, v in self.model_sums.items()},
-            bbox_at_peak=p.bbox,
+            bbox_at_peak=p.bbox,  # type: ignore[arg-type]
+            modality=self.modality,
         )
 
 
@@ -119,7 +147,7 @@ class StoreSink(Lifecycle):
         self.config = config
         self.writer = writer
         self.monitor = monitor
-        self._episodes: dict[tuple[str, int], _Episode] = {}  # open ones, by (stream, track)
+        self._episodes: dict[EpisodeKey, _Episode] = {}  # open ones, by (stream, modality, track)
         self._closed: list[_Episode] = []  # closed since the last flush
         self._pending: dict[str, EventRecord] = {}  # id → newest state not yet written
         self._wake = asyncio.Event()
@@ -134,10 +162,16 @@ class StoreSink(Lifecycle):
     async def publish(self, event: Event) -> None:
         if isinstance(event, Verdict):
             self._on_verdict(event)
+        elif isinstance(event, VoiceVerdict):
+            self._on_voice(event)
         elif isinstance(event, StreamState):
             for key in list(self._episodes):
-                if key[0] == event.stream and key[1] not in event.tracks:
+                if key[0] != event.stream:
+                    continue
+                if key[1] == "face" and key[2] not in event.tracks:
                     self._end_episode(key, event.updated_at)  # the track is gone
+                elif key[1] == "voice" and event.voice in (None, "no_audio"):
+                    self._end_episode(key, event.updated_at)  # the sound is gone
         elif isinstance(event, StreamStatus) and event.status != "online":
             for key in [k for k in self._episodes if k[0] == event.stream]:
                 self._end_episode(key, event.ts)
@@ -163,18 +197,29 @@ class StoreSink(Lifecycle):
 
     # ---- episodes ---------------------------------------------------------------------------------
     def _on_verdict(self, verdict: Verdict) -> None:
-        key = (verdict.stream, verdict.track_id)
-        episode = self._episodes.get(key)
+        key = (verdict.stream, "face", verdict.track_id)
         if verdict.label == "fake":
-            if episode is None:
-                episode = _Episode(uuid.uuid4().hex, verdict.stream, verdict.track_id, verdict.label_since, verdict)
-                self._episodes[key] = episode
-                self._wake.set()  # a new event is written at once, not at the next tick
-            episode.add(verdict)
-        elif episode is not None:
+            peak = _Peak(verdict.fake_probability, verdict.ts, verdict.models, verdict.bbox)
+            self._episode(key, verdict.label_since).add(peak, image=verdict.image)
+        elif key in self._episodes:
             self._end_episode(key, verdict.label_since)
 
-    def _end_episode(self, key: tuple[str, int], at: float) -> None:
+    def _on_voice(self, verdict: VoiceVerdict) -> None:
+        key = (verdict.stream, "voice", VOICE_TRACK)
+        if verdict.label == "fake" and verdict.spoof_probability is not None:
+            peak = _Peak(verdict.spoof_probability, verdict.ts, verdict.models, ())
+            self._episode(key, verdict.label_since).add(peak, audio=verdict.audio)
+        elif verdict.label != "no_speech" and key in self._episodes:  # a pause in the speech ends nothing
+            self._end_episode(key, verdict.label_since)
+
+    def _episode(self, key: EpisodeKey, since: float) -> _Episode:
+        episode = self._episodes.get(key)
+        if episode is None:
+            episode = self._episodes[key] = _Episode(uuid.uuid4().hex, key[0], key[1], key[2], since)
+            self._wake.set()  # a new event is written at once, not at the next tick
+        return episode
+
+    def _end_episode(self, key: EpisodeKey, at: float) -> None:
         episode = self._episodes.pop(key)
         episode.ended_at = max(at, episode.started_at)
         episode.changed = True
@@ -202,19 +247,26 @@ class StoreSink(Lifecycle):
     async def _encode_snapshots(self) -> None:
         """JPEGs of every peak that changed, encoded in a thread; taken from the episodes here, on
         the loop, so a peak that moves meanwhile is not paired with another verdict's box."""
-        todo = [
-            (e, e.peak_image, e.peak.bbox)
-            for e in [*self._episodes.values(), *self._closed]
-            if e.peak_image is not None
-        ]
-        if not todo:
+        episodes = [*self._episodes.values(), *self._closed]
+        todo = [(e, e.peak_image, e.peak.bbox) for e in episodes if e.peak_image is not None and e.peak is not None]
+        sounds = [(e, e.peak_audio) for e in episodes if e.peak_audio is not None]
+        if not todo and not sounds:
             return
         for episode, _, _ in todo:
             episode.peak_image = None
+        for episode, _ in sounds:
+            episode.peak_audio = None
         margin, quality = self.config.face_margin, self.config.jpeg_quality
-        encoded = await asyncio.to_thread(lambda: [snapshots(image, box, margin, quality) for _, image, box in todo])
-        for (episode, _, _), snaps in zip(todo, encoded):
+
+        def encode() -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+            return [snapshots(image, box, margin, quality) for _, image, box in todo], [wav(a) for _, a in sounds]
+
+        pictures, recordings = await asyncio.to_thread(encode)
+        for (episode, _, _), snaps in zip(todo, pictures):
             episode.snaps = snaps
+            episode.changed = True
+        for (episode, _), recording in zip(sounds, recordings):
+            episode.wav = recording
             episode.changed = True
 
     def _collect(self) -> None:
@@ -227,9 +279,13 @@ class StoreSink(Lifecycle):
             if episode.snaps is not None:
                 record.face_jpeg, record.frame_jpeg = episode.snaps
                 episode.snaps = None
+            if episode.wav is not None:
+                record.audio_wav, episode.wav = episode.wav, None
             earlier = self._pending.get(record.id)
             if earlier is not None and record.face_jpeg is None:
                 record = replace(record, face_jpeg=earlier.face_jpeg, frame_jpeg=earlier.frame_jpeg)
+            if earlier is not None and record.audio_wav is None:
+                record = replace(record, audio_wav=earlier.audio_wav)
             self._pending[record.id] = record
         self._closed.clear()
         overflow = len(self._pending) - self.config.capacity
@@ -285,3 +341,18 @@ def snapshots(
     face = bgr[top:bottom, left:right] if right > left and bottom > top else bgr
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     return cv2.imencode(".jpg", face, params)[1].tobytes(), cv2.imencode(".jpg", bgr, params)[1].tobytes()
+
+
+def wav(samples: np.ndarray, rate: int = 16_000) -> bytes:
+    """16 kHz mono float samples as a 16-bit PCM WAV file, which every browser plays."""
+    import io
+    import wave
+
+    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return out.getvalue()

@@ -1,4 +1,4 @@
-"""The store sink's writer: event records upserted into ``events`` and ``event_snapshots``."""
+"""The store sink's writer: event records upserted into ``events``, ``event_snapshots`` and ``event_audio``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
 from pipeline.monitoring.monitor import PerformanceMonitor
-from service.db.models import EventSnapshot, StoredEvent, utcnow
+from service.db.models import EventAudio, EventSnapshot, StoredEvent, utcnow
 from sinks.store import EventRecord, StoreConfig, StoreSink
 
 
@@ -24,7 +24,7 @@ class DatabaseEventWriter:
         with Session(self.engine) as session, session.begin():
             for r in records:
                 event = session.get(StoredEvent, r.id) or StoredEvent(id=r.id)
-                event.stream, event.track_id, event.label = r.stream, r.track_id, r.label
+                event.stream, event.track_id, event.label, event.modality = r.stream, r.track_id, r.label, r.modality
                 event.started_at, event.ended_at = (
                     _time(r.started_at),
                     _time(r.ended_at) if r.ended_at is not None else None,
@@ -45,6 +45,9 @@ class DatabaseEventWriter:
                             EventSnapshot(event_id=r.id, kind="frame", jpeg=r.frame_jpeg, taken_at=taken),
                         ]
                     )
+                if r.audio_wav is not None:
+                    session.flush()
+                    session.merge(EventAudio(event_id=r.id, wav=r.audio_wav, taken_at=_time(r.peak_at)))
 
 
 def store_sink(config: StoreConfig | None, engine: Engine, monitor: PerformanceMonitor) -> StoreSink:

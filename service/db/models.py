@@ -132,12 +132,14 @@ class FaceResult(Base):
 
 
 class StoredEvent(Base):
-    """A live episode: one track of one stream labelled fake, from entering that label to leaving it."""
+    """A live episode: one track of one stream labelled fake (or the stream's voice: ``modality``
+    voice, track 0), from entering that label to leaving it."""
 
     __tablename__ = "events"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # chosen by the store sink, so it can retry
     stream: Mapped[str] = mapped_column(String(128))
+    modality: Mapped[str] = mapped_column(String(8), default="face", server_default="face")
     track_id: Mapped[int] = mapped_column(Integer)
     label: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[dt.datetime] = mapped_column()
@@ -157,6 +159,16 @@ class StoredEvent(Base):
         Index("ix_events_started_id", "started_at", "id"),
         Index("ix_events_stream_started", "stream", "started_at"),
     )
+
+
+class EventAudio(Base):
+    """A voice event's evidence: the sound of its peak window, as a 16 kHz mono WAV file."""
+
+    __tablename__ = "event_audio"
+
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    wav: Mapped[bytes] = mapped_column(LargeBinary)
+    taken_at: Mapped[dt.datetime] = mapped_column()
 
 
 class EventSnapshot(Base):

@@ -15,7 +15,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
-from service.db.models import EventSnapshot, StoredEvent, User, utcnow
+from service.db.models import EventAudio, EventSnapshot, StoredEvent, User, utcnow
 from service.deps import db, require
 
 router = APIRouter(tags=["events"])
@@ -24,6 +24,7 @@ router = APIRouter(tags=["events"])
 class EventOut(BaseModel):
     id: str
     stream: str
+    modality: str  # face, or voice (track_id 0, no box; its evidence is audio_url)
     track_id: int
     label: str
     started_at: dt.datetime
@@ -38,8 +39,9 @@ class EventOut(BaseModel):
     bbox_at_peak: list[float]
     acknowledged_by: str | None
     acknowledged_at: dt.datetime | None
-    face_url: str
-    frame_url: str
+    face_url: str | None  # a face event's snapshots
+    frame_url: str | None
+    audio_url: str | None  # a voice event's peak window, WAV
 
 
 class EventPage(BaseModel):
@@ -52,6 +54,7 @@ def _out(event: StoredEvent, acknowledged_by: str | None) -> EventOut:
     return EventOut(
         id=event.id,
         stream=event.stream,
+        modality=event.modality,
         track_id=event.track_id,
         label=event.label,
         started_at=event.started_at,
@@ -66,8 +69,9 @@ def _out(event: StoredEvent, acknowledged_by: str | None) -> EventOut:
         bbox_at_peak=event.bbox_at_peak,
         acknowledged_by=acknowledged_by,
         acknowledged_at=event.acknowledged_at,
-        face_url=f"{base}/face.jpg",
-        frame_url=f"{base}/frame.jpg",
+        face_url=f"{base}/face.jpg" if event.modality == "face" else None,
+        frame_url=f"{base}/frame.jpg" if event.modality == "face" else None,
+        audio_url=f"{base}/audio.wav" if event.modality == "voice" else None,
     )
 
 
@@ -97,6 +101,7 @@ def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
 def list_events(
     stream: str | None = Query(None, max_length=128),
     label: Literal["fake", "real", "uncertain"] | None = None,
+    modality: Literal["face", "voice"] | None = None,
     since: dt.datetime | None = Query(
         None, description="events that started at or after (ISO 8601 with zone, or epoch seconds)"
     ),
@@ -115,6 +120,8 @@ def list_events(
         query = query.where(StoredEvent.stream == stream)
     if label is not None:
         query = query.where(StoredEvent.label == label)
+    if modality is not None:
+        query = query.where(StoredEvent.modality == modality)
     if since is not None:
         query = query.where(StoredEvent.started_at >= since)
     if until is not None:
@@ -179,6 +186,23 @@ def frame_jpg(
     event_id: str, _: Principal = Depends(require("read", in_url=True)), session: Session = Depends(db)
 ) -> Response:
     return _snapshot(session, event_id, "frame")
+
+
+@router.get(
+    "/events/{event_id}/audio.wav",
+    response_class=Response,
+    summary="A voice event's evidence: the sound of its peak window (16 kHz mono WAV)",
+    responses={200: {"content": {"audio/wav": {}}}},
+)
+def audio_wav(
+    event_id: str, _: Principal = Depends(require("read", in_url=True)), session: Session = Depends(db)
+) -> Response:
+    event = _get(session, event_id)
+    sound = session.get(EventAudio, event_id)
+    if sound is None:
+        what = "a face event has no sound" if event.modality == "face" else "it is kept at the peak, within a second"
+        raise HTTPException(404, f"event {event_id}: no audio ({what})")
+    return Response(sound.wav, media_type="audio/wav", headers={"Cache-Control": "private, max-age=5"})
 
 
 @router.post(

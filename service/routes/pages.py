@@ -20,7 +20,10 @@ _POLICY = (
 )
 
 
-_UI_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:"
+_UI_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "media-src 'self'"  # a voice event's WAV in an <audio> element
+)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -191,7 +191,7 @@ function eventsView(view) {
       <label>Stream <input id="f-stream" placeholder="all"></label>
       <label>Acknowledged <select id="f-ack"><option value="">any</option><option value="false">no</option><option value="true">yes</option></select></label>
       <button id="f-apply" type="button">Show</button></div>
-    <table><thead><tr><th>Face</th><th>Stream</th><th>Started</th><th>Lasted</th><th>Peak P(fake)</th><th>Acknowledged</th></tr></thead>
+    <table><thead><tr><th>Evidence</th><th>Stream</th><th>Started</th><th>Lasted</th><th>Peak P(fake)</th><th>Acknowledged</th></tr></thead>
     <tbody id="events"></tbody></table><button id="more" type="button" hidden>More</button>`;
   let cursor = null;
   async function load(reset) {
@@ -205,8 +205,12 @@ function eventsView(view) {
       const row = document.createElement("tr");
       row.dataset.event = e.id;
       const lasted = e.ongoing ? "ongoing" : `${((new Date(e.ended_at) - new Date(e.started_at)) / 1000).toFixed(1)} s`;
-      row.innerHTML = `<td><a href="#/event/${e.id}"><img class="thumb" alt="face" src="${withToken(e.face_url)}"></a></td>
-        <td>${escape(e.stream)} #${e.track_id}</td><td>${when(e.started_at)}</td><td>${lasted}</td>
+      row.dataset.modality = e.modality;
+      const evidence = e.modality === "voice"
+        ? `<a href="#/event/${e.id}" class="voice-event">voice</a>`
+        : `<a href="#/event/${e.id}"><img class="thumb" alt="face" src="${withToken(e.face_url)}"></a>`;
+      row.innerHTML = `<td>${evidence}</td>
+        <td>${escape(e.stream)} ${e.modality === "voice" ? "voice" : `#${e.track_id}`}</td><td>${when(e.started_at)}</td><td>${lasted}</td>
         <td><span class="label fake">${e.peak_probability.toFixed(2)}</span></td>
         <td>${e.acknowledged_by ? escape(e.acknowledged_by) : `<button type="button" data-ack="${e.id}">Acknowledge</button>`}</td>`;
       $("#events").append(row);
@@ -226,13 +230,17 @@ function eventsView(view) {
 async function eventView(view, id) {
   const e = await call(`/events/${encodeURIComponent(id)}`);
   const models = Object.entries(e.models_at_peak).map(([m, p]) => `${escape(m)} ${p.toFixed(2)}`).join(", ");
+  const voice = e.modality === "voice";
+  const evidence = voice
+    ? `<p>The window of speech at the peak:</p><audio id="event-audio" controls preload="auto" src="${withToken(e.audio_url)}"></audio>`
+    : `<img id="event-frame" alt="the frame at the peak" src="${withToken(e.frame_url)}">
+       <img alt="the face at the peak" src="${withToken(e.face_url)}">`;
   view.innerHTML = `<div class="detail"><p><a href="#/events">← Events</a></p>
-    <h2>${escape(e.stream)} #${e.track_id} <span class="label fake">likely deepfake ${e.peak_probability.toFixed(2)}</span></h2>
-    <p>${when(e.started_at)} → ${e.ongoing ? "ongoing" : when(e.ended_at)}; mean P(fake) ${e.mean_probability.toFixed(2)} over
-    ${e.verdicts} verdicts; at the peak: ${models}</p>
+    <h2>${escape(e.stream)} ${voice ? "voice" : `#${e.track_id}`} <span class="label fake">likely ${voice ? "synthetic voice" : "deepfake"} ${e.peak_probability.toFixed(2)}</span></h2>
+    <p>${when(e.started_at)} → ${e.ongoing ? "ongoing" : when(e.ended_at)}; mean P(${voice ? "spoof" : "fake"}) ${e.mean_probability.toFixed(2)} over
+    ${e.verdicts} ${voice ? "windows" : "verdicts"}; at the peak: ${models}</p>
     <p>${e.acknowledged_by ? `Acknowledged by ${escape(e.acknowledged_by)} at ${when(e.acknowledged_at)}` : ""}</p>
-    <img id="event-frame" alt="the frame at the peak" src="${withToken(e.frame_url)}">
-    <img alt="the face at the peak" src="${withToken(e.face_url)}"></div>`;
+    ${evidence}</div>`;
 }
 
 // ---- media ---------------------------------------------------------------------------------------

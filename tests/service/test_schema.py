@@ -9,7 +9,16 @@ from sqlalchemy import inspect
 from service.db.schema import SchemaError, current, downgrade, head, make_engine, prepare, upgrade
 from tests.service.conftest import PASSWORD, dfstream, write_config
 
-TABLES = {"users", "api_tokens", "media_files", "detection_results", "events", "event_snapshots", "alembic_version"}
+TABLES = {
+    "users",
+    "api_tokens",
+    "media_files",
+    "detection_results",
+    "events",
+    "event_snapshots",
+    "event_audio",
+    "alembic_version",
+}
 
 
 def test_upgrade_from_empty_and_downgrade_to_nothing(database_url):
@@ -19,7 +28,7 @@ def test_upgrade_from_empty_and_downgrade_to_nothing(database_url):
     assert current(engine) == head()
     assert set(inspect(engine).get_table_names()) == TABLES
     downgrade(engine, "0001")
-    assert set(inspect(engine).get_table_names()) == TABLES - {"events", "event_snapshots"}
+    assert set(inspect(engine).get_table_names()) == TABLES - {"events", "event_snapshots", "event_audio"}
     downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
@@ -29,7 +38,7 @@ def test_an_older_schema_is_refused_with_the_command_that_fixes_it(database_url,
     engine = make_engine(database_url)
     upgrade(engine, "0001")
     with pytest.raises(
-        SchemaError, match=r"schema 0001 is older than this dfstream's \(0003\); run `dfstream db upgrade cfg.yaml`"
+        SchemaError, match=r"schema 0001 is older than this dfstream's \(0004\); run `dfstream db upgrade cfg.yaml`"
     ):
         prepare(engine, "cfg.yaml")
     engine.dispose()
@@ -39,9 +48,9 @@ def test_an_older_schema_is_refused_with_the_command_that_fixes_it(database_url,
     assert f"run `dfstream db upgrade {config}` first" in served.stderr
     upgraded = dfstream("db", "upgrade", str(config))
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "schema 0003 (was 0001)" in upgraded.stdout
+    assert "schema 0004 (was 0001)" in upgraded.stdout
     engine = make_engine(database_url)
-    assert prepare(engine).endswith("at schema 0003")
+    assert prepare(engine).endswith("at schema 0004")
     engine.dispose()
 
 

@@ -1,11 +1,15 @@
 """The voice in a real browser (Chromium, Selenium) against a real `dfstream serve` judging a clip
-with espeak-ng speech: the overlay's voice badge sits beside the face badge, never over it, and
-the stream page shows the voice's label and its P(spoof) line. Pixels are checked."""
+with espeak-ng speech: the overlay's voice badge sits beside the face badge, never over it, the
+stream page shows the voice's label and its P(spoof) line, and the voice episode is an event whose
+peak window plays in the event page. Pixels and the WAV are checked."""
 
 from __future__ import annotations
 
+import io
 import time
+import wave
 
+import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 
@@ -70,3 +74,27 @@ def test_the_overlay_and_the_stream_page_show_the_voice(chromium, served, tmp_pa
         stream = viewer.get("/api/v1/streams/call").json()
     assert stream["voice"] == "fake" and stream["looks_fake"] == ["voice"] and stream["label"] == "real"
     assert stream["last_voice"]["spoof_probability"] > 0.9 and stream["last_voice"]["speech"] >= 0.3
+
+    # the episode is an event with the sound of its peak window; the real face made none
+    with served.client("viewer") as viewer:
+        events = viewer.get("/api/v1/events").json()["items"]
+        assert events and {e["modality"] for e in events} == {"voice"}, events
+        event = events[-1]
+        assert event["track_id"] == 0 and event["face_url"] is None and event["peak_probability"] > 0.9
+        assert viewer.get("/api/v1/events?modality=face").json()["items"] == []
+        answer = viewer.get(event["audio_url"])
+        assert answer.status_code == 200 and answer.headers["content-type"] == "audio/wav"
+        assert viewer.get(f"/api/v1/events/{event['id']}/face.jpg").status_code == 404
+    with wave.open(io.BytesIO(answer.content)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16_000, 1, 2)
+        assert 2.0 <= w.getnframes() / 16_000 <= 4.04
+        samples = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    assert np.abs(samples).max() > 3000  # speech, not silence
+    page.get(f"{served.base}/#/event/{event['id']}")
+    duration = wait_for(
+        page,
+        "const a = document.getElementById('event-audio'); return a && a.readyState >= 1 && a.duration",
+        20,
+        "audio",
+    )
+    assert 2.0 <= duration <= 4.05
