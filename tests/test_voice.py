@@ -182,3 +182,67 @@ def test_voice_model_configuration_errors_name_what_is_wrong(aasist_dir, tmp_pat
     config = parse_config({**base, "audio_detectors": [{"name": "v", "type": "aasist", "weights": str(truncated)}]})
     with pytest.raises(ModelLoadError, match=r"audio detector 'v': .*AASIST\.pth"):
         load_voice_models(config.audio_detectors)
+
+
+class KeptRecords:
+    """An EventWriter that keeps the newest record of each event (the database's upsert, in memory)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, object] = {}
+
+    def write(self, records) -> None:
+        for record in records:
+            self.records[record.id] = record
+
+
+def voice_verdict(seq: int, label: str, spoof: float | None, audio: np.ndarray | None = None):
+    from pipeline.runtime.events import VoiceVerdict
+
+    return VoiceVerdict(
+        stream="call",
+        seq=seq,
+        ts=1000.0 + 2 * seq,
+        label=label,
+        label_since=1000.0 + 2 * seq,
+        spoof_probability=spoof,
+        raw_probability=spoof,
+        uncertainty=0.1 if spoof is not None else None,
+        models={"aasist": spoof} if spoof is not None else {},
+        speech=0.9 if spoof is not None else 0.0,
+        window_start_pts=2.0 * seq - 4,
+        window_end_pts=2.0 * seq,
+        window_s=4.04,
+        window_end_ts=1000.0 + 2 * seq,
+        latency_ms=300.0,
+        audio=audio,
+    )
+
+
+def test_a_voice_episode_spans_pauses_in_speech_and_keeps_the_peak_window_as_wav():
+    import io
+    import wave
+
+    from pipeline.runtime.events import StreamState
+    from sinks.store import StoreConfig, StoreSink
+
+    writer = KeptRecords()
+    peak = (0.5 * np.sin(np.linspace(0, 2000, 64_600))).astype(np.float32)
+
+    async def scenario() -> None:
+        async with StoreSink(StoreConfig(flush_interval_s=0.05), writer, PerformanceMonitor()) as sink:
+            await sink.publish(voice_verdict(1, "fake", 0.91, np.zeros(64_600, np.float32)))
+            await sink.publish(voice_verdict(2, "no_speech", None))  # a pause: the episode goes on
+            await sink.publish(voice_verdict(3, "fake", 0.99, peak))
+            await sink.publish(voice_verdict(4, "real", 0.2))  # ends it
+            await sink.publish(voice_verdict(5, "fake", 0.95, peak))  # a second one...
+            await sink.publish(StreamState("call", "real", {1: "real"}, 0.1, 1011.0, "no_audio", None))  # ...ended
+            await asyncio.sleep(0.3)
+
+    asyncio.run(scenario())
+    first, second = sorted(writer.records.values(), key=lambda r: r.started_at)
+    assert (first.modality, first.track_id, first.verdicts, first.peak_probability) == ("voice", 0, 2, 0.99)
+    assert (first.started_at, first.ended_at, first.bbox_at_peak) == (1002.0, 1008.0, ())
+    with wave.open(io.BytesIO(first.audio_wav)) as w:
+        kept = np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32767
+    assert np.abs(kept - peak).max() < 1e-3  # the peak window's sound, not the first one's silence
+    assert (second.verdicts, second.ended_at) == (1, 1011.0)
