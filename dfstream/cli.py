@@ -130,10 +130,20 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--detectors",
             nargs="+",
-            required=True,
+            required=name == "calibrate",
+            default=[],
             metavar="NAME[=WEIGHTS]",
             help="manifest names (meso4_df) or types with a file (meso4=path/to/Meso4_DF.h5)",
         )
+        if name == "eval":
+            command.add_argument(
+                "--audio-detectors",
+                nargs="+",
+                default=[],
+                metavar="NAME[=WEIGHTS]",
+                help="voice models for the items' sound: manifest names (aasist) or types with a file "
+                "(aasist_l=path/to/AASIST-L.pth); audio files (.wav, .flac, ...) are judged by these only",
+            )
         command.add_argument(
             "--frames", type=int, default=32, help="evenly spaced frames per video (default 32, as DeepfakeBench)"
         )
@@ -282,6 +292,28 @@ def _users(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_voice(args: argparse.Namespace, items):
+    from tqdm import tqdm
+
+    from pipeline.evaluation.scoring import parse_audio_detector_spec
+    from pipeline.evaluation.voice import score_voice_items
+    from pipeline.judging.ensemble import build_ensemble
+    from pipeline.judging.listening import VoiceConfig
+    from pipeline.models.audio.loading import load_voice_models
+
+    configs = [parse_audio_detector_spec(text, args.device) for text in args.audio_detectors]
+    if len({c.name for c in configs}) != len(configs):
+        raise ConfigError("--audio-detectors: each voice model needs its own name")
+    voices = load_voice_models(configs)
+    voice = VoiceConfig()
+    ensemble = build_ensemble(voice.ensemble, configs, None)
+    with tqdm(total=len(items), desc="voice", unit="item", disable=None) as bar:
+        scores = score_voice_items(items, voices, ensemble, voice, lambda done, total: bar.update(1))
+    for skipped in scores.skipped:
+        print(f"dfstream: voice of {skipped['path']} not judged: {skipped['reason']}", file=sys.stderr)
+    return configs, voices, scores
+
+
 def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibration: str | None = None):
     from tqdm import tqdm
 
@@ -294,7 +326,9 @@ def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibrati
 
     if args.frames < 1:
         raise ConfigError(f"--frames {args.frames}: must be at least 1")
-    items = load_dataset(args.dataset)
+    items = [item for item in load_dataset(args.dataset) if not item.is_audio]  # sound alone has no face
+    if not items:
+        raise ConfigError(f"{args.dataset}: only audio files: judge them with --audio-detectors")
     configs = [parse_detector_spec(text, args.device) for text in args.detectors]
     if len({c.name for c in configs}) != len(configs):
         raise ConfigError("--detectors: each detector needs its own name")
@@ -311,31 +345,59 @@ def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibrati
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from pipeline.evaluation.datasets import load_dataset
     from pipeline.evaluation.scoring import FUSED, report, write_outputs
 
-    items, configs, detectors, scores = _score(args, args.fusion, args.calibration)
-    names = list(detectors)
-    result = report(scores, names)
-    meta = {
-        "dataset": str(args.dataset),
-        "items": len(items),
-        "frames_per_video": args.frames,
-        "faces": args.faces,
-        "fusion": args.fusion,
-        "calibration": args.calibration,
-        "detectors": {
-            c.name: {"type": c.type, "weights": str(detectors[c.name].get_model_info().weights_path)} for c in configs
-        },
-    }
-    for path in write_outputs(Path(args.out), result, scores, names, meta):
-        print(f"wrote {path}")
-    print(f"{'model':<22} {'frame AUC':>9} {'video AUC':>9} {'video acc':>9} {'video F1':>8}")
-    for name in [*names, FUSED]:
-        frame, video = result["models"][name]["frame"], result["models"][name]["video"]["mean"]
-        print(
-            f"{name:<22} {_show(frame['auc']):>9} {_show(video['auc']):>9} {_show(video['accuracy']):>9} "
-            f"{_show(video['f1']):>8}"
-        )
+    if not args.detectors and not args.audio_detectors:
+        raise ConfigError("eval: give --detectors (faces), --audio-detectors (voices) or both")
+    out = Path(args.out)
+    if args.detectors:
+        items, configs, detectors, scores = _score(args, args.fusion, args.calibration)
+        names = list(detectors)
+        result = report(scores, names)
+        meta = {
+            "dataset": str(args.dataset),
+            "items": len(items),
+            "frames_per_video": args.frames,
+            "faces": args.faces,
+            "fusion": args.fusion,
+            "calibration": args.calibration,
+            "detectors": {
+                c.name: {"type": c.type, "weights": str(detectors[c.name].get_model_info().weights_path)}
+                for c in configs
+            },
+        }
+        for path in write_outputs(out, result, scores, names, meta):
+            print(f"wrote {path}")
+        print(f"{'model':<22} {'frame AUC':>9} {'video AUC':>9} {'video acc':>9} {'video F1':>8}")
+        for name in [*names, FUSED]:
+            frame, video = result["models"][name]["frame"], result["models"][name]["video"]["mean"]
+            print(
+                f"{name:<22} {_show(frame['auc']):>9} {_show(video['auc']):>9} {_show(video['accuracy']):>9} "
+                f"{_show(video['f1']):>8}"
+            )
+    if args.audio_detectors:
+        from pipeline.evaluation.voice import FUSED as VOICE_FUSED
+        from pipeline.evaluation.voice import voice_report, write_voice_outputs
+
+        items = load_dataset(args.dataset)
+        configs, voices, voice_scores = _score_voice(args, items)
+        names = list(voices)
+        result = voice_report(voice_scores, names)
+        meta = {
+            "dataset": str(args.dataset),
+            "items": len(items),
+            "audio_detectors": {c.name: {"type": c.type, "weights": c.weights_name} for c in configs},
+        }
+        for path in write_voice_outputs(out, result, voice_scores, names, meta):
+            print(f"wrote {path}")
+        print(f"{'voice model':<22} {'window AUC':>10} {'window EER':>10} {'file AUC':>9} {'file EER':>9}")
+        for name in [*names, VOICE_FUSED]:
+            window, file = result["models"][name]["window"], result["models"][name]["file"]
+            print(
+                f"{name:<22} {_show(window['auc']):>10} {_show(window['eer']):>10} {_show(file['auc']):>9} "
+                f"{_show(file['eer']):>9}"
+            )
     return 0
 
 

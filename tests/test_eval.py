@@ -11,7 +11,13 @@ import pytest
 from core.errors import ConfigError
 from dfstream.cli import main
 from pipeline.evaluation.datasets import Item, load_dataset
-from pipeline.evaluation.metrics import aggregate_confident, aggregate_majority, classification_report, roc_auc
+from pipeline.evaluation.metrics import (
+    aggregate_confident,
+    aggregate_majority,
+    classification_report,
+    equal_error_rate,
+    roc_auc,
+)
 from pipeline.evaluation.scoring import parse_detector_spec
 from tests.synthetic import make_labelled_set
 
@@ -22,6 +28,18 @@ def test_auc_is_the_share_of_correctly_ordered_pairs():
     assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
     assert roc_auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)  # a tie counts one half
     assert roc_auc([1, 1], [0.2, 0.9]) is None  # undefined without both classes
+
+
+def test_the_equal_error_rate_is_where_both_errors_meet():
+    assert equal_error_rate([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 0.0  # separated: no threshold errs
+    assert equal_error_rate([0, 0, 1, 1], [0.9, 0.8, 0.1, 0.2]) == 1.0  # reversed: every one errs
+    # one real (0.5) above one fake (0.4): with the threshold between them one real of two passes as
+    # fake and one fake of two is missed, 50 % each; no threshold does better on both
+    assert equal_error_rate([0, 0, 1, 1], [0.1, 0.5, 0.4, 0.9]) == pytest.approx(0.5)
+    # three reals, one fake between them: at 0.5, one real of three over it (33 %), no fake missed;
+    # over 0.6 the fake is missed (100 %): they meet between, where fpr = fnr
+    assert equal_error_rate([0, 0, 0, 1], [0.1, 0.2, 0.6, 0.5]) == pytest.approx(1 / 3)
+    assert equal_error_rate([1, 1], [0.2, 0.9]) is None
 
 
 def test_classification_report_at_one_half():

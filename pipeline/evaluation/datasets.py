@@ -24,6 +24,7 @@ from core.errors import ConfigError, InputError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}  # judged by voice models only
 LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1}
 
 
@@ -35,6 +36,10 @@ class Item:
     @property
     def is_video(self) -> bool:
         return self.path.suffix.lower() in VIDEO_SUFFIXES
+
+    @property
+    def is_audio(self) -> bool:
+        return self.path.suffix.lower() in AUDIO_SUFFIXES
 
 
 def load_dataset(location: str | Path) -> list[Item]:
@@ -56,12 +61,13 @@ def load_dataset(location: str | Path) -> list[Item]:
             f"{root}: expected real/ and fake/ folders, or original_sequences/ and manipulated_sequences/"
         )
     if not items:
-        raise ConfigError(f"{root}: no videos or images found")
+        raise ConfigError(f"{root}: no videos, images or audio files found")
     return sorted(items, key=lambda item: str(item.path))
 
 
 def _media(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES]
+    known = VIDEO_SUFFIXES | IMAGE_SUFFIXES | AUDIO_SUFFIXES
+    return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in known]
 
 
 def _from_csv(path: Path) -> list[Item]:

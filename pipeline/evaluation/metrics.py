@@ -34,6 +34,24 @@ def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarra
     return np.r_[0.0, false_positives / negatives], np.r_[0.0, true_positives / positives]
 
 
+def equal_error_rate(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+    """The error rate where false acceptances (a fake scored under the threshold) equal false
+    rejections (a real one scored at or over it), the anti-spoofing field's figure (ASVspoof):
+    interpolated between the two ROC points that straddle it. None when one class is absent."""
+    y = np.asarray(labels, dtype=int)
+    if y.sum() == 0 or (1 - y).sum() == 0:
+        return None
+    fpr, tpr = roc_curve(labels, scores)
+    fnr = 1.0 - tpr
+    i = int(np.flatnonzero(fnr <= fpr)[0])  # fnr falls from 1 and fpr rises from 0: they cross once
+    if i == 0:
+        return float(fpr[0])
+    # the segment from point i-1 (fnr > fpr) to point i (fnr <= fpr): where the two lines meet
+    d0, d1 = fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]
+    t = d0 / (d0 - d1) if d0 != d1 else 0.0
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
 def classification_report(
     labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5
 ) -> dict[str, float | int | None]:
@@ -53,6 +71,7 @@ def classification_report(
         "n": len(y),
         "fakes": int(y.sum()),
         "auc": roc_auc(y, scores),
+        "eer": equal_error_rate(y, scores),
         "accuracy": float((predicted == y).mean()) if len(y) else None,
         "precision": precision,
         "recall": recall,

@@ -22,6 +22,7 @@ from core.errors import ConfigError, DfstreamError, one_line
 from pipeline.evaluation.datasets import Item, spaced_frames
 from pipeline.evaluation.metrics import AGGREGATIONS, classification_report, roc_curve
 from pipeline.judging.ensemble import EnsembleManager
+from pipeline.models.audio.config import AUDIO_TYPES, AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
 from pipeline.models.detector import BaseDetector
 from pipeline.models.faces import FaceDetector
@@ -43,6 +44,18 @@ def parse_detector_spec(text: str, device: str = "auto") -> DetectorConfig:
         return DetectorConfig(name=name, type=name, weights=weights or None, device=device)
     known = ", ".join(sorted(set(manifest) | set(types)))
     raise ConfigError(f"--detectors {text!r}: not a manifest name or a detector type (known: {known})")
+
+
+def parse_audio_detector_spec(text: str, device: str = "auto") -> AudioDetectorConfig:
+    """``aasist`` (a manifest name or a type: its default weights) or ``aasist_l=path/to/AASIST-L.pth``."""
+    name, _, weights = text.partition("=")
+    manifest = load_manifest()
+    if name in manifest and manifest[name].modality == "audio" and not weights:
+        return AudioDetectorConfig(name=name, type=manifest[name].architecture, weights=name, device=device)
+    if name in AUDIO_TYPES:
+        return AudioDetectorConfig(name=name, type=name, weights=weights or None, device=device)
+    known = ", ".join(sorted({n for n, e in manifest.items() if e.modality == "audio"} | set(AUDIO_TYPES)))
+    raise ConfigError(f"--audio-detectors {text!r}: not a voice model's manifest name or type (known: {known})")
 
 
 @dataclass
@@ -196,24 +209,25 @@ def write_outputs(out: Path, result: dict, scores: Scores, names: list[str], met
         writer.writeheader()
         writer.writerows(scores.rows)
     models = [*names, FUSED]
-    _plot_roc(
+    frame_aucs = {n: result["models"][n]["frame"]["auc"] for n in models}
+    plot_roc(
         out / "roc_frame.png",
         "frame level",
         {n: (scores.column("label"), scores.column(n)) for n in models},
-        result,
-        "frame",
+        frame_aucs,
     )
     videos = scores.by_video()
     video = {
         n: ([rows[0]["label"] for rows in videos], [AGGREGATIONS["mean"]([r[n] for r in rows]) for rows in videos])
         for n in models
     }
-    _plot_roc(out / "roc_video.png", "video level (mean of frames)", video, result, "video")
+    video_aucs = {n: result["models"][n]["video"]["mean"]["auc"] for n in models}
+    plot_roc(out / "roc_video.png", "video level (mean of frames)", video, video_aucs)
     return written
 
 
-def _plot_roc(
-    path: Path, title: str, curves: dict[str, tuple[list[int], list[float]]], result: dict, level: str
+def plot_roc(
+    path: Path, title: str, curves: dict[str, tuple[list[int], list[float]]], aucs: dict[str, float | None]
 ) -> None:
     import matplotlib
 
@@ -223,8 +237,7 @@ def _plot_roc(
     figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
     for name, (labels, values) in curves.items():
         fpr, tpr = roc_curve(labels, values)
-        metrics = result["models"][name]["frame"] if level == "frame" else result["models"][name]["video"]["mean"]
-        auc = metrics["auc"]
+        auc = aucs[name]
         axes.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})" if auc is not None else f"{name} (AUC n/a)")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.set(
