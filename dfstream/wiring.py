@@ -110,7 +110,7 @@ def serve(
     """The runtime and the HTTP API in one process, until SIGINT / SIGTERM. The streams ending
     (files) does not stop the API: events and media stay reachable."""
     from pipeline.models.faces import FaceDetector, FacesConfig
-    from service.analysis import Analyzer
+    from service.analysis import Analyzer, VoiceJudge
     from service.app import create_app
     from service.deps import Service
     from service.feed import FeedSink
@@ -149,8 +149,18 @@ def serve(
         # file, the same numbers
         faces = FaceDetector(FacesConfig(device=config.faces.device))
         database = sessions(engine)
+        voice = VoiceJudge(voices, runtime.voice_ensemble, config.voice) if voices else None
         analyzer = Analyzer(
-            api.analysis, api.data_dir, database, detectors, runtime.ensemble, faces, thresholds, monitor, api.media
+            api.analysis,
+            api.data_dir,
+            database,
+            detectors,
+            runtime.ensemble,
+            faces,
+            thresholds,
+            monitor,
+            api.media,
+            voice,
         )
         service = Service(
             api,

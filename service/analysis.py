@@ -15,7 +15,7 @@ import logging
 import statistics
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import av
@@ -28,7 +28,10 @@ from core.queues import DropOldestQueue
 from pipeline.evaluation.datasets import spaced_video_frames
 from pipeline.evaluation.metrics import AGGREGATIONS
 from pipeline.evaluation.scoring import FaceScore, score_frames
+from pipeline.evaluation.voice import file_score, listen, score_windows
 from pipeline.judging.ensemble import EnsembleManager
+from pipeline.judging.listening import VoiceConfig
+from pipeline.models.audio.scorer import VoiceScorer
 from pipeline.models.detector import BaseDetector
 from pipeline.models.faces import FaceDetector
 from pipeline.monitoring.keys import Count, Gauge, Subject
@@ -73,8 +76,12 @@ class Analyzer(Lifecycle):
         thresholds: tuple[float, float],
         monitor: PerformanceMonitor,
         limits: MediaLimitsConfig | None = None,
+        voice: VoiceJudge | None = None,
     ):
+        """``voice``: the voice models, when ``audio_detectors`` are configured: a file's sound is
+        judged beside its faces."""
         super().__init__("analysis")
+        self.voice = voice
         self.config = config
         self.limits = limits or MediaLimitsConfig()
         self.data_dir = data_dir
@@ -224,7 +231,7 @@ class Analyzer(Lifecycle):
         started = time.monotonic()
         last_write = [0.0]
 
-        def progress(read: int) -> None:
+        def check() -> None:
             if media_id in self._given_up:
                 raise _OverTime("given up")  # the worker already failed it
             if self._stopping:
@@ -233,6 +240,9 @@ class Analyzer(Lifecycle):
                 raise _OverTime(
                     f"the analysis passed its limit of {self.config.job_timeout_s:g} s (api.analysis.job_timeout_s)"
                 )
+
+        def progress(read: int) -> None:
+            check()
             done = min(0.99, read / max(1, expected))
             self.progress[media_id] = done
             if time.monotonic() - last_write[0] > 0.5:
@@ -260,6 +270,7 @@ class Analyzer(Lifecycle):
                 raise DfstreamError(
                     f"no face in any of the {read} sampled frames" if read else "no frame could be decoded"
                 )
+            voice = self._listen(media_id, path, check) if self.voice is not None else None
         except _Stopping:
             with self.sessions() as session:  # not an attempt that failed: it gives its start back
                 session.execute(
@@ -279,12 +290,26 @@ class Analyzer(Lifecycle):
         except (DfstreamError, av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
             self._finish(media_id, [], error=one_line(exc))
             return
-        self._finish(media_id, scored)
+        self._finish(media_id, scored, voice=voice)
         log.info(
             "media %d: %d faces in %d frames scored in %.1f s", media_id, len(scored), read, time.monotonic() - started
         )
 
-    def _finish(self, media_id: int, scored: list[FaceScore], error: str | None = None) -> None:
+    def _listen(self, media_id: int, path: Path, check: Callable[[], None]) -> dict:
+        """The file's voice, judged as a stream's is; a sound that cannot be judged is the voice
+        result's error, never the face result's (the job's own limits still hold: ``check``)."""
+        assert self.voice is not None
+        try:
+            return self.voice.judge(path, self.limits.ffmpeg_options, self.limits.max_duration_s, check)
+        except (_Stopping, _OverTime):
+            raise
+        except (DfstreamError, av.error.FFmpegError, OSError, ValueError) as exc:
+            log.warning("media %d: the voice could not be judged: %s", media_id, one_line(exc))
+            return {"verdict": None, "error": one_line(exc)}
+
+    def _finish(
+        self, media_id: int, scored: list[FaceScore], error: str | None = None, voice: dict | None = None
+    ) -> None:
         with self.sessions() as session, session.begin():
             media = session.get(MediaFile, media_id)
             if media is None:
@@ -319,7 +344,41 @@ class Analyzer(Lifecycle):
                 name: round(float(aggregate([f.models[name] for f in largest])), 6) for name in largest[0].models
             }
             media.verdict = file_label(p, *self.thresholds)
+            media.voice = voice
             self.monitor.count(ANALYSIS, Count.JOBS, outcome="done")
+
+
+class VoiceJudge:
+    """A file's voice for the analyser: the voice models, their ensemble and the ``voice`` section,
+    used as ``dfstream eval --audio-detectors`` uses them (``pipeline.evaluation.voice``)."""
+
+    def __init__(self, voices: Mapping[str, VoiceScorer], ensemble: EnsembleManager, config: VoiceConfig):
+        self.voices, self.ensemble, self.config = voices, ensemble, config
+
+    def judge(
+        self, path: Path, options: dict[str, str], max_seconds: float, between: Callable[[], None] | None = None
+    ) -> dict:
+        heard = listen(path, self.config, options, max_seconds)
+        windows = score_windows(heard, self.voices, self.ensemble, self.config.min_speech, between)
+        judged = [w for w in windows if w.judged]
+        if not windows:
+            verdict, p = "no_audio", None
+        elif not judged:
+            verdict, p = "no_speech", None
+        else:
+            p = file_score(windows)
+            assert p is not None
+            smoothing = self.config.smoothing
+            verdict = file_label(p, smoothing.enter, smoothing.leave)
+        return {
+            "verdict": verdict,
+            "spoof_probability": None if p is None else round(p, 6),
+            "models": {name: round(file_score(windows, name), 6) for name in self.voices} if judged else {},  # type: ignore[arg-type]
+            "windows": [
+                {"start": w.start, "end": w.end, "speech": w.speech, "spoof_probability": w.spoof_probability}
+                for w in windows
+            ],
+        }
 
 
 async def _in_daemon_thread(function, *args) -> None:  # type: ignore[no-untyped-def]

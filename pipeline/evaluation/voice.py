@@ -77,18 +77,24 @@ def listen(path: Path, config: VoiceConfig, options: dict[str, str] | None = Non
 
 
 def score_windows(
-    windows: Sequence[Window], voices: Mapping[str, VoiceScorer], ensemble: EnsembleManager, min_speech: float
+    windows: Sequence[Window],
+    voices: Mapping[str, VoiceScorer],
+    ensemble: EnsembleManager,
+    min_speech: float,
+    between: Callable[[], None] | None = None,
 ) -> list[WindowScore]:
+    """Each window with speech scored by every voice model, ``BATCH`` at a time; ``between()`` is
+    called before each batch (a caller's limits: it may raise to stop)."""
     speaking = [w for w in windows if w.speech >= min_speech]
-    per_model = {
-        name: np.concatenate(
-            [v.score([w.samples for w in speaking[i : i + BATCH]]) for i in range(0, len(speaking), BATCH)]
-        )
-        if speaking
-        else np.zeros(0)
-        for name, v in voices.items()
-    }
-    scored = {id(w): {name: float(values[j]) for name, values in per_model.items()} for j, w in enumerate(speaking)}
+    per_model: dict[str, list[np.ndarray]] = {name: [] for name in voices}
+    for i in range(0, len(speaking), BATCH):
+        if between is not None:
+            between()
+        batch = [w.samples for w in speaking[i : i + BATCH]]
+        for name, voice in voices.items():
+            per_model[name].append(voice.score(batch))
+    joined = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in per_model.items()}
+    scored = {id(w): {name: float(values[j]) for name, values in joined.items()} for j, w in enumerate(speaking)}
     out = []
     for w in windows:
         models = scored.get(id(w), {})

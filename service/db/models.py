@@ -103,6 +103,9 @@ class MediaFile(Base):
     aggregation: Mapped[str | None] = mapped_column(String(16))
     frames_scored: Mapped[int | None] = mapped_column(Integer)
     models: Mapped[dict[str, Any] | None] = mapped_column()  # each detector's file-level P(fake)
+    # the voice's result when voice models are configured: verdict (real, fake, uncertain, no_speech,
+    # no_audio), spoof_probability, models, windows [{start, end, speech, spoof_probability}], or error
+    voice: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[dt.datetime | None] = mapped_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column()

@@ -39,6 +39,9 @@ class MediaOut(BaseModel):
     error: str | None
     verdict: str | None
     fake_probability: float | None
+    # when voice models are configured: {verdict (real, fake, uncertain, no_speech, no_audio),
+    # spoof_probability, models, windows: [{start, end, speech, spoof_probability}]}, or {error}
+    voice: dict | None
     created_at: dt.datetime
     finished_at: dt.datetime | None
 
@@ -83,6 +86,7 @@ def _out(media: MediaFile, service: Service, owner: str | None) -> MediaOut:
         error=media.error,
         verdict=media.verdict,
         fake_probability=media.fake_probability,
+        voice=media.voice,
         created_at=media.created_at,
         finished_at=media.finished_at,
     )

@@ -98,3 +98,44 @@ def test_the_overlay_and_the_stream_page_show_the_voice(chromium, served, tmp_pa
         "audio",
     )
     assert 2.0 <= duration <= 4.05
+
+
+def test_an_upload_gets_a_voice_result_with_the_numbers_eval_gives(served, sound_clips, aasist_dir, tmp_path):
+    import csv
+
+    from tests.service.conftest import dfstream
+
+    ids = {}
+    with served.client("analyst") as analyst:
+        for name in ("speech", "mute"):
+            with sound_clips[name].open("rb") as fh:
+                answer = analyst.post("/api/v1/media", files={"file": (f"{name}.mp4", fh, "video/mp4")})
+            assert answer.status_code == 201, answer.text
+            ids[name] = answer.json()["id"]
+    speech, mute = (served.wait_media(ids[n]) for n in ("speech", "mute"))
+    assert speech["status"] == "done" and mute["status"] == "done"
+    assert mute["voice"]["verdict"] == "no_audio" and mute["voice"]["windows"] == []
+    voice = speech["voice"]
+    assert voice["verdict"] == "fake" and voice["spoof_probability"] > 0.9 and set(voice["models"]) == {"aasist_l"}
+    # a window every 2 s of sound, to the chunk the 2 s fall in (0.12 s of AAC at 44.1 kHz), and one at the end
+    ends = [w["end"] for w in voice["windows"]]
+    assert len(ends) == 5 and all(abs(end - 2 * (i + 1)) < 0.4 for i, end in enumerate(ends)), ends
+
+    # dfstream eval on the same file: the same windows, the same P(spoof), from the same code
+    for label in ("real", "fake"):
+        (tmp_path / "set" / label).mkdir(parents=True)
+    (tmp_path / "set" / "fake" / "speech.mp4").write_bytes(sound_clips["speech"].read_bytes())
+    evaluated = dfstream(
+        "eval",
+        str(tmp_path / "set"),
+        "--out",
+        str(tmp_path / "out"),
+        "--audio-detectors",
+        f"aasist_l={aasist_dir / 'AASIST-L.pth'}",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    with (tmp_path / "out" / "voice_windows.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["end"]) for r in rows] == [w["end"] for w in voice["windows"]]
+    for row, window in zip(rows, voice["windows"]):
+        assert float(row["fused"]) == pytest.approx(window["spoof_probability"], abs=1e-6)

@@ -1,4 +1,5 @@
-"""Voice events: an event's modality (face or voice) and the sound of a voice event's peak window
+"""Voice: an event's modality (face or voice), the sound of a voice event's peak window, and an
+uploaded file's voice result
 
 Revision ID: 0004
 Revises: 0003
@@ -26,9 +27,13 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["event_id"], ["events.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("event_id"),
     )
+    with op.batch_alter_table("media_files") as table:
+        table.add_column(sa.Column("voice", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("media_files") as table:
+        table.drop_column("voice")
     op.drop_table("event_audio")
     with op.batch_alter_table("events") as table:
         table.drop_column("modality")
