@@ -103,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
         "--detectors", nargs="+", metavar="NAME[=WEIGHTS]", help="as for eval: meso4_df, or meso4=path/to/Meso4_DF.h5"
     )
     judged_by.add_argument("--config", help="a config file: its faces, detectors, ensemble and smoothing")
+    annotate.add_argument(
+        "--audio-detectors",
+        nargs="+",
+        default=[],
+        metavar="NAME[=WEIGHTS]",
+        help="with --detectors: voice models (aasist, aasist_l=path) whose badge is drawn too",
+    )
     annotate.add_argument("--device", default="auto")
     annotate.add_argument("--offline", action="store_true", help="never download weights")
 
@@ -221,22 +228,27 @@ def _annotate(args: argparse.Namespace) -> int:
 
     from dfstream.annotate import STREAM, annotate, probe_input
     from dfstream.config import load_config, parse_config
-    from dfstream.wiring import load_detectors
+    from dfstream.wiring import load_detectors, load_voices
 
     stream = {"id": STREAM, "url": args.input, "pace": "asap"}
     if args.config:
         base = load_config(args.config).model_dump(mode="json", exclude={"streams", "sinks", "api"})
         config = parse_config({**base, "streams": [stream]})
     else:
-        from pipeline.evaluation.scoring import parse_detector_spec
+        from pipeline.evaluation.scoring import parse_audio_detector_spec, parse_detector_spec
 
         specs = [parse_detector_spec(text, args.device).model_dump(mode="json") for text in args.detectors]
-        config = parse_config({"streams": [stream], "detectors": specs, "faces": {"device": args.device}})
+        voices = [parse_audio_detector_spec(t, args.device).model_dump(mode="json") for t in args.audio_detectors]
+        config = parse_config(
+            {"streams": [stream], "detectors": specs, "audio_detectors": voices, "faces": {"device": args.device}}
+        )
     total = probe_input(args.input).frames
-    detectors = load_detectors(config, args.offline, lambda text: print(text, file=sys.stderr))
+    say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    detectors, voices = load_detectors(config, args.offline, say), load_voices(config, args.offline, say)
     with tqdm(total=total, desc="annotate", unit="frame", disable=None) as bar:  # quiet when not on a terminal
-        done = annotate(config, detectors, args.input, Path(args.out), bar.update)
-    print(f"wrote {args.out}: {done['frames']} frames in {done['seconds']:.1f} s ({done['fps']:.1f} frames/s)")
+        done = annotate(config, detectors, args.input, Path(args.out), bar.update, voices)
+    sound = f", its sound kept, {done['voice_windows']} voice windows" if done["sound"] else ""
+    print(f"wrote {args.out}: {done['frames']} frames in {done['seconds']:.1f} s ({done['fps']:.1f} frames/s){sound}")
     return 0
 
 

@@ -70,3 +70,41 @@ def test_eval_reports_auc_and_eer_per_voice_model_and_fused(voice_set, aasist_di
     assert (out / "roc_voice.png").stat().st_size > 10_000
     assert "voice model" in printed.out and "fused" in printed.out
     assert main(["eval", str(voice_set), "--out", str(out)]) == 2  # neither --detectors nor --audio-detectors
+
+
+def test_annotate_keeps_the_sound_and_draws_the_voice_badge(sound_clips, aasist_dir, tmp_path, capsys):
+    import av
+    import numpy as np
+
+    from tests.helpers import TEST_WEIGHTS
+
+    if not TEST_WEIGHTS.is_dir():
+        pytest.skip("DFSTREAM_TEST_WEIGHTS is not set")
+    out = tmp_path / "call.mp4"
+    code = main(
+        [
+            "annotate",
+            str(sound_clips["speech"]),
+            "--out",
+            str(out),
+            "--detectors",
+            f"meso4={TEST_WEIGHTS / 'Meso4_DF.h5'}",
+            "--audio-detectors",
+            f"aasist_l={aasist_dir / 'AASIST-L.pth'}",
+        ]
+    )
+    assert code == 0 and "its sound kept, 5 voice windows" in capsys.readouterr().out
+    with av.open(str(sound_clips["speech"])) as source, av.open(str(out)) as annotated:
+        kept, original = annotated.streams.audio[0], source.streams.audio[0]
+        assert (kept.codec_context.name, kept.sample_rate, kept.channels) == ("aac", 44_100, 2)
+        assert kept.frames == original.frames  # every packet copied
+        frames = [f.to_ndarray(format="rgb24") for f in annotated.decode(video=0)]
+    assert len(frames) == 300
+
+    def badge(image: np.ndarray) -> float:  # red (fake) pixels in the top-left corner
+        corner = image[:40, :200].astype(int)
+        return float(((abs(corner - (220, 38, 38)).sum(axis=2)) < 60).mean())
+
+    assert badge(frames[30]) < 0.02  # 1 s in: no window has ended yet
+    # from the second window on the voice is labelled (voice.smoothing.min_frames), espeak as synthetic
+    assert all(badge(f) > 0.3 for f in frames[150:])

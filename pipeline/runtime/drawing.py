@@ -43,6 +43,36 @@ def draw(image: np.ndarray, faces: Iterable[Face], width: int | None = None) -> 
     return canvas
 
 
+VOICE_WORDS = {
+    "fake": "voice: likely synthetic",
+    "real": "voice: real",
+    "uncertain": "voice: uncertain",
+    "no_speech": "voice: no speech",
+}
+
+
+def draw_voice(canvas: np.ndarray, label: str, probability: float | None) -> None:
+    """The voice badge in the top-left corner of a BGR canvas, in its label's colour (grey without speech)."""
+    r, g, b = COLOURS.get(label, COLOURS["pending"])
+    text = VOICE_WORDS.get(label, label) + (
+        f" {probability:.2f}" if probability is not None and label != "real" else ""
+    )
+    font_scale = max(0.45, canvas.shape[1] / 1200)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    margin = max(6, canvas.shape[1] // 100)
+    cv2.rectangle(canvas, (margin, margin), (margin + tw + 12, margin + th + base + 10), (b, g, r), cv2.FILLED)
+    cv2.putText(
+        canvas,
+        text,
+        (margin + 6, margin + th + 5),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        font_scale,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
+
+
 def jpeg(bgr: np.ndarray, quality: int = 80) -> bytes:
     ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
