@@ -72,7 +72,7 @@ class EngineConfig(StrictModel):
     streams: StreamActorsConfig = Field(default_factory=StreamActorsConfig)
     faces: DeploymentConfig = Field(default_factory=DeploymentConfig)
     detectors: DeploymentConfig = Field(default_factory=DeploymentConfig)  # each detector's deployment
-    deployments: dict[str, DeploymentConfig] = Field(default_factory=dict)  # by detector name: its own, instead
+    deployments: dict[str, DeploymentConfig] = Field(default_factory=dict)  # by detector or voice model name: its own
     metrics_interval_s: float = Field(2.0, gt=0)  # how often each actor and replica reports its numbers
 
     @field_validator("address")
@@ -112,7 +112,7 @@ class DfstreamConfig(PipelineConfig):
 
     @model_validator(mode="after")
     def _known_deployments(self) -> DfstreamConfig:
-        names = {d.name for d in self.detectors}
+        names = {d.name for d in self.detectors} | {a.name for a in self.audio_detectors}
         for name in self.runtime.deployments:
             if name not in names:
                 raise ValueError(

@@ -124,12 +124,19 @@ class RayEngine:
             apps.append(
                 serve.RunTarget(app, name=serving.detector_app(dc.name), route_prefix=None, logging_config=QUIET)
             )
+        for ac in config.audio_detectors:
+            section = rt.deployments.get(ac.name, rt.detectors)
+            app = serving.voice_model_app(ac, section, self.offline, self.namespace, rt.metrics_interval_s)
+            apps.append(serve.RunTarget(app, name=serving.voice_app(ac.name), route_prefix=None, logging_config=QUIET))
         serve.run_many(apps)  # side by side: until every one is running
+        voices = f" and {len(config.audio_detectors)} voice" if config.audio_detectors else ""
         self.say(
-            f"ray: faces and {len(config.detectors)} detector deployments running ({time.monotonic() - started:.1f} s)"
+            f"ray: faces, {len(config.detectors)} detector{voices} deployments running "
+            f"({time.monotonic() - started:.1f} s)"
         )
-        for app in serve.status().applications:  # a detector no longer in the config
-            if app.startswith(serving.detector_app("")) and app not in self._apps():
+        for app in serve.status().applications:  # a detector or voice model no longer in the config
+            stale = app.startswith((serving.detector_app(""), serving.voice_app("")))
+            if stale and app not in self._apps():
                 serve.delete(app)
 
     def _hub(self) -> None:
@@ -148,7 +155,11 @@ class RayEngine:
         self.say(f"ray: metrics on http://{prom.host if prom.host not in ('0.0.0.0', '::') else host}:{port}/metrics")
 
     def _apps(self) -> set[str]:
-        return {serving.FACES_APP, *(serving.detector_app(d.name) for d in self.config.detectors)}
+        return {
+            serving.FACES_APP,
+            *(serving.detector_app(d.name) for d in self.config.detectors),
+            *(serving.voice_app(a.name) for a in self.config.audio_detectors),
+        }
 
     # ---- streams ------------------------------------------------------------------------------------
     def running(self) -> dict[str, Any]:

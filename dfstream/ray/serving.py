@@ -1,5 +1,5 @@
-"""Ray Serve deployments: the face finder and one per detector, each batched across every stream
-of the cluster with ``@serve.batch``.
+"""Ray Serve deployments: the face finder, one per detector and one per voice model, each batched
+across every stream of the cluster with ``@serve.batch``.
 
 What travels: to the face finder only the downscaled copy a frame is searched on
 (``faces.detect_max_side``); to a detector only the region around a face its preprocessing reads
@@ -23,6 +23,7 @@ from ray import serve
 from core.lifecycle import State
 from dfstream.config import DeploymentConfig
 from dfstream.ray.metrics import Reporter
+from pipeline.models.audio.config import AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
 from pipeline.models.detections import Box, Detections
 from pipeline.models.faces import FaceDetector, FacesConfig, downscale
@@ -38,6 +39,10 @@ SLACK = 0.05  # beyond the detector's own margin: the region always holds the cr
 
 def detector_app(name: str) -> str:
     return f"dfstream-detector-{name}"
+
+
+def voice_app(name: str) -> str:
+    return f"dfstream-voice-{name}"
 
 
 def _threads(num_cpus: float) -> None:
@@ -127,6 +132,39 @@ class Scorer(_Replica):
             self.monitor.record_inference(self.subject, time.perf_counter() - start, images=len(crops), success=ok)
 
 
+class VoiceModel(_Replica):
+    """One voice model: P(spoof) for 16 kHz windows, exactly as the local batcher scores them."""
+
+    def __init__(self, voice: dict[str, Any], num_cpus: float, offline: bool, namespace: str, interval_s: float):
+        from pipeline.models.audio.config import AudioDetectorConfig
+        from pipeline.models.audio.loading import load_voice_models
+        from pipeline.models.weights import ensure_available, load_manifest
+
+        _threads(num_cpus)
+        self.config = AudioDetectorConfig.model_validate(voice)
+        if self.config.weights_name in load_manifest():
+            ensure_available([self.config.weights_name], offline, log.info)
+        self.model = load_voice_models([self.config])[self.config.name]
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dfstream[{self.config.name}].infer")
+        self.monitor = PerformanceMonitor(MonitoringConfig())
+        self.subject = Subject.model(self.config.name)
+        self.score.set_max_batch_size(self.config.max_batch)
+        self.score.set_batch_wait_timeout_s(self.config.max_wait_ms / 1000.0)
+        self.reporter = Reporter(namespace, f"{self.config.name}/{_replica_id()}", self.monitor, interval_s)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.0)
+    async def score(self, windows: list[np.ndarray]) -> list[float]:
+        await self._reporting()
+        start = time.perf_counter()
+        ok = False
+        try:
+            scores = await asyncio.get_running_loop().run_in_executor(self.pool, self.model.score, windows)
+            ok = True
+            return [float(s) for s in scores]
+        finally:
+            self.monitor.record_inference(self.subject, time.perf_counter() - start, images=len(windows), success=ok)
+
+
 def _replica_id() -> str:
     try:
         return serve.get_replica_context().replica_tag
@@ -179,6 +217,17 @@ def scorer_app(detector: DetectorConfig, section: DeploymentConfig, offline: boo
     )
 
 
+def voice_model_app(
+    voice: AudioDetectorConfig, section: DeploymentConfig, offline: bool, namespace: str, interval_s: float
+):  # noqa: ANN201
+    options = deployment_options(section, voice.device, voice.max_batch, "VoiceModel")
+    return (
+        serve.deployment(VoiceModel)
+        .options(**options)
+        .bind(voice.model_dump(mode="json"), section.num_cpus, offline, namespace, interval_s)
+    )
+
+
 # ---- the stream actor's side: the same submit(...) seam as the local batchers ----------------------
 class RemoteFaces:
     """Sends the downscaled copy, scales the boxes back to the full frame."""
@@ -208,3 +257,13 @@ class RemoteScorer:
         region = np.ascontiguousarray(image[top:bottom, left:right])
         moved = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
         return await self.handle.score.remote((region, moved))
+
+
+class RemoteVoice:
+    """Sends a window (at most 64,600 float32 samples, 258 kB) to a voice model's deployment."""
+
+    def __init__(self, handle):  # noqa: ANN001
+        self.handle = handle
+
+    async def submit(self, window: np.ndarray) -> float:
+        return await self.handle.score.remote(np.ascontiguousarray(window, dtype=np.float32))

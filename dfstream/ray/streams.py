@@ -28,7 +28,7 @@ from core.errors import BackendUnavailableError, one_line
 from dfstream.config import DfstreamConfig
 from dfstream.ray.metrics import Reporter
 from dfstream.ray.numbers import KEEPER, LeasedNumbering
-from dfstream.ray.serving import FACES_APP, RemoteFaces, RemoteScorer, detector_app
+from dfstream.ray.serving import FACES_APP, RemoteFaces, RemoteScorer, RemoteVoice, detector_app, voice_app
 from pipeline.monitoring.keys import RUNTIME, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.backends import Backends
@@ -64,7 +64,7 @@ def digest(data: dict[str, Any]) -> str:
 class Guarded:
     """``submit`` through a remote backend with a deadline, skipping it for a while after a failure."""
 
-    def __init__(self, name: str, inner: RemoteFaces | RemoteScorer):
+    def __init__(self, name: str, inner: RemoteFaces | RemoteScorer | RemoteVoice):
         self.name, self.inner = name, inner
         self.away_until = 0.0
 
@@ -114,7 +114,7 @@ class StreamActor:
     async def _judge(self) -> None:
         try:
             numbering = LeasedNumbering(ray.get_actor(KEEPER, namespace=self.namespace))
-            await numbering.prime([f"{self.stream}/verdicts", f"{self.stream}/mqtt"])
+            await numbering.prime([f"{self.stream}/verdicts", f"{self.stream}/mqtt", f"{self.stream}/voice"])
             tap = LiveTap()
             sinks = build_sinks(self.config.sinks, self.monitor, tap, [self.stream], numbering)
             if self.config.sinks.store is not None:
@@ -138,9 +138,13 @@ class StreamActor:
             handle = serve.get_app_handle(detector_app(dc.name))
             margin, rounding = await self._ask(dc.name, handle.crop_rule.remote)
             models[dc.name] = Guarded(dc.name, RemoteScorer(handle, margin, rounding))
+        voices = {
+            ac.name: Guarded(ac.name, RemoteVoice(serve.get_app_handle(voice_app(ac.name))))
+            for ac in self.config.audio_detectors
+        }
         self.monitor.set_gauge(RUNTIME, Gauge.MODELS_READY, len(models))
         self.state = "running"
-        yield Backends(faces, models)  # type: ignore[arg-type]
+        yield Backends(faces, models, voices)  # type: ignore[arg-type]
 
     async def _ask(self, name: str, call: Any) -> Any:
         """A deployment's answer, waiting as long as it takes (its replica may be rescheduling), saying so."""

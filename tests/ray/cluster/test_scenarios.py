@@ -1,6 +1,6 @@
 """The Ray engine on a real four-node cluster: streams spread over the decode nodes with the local
-engine's verdicts, streams added and removed at run time, a lost decode node and a lost detector
-node. Run in order, on one cluster (see conftest.py); each prints what it measured."""
+engine's verdicts, a stream's voice judged by a voice deployment, streams added and removed at run
+time, a lost decode node and a lost detector node. Run in order, on one cluster (see conftest.py); each prints what it measured."""
 
 from __future__ import annotations
 
@@ -64,6 +64,45 @@ def _wait_states(engine, states: set[str], timeout: float) -> list[dict]:  # noq
 
 def _scored(lines: list[dict]) -> list[tuple]:
     return [(v["frame_seq"], v["track_id"], v["label"], v["scored"]) for v in lines]
+
+
+def test_a_streams_voice_is_judged_by_a_voice_deployment_as_the_local_engine_judges_it(
+    cluster, engine, weights_dir, sound_clips, aasist_dir, tmp_path
+):
+    out = tmp_path / "voice.jsonl"
+    streams = [{"id": "call", "url": str(sound_clips["speech"]), "pace": "asap"}]
+    config = config_of(cluster, weights_dir, streams, jsonl={"path": str(out), "events": ["voice"]})
+    voice = [{"name": "aasist_l", "type": "aasist_l", "weights": str(aasist_dir / "AASIST-L.pth")}]
+    config = parse_config({**config.model_dump(mode="json"), "audio_detectors": voice})
+    engine.config = config
+    started = time.monotonic()
+    engine.deploy()  # the voice model's deployment joins the others
+    assert engine.apply()["added"] == ["call"]
+    statuses = _wait_states(engine, {"ended", "failed"}, 120)
+    assert [s["state"] for s in statuses] == ["ended"], statuses
+    print(f"a voice deployment and a stream with speech on Ray: {time.monotonic() - started:.1f} s")
+    remote = [json.loads(line) for line in out.read_text().splitlines()]
+
+    sink = MemorySink("local")
+    local_config = parse_config({**config.model_dump(mode="json", exclude={"runtime", "sinks"})})
+    from pipeline.models.audio.loading import load_voice_models
+    from pipeline.runtime.events import VoiceVerdict
+    from pipeline.runtime.runtime import Runtime
+
+    runtime = Runtime(
+        local_config, load_detectors(local_config), [sink], voices=load_voice_models(local_config.audio_detectors)
+    )
+    asyncio.run(run_for(runtime, None))
+    local = [e.to_dict() for e in sink.events if isinstance(e, VoiceVerdict)]
+    assert len(remote) == len(local) == 5 and [v["seq"] for v in remote] == [1, 2, 3, 4, 5]
+    for a, b in zip(remote, local):
+        assert (a["label"], a["window_end_pts"], a["speech"]) == (b["label"], b["window_end_pts"], b["speech"])
+        assert a["models"]["aasist_l"] == pytest.approx(b["models"]["aasist_l"], abs=1e-5)  # the same windows
+    from ray import serve
+
+    engine.config = config_of(cluster, weights_dir, streams)
+    engine.deploy()  # and it leaves with its config
+    assert not any(app.startswith("dfstream-voice-") for app in serve.status().applications)
 
 
 def test_streams_spread_over_the_decode_nodes_with_the_local_engines_verdicts(
