@@ -252,6 +252,16 @@ def verify_files(config: DfstreamConfig) -> list[str]:
         weights = detector.weights
         if weights is not None and weights not in manifest and not Path(weights).expanduser().is_file():
             problems.append(f"detectors[{i}].weights: no such file {weights!r} (and not a name in configs/models.yaml)")
+    for i, voice in enumerate(config.audio_detectors):
+        weights = voice.weights_name
+        if weights in manifest and manifest[weights].modality != "audio":
+            problems.append(
+                f"audio_detectors[{i}].weights: {weights!r} is a face detector's weights, not a voice model's"
+            )
+        elif weights not in manifest and not Path(weights).expanduser().is_file():
+            problems.append(
+                f"audio_detectors[{i}].weights: no such file {weights!r} (and not a name in configs/models.yaml)"
+            )
     calibration = config.ensemble.calibration
     if calibration is not None and not Path(calibration).is_file():
         problems.append(f"ensemble.calibration: no such file {calibration!r}")

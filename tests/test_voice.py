@@ -246,3 +246,18 @@ def test_a_voice_episode_spans_pauses_in_speech_and_keeps_the_peak_window_as_wav
         kept = np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32767
     assert np.abs(kept - peak).max() < 1e-3  # the peak window's sound, not the first one's silence
     assert (second.verdicts, second.ended_at) == (1, 1011.0)
+
+
+def test_dfstream_check_names_a_voice_models_missing_or_wrong_weights(tmp_path):
+    from dfstream.config import verify_files
+
+    base = {"streams": [{"id": "a", "url": "sample://"}], "detectors": [{"name": "meso4", "type": "meso4"}]}
+    missing = parse_config({**base, "audio_detectors": [{"name": "v", "type": "aasist", "weights": "nope.pth"}]})
+    assert verify_files(missing) == [
+        "audio_detectors[0].weights: no such file 'nope.pth' (and not a name in configs/models.yaml)"
+    ]
+    wrong = parse_config({**base, "audio_detectors": [{"name": "v", "type": "aasist", "weights": "meso4_df"}]})
+    assert verify_files(wrong) == [
+        "audio_detectors[0].weights: 'meso4_df' is a face detector's weights, not a voice model's"
+    ]
+    assert verify_files(parse_config({**base, "audio_detectors": [{"name": "v", "type": "aasist_l"}]})) == []

@@ -1,6 +1,7 @@
 """The Ray engine on a real four-node cluster: streams spread over the decode nodes with the local
 engine's verdicts, a stream's voice judged by a voice deployment, streams added and removed at run
-time, a lost decode node and a lost detector node. Run in order, on one cluster (see conftest.py); each prints what it measured."""
+time, a lost decode node and a lost detector node. Run in order, on one cluster (see conftest.py);
+each prints what it measured."""
 
 from __future__ import annotations
 
