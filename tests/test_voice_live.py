@@ -111,7 +111,10 @@ def test_a_live_voice_is_judged_in_step_with_the_faces_and_survives_losing_its_t
         compared += 1
     assert compared >= 3
     metrics = sub.metrics
-    assert metrics["dfstream_voice_windows_total{result=judged,stream=cam}"] >= 5
-    assert metrics["dfstream_audio_chunks_total{stream=cam}"] > 100
+    judged = metrics["dfstream_voice_windows_total{result=judged,stream=cam}"]
+    assert judged >= 5
+    # each judged window took at least 2 s of new sound (after a reconnect, 2 s before the first),
+    # counted in chunks of 0.1-0.12 s: at least 15 chunks a window
+    assert metrics["dfstream_audio_chunks_total{stream=cam}"] >= 15 * judged
     assert metrics["dfstream_stage_latency_seconds_count{stage=window_to_voice}"] >= 5
     assert 0.3 <= metrics["dfstream_speech_ratio{stream=cam}"] <= 1.0
