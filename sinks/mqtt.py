@@ -199,20 +199,19 @@ class MqttSink(Lifecycle):
         return True
 
     def _see_stream(self, stream: str) -> None:
-        if stream in self._streams:
-            return
-        self._streams.add(stream)
-        if self.config.discovery:
-            for topic, payload in discovery_messages(self.config, stream).items():
-                self._enqueue(topic, payload, retain=True)
+        self._discover(stream, self._streams, discovery_messages)
 
     def _see_voice(self, stream: str) -> None:
         """The voice's Home Assistant entities, once its first voice verdict shows it is judged."""
-        if stream in self._voices:
+        self._discover(stream, self._voices, voice_discovery_messages)
+
+    def _discover(self, stream: str, seen: set[str], messages: Any) -> None:
+        """``messages(config, stream)``'s discovery configs, once per stream."""
+        if stream in seen:
             return
-        self._voices.add(stream)
+        seen.add(stream)
         if self.config.discovery:
-            for topic, payload in voice_discovery_messages(self.config, stream).items():
+            for topic, payload in messages(self.config, stream).items():
                 self._enqueue(topic, payload, retain=True)
 
     def _enqueue(self, topic: str, payload: Any, retain: bool, expires: bool = False) -> None:

@@ -52,13 +52,38 @@ def _threads(num_cpus: float) -> None:
 
 
 class _Replica:
-    reporter: Reporter
+    """What every replica shares: one inference thread (the models are thread-confined), its own
+    monitor and the reporter that sends it to the hub, and the batch size its config says."""
 
-    async def _reporting(self) -> None:
-        """A replica has no block to live in: its reporter is entered with its first request and
-        left with its process."""
-        if self.reporter.state is State.NEW:
+    def _start(
+        self,
+        name: str,
+        subject: Subject,
+        batched: Any,  # the @serve.batch method
+        max_batch: int,
+        max_wait_ms: float,
+        namespace: str,
+        interval_s: float,
+    ) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dfstream[{name}].infer")
+        self.monitor = PerformanceMonitor(MonitoringConfig())
+        self.subject = subject
+        batched.set_max_batch_size(max_batch)
+        batched.set_batch_wait_timeout_s(max_wait_ms / 1000.0)
+        self.reporter = Reporter(namespace, f"{name}/{_replica_id()}", self.monitor, interval_s)
+
+    async def _infer(self, fn: Any, items: list[Any]) -> Any:
+        """``fn(items)`` in the inference thread, timed into the monitor."""
+        if self.reporter.state is State.NEW:  # no block to live in: entered with the first request
             await self.reporter.__aenter__()
+        start = time.perf_counter()
+        ok = False
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self.pool, fn, items)
+            ok = True
+            return result
+        finally:
+            self.monitor.record_inference(self.subject, time.perf_counter() - start, images=len(items), success=ok)
 
     def process(self) -> dict[str, Any]:
         """Where this replica runs: the benchmark sums memory per node from it."""
@@ -74,23 +99,12 @@ class FaceFinder(_Replica):
         _threads(num_cpus)
         self.config = FacesConfig.model_validate(faces)
         self.detector = FaceDetector(self.config)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfstream[faces].infer")
-        self.monitor = PerformanceMonitor(MonitoringConfig())
-        self.find.set_max_batch_size(self.config.max_batch)
-        self.find.set_batch_wait_timeout_s(self.config.max_wait_ms / 1000.0)
-        self.reporter = Reporter(namespace, f"faces/{_replica_id()}", self.monitor, interval_s)
+        c = self.config
+        self._start("faces", FACES, self.find, c.max_batch, c.max_wait_ms, namespace, interval_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def find(self, images: list[np.ndarray]) -> list[Detections]:
-        await self._reporting()
-        start = time.perf_counter()
-        ok = False
-        try:
-            found = await asyncio.get_running_loop().run_in_executor(self.pool, self.detector.detect, images)
-            ok = True
-            return found
-        finally:
-            self.monitor.record_inference(FACES, time.perf_counter() - start, images=len(images), success=ok)
+        return await self._infer(self.detector.detect, images)
 
 
 class Scorer(_Replica):
@@ -105,12 +119,8 @@ class Scorer(_Replica):
         if self.config.weights in load_manifest():
             ensure_available([self.config.weights], offline, log.info)
         self.detector = ModelRegistry().load_configured([self.config])[self.config.name]
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dfstream[{self.config.name}].infer")
-        self.monitor = PerformanceMonitor(MonitoringConfig())
-        self.subject = Subject.model(self.config.name)
-        self.score.set_max_batch_size(self.config.max_batch)
-        self.score.set_batch_wait_timeout_s(self.config.max_wait_ms / 1000.0)
-        self.reporter = Reporter(namespace, f"{self.config.name}/{_replica_id()}", self.monitor, interval_s)
+        c = self.config
+        self._start(c.name, Subject.model(c.name), self.score, c.max_batch, c.max_wait_ms, namespace, interval_s)
 
     def crop_rule(self) -> tuple[float, str]:
         """(margin, rounding) of the crop this detector cuts around a box."""
@@ -121,15 +131,7 @@ class Scorer(_Replica):
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def score(self, crops: list[tuple[np.ndarray, Box]]) -> list[float]:
-        await self._reporting()
-        start = time.perf_counter()
-        ok = False
-        try:
-            scores = await asyncio.get_running_loop().run_in_executor(self.pool, self.detector.score_crops, crops)
-            ok = True
-            return [float(s) for s in scores]
-        finally:
-            self.monitor.record_inference(self.subject, time.perf_counter() - start, images=len(crops), success=ok)
+        return [float(s) for s in await self._infer(self.detector.score_crops, crops)]
 
 
 class VoiceModel(_Replica):
@@ -145,24 +147,12 @@ class VoiceModel(_Replica):
         if self.config.weights_name in load_manifest():
             ensure_available([self.config.weights_name], offline, log.info)
         self.model = load_voice_models([self.config])[self.config.name]
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dfstream[{self.config.name}].infer")
-        self.monitor = PerformanceMonitor(MonitoringConfig())
-        self.subject = Subject.model(self.config.name)
-        self.score.set_max_batch_size(self.config.max_batch)
-        self.score.set_batch_wait_timeout_s(self.config.max_wait_ms / 1000.0)
-        self.reporter = Reporter(namespace, f"{self.config.name}/{_replica_id()}", self.monitor, interval_s)
+        c = self.config
+        self._start(c.name, Subject.model(c.name), self.score, c.max_batch, c.max_wait_ms, namespace, interval_s)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.0)
     async def score(self, windows: list[np.ndarray]) -> list[float]:
-        await self._reporting()
-        start = time.perf_counter()
-        ok = False
-        try:
-            scores = await asyncio.get_running_loop().run_in_executor(self.pool, self.model.score, windows)
-            ok = True
-            return [float(s) for s in scores]
-        finally:
-            self.monitor.record_inference(self.subject, time.perf_counter() - start, images=len(windows), success=ok)
+        return [float(s) for s in await self._infer(self.model.score, windows)]
 
 
 def _replica_id() -> str:

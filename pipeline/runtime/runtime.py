@@ -154,17 +154,7 @@ class Runtime:
         answers = await asyncio.gather(
             *(asyncio.gather(*(models[n].submit((image, box)) for n in names), return_exceptions=True) for box in boxes)
         )
-        faces = []
-        for per_model in answers:
-            scores: dict[str, float] = {}
-            failed: dict[str, str] = {}
-            for name, answer in zip(names, per_model):
-                if isinstance(answer, BaseException):
-                    failed[name] = f"{type(answer).__name__}: {answer}"
-                    self.monitor.count(Subject.model(name), Count.CROP_ERRORS)
-                else:
-                    scores[name] = float(answer)
-            faces.append(Answers(scores, failed))
+        faces = [self._answers(names, per_model) for per_model in answers]
         self.monitor.record_latency(FACES_TO_SCORES, time.monotonic() - started)
         return faces
 
@@ -177,6 +167,10 @@ class Runtime:
         voices = self.backends.voices
         names = list(voices)
         answers = await asyncio.gather(*(voices[n].submit(window.samples) for n in names), return_exceptions=True)
+        return self._answers(names, answers)
+
+    def _answers(self, names: list[str], answers: list[object]) -> Answers:
+        """Each model's probability, or its error (counted against the model)."""
         scores: dict[str, float] = {}
         failed: dict[str, str] = {}
         for name, answer in zip(names, answers):
@@ -184,7 +178,7 @@ class Runtime:
                 failed[name] = f"{type(answer).__name__}: {answer}"
                 self.monitor.count(Subject.model(name), Count.CROP_ERRORS)
             else:
-                scores[name] = float(answer)
+                scores[name] = float(answer)  # type: ignore[arg-type]
         return Answers(scores, failed)
 
     def fuse_voice(self, answers: Answers) -> EnsembleResult:
