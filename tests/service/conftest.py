@@ -285,6 +285,16 @@ def screenshot(driver, path: Path, element=None) -> np.ndarray:
     return image if image.shape[2] == 4 else np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
 
 
+def log_in(driver, base: str, username: str = "analyst") -> None:
+    """The web UI's login form, filled in and sent as a person would (password PASSWORD)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(base + "/")
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+
+
 def wait_for(driver, script: str, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

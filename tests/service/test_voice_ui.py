@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.service.conftest import PASSWORD, colour_mask, screenshot, scripted, wait_for
+from tests.service.conftest import colour_mask, log_in, screenshot, scripted, wait_for
 
 pytestmark = pytest.mark.weights
 RED, GREEN = (220, 38, 38), (22, 163, 74)  # the default palette's fake and real
@@ -52,10 +52,7 @@ def test_the_overlay_and_the_stream_page_show_the_voice(chromium, served, tmp_pa
         assert green[f["top"] : f["bottom"], f["left"] : f["right"]].mean() > 0.5, "the face badge is not green"
 
     page = chromium(1280, 800)
-    page.get(served.base + "/")
-    page.find_element(By.NAME, "username").send_keys("analyst")
-    page.find_element(By.NAME, "password").send_keys(PASSWORD)
-    page.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    log_in(page, served.base)
     wait_for(page, "return document.querySelector('[data-stream=call] .label.voice:not([hidden])')", 30, "the card")
     assert page.execute_script("return document.querySelector('[data-stream=call] .label.voice').dataset.label") in (
         "fake",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.service.conftest import PASSWORD, colour_mask, screenshot, scripted, wait_for
+from tests.service.conftest import colour_mask, log_in, screenshot, scripted, wait_for
 
 pytestmark = pytest.mark.weights
 RED = (220, 38, 38)
@@ -25,10 +25,7 @@ def test_a_person_logs_in_watches_opens_an_event_and_analyses_a_clip(chromium, s
         smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2},
     )
     browser = chromium(1280, 800)
-    browser.get(served.base + "/")
-    browser.find_element(By.NAME, "username").send_keys("analyst")
-    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    log_in(browser, served.base)
     wait_for(browser, "return document.getElementById('who').textContent === 'analyst (analyst)'", 20, "the login")
 
     # the grid: cam1's live image arrives and changes
