@@ -63,6 +63,7 @@ def run(
 ) -> None:
     """Judge every stream until they end or SIGINT / SIGTERM (on the engine ``runtime`` names;
     under Ray, SIGHUP applies ``reload()``)."""
+    _runnable(config)
     if config.runtime.engine == "ray":
         engine = ray_engine(config, offline, say)
         engine.run(reload)
@@ -92,6 +93,18 @@ def run(
             exporter.close()
 
 
+def _runnable(config: DfstreamConfig) -> None:
+    """What only `serve` can do: start with no stream, receive calls."""
+    if not config.streams:
+        raise ConfigError("streams: `dfstream run` needs at least one stream (`dfstream serve` may start with none)")
+    for i, stream in enumerate(config.streams):
+        if stream.kind == "webrtc":
+            raise ConfigError(
+                f"streams[{i}].url: {stream.url} is pushed to `dfstream serve` over WebRTC (POST /whip/{stream.id}); "
+                "`dfstream run` has no server to receive it"
+            )
+
+
 def ray_engine(config: DfstreamConfig, offline: bool, say: Callable[[str], None]):  # noqa: ANN201
     """Connected to the cluster ``runtime.address`` names."""
     try:
@@ -112,10 +125,12 @@ def serve(
     from pipeline.models.faces import FaceDetector, FacesConfig
     from service.analysis import Analyzer, VoiceJudge
     from service.app import create_app
+    from service.calls import CallDesk
     from service.deps import Service
     from service.feed import FeedSink
     from service.retention import run_retention
     from service.uploads import sweep_orphans
+    from stream.calls import CallHub
 
     if config.runtime.engine == "ray":
         raise ConfigError(
@@ -137,13 +152,14 @@ def serve(
 
     async def supervise() -> None:
         feed, tap = FeedSink(monitor, api.feed_queue), LiveTap()
-        streams = [s.id for s in config.streams]
+        streams = list(config.streams)  # and the calls, while they last (CallDesk)
         sinks: list[Sink] = [
-            *build_sinks(config.sinks, monitor, tap, streams),
+            *build_sinks(config.sinks, monitor, tap, [s.id for s in streams]),
             feed,
             store_sink(config.sinks.store, engine, monitor),
         ]
-        runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices)
+        hub = CallHub(api.calls.ice_servers)
+        runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices, calls=hub)
         thresholds = (config.smoothing.enter, config.smoothing.leave)
         # its own face detector (they are thread-confined), set as `dfstream eval` sets it: the same
         # file, the same numbers
@@ -169,10 +185,11 @@ def serve(
             monitor,
             feed,
             analyzer,
-            list(config.streams),
+            streams,
             exporter.registry,
-            exporter.ready,
+            lambda: exporter.ready(need_stream=any(s.kind != "webrtc" for s in config.streams)),
             runtime.tap,
+            CallDesk(api.calls, hub, streams, runtime.add_stream, monitor),
         )
         server = _ApiServer(
             uvicorn.Config(
@@ -195,7 +212,7 @@ def serve(
         _stop_on_signals(runtime.stop.set, lambda: setattr(server, "should_exit", True))
         async with analyzer:
             retention = asyncio.create_task(run_retention(api, database, monitor), name="dfstream.retention")
-            judging = asyncio.create_task(runtime.run(), name="dfstream.runtime")
+            judging = asyncio.create_task(runtime.run(keep_open=True), name="dfstream.runtime")
             host, port = listener.getsockname()[:2]
             say(f"dfstream API on {'https' if api.tls else 'http'}://{host}:{port} (docs: /docs)")
             serving = asyncio.create_task(server.serve(sockets=[listener]), name="dfstream.api")
@@ -204,6 +221,7 @@ def serve(
                 server.should_exit = True  # the runtime failed: stop, and say why below
             await asyncio.gather(serving, return_exceptions=True)  # until a signal
             runtime.stop.set()
+            await service.calls.close()  # type: ignore[union-attr]
             retention.cancel()
             await asyncio.gather(judging, retention, return_exceptions=True)
         if judging.exception() is not None:

@@ -21,7 +21,7 @@ from service.auth import Principal
 from service.deps import Service, require
 from service.headers import SecurityHeaders
 from service.limits import RequestLimits
-from service.routes import auth, events, feed, live, media, pages, streams, users
+from service.routes import auth, calls, events, feed, live, media, pages, streams, users
 
 log = logging.getLogger("dfstream.api")
 API = Subject.service("api")
@@ -113,6 +113,7 @@ def create_app(service: Service) -> FastAPI:
 
     for router in (auth.router, users.router, media.router, streams.router, live.router, events.router, feed.router):
         app.include_router(router, prefix="/api/v1")
+    app.include_router(calls.router)  # /whip/... where WHIP clients expect it, /api/v1/calls for the page
     app.include_router(pages.router)
     app.mount("/ui", StaticFiles(directory=pages.WEB), name="ui")  # the UI's script and style
     return app

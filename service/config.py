@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from core.strict import StrictModel
+from stream.calls import IceServerConfig
 
 
 class RetentionConfig(StrictModel):
@@ -106,6 +107,20 @@ class LoginLimitConfig(StrictModel):
     waiting: int = Field(32, ge=0)
 
 
+class CallsConfig(StrictModel):
+    """Calls pushed over WebRTC: the "Check a call" page and WHIP (``POST /whip/{stream}``)."""
+
+    max_sessions: int = Field(4, ge=1)  # WebRTC sessions at once, page calls and WHIP pushes together; beyond: 503
+    per_user: int = Field(2, ge=1)  # ... of them one user's; beyond: 429
+    # ICE gathers host candidates (loopback and LAN); STUN / TURN servers add what a call across NAT needs
+    ice_servers: list[IceServerConfig] = Field(default_factory=list)
+    # a page call's stream: reconnecting after half of this without media, ended (offline) after all of it
+    stall_timeout_s: float = Field(10.0, gt=0)
+    open_timeout_s: float = Field(10.0, gt=0)  # from the answer to the first picture
+    fps: float | None = Field(None, gt=0)  # a page call's frame cap (a 60 fps screen share costs twice a camera)
+    linger_s: float = Field(60.0, ge=0)  # an ended page call stays listed (offline) this long, then goes
+
+
 class ConnectionLimitsConfig(StrictModel):
     """What uvicorn lets in before any route runs."""
 
@@ -160,6 +175,7 @@ class ApiConfig(StrictModel):
     media: MediaLimitsConfig = Field(default_factory=MediaLimitsConfig)
     viewers: ViewerLimitsConfig = Field(default_factory=ViewerLimitsConfig)
     login_limit: LoginLimitConfig = Field(default_factory=LoginLimitConfig)
+    calls: CallsConfig = Field(default_factory=CallsConfig)
 
     @field_validator("trusted_proxies")
     @classmethod

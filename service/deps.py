@@ -25,6 +25,7 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.live import LiveTap
 from service.analysis import Analyzer
 from service.auth import LoginLimiter, Principal, TokenCache, bearer, resolve
+from service.calls import CallDesk
 from service.config import ApiConfig
 from service.feed import FeedSink
 from service.seats import Seats
@@ -48,6 +49,7 @@ class Service:
     registry: CollectorRegistry  # what /metrics exports
     pipeline_ready: Callable[[], tuple[bool, str]]
     tap: LiveTap  # the runtime's live view
+    calls: CallDesk | None = None  # WebRTC ingest (None: calls are not taken)
     limiter: LoginLimiter | None = None
     tokens: TokenCache | None = None
     feed_seats: Seats = field(init=False)

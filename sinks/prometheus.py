@@ -39,7 +39,9 @@ SYSTEM_GAUGES = (
 MQTT = Subject.sink("mqtt")
 STORE = Subject.sink("store")
 VIDEO = Subject.sink("video")
-API, ANALYSIS, RETENTION, FEED, LIVE = (Subject.service(n) for n in ("api", "analysis", "retention", "feed", "live"))
+API, ANALYSIS, RETENTION, FEED, LIVE, CALLS = (
+    Subject.service(n) for n in ("api", "analysis", "retention", "feed", "live", "calls")
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,12 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
     (Kind.SERVICE, Count.REJECTED): Family(
         "dfstream_api_rejected", "API requests refused, by reason", API, ("reason",)
     ),
+    (Kind.SERVICE, Count.CALLS): Family(
+        "dfstream_calls",
+        "WebRTC call sessions (the Check a call page, WHIP), by event: started, ended, refused:<why>",
+        CALLS,
+        ("event",),
+    ),
     (Kind.SERVICE, Count.JOBS): Family(
         "dfstream_analysis_jobs", "Media analyses, by outcome (done, failed, resumed)", ANALYSIS, ("outcome",)
     ),
@@ -180,6 +188,9 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
     ),
     (Kind.SERVICE, Gauge.JOBS_WAITING): Family("dfstream_analysis_queue_depth", "Media analyses waiting", ANALYSIS),
     (Kind.SERVICE, Gauge.FEED_CLIENTS): Family("dfstream_feed_clients", "Live feed subscribers", FEED),
+    (Kind.SERVICE, Gauge.CALL_SESSIONS): Family(
+        "dfstream_call_sessions", "WebRTC call sessions sending now (page calls and WHIP pushes)", CALLS
+    ),
     (Kind.SERVICE, Gauge.VIEWERS): Family(
         "dfstream_live_viewers", "Clients watching a stream's live view", LIVE, ("stream",)
     ),
@@ -304,13 +315,14 @@ class PrometheusExporter:
         assert self._server is not None
         return self._server.server_address[1]
 
-    def ready(self) -> tuple[bool, str]:
+    def ready(self, need_stream: bool = True) -> tuple[bool, str]:
+        """``need_stream``: not ready until a stream is online (False for a server that only takes calls)."""
         snapshots = self.monitor.snapshot()
         models = self.monitor.gauge(RUNTIME, Gauge.MODELS_READY) or 0
         online = [s for s in snapshots if s.subject.kind is Kind.STREAM and s.gauge(Gauge.UP) == 1]
         if not models:
             return False, "no detector loaded"
-        if not online:
+        if not online and need_stream:
             return False, "no stream online"
         return True, f"{int(models)} detectors, {len(online)} streams online"
 

@@ -45,7 +45,7 @@ class AudioChunk:
 
 
 class AudioDecoder:
-    """One connection's audio: ``decode(packet)`` returns the chunks that packet completed. A packet
+    """One connection's audio: ``decode(packet)`` (or ``add(frames)``) returns the chunks completed. A packet
     that fails to decode costs its samples (counted by ``on_error``), not the stream."""
 
     def __init__(self, stream_id: str, on_error: Callable[[], None]):
@@ -64,6 +64,10 @@ class AudioDecoder:
         except (av.error.FFmpegError, ValueError):
             self._on_error()
             return []
+        return self.add(frames)
+
+    def add(self, frames: list[av.AudioFrame]) -> list[AudioChunk]:
+        """Decoded frames (a WebRTC track's) in; the chunks they completed out."""
         chunks: list[AudioChunk] = []
         for frame in frames:
             self._follow_clock(frame)

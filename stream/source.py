@@ -41,6 +41,7 @@ from .audio import AudioChunk, AudioDecoder
 from .config import StreamConfig
 from .frame import Frame
 from .sample import sample_clip_path
+from .screen import GRABBERS, screen_input
 from .urls import file_path, open_options
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,9 @@ class Source(Lifecycle):
         else:
             target = cfg.url
         fmt, options = open_options(kind, cfg.transport, cfg.options)
+        if kind == "screen":
+            target, fmt, grab = screen_input(cfg.url, av.formats_available)
+            options = {**grab, **cfg.options}
         network = kind in ("rtsp", "rtmp", "http")
         timeout = (cfg.open_timeout_s, cfg.stall_timeout_s / 2) if network else None
         with self._open_container(target, fmt, options, timeout) as container:
@@ -287,6 +291,11 @@ class Source(Lifecycle):
         try:
             return av.open(target, format=fmt, options=options, timeout=timeout)
         except av.error.FFmpegError as exc:
+            if fmt in GRABBERS.values():  # FFmpeg says only "Input/output error"
+                raise SourceOpenError(
+                    f"{self.config.url}: {fmt} cannot open {target!r} ({one_line(exc)}): is the display running, "
+                    "and may this user reach it (XAUTHORITY)?"
+                ) from None
             # a server that accepts and never answers makes FFmpeg blame the data ("Invalid data
             # found"); the one fact worth telling is that nothing came back in time
             if timeout is not None and time.monotonic() - started >= 0.9 * timeout[0]:

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-SourceKind = Literal["rtsp", "rtmp", "http", "file", "webcam", "sample"]
+from .screen import parse_screen
+
+# screen: the desktop (screen.py); webrtc: pushed to dfstream serve over WebRTC (WHIP or the "Check a call" page)
+SourceKind = Literal["rtsp", "rtmp", "http", "file", "webcam", "sample", "screen", "webrtc"]
 
 _SCHEMES: dict[str, SourceKind] = {
     "rtsp": "rtsp",
@@ -18,6 +21,9 @@ _SCHEMES: dict[str, SourceKind] = {
     "https": "http",
     "file": "file",
     "sample": "sample",
+    "screen": "screen",
+    "whip": "webrtc",
+    "webrtc": "webrtc",
 }
 _WEBCAM = re.compile(r"^/dev/video\d+$")
 
@@ -31,9 +37,13 @@ def classify(url: str) -> SourceKind:
         return "file"
     if scheme not in _SCHEMES:
         raise ValueError(
-            f"unsupported scheme {scheme!r}: expected rtsp, rtmp, http(s), file, sample, a path or /dev/videoN"
+            f"unsupported scheme {scheme!r}: expected rtsp, rtmp, http(s), file, sample, screen, whip, a path "
+            "or /dev/videoN"
         )
-    return _SCHEMES[scheme]
+    kind = _SCHEMES[scheme]
+    if kind == "screen":
+        parse_screen(url)  # a bad region or display is a config error, not a failed open
+    return kind
 
 
 def file_path(url: str) -> Path:

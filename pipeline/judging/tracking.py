@@ -81,6 +81,10 @@ class IouTracker:
             ids[di] = track.track_id
         return Detections(boxes, detections.scores, ids), closed
 
+    def forget(self) -> None:
+        """Every track ends (the picture is another: a new call); ids go on from where they were."""
+        self._tracks = []
+
     def carry(self, frame: int) -> Detections:
         """The live tracks' boxes moved to frame index ``frame`` (tracks missed in the last
         round are not shown: the face may have left)."""

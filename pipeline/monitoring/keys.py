@@ -75,6 +75,7 @@ class Count(str, enum.Enum):
     AUDIO_DROPPED = "audio_dropped"  # chunks dropped because the voice path fell behind a live stream
     AUDIO_DECODE_ERRORS = "audio_decode_errors"
     VOICE_WINDOWS = "voice_windows"  # label result: judged, no_speech, skipped
+    CALLS = "calls"  # WebRTC sessions; label event: started, ended, refused:<why>
 
 
 class Gauge(str, enum.Enum):
@@ -92,6 +93,7 @@ class Gauge(str, enum.Enum):
     JOBS_WAITING = "jobs_waiting"  # media analyses queued
     FEED_CLIENTS = "feed_clients"  # live feed subscribers
     VIEWERS = "viewers"  # live view clients; label stream
+    CALL_SESSIONS = "call_sessions"  # WebRTC sessions sending now
     OUTPUT_UP = "output_up"  # 1 while the video sink's output for a stream is open
     SPEECH_SHARE = "speech_share"  # the share of the stream's last voice window that was speech
 

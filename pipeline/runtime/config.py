@@ -28,7 +28,8 @@ class DeliveryConfig(StrictModel):
 
 
 class PipelineConfig(StrictModel):
-    streams: list[StreamConfig] = Field(min_length=1)
+    # none: `dfstream serve` waiting for calls (WebRTC); `dfstream run` needs one (wiring.run says so)
+    streams: list[StreamConfig] = Field(default_factory=list)
     faces: FacesConfig = Field(default_factory=FacesConfig)
     detectors: list[DetectorConfig] = Field(min_length=1)
     audio_detectors: list[AudioDetectorConfig] = Field(default_factory=list)  # none: the voice is not judged

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.errors import ConfigError
+from core.errors import ConfigError, LifecycleError, one_line
 from pipeline.judging.ensemble import EnsembleResult, build_ensemble
 from pipeline.judging.listening import Window
 from pipeline.models.audio.scorer import VoiceScorer
@@ -38,6 +40,10 @@ from pipeline.runtime.live import LiveTap
 from pipeline.runtime.numbering import Counting, Numbering
 from pipeline.runtime.sink import Outbox, Sink
 from pipeline.runtime.worker import StreamWorker
+from stream.calls import CallHub
+from stream.config import StreamConfig
+
+log = logging.getLogger(__name__)
 
 
 def share_cpu_threads(workers: int) -> None:
@@ -62,10 +68,11 @@ class Runtime:
         backends: BackendsFactory | None = None,
         numbering: Numbering | None = None,
         voices: dict[str, VoiceScorer] | None = None,
+        calls: CallHub | None = None,
     ):
         """``detectors``, ``voices`` (the loaded ``audio_detectors``) and ``face_detector`` run here,
         in batchers, unless ``backends`` says where they run instead (then ``detectors`` is empty
-        and the ensembles only fuse)."""
+        and the ensembles only fuse). ``calls``: where ``whip://`` streams get their sessions."""
         self.config = config
         self.detectors = detectors
         self.voices = voices or {}
@@ -84,25 +91,32 @@ class Runtime:
         ]
         self.stop = asyncio.Event()
         self.tap = tap or LiveTap()  # the live view: frames are handed over only while someone watches
-        self.workers = [
-            StreamWorker(
-                sc,
-                config.faces,
-                config.judge,
-                config.smoothing,
-                self,
-                self.monitor,
-                self.stop,
-                self.tap,
-                self.numbering,
-                config.voice if listening else None,
-            )
-            for sc in config.streams
-        ]
+        self.calls = calls
+        self.workers = [self._worker(sc) for sc in config.streams]
+        self._ended = False
+        self.added: dict[str, asyncio.Task[None]] = {}  # streams added while running (calls), until they end
         self.backends: Backends | None = None  # while run() runs (and after: the local batchers keep their batch sizes)
 
-    async def run(self) -> None:
-        """Until every stream has ended or ``stop`` is set; then drain and flush the sinks."""
+    def _worker(self, stream: StreamConfig) -> StreamWorker:
+        listening = bool(self.config.audio_detectors)
+        config = self.config
+        return StreamWorker(
+            stream,
+            config.faces,
+            config.judge,
+            config.smoothing,
+            self,
+            self.monitor,
+            self.stop,
+            self.tap,
+            self.numbering,
+            config.voice if listening else None,
+            self.calls,
+        )
+
+    async def run(self, keep_open: bool = False) -> None:
+        """Until every stream has ended or ``stop`` is set; then drain and flush the sinks. ``keep_open``
+        (``dfstream serve``): until ``stop`` only, so streams can still be added (``add_stream``)."""
         for outbox in self.outboxes:
             await outbox.__aenter__()
         try:
@@ -111,12 +125,32 @@ class Runtime:
                 alerts = asyncio.create_task(self._alerts(), name="dfstream.alerts")
                 try:
                     await asyncio.gather(*(w.run() for w in self.workers))
+                    if keep_open:
+                        await self.stop.wait()
+                    await asyncio.gather(*self.added.values(), return_exceptions=True)
                 finally:
                     alerts.cancel()
                     await asyncio.gather(alerts, return_exceptions=True)
+                    self._ended = True
         finally:
             # side by side: one stuck sink must not add its drain timeout to the others'
             await asyncio.gather(*(outbox.__aexit__(None, None, None) for outbox in self.outboxes))
+
+    def add_stream(self, stream: StreamConfig) -> asyncio.Task[None]:
+        """Judge one more stream while running (a call that arrived); its task ends with the stream."""
+        if self.backends is None or self._ended or self.stop.is_set():
+            raise LifecycleError("the runtime is not running: a stream can only be added while it runs")
+        if stream.id in self.added or any(w.config.id == stream.id for w in self.workers):
+            raise ConfigError(f"stream {stream.id!r} exists already")
+        task = asyncio.create_task(self._worker(stream).run(), name=f"dfstream[{stream.id}].worker")
+        self.added[stream.id] = task
+        task.add_done_callback(functools.partial(self._stream_ended, stream.id))
+        return task
+
+    def _stream_ended(self, stream_id: str, task: asyncio.Task[None]) -> None:
+        self.added.pop(stream_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("stream %s failed: %s", stream_id, one_line(task.exception(), with_type=True))
 
     @contextlib.asynccontextmanager
     async def _local_backends(self) -> AsyncIterator[Backends]:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from core.errors import InsufficientModelsError
+from core.errors import ConfigError, InsufficientModelsError
 from core.ratelog import RateLimitedLog
 from pipeline.judging.cadence import Cadence, JudgeConfig, Scored
 from pipeline.judging.ensemble import EnsembleResult
@@ -30,6 +32,8 @@ from pipeline.runtime.live import Face, LiveTap, Shot
 from pipeline.runtime.numbering import Counting, Numbering
 from pipeline.runtime.voice import VoiceHost, VoiceWorker
 from stream import Frame, Source, SourceCount, SourceStatus, StreamConfig
+from stream.call_source import CallSource
+from stream.calls import CallHub
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +122,11 @@ class StreamWorker:
         tap: LiveTap | None = None,
         numbering: Numbering | None = None,
         voice: VoiceConfig | None = None,
+        calls: CallHub | None = None,
     ):
+        """``calls``: where a ``whip://`` stream's sessions arrive (``dfstream serve`` has one)."""
         self.config = config
+        self.calls = calls
         self.tap = tap
         self.subject = Subject.stream(config.id)
         self.detect_every = faces.detect_every
@@ -144,12 +151,32 @@ class StreamWorker:
 
     async def run(self) -> None:
         self.monitor.set_gauge(self.subject, Gauge.UP, 0)
-        source = Source(
+        if self.config.kind != "webrtc":
+            await self._judge_source(self._source(Source))
+            return
+        if self.calls is None:
+            raise ConfigError(
+                f"stream {self.config.id}: {self.config.url} streams are pushed to `dfstream serve` (its WHIP "
+                "endpoint); `dfstream run` has no server to receive them"
+            )
+        inbox = self.calls.inbox(self.config.id)
+        self._on_status(self.config.id, SourceStatus.OFFLINE, f"waiting for a call (WHIP: POST /whip/{self.config.id})")
+        try:
+            async for session in inbox.sessions(self.stop):
+                self.tracker.forget()  # a new call: the faces of the last one are not these
+                await self._judge_source(self._source(functools.partial(CallSource, session)))
+        finally:
+            await self.calls.forget(self.config.id)
+
+    def _source(self, kind: Callable[..., Source | CallSource]) -> Source | CallSource:
+        return kind(
             self.config,
             on_status=self._on_status,
             counters=_SourceMetrics(self.monitor, self.subject),
             listen=self.voice is not None,
         )
+
+    async def _judge_source(self, source: Source | CallSource) -> None:
         async with source:
             stopper = asyncio.create_task(self._stop_on_request(source), name=f"dfstream[{self.config.id}].stop")
             queue: asyncio.Queue[_Queued | None] = asyncio.Queue(maxsize=2)
@@ -164,11 +191,11 @@ class StreamWorker:
             self.tracks.clear()
             self._publish_state()
 
-    async def _stop_on_request(self, source: Source) -> None:
+    async def _stop_on_request(self, source: Source | CallSource) -> None:
         await self.stop.wait()
         source.request_stop()
 
-    async def _detect(self, source: Source, queue: asyncio.Queue[_Queued | None]) -> None:
+    async def _detect(self, source: Source | CallSource, queue: asyncio.Queue[_Queued | None]) -> None:
         try:
             async for frame in source:
                 index = self.frames_seen

@@ -144,7 +144,6 @@ CASES = [
     ("stream id with a slash", at("streams.0.id", "cam/1"), "streams[0].id: stream id 'cam/1' may hold only"),
     ("unsupported scheme", at("streams.0.url", "rtp+x://cam"), "streams[0].url: unsupported scheme 'rtp+x'"),
     # missing
-    ("no streams", at("streams", []), "streams: List should have at least 1 item"),
     ("no detectors section", drop("detectors"), "detectors: Field required"),
     ("stream without url", drop("streams.0.url"), "streams[0].url: Field required"),
     ("missing weights file", at("detectors.0.weights", "WEIGHTS/nope.h5"), "detectors[0].weights: no such file"),
@@ -211,6 +210,17 @@ def test_a_bad_override_names_its_path(tmp_path, weights_dir, capsys):
     path = write_config(tmp_path, weights_dir, lambda d: None)
     assert main(["check", path, "--set", "streams.0.fps=abc"]) == 2
     assert "streams[0].fps: Input should be a valid number" in capsys.readouterr().err
+
+
+def test_run_needs_a_stream_it_can_read_and_serve_may_start_with_none(tmp_path, weights_dir, capsys):
+    none = write_config(tmp_path, weights_dir, at("streams", []))
+    assert main(["check", none]) == 0  # valid: `dfstream serve` waits for calls
+    capsys.readouterr()
+    assert main(["run", none, "--offline"]) == 2
+    assert "streams: `dfstream run` needs at least one stream" in capsys.readouterr().err
+    pushed = write_config(tmp_path, weights_dir, at("streams.0.url", "whip://"))
+    assert main(["run", pushed, "--offline"]) == 2
+    assert "is pushed to `dfstream serve` over WebRTC (POST /whip/cam1)" in capsys.readouterr().err
 
 
 def test_the_real_process_prints_no_traceback(tmp_path, weights_dir, figures):

@@ -1,0 +1,198 @@
+"""Calls pushed to dfstream over WebRTC (aiortc): a WHIP client (OBS, GStreamer, an aiortc script) or
+the web UI's "Check a call" page sends an SDP offer, the ``CallHub`` answers it with a receive-only
+``RTCPeerConnection`` and hands the ``Session`` to the stream that expects it (its ``Inbox``); the
+stream reads the session's tracks as it would read a camera (``call_source.py``).
+
+    hub = CallHub(ice_servers)
+    inbox = hub.inbox("lobby")                   # the stream's worker: async for session in inbox.sessions(stop)
+    session = await hub.publish("lobby", offer)  # the WHIP route: session.answer is the SDP answer
+    await session.close("DELETE")                # or the peer vanishes, or no media comes (the source's watchdog)
+
+One publisher per stream at a time (a second gets ``CallBusy``): two pushers into one stream would
+interleave two pictures into one set of tracks. ICE gathers host candidates (loopback and LAN); STUN
+and TURN servers from ``ice_servers`` add reflexive and relayed ones for calls across NAT. Answers
+carry every candidate (aiortc gathers before it answers), so no trickle ICE is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+
+from pydantic import Field
+
+from core.errors import InputError, SourceError, one_line
+from core.strict import StrictModel
+
+log = logging.getLogger(__name__)
+
+
+class IceServerConfig(StrictModel):
+    """A STUN or TURN server, as a browser's RTCIceServer says it."""
+
+    urls: list[str] = Field(min_length=1)  # stun:stun.example.org:3478, turn:turn.example.org?transport=tcp
+    username: str | None = None
+    credential: str | None = None  # ${TURN_PASSWORD}
+
+
+class CallError(SourceError):
+    """A publish refused; ``reason`` is what the WHIP route's status is chosen by."""
+
+    reason = "refused"
+
+
+class OfferError(CallError, InputError):
+    reason = "bad_offer"
+
+
+class NoSuchStream(CallError, LookupError):
+    reason = "no_stream"
+
+
+class CallBusy(CallError):
+    reason = "busy"
+
+
+class Session:
+    """One peer connection and what it sends: a video track and, when offered, an audio track."""
+
+    def __init__(self, stream_id: str, pc: object, on_end: list[Callable[[Session], None]]):
+        self.id = secrets.token_urlsafe(12)
+        self.stream_id = stream_id
+        self.pc = pc
+        self.video: object | None = None  # aiortc MediaStreamTrack
+        self.audio: object | None = None
+        self.answer = ""
+        self.started_mono = time.monotonic()
+        self.ended = asyncio.Event()
+        self.reason: str | None = None
+        self._on_end = on_end
+
+    async def close(self, reason: str) -> None:
+        """End the session (idempotent): the peer connection closes, its tracks end."""
+        if self.reason is not None:
+            return
+        self.reason = reason
+        self.ended.set()
+        log.info("%s: call session %s ended: %s", self.stream_id, self.id, reason)
+        for callback in self._on_end:
+            callback(self)
+        await self.pc.close()  # type: ignore[attr-defined]
+
+
+class Inbox:
+    """Where a stream receives its sessions, one at a time; ``once``: the stream lasts one session
+    (a call from the page) instead of waiting for the next publisher (a declared WHIP stream)."""
+
+    def __init__(self, stream_id: str, once: bool):
+        self.stream_id, self.once = stream_id, once
+        self.current: Session | None = None
+        self._next: asyncio.Queue[Session] = asyncio.Queue(maxsize=1)
+        self.closed = False
+
+    async def sessions(self, stop: asyncio.Event) -> AsyncIterator[Session]:
+        """Each session as it arrives, until ``stop`` (or after the first, when ``once``)."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not self.closed:
+                taking = asyncio.ensure_future(self._next.get())
+                await asyncio.wait([taking, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if not taking.done():
+                    taking.cancel()
+                    return
+                yield taking.result()
+                if self.once:
+                    return
+        finally:
+            stopping.cancel()
+
+
+class CallHub:
+    """Every stream that takes calls, and the sessions now sending."""
+
+    def __init__(self, ice_servers: list[IceServerConfig] | None = None, answer_timeout_s: float = 10.0):
+        self.ice_servers = ice_servers or []
+        self.answer_timeout_s = answer_timeout_s
+        self.inboxes: dict[str, Inbox] = {}
+        self.sessions: dict[str, Session] = {}
+
+    def inbox(self, stream_id: str, once: bool = False) -> Inbox:
+        """The stream's inbox, made on first ask (by its worker or by whoever created the stream)."""
+        if stream_id not in self.inboxes:
+            self.inboxes[stream_id] = Inbox(stream_id, once)
+        return self.inboxes[stream_id]
+
+    async def forget(self, stream_id: str) -> None:
+        """The stream has ended: its inbox goes, and the session still sending to it ends."""
+        inbox = self.inboxes.pop(stream_id, None)
+        if inbox is not None:
+            inbox.closed = True
+            if inbox.current is not None:
+                await inbox.current.close("the stream ended")
+
+    async def publish(self, stream_id: str, offer_sdp: str, on_end: Callable[[Session], None] | None = None) -> Session:
+        """A session for ``stream_id`` from an SDP offer, answered; ``CallError`` says why not."""
+        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+        inbox = self.inboxes.get(stream_id)
+        if inbox is None or inbox.closed:
+            raise NoSuchStream(f"no stream {stream_id!r} takes calls")
+        if inbox.current is not None or inbox._next.full():
+            raise CallBusy(f"stream {stream_id!r} already has a publisher; DELETE its session first")
+        if "m=video" not in offer_sdp:
+            raise OfferError("the SDP offer has no video (m=video): dfstream judges faces, a call needs a picture")
+        servers = [RTCIceServer(s.urls, s.username, s.credential) for s in self.ice_servers]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        session = Session(stream_id, pc, [self._ended, *([on_end] if on_end else [])])
+
+        @pc.on("track")
+        def _track(track) -> None:  # noqa: ANN001 -- aiortc's MediaStreamTrack
+            if track.kind == "video" and session.video is None:
+                session.video = track
+            elif track.kind == "audio" and session.audio is None:
+                session.audio = track
+
+        @pc.on("connectionstatechange")
+        async def _state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await session.close(f"the peer connection {pc.connectionState}")
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            if session.video is None:
+                raise OfferError("the SDP offer sends no video track")
+            answer = await pc.createAnswer()
+            await asyncio.wait_for(pc.setLocalDescription(answer), self.answer_timeout_s)
+        except OfferError:
+            await pc.close()
+            raise
+        except TimeoutError:
+            await pc.close()
+            raise CallError(f"ICE gathering took over {self.answer_timeout_s:g}s (a STUN/TURN server unreachable?)")
+        except Exception as exc:  # noqa: BLE001 -- aiortc's parser raises what a malformed line trips
+            await pc.close()
+            raise OfferError(f"the SDP offer cannot be used: {one_line(exc, with_type=True)}") from None
+        session.answer = pc.localDescription.sdp
+        if inbox.closed:
+            await pc.close()
+            raise NoSuchStream(f"stream {stream_id!r} ended while the offer was answered")
+        inbox.current = session
+        self.sessions[session.id] = session
+        inbox._next.put_nowait(session)
+        log.info("%s: call session %s started", stream_id, session.id)
+        return session
+
+    def _ended(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        inbox = self.inboxes.get(session.stream_id)
+        if inbox is not None and inbox.current is session:
+            inbox.current = None
+            while not inbox._next.empty():  # answered, never taken: it is over too
+                inbox._next.get_nowait()
+
+    async def close(self) -> None:
+        """Every session ends (the server is stopping)."""
+        await asyncio.gather(*(s.close("the server stopped") for s in list(self.sessions.values())))
