@@ -6,6 +6,7 @@ declared ``whip://`` stream, and the JSON twin the "Check a call" page uses to m
     DELETE /whip/{stream}/{session}   -> 200: the push ends (the stream waits for the next one)
     POST   /api/v1/calls              {"sdp": offer} -> 201 {"stream", "session", "sdp": answer}
     DELETE /api/v1/calls/{session}    -> 204: the call ends, its stream goes offline
+    GET    /api/v1/calls/ice          the STUN / TURN servers (api.calls.ice_servers) for the page's offer
 
 Both need a token with the ``write`` scope: media comes in only from an authenticated session.
 Trickle ICE (PATCH) is not offered: the answer already carries every candidate (405, as RFC 9725
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field
 from service.auth import Principal
 from service.calls import CallDesk
 from service.deps import Service, get_service, require
+from stream.calls import IceServerConfig
 
 router = APIRouter(tags=["calls"])
 SDP = "application/sdp"
@@ -96,6 +98,15 @@ async def start_call(
 ) -> CallAnswer:
     session = await _desk(service).start_call(who, offer.sdp)
     return CallAnswer(stream=session.stream_id, session=session.id, sdp=session.answer)
+
+
+class IceServers(BaseModel):
+    ice_servers: list[IceServerConfig]
+
+
+@router.get("/api/v1/calls/ice", response_model=IceServers, summary="The STUN / TURN servers a caller should use")
+async def ice_servers(_: Principal = Depends(require("write")), service: Service = Depends(get_service)) -> IceServers:
+    return IceServers(ice_servers=_desk(service).hub.ice_servers)
 
 
 @router.delete("/api/v1/calls/{session_id}", status_code=204, summary="End a call")

@@ -70,7 +70,7 @@ function route() {
   stopView();
   const [, page, id] = location.hash.split("/");
   const view = $("#view");
-  ({"": streamsView, stream: streamView, events: eventsView, event: eventView, media: mediaView, alerts: alertsView}[page || ""]
+  ({"": streamsView, stream: streamView, events: eventsView, event: eventView, media: mediaView, alerts: alertsView, call: callView}[page || ""]
     || streamsView)(view, id && decodeURIComponent(id));
 }
 
@@ -314,3 +314,123 @@ function alertsView(view) {
 }
 
 if (token) start(); else logout();
+
+// ---- check a call ----------------------------------------------------------------------------------
+// The analyst shares a tab, window or screen (getDisplayMedia, with the tab's sound where the browser
+// offers it) or a camera and microphone; the media goes to dfstream over WebRTC (POST /calls with the
+// offer, every ICE candidate in it) and comes back judged: boxes over the preview, the overall badge.
+// The call outlives this view (it ends when the share ends, End is pressed, or the tab closes).
+let current = null;  // {pc, media, stream, session}
+
+async function startCall(kind) {
+  if (current) return current;
+  const media = kind === "screen"
+    ? await navigator.mediaDevices.getDisplayMedia({video: {frameRate: {ideal: 15, max: 30}}, audio: true})
+    : await navigator.mediaDevices.getUserMedia({video: {width: {ideal: 1280}, height: {ideal: 720}}, audio: true});
+  const {ice_servers} = await call("/calls/ice");
+  const pc = new RTCPeerConnection({iceServers: ice_servers.map((s) => ({urls: s.urls, username: s.username || undefined, credential: s.credential || undefined}))});
+  for (const track of media.getTracks()) pc.addTransceiver(track, {direction: "sendonly", streams: [media]});
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {  // the offer with every candidate: dfstream does not trickle
+    if (pc.iceGatheringState === "complete") return done();
+    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && done());
+    setTimeout(done, 3000);
+  });
+  let answer;
+  try {
+    answer = await call("/calls", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({sdp: pc.localDescription.sdp})});
+  } catch (error) { media.getTracks().forEach((t) => t.stop()); pc.close(); throw error; }
+  await pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
+  current = {pc, media, stream: answer.stream, session: answer.session};
+  // the browser's own "Stop sharing" ends the video track: the call ends with it
+  media.getVideoTracks()[0].addEventListener("ended", () => endCall());
+  return current;
+}
+
+async function endCall() {
+  const ending = current;
+  if (!ending) return;
+  current = null;
+  ending.media.getTracks().forEach((t) => t.stop());
+  await call(`/calls/${encodeURIComponent(ending.session)}`, {method: "DELETE"}).catch(() => {});
+  ending.pc.close();
+  if (location.hash.startsWith("#/call")) route();
+}
+addEventListener("pagehide", () => {
+  if (current) fetch(`${API}/calls/${encodeURIComponent(current.session)}`, {method: "DELETE", keepalive: true, headers: {Authorization: `Bearer ${token}`}});
+});
+
+function callView(view) {
+  view.innerHTML = `<h2>Check a call <span class="label no_face" id="call-label">not sharing</span>
+      <span class="label voice" id="call-voice" hidden></span></h2>
+    <p class="muted" id="call-help">Share the call's tab or window (Teams, Zoom, Meet in a browser or an app), your screen, or a camera.
+      dfstream judges every face in it and the voice; the verdicts come back here, over the picture.</p>
+    <div class="filters">
+      <button type="button" id="share-screen">Share a tab, window or screen</button>
+      <button type="button" id="share-camera">Use camera and microphone</button>
+      <button type="button" id="end-call" hidden>End</button>
+      <span id="call-stream" class="muted"></span>
+    </div>
+    <p id="call-error" class="error" role="alert"></p>
+    <div class="call-stage" id="call-stage" hidden>
+      <video id="call-preview" autoplay muted playsinline></video>
+      <canvas id="call-boxes"></canvas>
+    </div>`;
+  const share = async (kind) => {
+    $("#call-error").textContent = "";
+    try { await startCall(kind); } catch (error) { $("#call-error").textContent = `could not start the call: ${error.message || error}`; return; }
+    callView(view);
+  };
+  $("#share-screen").addEventListener("click", () => share("screen"));
+  $("#share-camera").addEventListener("click", () => share("camera"));
+  $("#end-call").addEventListener("click", () => endCall());
+  if (!current) return;
+  const {stream, media} = current;
+  $("#share-screen").hidden = $("#share-camera").hidden = true;
+  $("#end-call").hidden = false;
+  $("#call-stage").hidden = false;
+  $("#call-stream").innerHTML = `stream <a href="#/stream/${encodeURIComponent(stream)}">${escape(stream)}</a>
+    · overlay <a href="/overlay/${encodeURIComponent(stream)}" target="_blank" rel="noopener">/overlay/${escape(stream)}</a>`;
+  const preview = $("#call-preview");
+  preview.srcObject = media;
+  const boxes = new Map();  // track -> latest verdict
+  const label = $("#call-label");
+  label.textContent = "waiting for the first picture"; label.className = "label pending";
+  const source = feed(`types=verdict,voice,state,status&stream=${encodeURIComponent(stream)}`, {
+    verdict: (v) => { boxes.set(v.track_id, v); },
+    state: (s) => {
+      for (const id of boxes.keys()) if (!(String(id) in s.tracks)) boxes.delete(id);
+      label.className = `label ${s.label}`;
+      label.dataset.label = s.label;
+      label.textContent = s.label === "no_face" ? "no face" : `${s.label}${s.fake_probability != null ? " " + s.fake_probability.toFixed(2) : ""}`;
+      showVoice($("#call-voice"), s.voice, s.spoof_probability);
+    },
+    voice: (v) => showVoice($("#call-voice"), v.label, v.spoof_probability),
+    status: (s) => { if (s.status !== "online") { label.className = "label no_face"; label.textContent = s.status; } },
+  });
+  const canvas = $("#call-boxes");
+  every(100, () => drawBoxes(canvas, preview, boxes));
+  cleanup.push(() => source.close());
+}
+
+// the judged faces over the preview: the video is letterboxed in its element (object-fit: contain)
+function drawBoxes(canvas, video, boxes) {
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, w, h);
+  for (const v of boxes.values()) {
+    const [fw, fh] = v.frame_size;
+    const scale = Math.min(w / fw, h / fh), ox = (w - fw * scale) / 2, oy = (h - fh * scale) / 2;
+    const [x1, y1, x2, y2] = v.bbox.map((c, i) => (i % 2 ? oy : ox) + c * scale);
+    ctx.strokeStyle = ctx.fillStyle = COLOURS[v.label] || COLOURS.pending;
+    ctx.lineWidth = 4;
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    const text = `${v.label} ${v.fake_probability.toFixed(2)}`;
+    ctx.font = "bold 16px system-ui";
+    const tw = ctx.measureText(text).width + 10;
+    ctx.fillRect(x1 - 2, Math.max(0, y1 - 24), tw, 22);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, x1 + 3, Math.max(16, y1 - 7));
+  }
+}

@@ -246,11 +246,13 @@ def chromium():
 
     opened = []
 
-    def open_browser(width: int, height: int):
+    def open_browser(width: int, height: int, flags: tuple[str, ...] = (), headless: bool = True):
+        """``flags``: more of Chromium's (fake media devices); ``headless=False``: on $DISPLAY (Xvfb)."""
         options = webdriver.ChromeOptions()
         options.binary_location = browser
         for flag in (
-            "--headless=new",
+            *(("--headless=new",) if headless else ()),
+            *flags,
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
