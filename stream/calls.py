@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 
 from pydantic import Field
 
-from core.errors import InputError, SourceError, one_line
+from core.errors import SourceError, one_line
 from core.strict import StrictModel
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,11 @@ class CallError(SourceError):
     reason = "refused"
 
 
-class OfferError(CallError, InputError):
+class OfferError(CallError):
     reason = "bad_offer"
 
 
-class NoSuchStream(CallError, LookupError):
+class NoSuchStream(CallError):
     reason = "no_stream"
 
 

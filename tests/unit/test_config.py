@@ -92,7 +92,7 @@ def test_check_errors_exit_2_one_line_each_no_traceback(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.splitlines() == [
         "dfstream: error: streams[0].url: unsupported scheme 'rtp+x': expected rtsp, rtmp, http(s), file, "
-        "sample, a path or /dev/videoN",
+        "sample, screen, whip, a path or /dev/videoN",
         "dfstream: error: faces.detect_every: Input should be greater than or equal to 1",
     ]
     missing = dfstream("check", str(tmp_path / "nope.yaml"))
