@@ -17,14 +17,13 @@ import time
 from collections.abc import AsyncIterator
 
 from core.errors import LifecycleError
-from core.lifecycle import Lifecycle
-from core.queues import QUEUE_FULL, DropOldestQueue
+from core.queues import DropOldestQueue
 
 from .audio import AudioChunk, AudioDecoder
 from .calls import Session
 from .config import StreamConfig
 from .frame import Frame
-from .source import AUDIO_QUEUE, Counters, SourceCount, SourceCounters, SourceStatus, StatusCallback
+from .source import AUDIO_QUEUE, Counters, Feed, SourceCount, SourceCounters, SourceStatus, StatusCallback
 
 _WRAP = 2**32  # RTP timestamps are 32-bit
 
@@ -45,7 +44,7 @@ class _Clock:
         return self.offset + ((rtp - self.first) % _WRAP) / rate
 
 
-class CallSource(Lifecycle):
+class CallSource(Feed):
     def __init__(
         self,
         session: Session,
@@ -85,20 +84,11 @@ class CallSource(Lifecycle):
         asyncio.get_running_loop().create_task(self.session.close("dfstream is stopping"))
         self._close_queues()
 
-    def queued(self) -> int:
-        return len(self._queue) if self._queue is not None else 0
-
     async def __aiter__(self) -> AsyncIterator[Frame]:
         if self._queue is None:
             raise LifecycleError(f"source {self.config.id}: use `async with CallSource(...)` first")
         async for frame in self._queue:
             yield frame
-
-    async def sound(self) -> AsyncIterator[AudioChunk]:
-        if self._audio is None:
-            return
-        async for chunk in self._audio:
-            yield chunk
 
     # ---- the tracks ----------------------------------------------------------------------------
     async def _pictures(self) -> None:
@@ -161,28 +151,7 @@ class CallSource(Lifecycle):
             elif self.status is SourceStatus.RECONNECTING and silent > cfg.stall_timeout_s:
                 await self.session.close(f"no media for {cfg.stall_timeout_s:g}s (stall_timeout_s)")
 
-    # ---- as Source does ------------------------------------------------------------------------
-    def _close_queues(self) -> None:
-        for queue in (self._queue, self._audio):
-            if queue is not None:
-                queue.close()
-
-    def _dropped(self, frame: Frame, reason: str) -> None:
-        if reason == QUEUE_FULL:
-            self.counters.count(SourceCount.DROPPED_QUEUE_FULL)
-
-    def _audio_dropped(self, chunk: AudioChunk, reason: str) -> None:
-        if reason == QUEUE_FULL:
-            self.counters.count(SourceCount.AUDIO_DROPPED)
-
     def _mark_frame(self) -> None:
         self._last_frame = time.monotonic()
         if self.status is not SourceStatus.ONLINE:
             self._set_status(SourceStatus.ONLINE, None)
-
-    def _set_status(self, status: SourceStatus, reason: str | None) -> None:
-        if status is self.status:
-            return
-        self.status = status
-        if self._on_status is not None:
-            self._on_status(self.config.id, status, reason)

@@ -96,7 +96,49 @@ StatusCallback = Callable[[str, SourceStatus, str | None], None]
 AUDIO_QUEUE = 80  # chunks (8 s): room for a voice model's batch to finish while a live stream's sound keeps coming
 
 
-class Source(Lifecycle):
+class Feed(Lifecycle):
+    """What every source hands the worker: frames and sound on two bounded queues, counted drops, and
+    its status told once per change (``Source`` for what FFmpeg opens, ``CallSource`` for a WebRTC call)."""
+
+    config: StreamConfig
+    status: SourceStatus
+    counters: Counters
+    _on_status: StatusCallback | None
+    _queue: DropOldestQueue[Frame] | None
+    _audio: DropOldestQueue[AudioChunk] | None
+
+    def _close_queues(self) -> None:
+        for queue in (self._queue, self._audio):
+            if queue is not None:
+                queue.close()
+
+    async def sound(self) -> AsyncIterator[AudioChunk]:
+        """The stream's audio, while the source runs; nothing when it does not listen."""
+        if self._audio is None:
+            return
+        async for chunk in self._audio:
+            yield chunk
+
+    def queued(self) -> int:
+        return len(self._queue) if self._queue is not None else 0
+
+    def _dropped(self, frame: Frame, reason: str) -> None:
+        if reason == QUEUE_FULL:
+            self.counters.count(SourceCount.DROPPED_QUEUE_FULL)
+
+    def _audio_dropped(self, chunk: AudioChunk, reason: str) -> None:
+        if reason == QUEUE_FULL:
+            self.counters.count(SourceCount.AUDIO_DROPPED)
+
+    def _set_status(self, status: SourceStatus, reason: str | None) -> None:
+        if status is self.status:
+            return
+        self.status = status
+        if self._on_status is not None:
+            self._on_status(self.config.id, status, reason)
+
+
+class Source(Feed):
     def __init__(
         self,
         config: StreamConfig,
@@ -144,26 +186,11 @@ class Source(Lifecycle):
         self._stop.set()
         self._close_queues()
 
-    def _close_queues(self) -> None:
-        for queue in (self._queue, self._audio):
-            if queue is not None:
-                queue.close()
-
     async def __aiter__(self) -> AsyncIterator[Frame]:
         if self._queue is None:
             raise LifecycleError(f"source {self.config.id}: use `async with Source(...)` first")
         async for frame in self._queue:
             yield frame
-
-    async def sound(self) -> AsyncIterator[AudioChunk]:
-        """The stream's audio, while the source runs; nothing when it does not listen."""
-        if self._audio is None:
-            return
-        async for chunk in self._audio:
-            yield chunk
-
-    def queued(self) -> int:
-        return len(self._queue) if self._queue is not None else 0
 
     # ---- the decode thread -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -327,14 +354,6 @@ class Source(Lifecycle):
         self._queue.put(frame)
         self._mark_frame()
 
-    def _dropped(self, frame: Frame, reason: str) -> None:
-        if reason == QUEUE_FULL:
-            self.counters.count(SourceCount.DROPPED_QUEUE_FULL)
-
-    def _audio_dropped(self, chunk: AudioChunk, reason: str) -> None:
-        if reason == QUEUE_FULL:
-            self.counters.count(SourceCount.AUDIO_DROPPED)
-
     def _mark_frame(self) -> None:
         self._last_frame = time.monotonic()
         if self.status is not SourceStatus.ONLINE:
@@ -343,13 +362,6 @@ class Source(Lifecycle):
                 log.info("%s: online again", self.config.id)
             self.last_error = None
             self._set_status(SourceStatus.ONLINE, None)
-
-    def _set_status(self, status: SourceStatus, reason: str | None) -> None:
-        if status is self.status:
-            return
-        self.status = status
-        if self._on_status is not None:
-            self._on_status(self.config.id, status, reason)
 
     async def _watch(self) -> None:
         stall = self.config.stall_timeout_s
