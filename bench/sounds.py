@@ -124,3 +124,25 @@ def mux_with_sound(video: Path, wav: Path | None, out: Path, seconds: float) -> 
         for packet in picture.encode(None):
             target.mux(packet)
     return out
+
+
+def encode_sound(wav: Path, out: Path, rate: int, codec: str = "libmp3lame") -> Path:
+    """``wav`` re-encoded with PyAV's own FFmpeg (MP3 by default), mono at ``rate`` Hz: Debian's sox
+    writes no MP3 without libsox-fmt-mp3, and PyAV is always here."""
+    import av
+
+    with av.open(str(wav)) as source, av.open(str(out), "w") as target:
+        stream = target.add_stream(codec, rate=rate, layout="mono")
+        fmt = stream.codec_context.codec.audio_formats[0].name
+        resampler = av.AudioResampler(format=fmt, layout="mono", rate=rate, frame_size=stream.codec_context.frame_size)
+        for frame in source.decode(audio=0):
+            frame.pts = None
+            for block in resampler.resample(frame):
+                for packet in stream.encode(block):
+                    target.mux(packet)
+        for block in resampler.resample(None):
+            for packet in stream.encode(block):
+                target.mux(packet)
+        for packet in stream.encode(None):
+            target.mux(packet)
+    return out

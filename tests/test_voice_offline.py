@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from bench.sounds import SENTENCES, mux_with_sound, sox, speak
+from bench.sounds import SENTENCES, encode_sound, mux_with_sound, sox, speak
 from dfstream.cli import main
 from pipeline.evaluation.voice import listen
 from pipeline.judging.listening import VoiceConfig
@@ -28,7 +28,7 @@ def voice_set(tmp_path_factory, face_clip):
     mux_with_sound(face_clip, root / "fake" / "call.wav", root / "fake" / "call_video.mp4", 8.0)
     other = speak(SENTENCES[1], root / "other.wav", voice="en-gb", words_per_minute=130)
     sox(str(other), "-r", "16000", "-c", "1", str(root / "real" / "news.wav"), "pitch", "-200", "reverb", "40")
-    sox(str(other), "-r", "22050", "-c", "1", str(root / "real" / "news.mp3"))
+    encode_sound(other, root / "real" / "news.mp3", rate=22050)
     sox("-n", "-r", "16000", "-c", "1", str(root / "real" / "quiet.wav"), "trim", "0", "5")
     return root
 
