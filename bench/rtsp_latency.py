@@ -34,21 +34,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class Collect(Lifecycle):
-    """A sink that keeps the verdicts it is given."""
+    """A sink that keeps the verdicts it is given, and when each arrived (wall clock)."""
 
     def __init__(self) -> None:
         super().__init__("collect")
         self.verdicts: list[Verdict] = []
+        self.arrivals: list[float] = []
 
     async def publish(self, event) -> None:
         if isinstance(event, Verdict):
             self.verdicts.append(event)
+            self.arrivals.append(time.time())
 
 
-def new_runtime(config, sink) -> Runtime:
-    """The runtime as ``dfstream run`` builds it: detectors from the registry, CPU threads shared."""
+def new_runtime(config, sink, calls=None) -> Runtime:
+    """The runtime as ``dfstream run`` builds it: detectors from the registry, CPU threads shared;
+    ``calls``: the call hub ``serve`` gives it, for ``whip://`` streams."""
     share_cpu_threads(len(config.detectors) + 1)
-    return Runtime(config, ModelRegistry().load_configured(config.detectors), [sink])
+    return Runtime(config, ModelRegistry().load_configured(config.detectors), [sink], calls=calls)
 
 
 def _port() -> int:
@@ -61,24 +64,39 @@ def _port() -> int:
 BEFORE = {"faces": {"model": "mtcnn"}, "judge": {"max_rate_hz": None}, "backend": "torch"}
 
 
-def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0, overrides: dict | None = None) -> dict:
-    """``overrides``: ``faces`` and ``judge`` sections and a detector ``backend`` (``BEFORE``)."""
+def measure(
+    streams: int,
+    seconds: float,
+    weights: Path,
+    warmup: float = 3.0,
+    overrides: dict | None = None,
+    size: tuple[int, int] = (640, 360),
+) -> dict:
+    """``overrides``: ``faces`` and ``judge`` sections and a detector ``backend`` (``BEFORE``);
+    ``size``: the clip's width and height."""
     overrides = overrides or {}
     backend = {"backend": overrides["backend"]} if "backend" in overrides else {}
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_sample_clip(Path(tmp) / "clip.mp4", seconds=seconds + warmup + 10)
+        clip = make_sample_clip(Path(tmp) / "clip.mp4", seconds=seconds + warmup + 10, width=size[0], height=size[1])
         port = _port()
         args = ["/usr/bin/python3", str(REPO / "tests/servers/rtsp_server.py"), "--port", str(port)]
         for i in range(streams):
             args += ["--mount", f"/cam{i}={clip}"]
-        server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        errors = open(Path(tmp) / "server.err", "w+b")  # noqa: SIM115 -- read back if it dies
+        server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors)
         try:
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
+            while True:
                 try:
                     socket.create_connection(("127.0.0.1", port), 0.2).close()
                     break
                 except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        errors.seek(0)
+                        said = errors.read().decode(errors="replace").strip().splitlines()
+                        # no figures from a run with no server: they would read as a stream that costs nothing
+                        last = said[-1] if said else "no output"
+                        raise RuntimeError(f"GStreamer's RTSP server did not start: {last}")
                     time.sleep(0.05)
             config = parse_config(
                 {
@@ -114,6 +132,7 @@ def measure(streams: int, seconds: float, weights: Path, warmup: float = 3.0, ov
         finally:
             server.kill()
             server.wait()
+            errors.close()
     report = runtime.monitor.get_performance_report()
     window = [v for v in sink.verdicts if start <= v.ts - (time.time() - time.monotonic()) <= end]
     latencies = np.array([v.latency_ms for v in window])

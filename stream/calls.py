@@ -80,7 +80,9 @@ class Session:
         log.info("%s: call session %s ended: %s", self.stream_id, self.id, reason)
         for callback in self._on_end:
             callback(self)
-        await self.pc.close()  # type: ignore[attr-defined]
+        # shielded: a second close() waits on the first one's future, and a waiter cancelled (the
+        # stream's task, at shutdown) cancels that future, and the first close then fails on it
+        await asyncio.shield(self.pc.close())  # type: ignore[attr-defined]
 
 
 class Inbox:

@@ -102,3 +102,22 @@ def test_the_baseline_check_fails_a_halved_speedup():
     results["speedup_default"] = 9.04 * 0.4
     results["judging"]["10.0"]["work_share"] = 0.6
     assert [p.split(":")[0] for p in outside_baseline(results)] == ["speedup_default", "judging.10.0.work_share"]
+
+
+def test_webrtc_latency_bench_measures_a_real_session(weights_dir, rtsp_available, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.webrtc_latency", "--sessions", "1", "--seconds", "8"]
+        + ["--weights", str(weights_dir), "--out", str(tmp_path / "webrtc.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    figures = json.loads((tmp_path / "webrtc.json").read_text())
+    (one,) = figures["latency"]
+    assert one["frame_size"] == [[1280, 720]]  # the sender's 720p arrived as sent
+    assert one["onsets"] >= 1 and one["onsets_missed"] == 0
+    # the glass time includes the sender's encoder and RTP: always more than dfstream's own part
+    assert one["decode_to_verdict_ms"]["p50"] < one["glass_to_verdict_ms"]["p50"] < 2000
+    assert figures["cost"]["rtsp"]["frames_decoded"] > 0 and figures["cost"]["webrtc_over_rtsp_cpu"] > 0
