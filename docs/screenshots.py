@@ -22,6 +22,8 @@ KEEP = {
     "ui_event.png": "event",
     "ui_media_page.png": "media",
     "overlay.png": "overlay",
+    "check-a-call-page.png": "call",
+    "check-a-call-compact.png": "call_compact",
 }
 LIMIT = 200_000
 
@@ -43,7 +45,7 @@ def shrink(source: Path, target: Path) -> int:
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as shots:
-        tests = ["tests/service/test_web_ui.py", "tests/service/test_overlay.py"]
+        tests = ["tests/service/test_web_ui.py", "tests/service/test_overlay.py", "tests/service/test_check_a_call.py"]
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
             cwd=HERE.parent,

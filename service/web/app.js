@@ -360,7 +360,12 @@ addEventListener("pagehide", () => {
   if (current) fetch(`${API}/calls/${encodeURIComponent(current.session)}`, {method: "DELETE", keepalive: true, headers: {Authorization: `Bearer ${token}`}});
 });
 
-function callView(view) {
+// #/call/compact: the page as the overlay for the shared window -- only the picture, its boxes and
+// the badges, in a window small enough to sit beside (or, kept on top, over) the call
+function callView(view, mode) {
+  const compact = mode === "compact";
+  document.body.classList.toggle("compact-call", compact);
+  cleanup.push(() => document.body.classList.remove("compact-call"));
   view.innerHTML = `<h2>Check a call <span class="label no_face" id="call-label">not sharing</span>
       <span class="label voice" id="call-voice" hidden></span></h2>
     <p class="muted" id="call-help">Share the call's tab or window (Teams, Zoom, Meet in a browser or an app), your screen, or a camera.
@@ -369,6 +374,7 @@ function callView(view) {
       <button type="button" id="share-screen">Share a tab, window or screen</button>
       <button type="button" id="share-camera">Use camera and microphone</button>
       <button type="button" id="end-call" hidden>End</button>
+      <a id="call-compact" class="button" href="${compact ? "#/call" : "#/call/compact"}">${compact ? "Full page" : "Compact"}</a>
       <span id="call-stream" class="muted"></span>
     </div>
     <p id="call-error" class="error" role="alert"></p>
@@ -379,7 +385,7 @@ function callView(view) {
   const share = async (kind) => {
     $("#call-error").textContent = "";
     try { await startCall(kind); } catch (error) { $("#call-error").textContent = `could not start the call: ${error.message || error}`; return; }
-    callView(view);
+    callView(view, mode);
   };
   $("#share-screen").addEventListener("click", () => share("screen"));
   $("#share-camera").addEventListener("click", () => share("camera"));
@@ -394,10 +400,18 @@ function callView(view) {
   const preview = $("#call-preview");
   preview.srcObject = media;
   const boxes = new Map();  // track -> latest verdict
+  const frames = [];  // the last two frames verdicts came from
   const label = $("#call-label");
   label.textContent = "waiting for the first picture"; label.className = "label pending";
   const source = feed(`types=verdict,voice,state,status&stream=${encodeURIComponent(stream)}`, {
-    verdict: (v) => { boxes.set(v.track_id, v); },
+    verdict: (v) => {
+      // every live track has a verdict on every frame judged: a box whose track had none on the
+      // last two frames is of a face the finder has lost (it stays in the state a moment longer)
+      const last = frames[frames.length - 1];
+      if (last !== undefined && v.frame_seq < last) { boxes.clear(); frames.length = 0; }  // a new picture
+      if (v.frame_seq !== frames[frames.length - 1]) { frames.push(v.frame_seq); if (frames.length > 2) frames.shift(); }
+      boxes.set(v.track_id, v);
+    },
     state: (s) => {
       for (const id of boxes.keys()) if (!(String(id) in s.tracks)) boxes.delete(id);
       label.className = `label ${s.label}`;
@@ -409,17 +423,18 @@ function callView(view) {
     status: (s) => { if (s.status !== "online") { label.className = "label no_face"; label.textContent = s.status; } },
   });
   const canvas = $("#call-boxes");
-  every(100, () => drawBoxes(canvas, preview, boxes));
+  every(100, () => drawBoxes(canvas, preview, boxes, frames[0]));
   cleanup.push(() => source.close());
 }
 
 // the judged faces over the preview: the video is letterboxed in its element (object-fit: contain)
-function drawBoxes(canvas, video, boxes) {
+function drawBoxes(canvas, video, boxes, oldest) {
   const w = canvas.clientWidth, h = canvas.clientHeight;
   if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, w, h);
   for (const v of boxes.values()) {
+    if (oldest !== undefined && v.frame_seq < oldest) continue;
     const [fw, fh] = v.frame_size;
     const scale = Math.min(w / fw, h / fh), ox = (w - fw * scale) / 2, oy = (h - fh * scale) / 2;
     const [x1, y1, x2, y2] = v.bbox.map((c, i) => (i % 2 ? oy : ox) + c * scale);

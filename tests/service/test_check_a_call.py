@@ -30,15 +30,23 @@ RED = (220, 38, 38)  # the palette's fake
 FAKE_ON_PAGE = "return document.getElementById('call-label').dataset.label === 'fake'"
 
 
-def y4m(clip: Path, out: Path, seconds: float) -> Path:
-    """The clip as the raw YUV4MPEG2 Chromium's fake camera plays (and loops)."""
+def y4m(clip: Path, out: Path, seconds: float, still_at: float | None = None) -> Path:
+    """The clip as the raw YUV4MPEG2 Chromium's fake camera plays (and loops); ``still_at``: the
+    frame at that time held for ``seconds`` (a person sitting still: the boxes drawn over the
+    preview can be checked against the face, which a moving one outruns by the glass-to-verdict
+    latency)."""
     with av.open(str(clip)) as source, av.open(str(out), "w", format="yuv4mpegpipe") as sink:
         video = source.streams.video[0]
         stream = sink.add_stream("rawvideo", rate=30)
         stream.width, stream.height, stream.pix_fmt = video.codec_context.width, video.codec_context.height, "yuv420p"
-        for frame in source.decode(video):
-            if frame.time > seconds:
+        frames = (frame for frame in source.decode(video) if still_at is None or frame.time >= still_at)
+        if still_at is not None:
+            held = next(frames).to_ndarray(format="yuv420p")
+            frames = (av.VideoFrame.from_ndarray(held, format="yuv420p") for _ in range(round(seconds * 30)))
+        for i, frame in enumerate(frames):
+            if i >= seconds * 30:
                 break
+            frame.pts = i
             for packet in stream.encode(frame.reformat(format="yuv420p")):
                 sink.mux(packet)
         for packet in stream.encode(None):
@@ -84,7 +92,7 @@ def call_server(serve, tmp_path, aasist_dir, mosquitto, creds):
 @pytest.mark.timeout(240)
 def test_a_shared_camera_is_judged_shown_back_and_ended(chromium, call_server, face_clip, tmp_path, mosquitto):
     served = call_server
-    camera = y4m(face_clip, tmp_path / "camera.y4m", 4.0)
+    camera = y4m(face_clip, tmp_path / "camera.y4m", 4.0, still_at=1.0)
     microphone = make_wav("speech", tmp_path, seconds=10.0, rate=48_000, channels=1)
     with served.client("viewer") as client:
         assert client.get("/api/v1/streams").json() == []
@@ -120,13 +128,31 @@ def test_a_shared_camera_is_judged_shown_back_and_ended(chromium, call_server, f
     wait_until(lambda: stream_of(served, stream_id)["voice"] in ("fake", "real", "uncertain"), 60, "the call's voice")
     time.sleep(1.0)  # the boxes are redrawn every 100 ms from the feed
     stage = browser.find_element(By.ID, "call-stage")
+    face = stream_of(served, stream_id)["tracks"][0]["bbox"]
     pixels = screenshot(browser, tmp_path / "check-a-call.png", stage)
+    screenshot(browser, tmp_path / "check-a-call-page.png")  # the whole page, for the README
     red = colour_mask(pixels, RED)
     assert red.sum() > 400, red.sum()  # the box and its label, drawn over the preview
     ys, xs = red.nonzero()
-    face = seen["tracks"][0]["bbox"]  # in the 640x360 camera frame, shown scaled in the stage
+    # the face's box is in the 640x360 camera frame, shown scaled (and letterboxed) in the stage: the
+    # face sits still, so the box drawn is where the face is on the preview, to the width of its line
     scale = min(pixels.shape[1] / 640, pixels.shape[0] / 360)
-    assert abs(xs.min() - face[0] * scale) < 40 * scale + (pixels.shape[1] - 640 * scale) / 2 + 10
+    left = (pixels.shape[1] - 640 * scale) / 2 + face[0] * scale
+    assert abs(xs.min() - left) < 12, (xs.min(), left)
+
+    # compact: the page as the call's overlay -- the picture, its boxes and the badge, nothing else;
+    # the call goes on through the change of view
+    browser.find_element(By.ID, "call-compact").click()
+    wait_for(browser, "return document.body.classList.contains('compact-call')", 10, "the compact call view")
+    assert browser.execute_script("return getComputedStyle(document.querySelector('header')).display") == "none"
+    assert browser.execute_script("return current.stream") == stream_id
+    wait_for(browser, FAKE_ON_PAGE, 30, "the verdict in the compact view")
+    time.sleep(1.0)
+    stage = browser.find_element(By.ID, "call-stage")
+    assert stage.size["height"] > 700, stage.size  # the picture fills the window
+    compact = colour_mask(screenshot(browser, tmp_path / "check-a-call-compact-stage.png", stage), RED)
+    assert compact.sum() > 400, compact.sum()  # the box, not only the badge
+    screenshot(browser, tmp_path / "check-a-call-compact.png")  # the whole window, for the README
 
     browser.find_element(By.ID, "end-call").click()
     wait_until(lambda: stream_of(served, stream_id)["status"] == "offline", 15, "the call's stream offline")
