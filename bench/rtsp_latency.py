@@ -26,8 +26,11 @@ from core.lifecycle import Lifecycle
 from dfstream.config import parse_config
 from pipeline.models.registry import ModelRegistry
 from pipeline.monitoring.keys import Count, Subject
+from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Verdict
+from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime, share_cpu_threads
+from sinks import build_sinks
 from stream import make_sample_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +54,9 @@ def new_runtime(config, sink, calls=None) -> Runtime:
     """The runtime as ``dfstream run`` builds it: detectors from the registry, CPU threads shared;
     ``calls``: the call hub ``serve`` gives it, for ``whip://`` streams."""
     share_cpu_threads(len(config.detectors) + 1)
-    return Runtime(config, ModelRegistry().load_configured(config.detectors), [sink], calls=calls)
+    monitor, tap = PerformanceMonitor(config.monitoring), LiveTap()
+    sinks = [sink, *build_sinks(config.sinks, monitor, tap, [s.id for s in config.streams])]  # MQTT, when asked
+    return Runtime(config, ModelRegistry().load_configured(config.detectors), sinks, monitor, tap=tap, calls=calls)
 
 
 def _port() -> int:
@@ -72,7 +77,7 @@ def measure(
     overrides: dict | None = None,
     size: tuple[int, int] = (640, 360),
 ) -> dict:
-    """``overrides``: ``faces`` and ``judge`` sections and a detector ``backend`` (``BEFORE``);
+    """``overrides``: ``faces``, ``judge`` and ``sinks`` sections and a detector ``backend`` (``BEFORE``);
     ``size``: the clip's width and height."""
     overrides = overrides or {}
     backend = {"backend": overrides["backend"]} if "backend" in overrides else {}
@@ -110,7 +115,7 @@ def measure(
                             **backend,
                         },
                     ],
-                    **{k: v for k, v in overrides.items() if k in ("faces", "judge")},
+                    **{k: v for k, v in overrides.items() if k in ("faces", "judge", "sinks")},
                 }
             )
             sink = Collect()

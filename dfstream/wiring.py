@@ -79,7 +79,8 @@ def run(
 
     async def supervise() -> None:
         tap = LiveTap()
-        sinks: list[Sink] = build_sinks(config.sinks, monitor, tap, [s.id for s in config.streams])
+        outputs = config.sinks.with_spool_defaults(config.api.data_dir, durable=False)
+        sinks: list[Sink] = build_sinks(outputs, monitor, tap, [s.id for s in config.streams])
         if engine is not None:
             sinks.append(store_sink(config.sinks.store, engine, monitor))
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices)
@@ -107,6 +108,12 @@ def _runnable(config: DfstreamConfig) -> None:
 
 def ray_engine(config: DfstreamConfig, offline: bool, say: Callable[[str], None]):  # noqa: ANN201
     """Connected to the cluster ``runtime.address`` names."""
+    if config.sinks.mqtt is not None and config.sinks.mqtt.outbox.durable:
+        # one file per stream actor, wherever Ray places it, is not an outbox anyone would find again
+        raise ConfigError(
+            "sinks.mqtt.outbox.durable: the Ray engine keeps each stream's outbox in memory, in its actor; "
+            "a durable outbox needs runtime.engine local"
+        )
     try:
         from dfstream.ray.engine import RayEngine, connect
     except ImportError as exc:
@@ -153,8 +160,9 @@ def serve(
     async def supervise() -> None:
         feed, tap = FeedSink(monitor, api.feed_queue), LiveTap()
         streams = list(config.streams)  # and the calls, while they last (CallDesk)
+        outputs = config.sinks.with_spool_defaults(api.data_dir, durable=True)  # serve's outbox: on disk
         sinks: list[Sink] = [
-            *build_sinks(config.sinks, monitor, tap, [s.id for s in streams]),
+            *build_sinks(outputs, monitor, tap, [s.id for s in streams]),
             feed,
             store_sink(config.sinks.store, engine, monitor),
         ]

@@ -18,6 +18,12 @@ Receive Maximum, which paho honours). When the outbox is full,
 the oldest message is dropped and counted. ``seq`` in a verdict counts that stream's verdict
 messages, so a subscriber can prove nothing was lost. Reconnection waits a capped, jittered
 exponential backoff. Credentials come from DFSTREAM_MQTT_USERNAME / DFSTREAM_MQTT_PASSWORD.
+
+With ``outbox.durable`` the outbox is also on disk (``sinks/spool.py``): a message counts as
+accepted once it is written there, leaves it when the broker acknowledged it, and what a killed
+dfstream left is sent first at the next start, in order, with the same ``seq`` (which goes on from
+the last one handed out). ``outbox.max_mb`` bounds it in bytes as ``outbox_capacity`` does in
+messages; beyond either the oldest is dropped and counted.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import aiomqtt
@@ -50,9 +57,12 @@ from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Alert, Event, StreamState, StreamStatus, Verdict, VoiceVerdict
 from pipeline.runtime.numbering import Counting, Numbering
 
+from .spool import Spool, SpoolConfig, SpoolError
+
 log = logging.getLogger(__name__)
 
 MQTT = Subject.sink("mqtt")
+SPOOL_PATH = Path("dfstream-data/spool/mqtt.sqlite3")  # outbox.durable with no path: beside serve's default data
 
 
 class MqttTls(StrictModel):
@@ -78,6 +88,7 @@ class MqttConfig(StrictModel):
     tls: MqttTls | None = None
     keepalive_s: int = Field(30, ge=5)
     outbox_capacity: int = Field(10000, ge=1)
+    outbox: SpoolConfig = Field(default_factory=SpoolConfig)  # durable: on disk, across a crash of dfstream
     verdict_interval_s: float = Field(1.0, ge=0.0)
     message_expiry_s: int | None = Field(3600, ge=1)  # MQTT 5: the broker drops verdicts and alerts older than this
     state_refresh_s: float = Field(30.0, gt=0.0)  # retained state is refreshed so Home Assistant's expire_after holds
@@ -108,6 +119,17 @@ class MqttMessage:
     expires: bool = False
     n: int = 0  # its place in the outbox order: acknowledged in order, re-sent from the first unacknowledged
 
+    def to_record(self) -> bytes:
+        """As the spool keeps it: a JSON header line, then the payload as it is."""
+        header = {"topic": self.topic, "retain": self.retain, "expires": self.expires}
+        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + self.payload
+
+    @classmethod
+    def from_record(cls, n: int, record: bytes) -> MqttMessage:
+        header, _, payload = record.partition(b"\n")
+        fields = json.loads(header)
+        return cls(fields["topic"], payload, bool(fields["retain"]), bool(fields["expires"]), n)
+
 
 class MqttSink(Lifecycle):
     def __init__(
@@ -128,7 +150,11 @@ class MqttSink(Lifecycle):
         self._streams: set[str] = set()
         self._voices: set[str] = set()
         self._numbering = numbering or Counting()
+        self._own_numbering = numbering is None  # resumed from the spool's numbers (under Ray they live elsewhere)
         self._verdict_seq: dict[str, int] = {}  # the last made per stream
+        outbox = config.outbox
+        self._spool = Spool(outbox.path or SPOOL_PATH, outbox.sync, "mqtt") if outbox.durable else None
+        self._spool_max = int(outbox.max_mb * 2**20)
         self._last_verdict: dict[tuple[str, int], tuple[float, str]] = {}
         self.monitor.set_gauge(MQTT, Gauge.OUTBOX_CAPACITY, config.outbox_capacity)
         self.monitor.set_gauge(MQTT, Gauge.CONNECTED, 0)
@@ -139,7 +165,30 @@ class MqttSink(Lifecycle):
 
     # ---- the Sink interface ------------------------------------------------------------------
     async def _open(self) -> None:
+        if self._spool is not None:
+            self._resume(self._spool)
         self.spawn("supervisor", self._supervise)
+
+    def _resume(self, spool: Spool) -> None:
+        """What a previous run accepted and did not deliver goes first, with its numbers."""
+        recovered = spool.open()
+        self.monitor.count(MQTT, Count.SPOOL_LOST, recovered.lost)
+        self._numbers = itertools.count(recovered.last_n + 1)
+        for n, record in recovered.records:
+            message = MqttMessage.from_record(n, record)
+            if message.topic == self.available_topic:
+                spool.remove_through(n)  # "offline" from the last shutdown: this run says online on connect
+                continue
+            self._outbox.put(message)
+        if self._own_numbering:
+            self._numbering = Counting(recovered.numbers)
+        for key, value in recovered.numbers.items():
+            if key.endswith("/mqtt"):
+                self._verdict_seq[key.removesuffix("/mqtt")] = value
+        self.monitor.set_gauge(MQTT, Gauge.SPOOL_BYTES, spool.bytes)
+        self.monitor.set_gauge(MQTT, Gauge.OUTBOX_DEPTH, len(self._outbox))
+        if len(self._outbox):
+            log.info("mqtt: %d message(s) the last run left undelivered go first (%s)", len(self._outbox), spool.path)
 
     async def publish(self, event: Event) -> None:
         p = self.config.topic_prefix
@@ -153,9 +202,10 @@ class MqttSink(Lifecycle):
         elif isinstance(event, Verdict):
             self._see_stream(event.stream)
             if self._due(event):
-                seq = self._verdict_seq[event.stream] = self._numbering.next(f"{event.stream}/mqtt")
+                key = f"{event.stream}/mqtt"
+                seq = self._verdict_seq[event.stream] = self._numbering.next(key)
                 payload = {**event.to_dict(), "seq": seq, "verdict_seq": event.seq}
-                self._enqueue(f"{p}/{event.stream}/verdict", payload, retain=False, expires=True)
+                self._enqueue(f"{p}/{event.stream}/verdict", payload, retain=False, expires=True, numbers={key: seq})
         elif isinstance(event, VoiceVerdict):
             self._see_stream(event.stream)
             self._see_voice(event.stream)
@@ -171,11 +221,14 @@ class MqttSink(Lifecycle):
             await asyncio.sleep(0.02)
         if len(self._outbox):
             log.error(
-                "mqtt: %d messages not delivered at shutdown (broker %s:%d unreachable)",
+                "mqtt: %d messages not delivered at shutdown (broker %s:%d unreachable)%s",
                 len(self._outbox),
                 self.config.host,
                 self.config.port,
+                f"; kept in {self._spool.path} for the next start" if self._spool is not None else "",
             )
+        if self._spool is not None:
+            self._spool.close()
 
     def outbox_depth(self) -> int:
         return len(self._outbox)
@@ -214,7 +267,10 @@ class MqttSink(Lifecycle):
             for topic, payload in messages(self.config, stream).items():
                 self._enqueue(topic, payload, retain=True)
 
-    def _enqueue(self, topic: str, payload: Any, retain: bool, expires: bool = False) -> None:
+    def _enqueue(
+        self, topic: str, payload: Any, retain: bool, expires: bool = False, numbers: dict[str, int] | None = None
+    ) -> None:
+        """``numbers``: the sequence numbers this message carries, kept with it in the spool."""
         # allow_nan=False: NaN is not JSON; a payload holding one fails here, loudly, not in every client
         data = (
             payload.encode()
@@ -224,12 +280,35 @@ class MqttSink(Lifecycle):
         message = MqttMessage(topic, data, retain, expires, next(self._numbers))
         if retain:
             self._retained[topic] = message
+        if self._spool is not None:
+            self._spool_append(self._spool, message, numbers)
         self._outbox.put(message)
         self.monitor.set_gauge(MQTT, Gauge.OUTBOX_DEPTH, len(self._outbox))
         self._wakeup.set()
 
+    def _spool_append(self, spool: Spool, message: MqttMessage, numbers: dict[str, int] | None) -> None:
+        try:
+            spool.append(message.n, message.to_record(), numbers)
+            self.problems.clear("spool", "mqtt: writing to the spool %s again", spool.path)
+        except SpoolError as exc:
+            # still queued in memory: delivered while dfstream runs, lost only if it dies first
+            self.monitor.count(MQTT, Count.SPOOL_ERRORS)
+            self.problems("spool", "%s; the message is kept in memory only", exc, level=logging.ERROR)
+        while spool.bytes > self._spool_max and len(self._outbox):
+            self._dropped(self._outbox.get_nowait(), "spool_full")
+        self.monitor.set_gauge(MQTT, Gauge.SPOOL_BYTES, spool.bytes)
+
     def _dropped(self, message: MqttMessage, reason: str) -> None:
+        """The oldest message dropped (the outbox over its capacity in messages or in bytes)."""
         self.monitor.count(MQTT, Count.MESSAGES_DROPPED)
+        if self._spool is not None:
+            self._spool.remove_through(message.n)
+
+    def _delivered(self, n: int) -> None:
+        """The broker acknowledged everything up to ``n``: out of the spool too."""
+        if self._spool is not None:
+            self._spool.remove_through(n)
+            self.monitor.set_gauge(MQTT, Gauge.SPOOL_BYTES, self._spool.bytes)
 
     # ---- delivery -------------------------------------------------------------------------------
     def _client(self) -> aiomqtt.Client:
@@ -302,10 +381,14 @@ class MqttSink(Lifecycle):
                 failed = next((t for _, t in inflight if t.done() and not t.cancelled() and t.exception()), None)
                 if failed is not None:
                     failed.result()  # a failure ends this connection
+                acknowledged = 0
                 while inflight and inflight[0][1].done():
                     n, task = inflight.popleft()
                     while len(self._outbox) and self._outbox.peek().n <= n:
                         self._outbox.get_nowait()
+                    acknowledged = n
+                if acknowledged:
+                    self._delivered(acknowledged)
                 for message in self._outbox:
                     if len(inflight) >= self.config.max_inflight:
                         break

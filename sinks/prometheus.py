@@ -162,6 +162,16 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
     (Kind.SERVICE, Count.EVENTS_DROPPED): Family(
         "dfstream_feed_dropped", "Live feed events dropped for clients that read too slowly", FEED, ("reason",)
     ),
+    (Kind.SINK, Count.SPOOL_ERRORS): Family(
+        "dfstream_spool_errors",
+        "Records a sink could not write to its durable spool (kept in memory only: lost if dfstream dies)",
+        "sink",
+    ),
+    (Kind.SINK, Count.SPOOL_LOST): Family(
+        "dfstream_spool_lost",
+        "Records a sink's spool had accepted and could not read back at start (a damaged file)",
+        "sink",
+    ),
 }
 
 GAUGES: dict[tuple[Kind, Gauge], Family] = {
@@ -182,6 +192,9 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
     (Kind.SINK, Gauge.OUTBOX_CAPACITY): Family("dfstream_mqtt_outbox_capacity", "Capacity of the MQTT outbox", MQTT),
     (Kind.SINK, Gauge.OUTPUT_UP): Family(
         "dfstream_video_output_up", "1 while the video sink's output for a stream is open", VIDEO, ("stream",)
+    ),
+    (Kind.SINK, Gauge.SPOOL_BYTES): Family(
+        "dfstream_spool_bytes", "Record bytes a sink's durable spool holds on disk", "sink"
     ),
     (Kind.SINK, Gauge.PENDING_WRITES): Family(
         "dfstream_store_pending_writes", "Event rows waiting for the database", STORE

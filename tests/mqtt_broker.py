@@ -75,6 +75,8 @@ allow_anonymous false
 password_file {passwd}
 acl_file {self.dir / "acl"}
 {persistence}
+# a subscriber reading slower than a replayed outbox arrives: queued for it, not dropped past 1000
+max_queued_messages 100000
 log_dest stderr
 log_type error
 log_type warning

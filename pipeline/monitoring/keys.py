@@ -76,6 +76,8 @@ class Count(str, enum.Enum):
     AUDIO_DECODE_ERRORS = "audio_decode_errors"
     VOICE_WINDOWS = "voice_windows"  # label result: judged, no_speech, skipped
     CALLS = "calls"  # WebRTC sessions; label event: started, ended, refused:<why>
+    SPOOL_ERRORS = "spool_errors"  # a sink's durable spool failed a write (the record stays in memory only)
+    SPOOL_LOST = "spool_lost"  # records a sink's spool had accepted and could not read back at start
 
 
 class Gauge(str, enum.Enum):
@@ -96,6 +98,7 @@ class Gauge(str, enum.Enum):
     CALL_SESSIONS = "call_sessions"  # WebRTC sessions sending now
     OUTPUT_UP = "output_up"  # 1 while the video sink's output for a stream is open
     SPEECH_SHARE = "speech_share"  # the share of the stream's last voice window that was speech
+    SPOOL_BYTES = "spool_bytes"  # a sink's durable spool: record bytes held on disk
 
 
 def labels(**values: str) -> Labels:

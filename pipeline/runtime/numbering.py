@@ -17,10 +17,11 @@ class Numbering(Protocol):
 
 
 class Counting:
-    """From 1, per key, in this process."""
+    """From 1, per key, in this process; or on from ``start`` (the last numbers a durable outbox
+    kept across a restart)."""
 
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+    def __init__(self, start: dict[str, int] | None = None) -> None:
+        self._last: dict[str, int] = dict(start or {})
 
     def next(self, key: str) -> int:
         self._last[key] = self._last.get(key, 0) + 1
