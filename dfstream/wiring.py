@@ -25,7 +25,7 @@ from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime, share_cpu_threads
 from pipeline.runtime.sink import Sink
 from service.config import TlsConfig
-from service.db.events import store_sink
+from service.db.events import close_left_open, store_sink
 from service.db.schema import make_engine, prepare, sessions
 from sinks import PrometheusConfig, PrometheusExporter, build_sinks
 
@@ -74,6 +74,7 @@ def run(
     if config.sinks.store is not None:  # events into the api section's database, without the API
         engine = make_engine(config.api.database_url)
         log.info(prepare(engine, config_path))
+        _close_left_open(engine, [s.id for s in config.streams], say)
     monitor = PerformanceMonitor(config.monitoring)
     exporter = PrometheusExporter(config.sinks.prometheus, monitor).start() if config.sinks.prometheus else None
 
@@ -92,6 +93,13 @@ def run(
     finally:
         if exporter is not None:
             exporter.close()
+
+
+def _close_left_open(engine, streams: list[str], say: Callable[[str], None]) -> None:  # noqa: ANN001 -- an Engine
+    """No ghost episodes: what a run that died left ongoing, for the streams this one owns, is closed."""
+    closed = close_left_open(engine, streams)
+    if closed:
+        say(f"closed {closed} event(s) a previous run left ongoing (end_reason restart)")
 
 
 def _runnable(config: DfstreamConfig) -> None:
@@ -147,6 +155,7 @@ def serve(
     api = config.api
     engine = make_engine(api.database_url)
     say(prepare(engine, config_path))
+    _close_left_open(engine, [s.id for s in config.streams], say)
     api.media_dir.mkdir(parents=True, exist_ok=True)
     sweep_orphans(api.media_dir, sessions(engine))  # before the port listens: no upload can be under way
     listener = _bind(api.host, api.port)  # before the models load: a taken port fails fast

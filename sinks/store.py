@@ -67,6 +67,9 @@ class EventRecord:
     face_jpeg: bytes | None = None
     frame_jpeg: bytes | None = None
     audio_wav: bytes | None = None
+    # why it ended: label (it left fake), track_gone, sound_gone, stream_down, shutdown; restart is the
+    # service's (an event a run that died left open, closed at the next start)
+    end_reason: str | None = None
 
 
 class EventWriter(Protocol):
@@ -97,6 +100,7 @@ class _Episode:
     started_at: float
     peak: _Peak | None = None
     ended_at: float | None = None
+    end_reason: str | None = None
     verdicts: int = 0
     probability_sum: float = 0.0
     model_sums: dict[str, float] = field(default_factory=dict)
@@ -130,6 +134,7 @@ class _Episode:
             track_id=self.track_id,
             started_at=self.started_at,
             ended_at=self.ended_at,
+            end_reason=self.end_reason,
             peak_probability=p.probability,
             peak_at=p.at,
             mean_probability=round(self.probability_sum / self.verdicts, 6),
@@ -169,16 +174,16 @@ class StoreSink(Lifecycle):
                 if key[0] != event.stream:
                     continue
                 if key[1] == "face" and key[2] not in event.tracks:
-                    self._end_episode(key, event.updated_at)  # the track is gone
+                    self._end_episode(key, event.updated_at, "track_gone")
                 elif key[1] == "voice" and event.voice in (None, "no_audio"):
-                    self._end_episode(key, event.updated_at)  # the sound is gone
+                    self._end_episode(key, event.updated_at, "sound_gone")
         elif isinstance(event, StreamStatus) and event.status != "online":
             for key in [k for k in self._episodes if k[0] == event.stream]:
-                self._end_episode(key, event.ts)
+                self._end_episode(key, event.ts, "stream_down")
 
     async def _close(self) -> None:
         for key in list(self._episodes):
-            self._end_episode(key, time.time())
+            self._end_episode(key, time.time(), "shutdown")
         # told, not cancelled: Python 3.11's wait_for swallows a cancel that lands as the wake-up does
         self._closing = True
         self._wake.set()
@@ -202,7 +207,7 @@ class StoreSink(Lifecycle):
             peak = _Peak(verdict.fake_probability, verdict.ts, verdict.models, verdict.bbox)
             self._episode(key, verdict.label_since).add(peak, image=verdict.image)
         elif key in self._episodes:
-            self._end_episode(key, verdict.label_since)
+            self._end_episode(key, verdict.label_since, "label")
 
     def _on_voice(self, verdict: VoiceVerdict) -> None:
         key = (verdict.stream, "voice", VOICE_TRACK)
@@ -210,7 +215,7 @@ class StoreSink(Lifecycle):
             peak = _Peak(verdict.spoof_probability, verdict.ts, verdict.models, ())
             self._episode(key, verdict.label_since).add(peak, audio=verdict.audio)
         elif verdict.label != "no_speech" and key in self._episodes:  # a pause in the speech ends nothing
-            self._end_episode(key, verdict.label_since)
+            self._end_episode(key, verdict.label_since, "label")
 
     def _episode(self, key: EpisodeKey, since: float) -> _Episode:
         episode = self._episodes.get(key)
@@ -219,9 +224,10 @@ class StoreSink(Lifecycle):
             self._wake.set()  # a new event is written at once, not at the next tick
         return episode
 
-    def _end_episode(self, key: EpisodeKey, at: float) -> None:
+    def _end_episode(self, key: EpisodeKey, at: float, reason: str) -> None:
         episode = self._episodes.pop(key)
         episode.ended_at = max(at, episode.started_at)
+        episode.end_reason = reason
         episode.changed = True
         self._closed.append(episode)
         self._wake.set()

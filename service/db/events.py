@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, func, update
 from sqlalchemy.orm import Session
 
 from pipeline.monitoring.monitor import PerformanceMonitor
@@ -29,6 +29,7 @@ class DatabaseEventWriter:
                     _time(r.started_at),
                     _time(r.ended_at) if r.ended_at is not None else None,
                 )
+                event.end_reason = r.end_reason
                 event.peak_probability, event.peak_at = r.peak_probability, _time(r.peak_at)
                 event.mean_probability, event.verdicts = r.mean_probability, r.verdicts
                 event.models_at_peak, event.models_mean = r.models_at_peak, r.models_mean
@@ -53,3 +54,22 @@ class DatabaseEventWriter:
 def store_sink(config: StoreConfig | None, engine: Engine, monitor: PerformanceMonitor) -> StoreSink:
     """Live events into the database ``engine`` reaches (``dfstream run``, ``serve`` and every Ray stream actor)."""
     return StoreSink(config or StoreConfig(), DatabaseEventWriter(engine), monitor)
+
+
+def close_left_open(engine: Engine, streams: list[str]) -> int:
+    """Events of ``streams`` (the ones this process owns) still ongoing when it starts were left open
+    by a run that died: each ends at its last write (the store sink writes an ongoing event every
+    ``flush_interval_s``), ``end_reason`` restart. Returns how many."""
+    if not streams:
+        return 0
+    with Session(engine) as session, session.begin():
+        closed = session.execute(
+            update(StoredEvent)
+            .where(StoredEvent.stream.in_(streams), StoredEvent.ended_at.is_(None))
+            .values(
+                ended_at=func.coalesce(StoredEvent.updated_at, StoredEvent.started_at),
+                end_reason="restart",
+                updated_at=utcnow(),
+            )
+        )
+        return closed.rowcount or 0

@@ -147,6 +147,8 @@ class StoredEvent(Base):
     label: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[dt.datetime] = mapped_column()
     ended_at: Mapped[dt.datetime | None] = mapped_column()
+    # label (it left fake), track_gone, sound_gone, stream_down, shutdown, restart (left open by a run that died)
+    end_reason: Mapped[str | None] = mapped_column(String(16))
     peak_probability: Mapped[float] = mapped_column(Float)
     peak_at: Mapped[dt.datetime] = mapped_column()
     mean_probability: Mapped[float] = mapped_column(Float)
@@ -161,6 +163,7 @@ class StoredEvent(Base):
     __table_args__ = (
         Index("ix_events_started_id", "started_at", "id"),
         Index("ix_events_stream_started", "stream", "started_at"),
+        Index("ix_events_open", "stream", "ended_at"),
     )
 
 

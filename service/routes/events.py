@@ -29,6 +29,8 @@ class EventOut(BaseModel):
     label: str
     started_at: dt.datetime
     ended_at: dt.datetime | None
+    # label, track_gone, sound_gone, stream_down, shutdown, restart (left open by a run that died)
+    end_reason: str | None
     ongoing: bool
     peak_probability: float
     peak_at: dt.datetime
@@ -59,6 +61,7 @@ def _out(event: StoredEvent, acknowledged_by: str | None) -> EventOut:
         label=event.label,
         started_at=event.started_at,
         ended_at=event.ended_at,
+        end_reason=event.end_reason,
         ongoing=event.ended_at is None,
         peak_probability=event.peak_probability,
         peak_at=event.peak_at,

@@ -237,7 +237,7 @@ async function eventView(view, id) {
        <img alt="the face at the peak" src="${withToken(e.face_url)}">`;
   view.innerHTML = `<div class="detail"><p><a href="#/events">← Events</a></p>
     <h2>${escape(e.stream)} ${voice ? "voice" : `#${e.track_id}`} <span class="label fake">likely ${voice ? "synthetic voice" : "deepfake"} ${e.peak_probability.toFixed(2)}</span></h2>
-    <p>${when(e.started_at)} → ${e.ongoing ? "ongoing" : when(e.ended_at)}; mean P(${voice ? "spoof" : "fake"}) ${e.mean_probability.toFixed(2)} over
+    <p>${when(e.started_at)} → ${e.ongoing ? "ongoing" : `${when(e.ended_at)}${e.end_reason ? ` (${ENDED[e.end_reason] || e.end_reason})` : ""}`}; mean P(${voice ? "spoof" : "fake"}) ${e.mean_probability.toFixed(2)} over
     ${e.verdicts} ${voice ? "windows" : "verdicts"}; at the peak: ${models}</p>
     <p>${e.acknowledged_by ? `Acknowledged by ${escape(e.acknowledged_by)} at ${when(e.acknowledged_at)}` : ""}</p>
     ${evidence}</div>`;
@@ -359,6 +359,10 @@ async function endCall() {
 addEventListener("pagehide", () => {
   if (current) fetch(`${API}/calls/${encodeURIComponent(current.session)}`, {method: "DELETE", keepalive: true, headers: {Authorization: `Bearer ${token}`}});
 });
+
+// why an event ended, as the detail page says it
+const ENDED = {label: "no longer judged fake", track_gone: "the face was lost", sound_gone: "the sound stopped",
+  stream_down: "the stream went down", shutdown: "dfstream stopped", restart: "left open by a run that died"};
 
 // #/call/compact: the page as the overlay for the shared window -- only the picture, its boxes and
 // the badges, in a window small enough to sit beside (or, kept on top, over) the call

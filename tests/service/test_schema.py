@@ -38,7 +38,7 @@ def test_an_older_schema_is_refused_with_the_command_that_fixes_it(database_url,
     engine = make_engine(database_url)
     upgrade(engine, "0001")
     with pytest.raises(
-        SchemaError, match=r"schema 0001 is older than this dfstream's \(0004\); run `dfstream db upgrade cfg.yaml`"
+        SchemaError, match=r"schema 0001 is older than this dfstream's \(0005\); run `dfstream db upgrade cfg.yaml`"
     ):
         prepare(engine, "cfg.yaml")
     engine.dispose()
@@ -48,9 +48,9 @@ def test_an_older_schema_is_refused_with_the_command_that_fixes_it(database_url,
     assert f"run `dfstream db upgrade {config}` first" in served.stderr
     upgraded = dfstream("db", "upgrade", str(config))
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "schema 0004 (was 0001)" in upgraded.stdout
+    assert "schema 0005 (was 0001)" in upgraded.stdout
     engine = make_engine(database_url)
-    assert prepare(engine).endswith("at schema 0004")
+    assert prepare(engine).endswith("at schema 0005")
     engine.dispose()
 
 

@@ -91,6 +91,12 @@ def test_episodes_open_update_and_close_with_label_track_and_stream(engine, astr
     assert first.peak_at == dt.datetime.fromtimestamp(T0 + 1.2, dt.UTC)
     assert found[("cam1", 3)].ended_at == dt.datetime.fromtimestamp(T0 + 2.5, dt.UTC)
     assert found[("cam2", 2)].ended_at == dt.datetime.fromtimestamp(T0 + 3.0, dt.UTC)
+    # and each says why
+    assert (first.end_reason, found[("cam1", 3)].end_reason, found[("cam2", 2)].end_reason) == (
+        "label",
+        "track_gone",
+        "stream_down",
+    )
     with Session(engine) as session:
         kinds = {(s.event_id, s.kind) for s in session.scalars(select(EventSnapshot))}
     assert kinds == {
