@@ -27,7 +27,7 @@ from pipeline.runtime.sink import Sink
 from service.config import TlsConfig
 from service.db.events import close_left_open, store_sink
 from service.db.schema import make_engine, prepare, sessions
-from sinks import PrometheusConfig, PrometheusExporter, build_sinks
+from sinks import PrometheusConfig, PrometheusExporter, StoreConfig, build_sinks
 
 log = logging.getLogger("dfstream")
 
@@ -83,7 +83,7 @@ def run(
         outputs = config.sinks.with_spool_defaults(config.api.data_dir, durable=False)
         sinks: list[Sink] = build_sinks(outputs, monitor, tap, [s.id for s in config.streams])
         if engine is not None:
-            sinks.append(store_sink(config.sinks.store, engine, monitor))
+            sinks.append(store_sink(outputs.store, engine, monitor))
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices)
         _stop_on_signals(runtime.stop.set)
         await runtime.run()
@@ -169,11 +169,13 @@ def serve(
     async def supervise() -> None:
         feed, tap = FeedSink(monitor, api.feed_queue), LiveTap()
         streams = list(config.streams)  # and the calls, while they last (CallDesk)
-        outputs = config.sinks.with_spool_defaults(api.data_dir, durable=True)  # serve's outbox: on disk
+        # serve always stores events; its outbox and its events wait on disk unless told otherwise
+        outputs = config.sinks.model_copy(update={"store": config.sinks.store or StoreConfig()})
+        outputs = outputs.with_spool_defaults(api.data_dir, durable=True)
         sinks: list[Sink] = [
             *build_sinks(outputs, monitor, tap, [s.id for s in streams]),
             feed,
-            store_sink(config.sinks.store, engine, monitor),
+            store_sink(outputs.store, engine, monitor),
         ]
         hub = CallHub(api.calls.ice_servers)
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices, calls=hub)

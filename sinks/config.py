@@ -9,6 +9,7 @@ from pipeline.runtime.config import DeliveryConfig
 from .jsonl import JsonlConfig
 from .mqtt import MqttConfig
 from .prometheus import PrometheusConfig
+from .spool import SpoolConfig
 from .store import StoreConfig
 from .video import VideoConfig
 
@@ -24,13 +25,20 @@ class SinksConfig(DeliveryConfig):
     def with_spool_defaults(self, data_dir: Path, durable: bool) -> SinksConfig:
         """The spools' defaults filled in: ``durable`` where the config leaves it open (``serve``:
         on, ``run``: off), their files under ``data_dir/spool``."""
-        if self.mqtt is None:
-            return self
-        outbox = self.mqtt.outbox
-        filled = outbox.model_copy(
-            update={
-                "durable": durable if outbox.durable is None else outbox.durable,
-                "path": outbox.path or data_dir / "spool" / "mqtt.sqlite3",
-            }
-        )
-        return self.model_copy(update={"mqtt": self.mqtt.model_copy(update={"outbox": filled})})
+        filled = {}
+        if self.mqtt is not None:
+            outbox = _filled(self.mqtt.outbox, data_dir, "mqtt", durable)
+            filled["mqtt"] = self.mqtt.model_copy(update={"outbox": outbox})
+        if self.store is not None:
+            spool = _filled(self.store.spool, data_dir, "store", durable)
+            filled["store"] = self.store.model_copy(update={"spool": spool})
+        return self.model_copy(update=filled)
+
+
+def _filled(spool: SpoolConfig, data_dir: Path, sink: str, durable: bool) -> SpoolConfig:
+    return spool.model_copy(
+        update={
+            "durable": durable if spool.durable is None else spool.durable,
+            "path": spool.path or data_dir / "spool" / f"{sink}.sqlite3",
+        }
+    )

@@ -23,6 +23,7 @@ commit, so that after a restart they go on from where they were instead of from 
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import zlib
@@ -277,6 +278,12 @@ class Spool:
         gone = [k for k in self._sizes if k <= n]
         if gone:
             self._remove(gone, "DELETE FROM records WHERE n <= ?", (n,))
+
+    def remove(self, ns: list[int]) -> None:
+        """These records are done with (a newer version replaced them, or they were delivered)."""
+        gone = [k for k in ns if k in self._sizes]
+        if gone:
+            self._remove(gone, "DELETE FROM records WHERE n IN (SELECT value FROM json_each(?))", (json.dumps(gone),))
 
     def _remove(self, ns: list[int], sql: str, args: tuple) -> None:
         for k in ns:

@@ -8,18 +8,27 @@ in the speech (``no_speech`` windows) does not end it. The peak window's sound i
 (16 kHz mono 16-bit WAV, at most 4.04 s: about 130 kB).
 
 The sink knows no database: it hands ``EventRecord``s to an ``EventWriter`` (the service's writes
-them with SQLAlchemy), in a thread. While the writer fails (a database restarting) the records wait
-in memory, newest state per event, up to ``capacity``, and are retried with backoff: none is lost
-within that capacity, and what does not fit is counted.
+them with SQLAlchemy), in a thread. While the writer fails (a database restarting) the records wait,
+newest state per event, up to ``capacity`` records and ``max_mb`` bytes, and are retried with
+backoff: none is lost within that, and what does not fit is counted. With ``spool.durable`` they
+also wait on disk (``sinks/spool.py``) from the first failed write until the database takes them,
+so a dfstream killed meanwhile writes them at its next start (an event that was still ongoing then
+ends where the spool last saw it, ``end_reason`` restart). A write that fails while the database
+answers is a record it refuses (a value it will not take): each is tried alone, and one refused
+``max_tries`` times is set aside, counted and logged once with the reason, so it never holds the
+others back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -33,12 +42,18 @@ from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict, VoiceVerdict
 
+from .spool import Spool, SpoolConfig, SpoolError
+
 log = logging.getLogger(__name__)
 STORE = Subject.sink("store")
+SPOOL_PATH = Path("dfstream-data/spool/store.sqlite3")  # spool.durable with no path: beside serve's default data
 
 
 class StoreConfig(StrictModel):
     capacity: int = Field(10000, ge=1)  # event records waiting for the database before the oldest closed ones go
+    max_mb: float = Field(256.0, gt=0)  # and their bytes (snapshots, most of it)
+    max_tries: int = Field(3, ge=1)  # a record the database refuses this often, while it takes others, is set aside
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)  # durable: what waits is on disk too
     flush_interval_s: float = Field(0.5, gt=0)  # how often changed events are written
     retry_max_s: float = Field(10.0, gt=0)  # the longest wait between retries while the database is away
     jpeg_quality: int = Field(85, ge=10, le=100)
@@ -71,10 +86,37 @@ class EventRecord:
     # service's (an event a run that died left open, closed at the next start)
     end_reason: str | None = None
 
+    @property
+    def size(self) -> int:
+        """Bytes it holds, about: its snapshots and sound, and a kilobyte for the rest."""
+        return 1024 + sum(len(b) for b in (self.face_jpeg, self.frame_jpeg, self.audio_wav) if b is not None)
+
+    def to_bytes(self, seen_at: float) -> bytes:
+        """As the spool keeps it: a JSON line (``seen_at``: when the sink last saw it), then the bytes."""
+        blobs = [b or b"" for b in (self.face_jpeg, self.frame_jpeg, self.audio_wav)]
+        fields = {k: v for k, v in self.__dict__.items() if k not in ("face_jpeg", "frame_jpeg", "audio_wav")}
+        header = {**fields, "seen_at": seen_at, "blobs": [len(b) if b else None for b in blobs]}
+        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + b"".join(blobs)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> tuple[EventRecord, float]:
+        line, _, rest = data.partition(b"\n")
+        header = json.loads(line)
+        seen_at, lengths = header.pop("seen_at"), header.pop("blobs")
+        blobs, at = [], 0
+        for length in lengths:
+            blobs.append(None if length is None else rest[at : at + length])
+            at += length or 0
+        header["bbox_at_peak"] = tuple(header["bbox_at_peak"])
+        return cls(**header, face_jpeg=blobs[0], frame_jpeg=blobs[1], audio_wav=blobs[2]), seen_at
+
 
 class EventWriter(Protocol):
     def write(self, records: list[EventRecord]) -> None:
         """Insert or update every record, in one transaction (called in a worker thread)."""
+
+    def reachable(self) -> bool:
+        """Whether the database answers at all (a failed write then means it refused a record)."""
 
 
 VOICE_TRACK = 0  # a voice event's track id (face tracks count from 1)
@@ -159,10 +201,45 @@ class StoreSink(Lifecycle):
         self._flushing: asyncio.Task | None = None
         self._backoff = Backoff(config.flush_interval_s, max(config.flush_interval_s, config.retry_max_s))
         self._closing = False
+        spool = config.spool
+        self._spool = Spool(spool.path or SPOOL_PATH, spool.sync, "store") if spool.durable else None
+        self._spooled: dict[str, int] = {}  # event id -> the spool's record of its newest pending state
+        self._numbers = itertools.count(1)
+        self._away = False  # the last write failed: what waits goes to the spool as it comes
+        self._tries: dict[str, int] = {}  # event id -> writes the database refused
+        self._set_aside: set[str] = set()  # events it refused max_tries times: their later states too
 
     async def _open(self) -> None:
-        self.monitor.set_gauge(STORE, Gauge.PENDING_WRITES, 0)
+        if self._spool is not None:
+            self._resume(self._spool)
+        self.monitor.set_gauge(STORE, Gauge.PENDING_WRITES, len(self._pending))
         self._flushing = self.spawn("flusher", self._flusher)
+
+    def _resume(self, spool: Spool) -> None:
+        """What a run that died left waiting for the database is written first; an event it still
+        had open ends where that run last saw it."""
+        recovered = spool.open()
+        self.monitor.count(STORE, Count.SPOOL_LOST, recovered.lost)
+        self._numbers = itertools.count(recovered.last_n + 1)
+        replaced = []
+        for n, data in recovered.records:
+            try:
+                record, seen_at = EventRecord.from_bytes(data)
+            except (ValueError, KeyError, TypeError) as exc:  # CRC-intact but not ours: a file from elsewhere
+                log.error("store: spool %s: record %d unreadable (%s), dropped", spool.path, n, one_line(exc))
+                replaced.append(n)
+                continue
+            if record.ended_at is None:
+                record.ended_at, record.end_reason = max(seen_at, record.started_at), "restart"
+            if record.id in self._spooled:
+                replaced.append(self._spooled[record.id])
+            self._pending[record.id], self._spooled[record.id] = record, n
+        spool.remove(replaced)
+        self._away = bool(self._pending)
+        self.monitor.set_gauge(STORE, Gauge.SPOOL_BYTES, spool.bytes)
+        if self._pending:
+            left = len(self._pending)
+            log.info("store: %d event record(s) a previous run left unwritten go first (%s)", left, spool.path)
 
     async def publish(self, event: Event) -> None:
         if isinstance(event, Verdict):
@@ -195,10 +272,20 @@ class StoreSink(Lifecycle):
             if not self._pending or await self._write():
                 break
             await asyncio.sleep(1.0)
-        if self._pending:
-            left = len(self._pending)
-            self.monitor.count(STORE, Count.EVENTS_DROPPED, left, reason="shutdown")
-            log.error("store: %d event records not written at shutdown: the database is unreachable", left)
+        kept = [i for i in self._pending if i in self._spooled]
+        lost = len(self._pending) - len(kept)
+        if kept:
+            log.error(
+                "store: %d event records not written at shutdown (the database is unreachable): "
+                "kept in %s for the next start",
+                len(kept),
+                self._spool.path if self._spool is not None else "",
+            )
+        if lost:
+            self.monitor.count(STORE, Count.EVENTS_DROPPED, lost, reason="shutdown")
+            log.error("store: %d event records not written at shutdown: the database is unreachable", lost)
+        if self._spool is not None:
+            self._spool.close()
 
     # ---- episodes ---------------------------------------------------------------------------------
     def _on_verdict(self, verdict: Verdict) -> None:
@@ -281,6 +368,8 @@ class StoreSink(Lifecycle):
             if not episode.changed:
                 continue
             episode.changed = False
+            if episode.id in self._set_aside:
+                continue
             record = episode.record()
             if episode.snaps is not None:
                 record.face_jpeg, record.frame_jpeg = episode.snaps
@@ -293,25 +382,69 @@ class StoreSink(Lifecycle):
             if earlier is not None and record.audio_wav is None:
                 record = replace(record, audio_wav=earlier.audio_wav)
             self._pending[record.id] = record
+            if self._away:
+                self._to_spool(record)
         self._closed.clear()
-        overflow = len(self._pending) - self.config.capacity
-        if overflow > 0:
-            # the oldest closed events go first: an open one will be rewritten whole anyway
-            victims = sorted(self._pending.values(), key=lambda r: (r.ended_at is None, r.started_at))[:overflow]
-            for record in victims:
-                del self._pending[record.id]
-            self.monitor.count(STORE, Count.EVENTS_DROPPED, overflow, reason="store_full")
-            log.error(
-                "store: %d event records dropped: more than %d waiting for the database", overflow, self.config.capacity
-            )
+        self._bound()
         self.monitor.set_gauge(STORE, Gauge.PENDING_WRITES, len(self._pending))
+
+    def _bound(self) -> None:
+        """Beyond ``capacity`` records or ``max_mb`` bytes, the oldest closed events go first (an
+        open one will be rewritten whole anyway), counted."""
+        limit = int(self.config.max_mb * 2**20)
+        size = sum(r.size for r in self._pending.values())
+        if len(self._pending) <= self.config.capacity and size <= limit:
+            return
+        dropped = 0
+        for record in sorted(self._pending.values(), key=lambda r: (r.ended_at is None, r.started_at)):
+            if len(self._pending) <= self.config.capacity and size <= limit:
+                break
+            self._forget(record.id)
+            size -= record.size
+            dropped += 1
+        self.monitor.count(STORE, Count.EVENTS_DROPPED, dropped, reason="store_full")
+        log.error(
+            "store: %d event records dropped: more than %d (or %g MB) waiting for the database",
+            dropped,
+            self.config.capacity,
+            self.config.max_mb,
+        )
+
+    def _to_spool(self, record: EventRecord) -> None:
+        """The record's newest state on disk, its older one gone."""
+        if self._spool is None:
+            return
+        n = next(self._numbers)
+        try:
+            self._spool.append(n, record.to_bytes(time.time()))
+            self.problems.clear("spool", "store: writing to the spool %s again", self._spool.path)
+        except SpoolError as exc:
+            self.monitor.count(STORE, Count.SPOOL_ERRORS)
+            self.problems("spool", "%s; the event waits in memory only", exc, level=logging.ERROR)
+            return
+        earlier = self._spooled.get(record.id)
+        self._spooled[record.id] = n
+        if earlier is not None:
+            self._spool.remove([earlier])
+        self.monitor.set_gauge(STORE, Gauge.SPOOL_BYTES, self._spool.bytes)
+
+    def _forget(self, event_id: str) -> None:
+        """Written, dropped or set aside: no longer waiting, in memory or on disk."""
+        self._pending.pop(event_id, None)
+        self._tries.pop(event_id, None)
+        n = self._spooled.pop(event_id, None)
+        if n is not None and self._spool is not None:
+            self._spool.remove([n])
+            self.monitor.set_gauge(STORE, Gauge.SPOOL_BYTES, self._spool.bytes)
 
     async def _write(self) -> bool:
         batch = list(self._pending.values())
         try:
             await asyncio.to_thread(self.writer.write, batch)
-        except Exception as exc:  # noqa: BLE001 -- the database is away: keep the records, try again later
+        except Exception as exc:  # noqa: BLE001 -- away, or a record refused: which, the database says
             self.monitor.count(STORE, Count.WRITE_ERRORS)
+            if await asyncio.to_thread(self._reachable) and await self._one_by_one(batch):
+                return True
             self.problems(
                 "write",
                 "store: writing %d events failed (retrying): %s",
@@ -319,16 +452,64 @@ class StoreSink(Lifecycle):
                 one_line(exc),
                 level=logging.ERROR,
             )
+            if not self._away:  # from now on what waits is on disk as well
+                self._away = True
+                for record in self._pending.values():
+                    self._to_spool(record)
             return False
         failures = self.problems.clear("write")
         if failures:
             log.warning("store: database back after %d failed writes; %d events written", failures, len(batch))
+        self._written(batch)
+        return True
+
+    def _reachable(self) -> bool:
+        try:
+            return bool(self.writer.reachable())
+        except Exception:  # noqa: BLE001 -- a check that fails is an answer too
+            return False
+
+    def _written(self, batch: list[EventRecord]) -> None:
         self._backoff.reset()
+        self._away = False
         for record in batch:
             if self._pending.get(record.id) is record:
-                del self._pending[record.id]
+                self._forget(record.id)
         self.monitor.count(STORE, Count.ROWS_WRITTEN, len(batch))
         self.monitor.set_gauge(STORE, Gauge.PENDING_WRITES, len(self._pending))
+
+    async def _one_by_one(self, batch: list[EventRecord]) -> bool:
+        """The database answers but refused the batch: each record alone, so one it will not take
+        holds back none of the others; refused ``max_tries`` times (the first while others were
+        taken), it is set aside. None taken, none refused before: it is not the records, it is the
+        database (a table away, its disk full), and they all wait."""
+        written, refused = [], []
+        for record in batch:
+            try:
+                await asyncio.to_thread(self.writer.write, [record])
+                written.append(record)
+            except Exception as exc:  # noqa: BLE001 -- this record, refused
+                refused.append((record, exc))
+        # refused while others were taken; or alone now, but refused so before
+        suspects = refused if written else [(r, e) for r, e in refused if self._tries.get(r.id)]
+        if not written and not suspects:
+            return False
+        for record, exc in suspects:
+            tries = self._tries[record.id] = self._tries.get(record.id, 0) + 1
+            if tries >= self.config.max_tries and self._pending.get(record.id) is record:
+                self._forget(record.id)
+                self._set_aside.add(record.id)
+                self.monitor.count(STORE, Count.EVENTS_DROPPED, reason="refused")
+                self.problems(
+                    "refused",
+                    "store: event %s (stream %s) set aside after %d refused writes: %s",
+                    record.id,
+                    record.stream,
+                    tries,
+                    one_line(exc),
+                    level=logging.ERROR,
+                )
+        self._written(written)
         return True
 
 

@@ -194,6 +194,9 @@ class KeptRecords:
         for record in records:
             self.records[record.id] = record
 
+    def reachable(self) -> bool:
+        return True
+
 
 def voice_verdict(seq: int, label: str, spoof: float | None, audio: np.ndarray | None = None):
     from pipeline.runtime.events import VoiceVerdict

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Engine, delete, func, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.monitoring.monitor import PerformanceMonitor
@@ -19,6 +19,11 @@ def _time(epoch: float) -> dt.datetime:
 class DatabaseEventWriter:
     def __init__(self, engine: Engine):
         self.engine = engine
+
+    def reachable(self) -> bool:
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
+        return True
 
     def write(self, records: list[EventRecord]) -> None:
         with Session(self.engine) as session, session.begin():

@@ -6,13 +6,14 @@ as it is."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from sqlalchemy.orm import Session
 
 from service.db.models import StoredEvent, utcnow
 from service.db.schema import make_engine
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, scrape, wait_until
 from tests.service.conftest import Served, scripted, write_config
 
 pytestmark = pytest.mark.weights
@@ -71,3 +72,72 @@ def test_an_event_left_ongoing_by_a_killed_server_is_closed_at_the_next_start(tm
     finally:
         served.stop()
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def minute_clip(tmp_path_factory):
+    """60 s of the face: through a kill and a restart without the RTSP server ending it."""
+    from stream import make_sample_clip
+
+    return make_sample_clip(tmp_path_factory.mktemp("media") / "face_60s.mp4", seconds=60.0)
+
+
+def events_of(served: Served) -> list[dict]:
+    with served.client("viewer") as client:
+        return client.get("/api/v1/events", params={"stream": "cam1"}).json()["items"]
+
+
+@pytest.mark.timeout(240)
+def test_events_waiting_for_postgresql_survive_a_kill_and_are_written_after_it(
+    rtsp_server, minute_clip, postgres, tmp_path
+):
+    url = postgres.create(f"crash_{int(time.time())}")
+    camera = rtsp_server({"/cam1": minute_clip})
+    port, prometheus = free_port(), free_port()
+    config = write_config(
+        tmp_path,
+        [{"id": "cam1", "url": camera.url("/cam1")}],
+        {"port": port, "database": url},
+        detectors=[scripted(tmp_path, [])],
+        smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2},
+        sinks={"prometheus": {"port": prometheus}},
+    )
+    served = Served(config, port).add_users()
+    try:
+        served.start()
+        wait_until(lambda: stream_tracks(served), 40, "a face tracked on cam1")
+        start = time.time()
+        # a first episode that ends while the database is down, a second that starts while it is down
+        scripted(tmp_path, [(start, start + 3), (start + 6, start + 120)])
+        wait_until(lambda: events_of(served), 30, "the first event written")
+        (first,) = events_of(served)
+        postgres.stop()
+        try:
+            wait_until(lambda: time.time() > start + 9, 15)
+            figures = scrape(prometheus)
+            assert figures["dfstream_store_pending_writes{}"] >= 2  # the first's end, the second
+            assert figures["dfstream_spool_bytes{sink=store}"] > 10_000  # with their snapshots, on disk
+            served.kill()  # SIGKILL: nothing of it is in the database
+        finally:
+            postgres.start()
+        served.start()
+
+        def written() -> dict:
+            found = {e["id"]: e for e in events_of(served)}
+            return found if found.get(first["id"], {}).get("end_reason") == "label" and len(found) >= 2 else {}
+
+        wait_until(written, 60, "the killed run's events written")
+        found = written()
+        second = [e for e in found.values() if e["id"] != first["id"] and e["end_reason"] == "restart"]
+        assert len(second) == 1, found  # born while the database was down, open when dfstream died
+        assert dt.datetime.fromisoformat(second[0]["started_at"]).timestamp() >= start + 5
+        with served.client("viewer") as viewer:
+            assert viewer.get(second[0]["face_url"]).status_code == 200  # its snapshot, from the spool
+        wait_until(lambda: scrape(prometheus)["dfstream_store_pending_writes{}"] == 0, 10, "nothing left waiting")
+    finally:
+        served.stop()
+
+
+def stream_tracks(served: Served) -> list:
+    with served.client("viewer") as client:
+        return client.get("/api/v1/streams/cam1").json()["tracks"]

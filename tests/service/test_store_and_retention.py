@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 
 import numpy as np
 import pytest
@@ -134,6 +135,28 @@ def test_a_failing_database_keeps_events_waiting_and_counts_what_does_not_fit(tm
     asyncio.run(play())
     assert sorted(track for _, track in events(engine)) == [3, 4, 5, 6, 7]  # the newest five; the oldest three counted
     assert monitor.counter(STORE, Count.EVENTS_DROPPED, reason="store_full") == 3
+
+
+def test_a_record_the_database_refuses_is_set_aside_and_holds_back_no_other(engine, caplog):
+    monitor = PerformanceMonitor()
+
+    async def play() -> None:
+        sink = StoreSink(StoreConfig(flush_interval_s=0.05, max_tries=3), DatabaseEventWriter(engine), monitor)
+        async with sink:
+            # a track id no SQL INTEGER holds: the driver refuses that record, every time
+            await sink.publish(verdict(2**64, T0 + 1.0, "fake", 0.9))
+            for i in range(20):  # an episode that goes on, written at every flush, and one that ends
+                await sink.publish(verdict(1, T0 + 1.0 + i * 0.1, "fake", 0.8))
+                await sink.publish(verdict(2, T0 + 1.0 + i * 0.1, "fake" if i < 5 else "real", 0.8))
+                await asyncio.sleep(0.06)
+
+    asyncio.run(play())
+    assert {track for _, track in events(engine)} == {1, 2}  # both written, whatever the third did
+    assert monitor.counter(STORE, Count.EVENTS_DROPPED, reason="refused") == 1
+    said = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    # once, with the database's reason (SQLite's driver: too large; PostgreSQL: out of range)
+    assert len(said) == 1 and re.search(r"after 3 refused writes: .*(too large|out of range)", said[0]), said
+    assert not [r for r in caplog.records if "not written at shutdown" in r.getMessage()]
 
 
 def _event(session: Session, event_id: str, started: dt.datetime) -> None:
