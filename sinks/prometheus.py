@@ -104,7 +104,7 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
     ),
     (Kind.SINK, Count.EVENTS_DROPPED): Family(
         "dfstream_sink_dropped",
-        "Events a sink never got: it fell behind, or was still behind at shutdown",
+        "Events a sink never got or could not keep: behind, still behind at shutdown, or refused by the database",
         "sink",
         ("reason",),
     ),
