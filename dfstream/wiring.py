@@ -142,7 +142,8 @@ def serve(
     from service.app import create_app
     from service.calls import CallDesk
     from service.deps import Service
-    from service.feed import FeedSink
+    from service.feed.history import FeedHistory
+    from service.feed.sink import FeedSink
     from service.retention import run_retention
     from service.uploads import sweep_orphans
     from stream.calls import CallHub
@@ -167,7 +168,8 @@ def serve(
         exporter.start()
 
     async def supervise() -> None:
-        feed, tap = FeedSink(monitor, api.feed_queue), LiveTap()
+        history = FeedHistory(api.feed_history.minutes, api.feed_history.events)
+        feed, tap = FeedSink(monitor, api.feed_queue, history), LiveTap()
         streams = list(config.streams)  # and the calls, while they last (CallDesk)
         # serve always stores events; its outbox and its events wait on disk unless told otherwise
         outputs = config.sinks.model_copy(update={"store": config.sinks.store or StoreConfig()})

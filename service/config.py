@@ -97,6 +97,15 @@ class ViewerLimitsConfig(StrictModel):
     live_per_user: int = Field(16, ge=1)  # the UI's grid opens one per stream
 
 
+class FeedHistoryConfig(StrictModel):
+    """What the feed keeps for clients that reconnect (Last-Event-ID) or open with replay_s, up to
+    whichever bound comes first. A verdict is about 500 bytes, 700 kept: 50,000 take about 35 MB,
+    two minutes of 400 verdicts a second (16 streams of one face at 25 fps)."""
+
+    minutes: float = Field(2, ge=0, le=60)  # 0: none kept, every reconnect is a reset
+    events: int = Field(50_000, ge=0, le=1_000_000)
+
+
 class LoginLimitConfig(StrictModel):
     failures: int = Field(5, ge=1)  # failed logins per client address (then 429) or username (then slowed) ...
     window_s: float = Field(300, gt=0)  # ... within this many seconds
@@ -168,6 +177,7 @@ class ApiConfig(StrictModel):
     overlay_frame_ancestors: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     cors_origins: list[str] = Field(default_factory=list)  # none: CORS off
     feed_queue: int = Field(1000, ge=1)  # events a slow feed client may lag before its oldest are dropped
+    feed_history: FeedHistoryConfig = Field(default_factory=FeedHistoryConfig)
     connections: ConnectionLimitsConfig = Field(default_factory=ConnectionLimitsConfig)
     tls: TlsConfig | None = None
     retention: RetentionConfig = Field(default_factory=RetentionConfig)

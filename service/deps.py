@@ -27,7 +27,7 @@ from service.analysis import Analyzer
 from service.auth import LoginLimiter, Principal, TokenCache, bearer, resolve
 from service.calls import CallDesk
 from service.config import ApiConfig
-from service.feed import FeedSink
+from service.feed.sink import FeedSink
 from service.seats import Seats
 from stream.config import StreamConfig
 

@@ -162,6 +162,12 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
     (Kind.SERVICE, Count.EVENTS_DROPPED): Family(
         "dfstream_feed_dropped", "Live feed events dropped for clients that read too slowly", FEED, ("reason",)
     ),
+    (Kind.SERVICE, Count.FEED_RESUMES): Family(
+        "dfstream_feed_resumes",
+        "Feed clients back with Last-Event-ID, by outcome: replayed, or reset:<why> (restarted, too_old, unknown)",
+        FEED,
+        ("outcome",),
+    ),
     (Kind.SINK, Count.SPOOL_ERRORS): Family(
         "dfstream_spool_errors",
         "Records a sink could not write to its durable spool (kept in memory only: lost if dfstream dies)",

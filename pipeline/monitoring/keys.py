@@ -77,6 +77,7 @@ class Count(str, enum.Enum):
     VOICE_WINDOWS = "voice_windows"  # label result: judged, no_speech, skipped
     CALLS = "calls"  # WebRTC sessions; label event: started, ended, refused:<why>
     SPOOL_ERRORS = "spool_errors"  # a sink's durable spool failed a write (the record stays in memory only)
+    FEED_RESUMES = "feed_resumes"  # feed clients back with Last-Event-ID; label outcome: replayed, reset:<why>
     SPOOL_LOST = "spool_lost"  # records a sink's spool had accepted and could not read back at start
 
 

@@ -76,6 +76,9 @@ function route() {
 
 function every(ms, action) { action(); const timer = setInterval(action, ms); cleanup.push(() => clearInterval(timer)); }
 
+// The live feed. EventSource reconnects by itself and sends the last id it got: the server replays
+// what was missed, or sends "reset" (too long away, or dfstream restarted) and then the recent past.
+// "ready" marks where the replay ends.
 function feed(query, handlers) {
   const source = new EventSource(withToken(`${API}/feed?${query}`));
   for (const [kind, handle] of Object.entries(handlers)) source.addEventListener(kind, (e) => handle(JSON.parse(e.data)));
@@ -122,12 +125,15 @@ function streamView(view, id) {
     <div class="stream-page">
       <img class="live" id="live" alt="${escape(id)} live" src="${withToken(`${API}/streams/${encodeURIComponent(id)}/live.mjpeg?fps=5&width=960`)}">
       <div><canvas class="chart" id="chart" width="600" height="260"></canvas>
-        <p class="muted">Smoothed P(fake) of each face track, and the voice's P(spoof) (dashed), over the last two minutes</p></div>
+        <p class="muted">Smoothed P(fake) of each face track, and the voice's P(spoof) (dashed), over the last two minutes
+          <span class="feed-away">· reconnecting: what happens meanwhile is filled in on return</span></p></div>
     </div>`;
   const points = new Map();  // track -> [[t, p, label]]
   const voicePoints = [];  // [[t, p, label]] of the voice windows judged
   const label = $("#stream-label");
-  const source = feed(`types=verdict,voice,state&stream=${encodeURIComponent(id)}`, {
+  // the last two minutes first (the server keeps them), so the chart is full from the start
+  const source = feed(`types=verdict,voice,state&stream=${encodeURIComponent(id)}&replay_s=120`, {
+    reset: () => { points.clear(); voicePoints.length = 0; },  // the recent past follows
     voice: (v) => {
       if (v.spoof_probability != null) voicePoints.push([v.ts, v.spoof_probability, v.label]);
       showVoice($("#voice-label"), v.label, v.spoof_probability);
@@ -149,39 +155,74 @@ function streamView(view, id) {
     const series = [];
     for (const [track, list] of points) {
       while (list.length && list[0][0] < now - 120) list.shift();
-      if (list.length) series.push({name: `#${track}`, points: list.map(([t, p]) => [t - now, p]), colour: COLOURS[list.at(-1)[2]]});
+      // each stretch in the colour of its label: an episode stays red after it has ended
+      if (list.length) series.push({name: `#${track}`, points: list.map(([t, p, l]) => [t - now, p, COLOURS[l]]), colour: COLOURS[list.at(-1)[2]]});
     }
     while (voicePoints.length && voicePoints[0][0] < now - 120) voicePoints.shift();
     if (voicePoints.length) {
-      series.push({name: "voice", points: voicePoints.map(([t, p]) => [t - now, p]), colour: COLOURS[voicePoints.at(-1)[2]], dashed: true});
+      series.push({name: "voice", points: voicePoints.map(([t, p, l]) => [t - now, p, COLOURS[l]]), colour: COLOURS[voicePoints.at(-1)[2]], dashed: true});
     }
     chart($("#chart"), series, [-120, 0]);
   });
-  cleanup.push(() => source.close(), () => { $("#live").src = ""; });
+  // data-feed on the body: whether the chart is live (the caption says so while it is not)
+  // and the live image, which a lost connection breaks for good, asked for again when the feed is back
+  const live = $("#live").src;
+  source.addEventListener("ready", () => {
+    if (document.body.dataset.feed === "reconnecting") $("#live").src = `${live}&again=${Date.now()}`;
+    document.body.dataset.feed = "live";
+  });
+  source.addEventListener("error", () => { document.body.dataset.feed = "reconnecting"; });
+  cleanup.push(() => source.close(), () => { $("#live").src = ""; }, () => { delete document.body.dataset.feed; });
 }
 
-// a line chart of P(fake) (0..1) against x, on a canvas
+// a line chart of P(fake) (0..1) against x, on a canvas; a point [x, p, colour] colours the line up to it
 function chart(canvas, series, [x0, x1]) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, pad = 28;
   ctx.clearRect(0, 0, w, h);
   ctx.strokeStyle = "#334155"; ctx.fillStyle = "#94a3b8"; ctx.font = "12px system-ui"; ctx.lineWidth = 1;
+  const legend = 84;  // the right margin, for the series' names: they never cover a line
+  const x = (v) => pad + (v - x0) / (x1 - x0 || 1) * (w - pad - legend);
+  const y = (p) => h - pad - p * (h - 2 * pad);
   for (const p of [0, 0.5, 1]) {
-    const y = h - pad - p * (h - 2 * pad);
-    ctx.beginPath(); ctx.moveTo(pad, y); ctx.lineTo(w - 8, y); ctx.stroke();
-    ctx.fillText(p.toFixed(1), 2, y + 4);
+    ctx.beginPath(); ctx.moveTo(pad, y(p)); ctx.lineTo(w - legend, y(p)); ctx.stroke();
+    ctx.fillText(p.toFixed(1), 2, y(p) + 4);
   }
-  const x = (v) => pad + (v - x0) / (x1 - x0 || 1) * (w - pad - 8);
+  // each line in runs of one colour (one path each: thousands of tiny strokes would draw it faint),
+  // fake runs last: where tracks overlap, an episode is never drawn over
+  const runs = [];
   series.forEach((s, i) => {
-    ctx.strokeStyle = ctx.fillStyle = s.colour || SERIES[i % SERIES.length]; ctx.lineWidth = 2.5;
-    ctx.setLineDash(s.dashed ? [8, 5] : []);
+    const base = s.colour || SERIES[i % SERIES.length];
+    let run = null;
+    s.points.forEach(([t, p, colour], k) => {
+      if (k && (!run || run.colour !== (colour || base))) {
+        run = {colour: colour || base, dashed: s.dashed, points: [s.points[k - 1]]};
+        runs.push(run);
+      }
+      if (run) run.points.push([t, p]);
+    });
+  });
+  ctx.lineWidth = 2.5; ctx.lineJoin = "round";
+  for (const run of [...runs.filter((r) => r.colour !== COLOURS.fake), ...runs.filter((r) => r.colour === COLOURS.fake)]) {
+    ctx.strokeStyle = run.colour;
+    ctx.setLineDash(run.dashed ? [8, 5] : []);
     ctx.beginPath();
-    s.points.forEach(([t, p], k) => { const y = h - pad - p * (h - 2 * pad); k ? ctx.lineTo(x(t), y) : ctx.moveTo(x(t), y); });
+    run.points.forEach(([t, p], k) => (k ? ctx.lineTo(x(t), y(p)) : ctx.moveTo(x(t), y(p))));
     ctx.stroke();
+  }
+  series.forEach((s, i) => {
+    ctx.strokeStyle = ctx.fillStyle = s.colour || SERIES[i % SERIES.length];
     ctx.setLineDash([]);
     // a dashed series is of discrete windows (the voice): each is marked, so one window shows too
-    if (s.dashed) s.points.forEach(([t, p]) => { ctx.beginPath(); ctx.arc(x(t), h - pad - p * (h - 2 * pad), 4, 0, 2 * Math.PI); ctx.fill(); });
-    ctx.fillStyle = ctx.strokeStyle; ctx.fillText(s.name, w - 80, 16 + 14 * i);
+    if (s.dashed) {
+      s.points.forEach(([t, p, colour]) => {
+        ctx.fillStyle = colour || ctx.strokeStyle;
+        ctx.beginPath(); ctx.arc(x(t), y(p), 4, 0, 2 * Math.PI); ctx.fill();
+      });
+    }
+    // named in the corner: the newest few (a stream whose faces come and go has had many tracks)
+    const rank = series.length - 1 - i;
+    if (rank < 6) { ctx.fillStyle = ctx.strokeStyle; ctx.fillText(s.name, w - legend + 8, 16 + 14 * rank); }
   });
 }
 

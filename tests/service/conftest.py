@@ -311,3 +311,21 @@ def colour_mask(image: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
     """Opaque pixels of (about) this colour."""
     bgr = np.array([rgb[2], rgb[1], rgb[0]])
     return (np.abs(image[:, :, :3].astype(int) - bgr).sum(axis=2) < 40) & (image[:, :, 3] > 200)
+
+
+def sse_events(response: httpx.Response) -> Iterator[dict]:
+    """The Server-Sent Events of a streaming response, as a client parses them: {"id", "event",
+    "data"} (data parsed as JSON where it is), comments skipped, an event without id: has id None."""
+    fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line == "":
+            if "data" in fields:
+                try:
+                    data = json.loads(fields["data"])
+                except ValueError:
+                    data = fields["data"]
+                yield {"id": fields.get("id"), "event": fields.get("event", "message"), "data": data}
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value[1:] if value.startswith(" ") else value

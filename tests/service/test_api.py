@@ -4,7 +4,6 @@ and their analysis, streams, events, the live feed, metrics; every bad input a J
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import TEST_WEIGHTS, free_port, wait_until
-from tests.service.conftest import PASSWORD, Served, dfstream, write_config
+from tests.service.conftest import PASSWORD, Served, dfstream, sse_events, write_config
 
 pytestmark = pytest.mark.weights
 
@@ -252,18 +251,78 @@ def test_the_live_feed_sends_server_sent_events(api):
         "GET", f"{api.base}/api/v1/feed?types=verdict,state&stream=cam1&access_token={token}", timeout=20
     ) as feed:
         assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/event-stream")
-        kind = None
-        for line in feed.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                seen.append({"event": kind, **json.loads(line[6:])})
-                if {e["event"] for e in seen} == {"verdict", "state"}:
-                    break
+        for event in sse_events(feed):
+            if event["event"] in ("verdict", "state"):
+                seen.append({"event": event["event"], **event["data"]})
+            if {e["event"] for e in seen} == {"verdict", "state"}:
+                break
     assert all(e["stream"] == "cam1" and e["type"] == e["event"] for e in seen)
     assert next(e for e in seen if e["event"] == "verdict")["label"] in ("real", "uncertain", "fake")
     with api.client("viewer") as viewer:
         assert viewer.get("/api/v1/feed?types=verdict,gossip").status_code == 422
+
+
+def _feed(api: Served, token: str, query: str = "", headers: dict | None = None, until=None) -> list[dict]:
+    """The feed's events from connecting until ``until(events)`` holds (or the ready event)."""
+    url = f"{api.base}/api/v1/feed?stream=cam1&access_token={token}{query}"
+    events: list[dict] = []
+    with httpx.stream("GET", url, headers=headers or {}, timeout=20) as feed:
+        assert feed.status_code == 200
+        for event in sse_events(feed):
+            events.append(event)
+            if (until or (lambda seen: seen[-1]["event"] == "ready"))(events):
+                return events
+    raise AssertionError(f"the feed ended before it was expected to: {events[-3:]}")
+
+
+def _number(event: dict) -> int:
+    return int(event["id"].rpartition("-")[2])
+
+
+def test_a_feed_client_that_reconnects_gets_what_it_missed_then_live(api):
+    token = api.token("viewer")
+    # a first connection: the current state, ready, then a few live verdicts, each with its id
+    first = _feed(api, token, until=lambda seen: sum(e["event"] == "verdict" for e in seen) >= 3)
+    ready = next(i for i, e in enumerate(first) if e["event"] == "ready")
+    assert {e["event"] for e in first[:ready]} <= {"state"} and all(e["id"] is None for e in first[:ready])
+    live = [e for e in first if e["event"] == "verdict"]
+    assert all(e["id"] for e in live) and all(e["data"]["stream"] == "cam1" for e in live)
+    last = live[-1]
+    time.sleep(2)  # away: verdicts go on at 5 fps
+
+    # back with Last-Event-ID: every event since, numbered on from it without a gap, then ready, then live
+    back = _feed(
+        api,
+        token,
+        headers={"Last-Event-ID": last["id"]},
+        until=lambda seen: len(seen) > 2 and any(e["event"] == "ready" for e in seen[:-2]),
+    )
+    ready = next(i for i, e in enumerate(back) if e["event"] == "ready")
+    replayed = back[:ready]
+    assert len(replayed) >= 5 and back[ready]["data"] == {"replayed": len(replayed), "resumed": True}
+    # this server's only stream is cam1 and alerts are of no stream: this client wants every event
+    numbers = [_number(e) for e in back if e["event"] != "ready"]
+    assert numbers == list(range(_number(last) + 1, _number(last) + 1 + len(numbers))), numbers
+    assert _number(back[ready]) == _number(replayed[-1])  # ready holds the position: the last one replayed
+    assert {e["event"] for e in replayed} <= {"verdict", "state", "status"}
+    gap = [e["data"]["ts"] for e in replayed if e["event"] == "verdict"]
+    assert gap[-1] - gap[0] > 1.5, "the replay does not span the time away"
+
+    # the same id after a restart of dfstream (another epoch) or garbage: a reset, then the state, then ready
+    epoch_number = last["id"].rpartition("-")[2]
+    for stale, reason in ((f"00000000-{epoch_number}", "restarted"), ("not-an-id", "unknown"), ("x" * 500, "unknown")):
+        events = _feed(api, token, headers={"Last-Event-ID": stale})
+        assert events[0]["event"] == "reset" and events[0]["data"]["reason"] == reason, events[0]
+        assert events[-1]["data"] == {"replayed": 0, "resumed": False}
+        assert "state" in {e["event"] for e in events}
+    # a new client may ask for the recent past: a page opened now shows the last seconds, not nothing
+    recent = _feed(api, token, query="&types=verdict&replay_s=60")
+    verdicts = [e["data"]["ts"] for e in recent if e["event"] == "verdict"]
+    assert len(verdicts) > 10 and time.time() - verdicts[0] > 3 and verdicts == sorted(verdicts)
+    with api.client("viewer") as viewer:
+        metrics = viewer.get("/metrics").text
+    for outcome in ("replayed", "reset:restarted", "reset:unknown"):
+        assert f'dfstream_feed_resumes_total{{outcome="{outcome}"}}' in metrics
 
 
 def test_metrics_need_a_token_and_count_refusals(api):

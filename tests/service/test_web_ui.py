@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 
+from tests.helpers import CuttableLink, wait_until
 from tests.service.conftest import colour_mask, log_in, screenshot, scripted, wait_for
 
 pytestmark = pytest.mark.weights
@@ -115,3 +116,59 @@ def test_a_person_logs_in_watches_opens_an_event_and_analyses_a_clip(chromium, s
         "the chart is empty"
     )
     screenshot(browser, tmp_path / "ui_media_page.png")
+
+
+def wait_for_s(driver, script: str, timeout: float, what: str) -> float:
+    """``wait_for``, and how long it took."""
+    start = time.monotonic()
+    wait_for(driver, script, timeout, what)
+    return time.monotonic() - start
+
+
+def test_a_stream_page_that_lost_its_feed_for_20_s_shows_the_episode_it_missed(chromium, serve, tmp_path):
+    """The browser reaches serve through a link the test cuts for 20 s while a fake episode comes and
+    goes; when the link is back, EventSource reconnects with its Last-Event-ID and the chart draws
+    the episode in red, on the same page (not reloaded)."""
+    served = serve(
+        [{"id": "cam1", "url": "sample://astronaut", "pace": "realtime", "loop": True}],
+        detectors=[scripted(tmp_path, [])],
+        smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2},
+    )
+    link = CuttableLink(served.port)
+    try:
+        base = f"http://127.0.0.1:{link.port}"
+        browser = chromium(1280, 800)
+        log_in(browser, base)
+        wait_for(browser, "return document.getElementById('who').textContent !== ''", 20, "the login")
+        browser.get(base + "/#/stream/cam1")
+        wait_for(browser, "return document.body.dataset.feed === 'live'", 30, "the feed")
+        wait_for(browser, "return document.getElementById('stream-label').dataset.label === 'real'", 30, "real")
+        browser.execute_script("window.sameDocument = true")
+        chart = browser.find_element(By.ID, "chart")
+        assert colour_mask(screenshot(browser, tmp_path / "feed_before.png", chart)[:, :-84], RED).sum() == 0
+
+        link.cut()
+        cut = time.time()
+        wait_for(browser, "return document.body.dataset.feed === 'reconnecting'", 10, "the page to notice the cut")
+        scripted(tmp_path, [(cut + 2, cut + 14)])  # fake from 2 s to 14 s into the cut
+        with served.client("viewer") as viewer:  # the episode happens at the server while the page is away
+            wait_until(lambda: viewer.get("/api/v1/events?stream=cam1").json()["items"], 25, "the episode's event")
+        assert browser.execute_script("return document.getElementById('stream-label').dataset.label") != "fake"
+        time.sleep(max(0.0, cut + 20 - time.time()))
+        away = screenshot(browser, tmp_path / "feed_away.png")
+        assert colour_mask(away, (245, 158, 11)).sum() > 0  # the caption says it is reconnecting
+        assert browser.execute_script("return document.getElementById('live').naturalWidth") == 0  # and it is
+
+        link.restore()
+        back_s = wait_for_s(browser, "return document.body.dataset.feed === 'live'", 15, "the feed to come back")
+        assert browser.execute_script("return window.sameDocument === true"), "the page was reloaded"
+        wait_for(browser, "return document.getElementById('live').naturalWidth > 0", 15, "the live image again")
+        time.sleep(1)  # the chart redraws every 0.5 s
+        after = screenshot(browser, tmp_path / "feed_after.png", chart)
+        lines = after[:, :-84]  # not the track names in the margin
+        red = colour_mask(lines, RED).sum()
+        print(f"feed back {back_s:.1f} s after the link; episode drawn in {red} red pixels")
+        assert red > 30, "the missed episode is not in the chart"  # 12 s of a 2-minute line: about 70; none: 0
+        assert browser.execute_script("return document.getElementById('stream-label').dataset.label") != "fake"
+    finally:
+        link.close()

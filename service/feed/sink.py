@@ -1,6 +1,8 @@
 """The live feed: a sink that keeps each stream's latest status and state (for GET /streams) and
-fans every event out to the feed's subscribers (GET /feed, Server-Sent Events). A subscriber that
-reads too slowly loses its oldest events, counted; it never slows the pipeline or the others."""
+fans every event out to the feed's subscribers (GET /feed, Server-Sent Events), numbered and kept a
+while (``FeedHistory``) for those that come back. Each event is encoded once, whoever reads it. A
+subscriber that reads too slowly loses its oldest events, counted; it never slows the pipeline or
+the others."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from core.queues import DropOldestQueue
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.events import Event, StreamState, StreamStatus, Verdict, VoiceVerdict
+from service.feed.history import Entry, FeedHistory
 
 FEED = Subject.service("feed")
 KINDS = ("verdict", "voice", "state", "status", "alert")
@@ -21,13 +24,10 @@ KINDS = ("verdict", "voice", "state", "status", "alert")
 class Subscriber:
     kinds: frozenset[str]
     streams: frozenset[str]  # empty: every stream
-    queue: DropOldestQueue[Event]  # closed when the server stops
+    queue: DropOldestQueue[Entry]  # closed when the server stops
 
-    def wants(self, event: Event) -> bool:
-        if event.kind not in self.kinds:
-            return False
-        stream = getattr(event, "stream", None)
-        return not self.streams or stream is None or stream in self.streams
+    def wants(self, kind: str, stream: str | None) -> bool:
+        return kind in self.kinds and (not self.streams or stream is None or stream in self.streams)
 
 
 @dataclass
@@ -39,10 +39,11 @@ class StreamView:
 
 
 class FeedSink(Lifecycle):
-    def __init__(self, monitor: PerformanceMonitor, queue_size: int = 1000):
+    def __init__(self, monitor: PerformanceMonitor, queue_size: int = 1000, history: FeedHistory | None = None):
         super().__init__("feed")
         self.monitor = monitor
         self.queue_size = queue_size
+        self.history = history if history is not None else FeedHistory(minutes=0, events=0)
         self.streams: dict[str, StreamView] = {}
         self._subscribers: set[Subscriber] = set()
 
@@ -61,15 +62,16 @@ class FeedSink(Lifecycle):
             view.tracks[event.track_id] = event
         elif isinstance(event, VoiceVerdict):
             self.streams.setdefault(event.stream, StreamView()).voice = event
+        entry = self.history.add(event.kind, getattr(event, "stream", None), sse(event))
         for subscriber in list(self._subscribers):
-            if subscriber.wants(event):
-                subscriber.queue.put(event, reason="slow_client")
+            if subscriber.wants(entry.kind, entry.stream):
+                subscriber.queue.put(entry, reason="slow_client")
 
     async def _close(self) -> None:
         for subscriber in self._subscribers:  # each open response ends instead of holding shutdown
             subscriber.queue.close()
 
-    def _dropped(self, event: Event, reason: str) -> None:
+    def _dropped(self, entry: Entry, reason: str) -> None:
         self.monitor.count(FEED, Count.EVENTS_DROPPED, reason=reason)
 
     def subscribe(self, kinds: frozenset[str], streams: frozenset[str]) -> Subscriber:
@@ -77,6 +79,11 @@ class FeedSink(Lifecycle):
         self._subscribers.add(subscriber)
         self.monitor.set_gauge(FEED, Gauge.FEED_CLIENTS, len(self._subscribers))
         return subscriber
+
+    def states_for(self, subscriber: Subscriber) -> list[StreamState]:
+        """Each stream's current state that ``subscriber`` wants."""
+        views = self.streams.values()
+        return [v.state for v in views if v.state is not None and subscriber.wants(v.state.kind, v.state.stream)]
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
@@ -87,3 +94,8 @@ def sse(event: Event) -> bytes:
     """One Server-Sent Event: ``event:`` the kind, ``data:`` the JSON the MQTT payloads carry."""
     data = json.dumps({"type": event.kind, **event.to_dict()}, separators=(",", ":"), allow_nan=False)
     return f"event: {event.kind}\ndata: {data}\n\n".encode()
+
+
+def numbered(entry_id: str, body: bytes) -> bytes:
+    """An event with its ``id:``, the line a reconnecting client sends back as ``Last-Event-ID``."""
+    return b"id: " + entry_id.encode() + b"\n" + body
