@@ -120,6 +120,7 @@ def test_events_waiting_for_postgresql_survive_a_kill_and_are_written_after_it(
             served.kill()  # SIGKILL: nothing of it is in the database
         finally:
             postgres.start()
+        restarted = time.monotonic()
         served.start()
 
         def written() -> dict:
@@ -127,6 +128,11 @@ def test_events_waiting_for_postgresql_survive_a_kill_and_are_written_after_it(
             return found if found.get(first["id"], {}).get("end_reason") == "label" and len(found) >= 2 else {}
 
         wait_until(written, 60, "the killed run's events written")
+        print(
+            f"pending at the kill: {figures['dfstream_store_pending_writes{}']:.0f} writes, "
+            f"{figures['dfstream_spool_bytes{sink=store}'] / 1000:.0f} kB spooled; "
+            f"written {time.monotonic() - restarted:.1f} s after the restart began (its start included)"
+        )
         found = written()
         second = [e for e in found.values() if e["id"] != first["id"] and e["end_reason"] == "restart"]
         assert len(second) == 1, found  # born while the database was down, open when dfstream died
