@@ -1,16 +1,18 @@
 """Glass-to-verdict latency and throughput for N live 360p30 RTSP streams at the default config.
 
-    python -m bench.rtsp_latency --streams 1 --seconds 20 --weights ../shared/models/mesonet
+    python -m bench.rtsp_latency --streams 1 --seconds 20 --weights ../shared/models/mesonet [--skim both]
 
-A real GStreamer RTSP server (tests/servers/rtsp_server.py, system python3) serves a generated
-H.264 clip with a face; dfstream reads it with both MesoNet detectors. Latency is measured from
-the frame's arrival at decode to its verdict (what the Verdict's latency_ms says).
+``--sweep-s 20`` slows the face (a fast pan by default). ``--skim both`` measures each stream
+count twice in a row: at the defaults (a calm track judged at ``judge.min_rate_hz``) and with
+``min_rate_hz: null`` (every track at ``max_rate_hz``), the ratio of their CPU per stream-second
+printed beside them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import socket
 import subprocess
@@ -76,13 +78,16 @@ def measure(
     warmup: float = 3.0,
     overrides: dict | None = None,
     size: tuple[int, int] = (640, 360),
+    sweep_s: float = 3.0,
 ) -> dict:
     """``overrides``: ``faces``, ``judge`` and ``sinks`` sections and a detector ``backend`` (``BEFORE``);
-    ``size``: the clip's width and height."""
+    ``size``: the clip's width and height; ``sweep_s``: how fast its face moves (``make_sample_clip``)."""
     overrides = overrides or {}
     backend = {"backend": overrides["backend"]} if "backend" in overrides else {}
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_sample_clip(Path(tmp) / "clip.mp4", seconds=seconds + warmup + 10, width=size[0], height=size[1])
+        clip = make_sample_clip(
+            Path(tmp) / "clip.mp4", seconds=seconds + warmup + 10, width=size[0], height=size[1], sweep_s=sweep_s
+        )
         port = _port()
         args = ["/usr/bin/python3", str(REPO / "tests/servers/rtsp_server.py"), "--port", str(port)]
         for i in range(streams):
@@ -150,6 +155,7 @@ def measure(
         if v.scored:
             scored.setdefault((v.stream, v.track_id), []).append(v.ts)
     rates = [(len(ts) - 1) / (ts[-1] - ts[0]) for ts in scored.values() if len(ts) > 1 and ts[-1] - ts[0] >= 1.0]
+    floor = config.judge.min_rate_hz
     return {
         "streams": streams,
         "seconds": round(end - start, 2),
@@ -157,6 +163,11 @@ def measure(
         "rss_mb": round(rss / 2**20, 1),
         "rss_mb_per_stream": round((rss - rss_loaded) / 2**20 / streams, 1),
         "scored_hz_min": round(min(rates), 1) if rates else None,
+        "scored_per_s": round(sum(v.scored for v in window) / (end - start), 1),
+        # verdicts of tracks judged at the calm rate
+        "skimmed_share": round(sum(v.judge_rate_hz == floor for v in window) / len(window), 3)
+        if window and floor is not None
+        else 0.0,
         "verdicts_per_s": round(len(window) / (end - start), 1),
         "latency_ms": {
             p: round(float(np.percentile(latencies, q)), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))
@@ -176,9 +187,18 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[1])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--weights", type=Path, **weights_argument())
+    parser.add_argument("--skim", choices=["on", "off", "both"], default="on")
+    parser.add_argument("--sweep-s", type=float, default=3.0, help="the face crosses and comes back in this time")
     args = parser.parse_args()
+    off = {"judge": {"min_rate_hz": None}}
     for n in args.streams:
-        print(json.dumps(measure(n, args.seconds, args.weights)))
+        run = functools.partial(measure, n, args.seconds, args.weights, sweep_s=args.sweep_s)
+        if args.skim != "both":
+            print(json.dumps(run(overrides=off if args.skim == "off" else None)))
+            continue
+        skim, full = run(), run(overrides=off)
+        ratio = round(skim["cpu_s_per_stream_s"] / full["cpu_s_per_stream_s"], 3)
+        print(json.dumps({"streams": n, "skim": skim, "no_skim": full, "cpu_skim_over_no_skim": ratio}))
 
 
 if __name__ == "__main__":

@@ -186,6 +186,9 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
         "dfstream_queue_depth", "Decoded frames waiting for the pipeline", "stream"
     ),
     (Kind.STREAM, Gauge.ACTIVE_TRACKS): Family("dfstream_active_tracks", "Face tracks being judged", "stream"),
+    (Kind.STREAM, Gauge.TRACKS_SKIMMED): Family(
+        "dfstream_tracks_skimmed", "Face tracks judged at judge.min_rate_hz: calm (real, P(fake) <= leave)", "stream"
+    ),
     (Kind.STREAM, Gauge.EXPECTED_FPS): Family(
         "dfstream_stream_expected_fps", "The source's frame rate (after the fps cap)", "stream"
     ),

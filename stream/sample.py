@@ -28,9 +28,11 @@ def sample_frames(count: int, width: int = 640, height: int = 360, period: int =
 
 
 def make_sample_clip(
-    path: str | Path, seconds: float = 4.0, fps: int = 30, width: int = 640, height: int = 360
+    path: str | Path, seconds: float = 4.0, fps: int = 30, width: int = 640, height: int = 360, sweep_s: float = 3.0
 ) -> Path:
     """Write the sample clip to ``path`` (H.264 yuv420p, one keyframe a second) and return it.
+    ``sweep_s``: the face slides across and back once in this time (3 s: a fast pan; 20 s: about a
+    person at a desk).
 
     Written to a temporary name and renamed, so a reader never sees half a clip."""
     path = Path(path)
@@ -40,7 +42,7 @@ def make_sample_clip(
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "veryfast", "tune": "zerolatency", "crf": "20", "g": str(fps)}
-        for image in sample_frames(int(seconds * fps), width, height):
+        for image in sample_frames(int(seconds * fps), width, height, period=max(1, round(sweep_s * fps))):
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

@@ -98,6 +98,7 @@ class Gauge(str, enum.Enum):
     VIEWERS = "viewers"  # live view clients; label stream
     CALL_SESSIONS = "call_sessions"  # WebRTC sessions sending now
     OUTPUT_UP = "output_up"  # 1 while the video sink's output for a stream is open
+    TRACKS_SKIMMED = "tracks_skimmed"  # a stream's live tracks judged at judge.min_rate_hz (calm)
     SPEECH_SHARE = "speech_share"  # the share of the stream's last voice window that was speech
     SPOOL_BYTES = "spool_bytes"  # a sink's durable spool: record bytes held on disk
 

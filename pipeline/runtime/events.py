@@ -41,6 +41,8 @@ class Verdict:
     # last score; scored_at is the wall clock of the frame that score came from
     scored: bool = True
     scored_at: float | None = None
+    # how often this track is scored now: judge.max_rate_hz, or min_rate_hz while it is calm (None: every frame)
+    judge_rate_hz: float | None = None
     # the decoded RGB frame, attached only while the label is fake (for the store sink's snapshots);
     # a reference, never copied, never serialised
     image: np.ndarray | None = field(default=None, repr=False, compare=False)

@@ -131,7 +131,7 @@ class StreamWorker:
         self.subject = Subject.stream(config.id)
         self.detect_every = faces.detect_every
         self.smoothing = smoothing
-        self.cadence = Cadence(judge)
+        self.cadence = Cadence(judge, smoothing.leave)
         self.host = host
         self.monitor = monitor
         self.stop = stop
@@ -252,6 +252,8 @@ class StreamWorker:
             self._emit(frame, t, track_id, boxes[i], len(ids), fused, face.failed)
         if faces:
             self.monitor.record_latency(SCORES_TO_VERDICT, time.monotonic() - scored_at)
+        skimmed = sum(self.cadence.skimmed(track.scored, t) for track in self.tracks.values())
+        self.monitor.set_gauge(self.subject, Gauge.TRACKS_SKIMMED, skimmed)
 
     def _time(self, frame: Frame) -> float:
         # smoothing and the judge rate run on stream time for files read asap, on arrival time for live input
@@ -270,6 +272,7 @@ class StreamWorker:
         track = self.tracks.get(track_id)
         smoother = track.smoother if track is not None else TrackSmoother(self.smoothing)
         smoothed = smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
+        scored = self.cadence.scored(_scored(track), box, t, smoothed.label, smoothed.probability)
         latency = time.monotonic() - frame.arrival_mono
         now = time.time()
         verdict = Verdict(
@@ -292,9 +295,10 @@ class StreamWorker:
             frame_size=(frame.image.shape[1], frame.image.shape[0]),
             scored=True,
             scored_at=frame.arrival_ts,
+            judge_rate_hz=self.cadence.rate_hz(scored, t),
             image=frame.image if smoothed.label == "fake" else None,
         )
-        self.tracks[track_id] = TrackState(smoother, Scored(t, box.copy()), dataclasses.replace(verdict, image=None))
+        self.tracks[track_id] = TrackState(smoother, scored, dataclasses.replace(verdict, image=None))
         self.monitor.record_latency(END_TO_END, latency)
         self.monitor.count(self.subject, Count.VERDICTS, label=smoothed.label)
         self.host.publish(verdict)
