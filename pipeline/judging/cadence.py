@@ -32,9 +32,9 @@ class JudgeConfig(StrictModel):
     rejudge_iou: float = Field(
         0.6, ge=0.0, le=1.0
     )  # a box overlapping its last scored box less than this is scored now
-    # a calm track's rate. python -m bench.judging: a real face for a minute costs 0.12-0.13 of the
-    # detector work of every frame against 0.33 at 10 Hz alone, and an onset is labelled 20-60 ms
-    # later on average than at 10 Hz (3 Hz: 0.16, and about the same delay; both after 1 s calm)
+    # a calm track's rate. python -m bench.judging: a real face for a minute costs 0.12 of the
+    # detector work of every frame against 0.33 at 10 Hz alone, and an onset is labelled 36-87 ms
+    # later on average than at 10 Hz alone (3 Hz: 0.16, about no delay; both after 1 s calm)
     min_rate_hz: float | None = Field(2.0, gt=0.0)
     calm_after_s: float = Field(1.0, ge=0.0)  # calm this long before it is skimmed
 
