@@ -247,7 +247,7 @@ def main() -> None:
     }
 
     # 5. judging at a rate, face finders, a distant broker
-    judges = {**judging.at_rates([None, 10.0, 5.0]), "10.0 calm 5.0": JudgeConfig(max_rate_hz=10.0, min_rate_hz=5.0)}
+    judges = {**judging.at_rates([None, 10.0, 5.0]), "10.0 calm 2.0": JudgeConfig(max_rate_hz=10.0, min_rate_hz=2.0)}
     results["judging"] = judging.measure(30 if quick else 300, judges, rho=0.0)
     results["faces"] = faces_bench.measure(1 if quick else 8)
     results["mqtt_distance"] = mqtt_distance.measure([0, 100], 200 if quick else 2000)
