@@ -42,6 +42,9 @@ class FacesConfig(StrictModel):
     max_wait_ms: float = Field(0.0, ge=0.0)
     iou_threshold: float = Field(0.3, gt=0.0, lt=1.0)  # tracker: minimum overlap to continue a track
     max_missed: int = Field(2, ge=0)  # tracker: detection rounds a track survives without its face
+    # tracker: a face that overlaps no track continues the one whose face (of about its size) was at
+    # most this many widths away, predicted by its velocity; 0: overlap only
+    max_jump: float = Field(1.0, ge=0.0)
     device: DeviceName = "auto"
 
 

@@ -135,7 +135,7 @@ class StreamWorker:
         self.host = host
         self.monitor = monitor
         self.stop = stop
-        self.tracker = IouTracker(faces.iou_threshold, faces.max_missed)
+        self.tracker = IouTracker(faces.iou_threshold, faces.max_missed, faces.max_jump)
         self.tracks: dict[int, TrackState] = {}
         self.state: tuple[str, dict[int, str], str | None] | None = None  # the labels last published
         self.numbering = numbering or Counting()

@@ -58,3 +58,31 @@ def test_a_face_that_jumps_away_is_a_new_track():
 def test_detections_validate_shapes():
     with pytest.raises(ValueError, match=r"Detections.scores has shape \(3,\), expected \(2,\)"):
         Detections(np.zeros((2, 4)), np.zeros(3))
+
+
+def test_a_face_that_moves_most_of_its_width_between_detections_keeps_its_track():
+    """A stream at 10 fps with faces found on every third frame: a face crossing the picture moves
+    90 px between detections, more than its overlap can follow."""
+    tracker = IouTracker(iou_threshold=0.3, max_missed=2)
+    ids = [
+        tracker.update(dets([x, 100, x + 120, 220]), frame=3 * i)[0].track_ids.tolist()
+        for i, x in enumerate(range(0, 540, 90))
+    ]
+    assert ids == [[1]] * 6
+    # another face of another size where the first was: a new track, and the first goes on
+    both, _ = tracker.update(dets([540, 100, 660, 220], [430, 90, 480, 140]), frame=18)
+    assert both.track_ids.tolist() == [1, 2]
+
+
+def test_overlap_wins_over_distance_and_a_jump_past_max_jump_is_a_new_track():
+    tracker = IouTracker(iou_threshold=0.3, max_jump=1.0)
+    tracker.update(dets([0, 0, 100, 100], [300, 0, 400, 100]), frame=0)  # 1, 2
+    # 1 moved 80 px (IoU 0.11 with its old box): matched by distance; 2 by its overlap
+    moved, _ = tracker.update(dets([310, 0, 410, 100], [80, 0, 180, 100]), frame=3)
+    assert moved.track_ids.tolist() == [2, 1]
+    # 1's predicted box is at 160..260 and 2's at 320..420: 4.9 and 3.3 widths away
+    far, _ = tracker.update(dets([700, 0, 800, 100]), frame=6)
+    assert far.track_ids.tolist() == [3]
+    never = IouTracker(iou_threshold=0.3, max_jump=0.0)
+    never.update(dets([0, 0, 100, 100]), frame=0)
+    assert never.update(dets([80, 0, 180, 100]), frame=3)[0].track_ids.tolist() == [2]
