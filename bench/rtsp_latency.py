@@ -79,6 +79,7 @@ def measure(
     overrides: dict | None = None,
     size: tuple[int, int] = (640, 360),
     sweep_s: float = 3.0,
+    fps: int = 30,
 ) -> dict:
     """``overrides``: ``faces``, ``judge`` and ``sinks`` sections and a detector ``backend`` (``BEFORE``);
     ``size``: the clip's width and height; ``sweep_s``: how fast its face moves (``make_sample_clip``)."""
@@ -86,7 +87,12 @@ def measure(
     backend = {"backend": overrides["backend"]} if "backend" in overrides else {}
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_sample_clip(
-            Path(tmp) / "clip.mp4", seconds=seconds + warmup + 10, width=size[0], height=size[1], sweep_s=sweep_s
+            Path(tmp) / "clip.mp4",
+            seconds=seconds + warmup + 10,
+            fps=fps,
+            width=size[0],
+            height=size[1],
+            sweep_s=sweep_s,
         )
         port = _port()
         args = ["/usr/bin/python3", str(REPO / "tests/servers/rtsp_server.py"), "--port", str(port)]
@@ -120,7 +126,7 @@ def measure(
                             **backend,
                         },
                     ],
-                    **{k: v for k, v in overrides.items() if k in ("faces", "judge", "sinks")},
+                    **{k: v for k, v in overrides.items() if k in ("faces", "judge", "sinks", "overload")},
                 }
             )
             sink = Collect()
@@ -128,11 +134,15 @@ def measure(
             process = psutil.Process()
             rss_loaded = process.memory_info().rss  # models in: what the streams add comes after
 
+            levels: list[float] = []  # the overload governor's, every half second of the window
+
             async def run() -> tuple[float, float, float, int]:
                 task = asyncio.create_task(runtime.run())
                 await asyncio.sleep(warmup)
                 start, cpu = time.monotonic(), process.cpu_times()
-                await asyncio.sleep(seconds)
+                while time.monotonic() < start + seconds:
+                    await asyncio.sleep(0.5)
+                    levels.append(runtime.governor.level if runtime.governor else 0.0)
                 end, cpu_end, rss = time.monotonic(), process.cpu_times(), process.memory_info().rss
                 runtime.stop.set()
                 await task
@@ -156,6 +166,14 @@ def measure(
             scored.setdefault((v.stream, v.track_id), []).append(v.ts)
     rates = [(len(ts) - 1) / (ts[-1] - ts[0]) for ts in scored.values() if len(ts) > 1 and ts[-1] - ts[0] >= 1.0]
     floor = config.judge.min_rate_hz
+    per_stream = [sum(v.stream == f"cam{i}" for v in window) / (end - start) for i in range(streams)]
+    dropped_by = {
+        reason: sum(
+            runtime.monitor.counter(Subject.stream(f"cam{i}"), Count.FRAMES_DROPPED, reason=reason)
+            for i in range(streams)
+        )
+        for reason in ("queue_full", "overload")
+    }
     return {
         "streams": streams,
         "seconds": round(end - start, 2),
@@ -169,6 +187,9 @@ def measure(
         if window and floor is not None
         else 0.0,
         "verdicts_per_s": round(len(window) / (end - start), 1),
+        # the slowest stream's verdicts per second over the mean's: 1 when every stream is served alike
+        "slowest_stream_share": round(min(per_stream) / (sum(per_stream) / streams), 3) if any(per_stream) else None,
+        "overload_level": {"mean": round(float(np.mean(levels)), 2), "max": round(max(levels), 2)} if levels else None,
         "latency_ms": {
             p: round(float(np.percentile(latencies, q)), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))
         }
@@ -176,6 +197,7 @@ def measure(
         else None,
         "frames_decoded": decoded,
         "dropped_ratio": round(dropped / decoded, 4) if decoded else None,
+        "dropped_by_reason": {k: round(v / decoded, 4) for k, v in dropped_by.items()} if decoded else None,
         "detector_batch_mean": {
             name: round(m["items"] / m["calls"], 2) for name, m in report["models"].items() if m["calls"]
         },
@@ -189,10 +211,18 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, **weights_argument())
     parser.add_argument("--skim", choices=["on", "off", "both"], default="on")
     parser.add_argument("--sweep-s", type=float, default=3.0, help="the face crosses and comes back in this time")
+    parser.add_argument("--overload", choices=["on", "both"], default="on", help="both: also with overload off")
+    parser.add_argument("--size", default="640x360", help="the clip's WIDTHxHEIGHT")
+    parser.add_argument("--fps", type=int, default=30)
     args = parser.parse_args()
+    size = tuple(int(v) for v in args.size.split("x"))
     off = {"judge": {"min_rate_hz": None}}
     for n in args.streams:
-        run = functools.partial(measure, n, args.seconds, args.weights, sweep_s=args.sweep_s)
+        run = functools.partial(measure, n, args.seconds, args.weights, sweep_s=args.sweep_s, size=size, fps=args.fps)
+        if args.overload == "both":
+            shed, unshed = run(), run(overrides={"overload": {"enabled": False}})
+            print(json.dumps({"streams": n, "overload_on": shed, "overload_off": unshed}))
+            continue
         if args.skim != "both":
             print(json.dumps(run(overrides=off if args.skim == "off" else None)))
             continue

@@ -189,6 +189,20 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
     (Kind.STREAM, Gauge.TRACKS_SKIMMED): Family(
         "dfstream_tracks_skimmed", "Face tracks judged at judge.min_rate_hz: calm (real, P(fake) <= leave)", "stream"
     ),
+    (Kind.STREAM, Gauge.DEGRADED): Family(
+        "dfstream_stream_degraded",
+        "1 while the stream sheds work: the machine cannot keep up (overload)",
+        "stream",
+    ),
+    (Kind.STREAM, Gauge.JUDGE_RATE): Family(
+        "dfstream_judge_rate_hz", "How often a track at the full rate is judged now (lowered under overload)", "stream"
+    ),
+    (Kind.STREAM, Gauge.FACES_RATE): Family(
+        "dfstream_faces_rate_hz", "How often faces are looked for now (lowered under overload)", "stream"
+    ),
+    (Kind.STREAM, Gauge.FRAMES_SHED): Family(
+        "dfstream_frames_shed_ratio", "Share of frames dropped to keep up, past the judge and face floors", "stream"
+    ),
     (Kind.STREAM, Gauge.EXPECTED_FPS): Family(
         "dfstream_stream_expected_fps", "The source's frame rate (after the fps cap)", "stream"
     ),

@@ -10,6 +10,10 @@ score above ``leave`` or another label puts the track back at the full rate at o
 moves is not suspicious by moving: its score decides). In between, its verdicts carry the last score (``scored:
 false``) and say the rate the track is judged at (``judge_rate_hz``). ``max_rate_hz: null``
 scores every face on every frame; ``min_rate_hz: null`` never skims.
+
+Under overload (``pipeline.runtime.overload``) the runtime lowers the full rate toward a floor
+(``shed``): the calm rate stays (a floor already), a moved box waits a share of the lowered
+interval, a new track is still scored at once.
 """
 
 from __future__ import annotations
@@ -79,6 +83,16 @@ class Cadence:
         # a frame's time is rounded to its stream clock; without slack a 30 fps stream scored at
         # 10 Hz would wait 4 frames when 3 are 99.9 % of the interval
         self.slack = 0.005
+        self.full_hz, self.full_interval, self.moved_gap = self.max_rate_hz, self.interval, 0.0
+
+    def shed(self, full_hz: float | None, share: float) -> None:
+        """Judge tracks at the full rate at ``full_hz`` now (overload), and wait ``share`` (0-1) of
+        that interval before a moved box is scored again. ``full_hz`` None: the configured rate."""
+        if self.max_rate_hz is None:
+            return  # every frame scored: that is what max_rate_hz null asks for, loaded or not
+        self.full_hz = self.max_rate_hz if full_hz is None else full_hz
+        self.full_interval = 1.0 / self.full_hz
+        self.moved_gap = self.full_interval * share
 
     def skimmed(self, last: Scored, t: float) -> bool:
         return last.calm_since is not None and t - last.calm_since >= self.calm_after_s
@@ -88,10 +102,15 @@ class Cadence:
             return Due.NEW
         if self.interval == 0.0:
             return Due.TIME
-        interval = self.calm_interval if self.skimmed(last, t) else self.interval
-        if t - last.t >= interval - self.slack:
+        since = t - last.t
+        if since >= self._interval(last, t) - self.slack:
             return Due.TIME
+        if since < self.moved_gap:
+            return None
         return Due.MOVED if float(iou_matrix(last.box[None], box[None])[0, 0]) < self.rejudge_iou else None
+
+    def _interval(self, last: Scored, t: float) -> float:
+        return max(self.calm_interval, self.full_interval) if self.skimmed(last, t) else self.full_interval
 
     def scored(self, last: Scored | None, box: np.ndarray, t: float, label: str, probability: float) -> Scored:
         """The track's state after a score: calm goes on, begins, or ends."""
@@ -101,4 +120,8 @@ class Cadence:
 
     def rate_hz(self, scored: Scored, t: float) -> float | None:
         """The rate the track is judged at now (None: every frame)."""
-        return self.min_rate_hz if self.skimmed(scored, t) else self.max_rate_hz
+        if self.full_hz is None:
+            return None
+        if self.skimmed(scored, t) and self.min_rate_hz is not None:
+            return min(self.min_rate_hz, self.full_hz)
+        return self.full_hz

@@ -101,6 +101,11 @@ class Gauge(str, enum.Enum):
     TRACKS_SKIMMED = "tracks_skimmed"  # a stream's live tracks judged at judge.min_rate_hz (calm)
     SPEECH_SHARE = "speech_share"  # the share of the stream's last voice window that was speech
     SPOOL_BYTES = "spool_bytes"  # a sink's durable spool: record bytes held on disk
+    # overload (pipeline.runtime.overload), per live stream
+    DEGRADED = "degraded"  # 1 while the stream sheds work because the machine cannot keep up
+    JUDGE_RATE = "judge_rate_hz"  # the rate a track at the full rate is judged at now
+    FACES_RATE = "faces_rate_hz"  # how often faces are looked for now
+    FRAMES_SHED = "frames_shed"  # the share of frames dropped to keep up (0 until both rates are at their floors)
 
 
 def labels(**values: str) -> Labels:

@@ -17,6 +17,7 @@ from pipeline.models.audio.config import AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
 from pipeline.models.faces import FacesConfig
 from pipeline.monitoring.monitor import MonitoringConfig
+from pipeline.runtime.overload import OverloadConfig
 from stream.config import StreamConfig
 
 
@@ -37,6 +38,7 @@ class PipelineConfig(StrictModel):
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
+    overload: OverloadConfig = Field(default_factory=OverloadConfig)
     sinks: DeliveryConfig = Field(default_factory=DeliveryConfig)
     monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig(enable_system_monitoring=True))
 

@@ -38,6 +38,7 @@ from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.events import Alert, Event
 from pipeline.runtime.live import LiveTap
 from pipeline.runtime.numbering import Counting, Numbering
+from pipeline.runtime.overload import Governor
 from pipeline.runtime.sink import Outbox, Sink
 from pipeline.runtime.worker import StreamWorker
 from stream.calls import CallHub
@@ -92,6 +93,8 @@ class Runtime:
         self.stop = asyncio.Event()
         self.tap = tap or LiveTap()  # the live view: frames are handed over only while someone watches
         self.calls = calls
+        # one level for every stream: under overload they all shed the same work
+        self.governor = Governor(config.overload) if config.overload.enabled else None
         self.workers = [self._worker(sc) for sc in config.streams]
         self._ended = False
         self.added: dict[str, asyncio.Task[None]] = {}  # streams added while running (calls), until they end
@@ -112,6 +115,7 @@ class Runtime:
             self.numbering,
             config.voice if listening else None,
             self.calls,
+            self.governor,
         )
 
     async def run(self, keep_open: bool = False) -> None:
@@ -123,6 +127,7 @@ class Runtime:
             async with self._open_backends() as backends:
                 self.backends = backends
                 alerts = asyncio.create_task(self._alerts(), name="dfstream.alerts")
+                governor = asyncio.create_task(self.governor.run() if self.governor else _idle(), name="dfstream.load")
                 try:
                     await asyncio.gather(*(w.run() for w in self.workers))
                     if keep_open:
@@ -130,7 +135,8 @@ class Runtime:
                     await asyncio.gather(*self.added.values(), return_exceptions=True)
                 finally:
                     alerts.cancel()
-                    await asyncio.gather(alerts, return_exceptions=True)
+                    governor.cancel()
+                    await asyncio.gather(alerts, governor, return_exceptions=True)
                     self._ended = True
         finally:
             # side by side: one stuck sink must not add its drain timeout to the others'
@@ -247,6 +253,10 @@ class Runtime:
                 if key not in current:
                     self.publish(_alert_event(alert, "resolved"))
             active = current
+
+
+async def _idle() -> None:
+    await asyncio.Event().wait()
 
 
 def _alert_event(alert: dict[str, Any], state: Literal["firing", "resolved"]) -> Alert:

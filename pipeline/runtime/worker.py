@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pipeline.runtime.backends import Answers
 from pipeline.runtime.events import StreamState, StreamStatus, Verdict, stream_label
 from pipeline.runtime.live import Face, LiveTap, Shot
 from pipeline.runtime.numbering import Counting, Numbering
+from pipeline.runtime.overload import EvenDrop, Governor, Shedding
 from pipeline.runtime.voice import VoiceHost, VoiceWorker
 from stream import Frame, Source, SourceCount, SourceStatus, StreamConfig
 from stream.call_source import CallSource
@@ -88,14 +90,17 @@ _SOURCE_COUNTS: dict[SourceCount, tuple[Count, dict[str, str]]] = {
 
 
 class _SourceMetrics:
-    """A source's counts, into the monitor under its stream."""
+    """A source's counts, into the monitor under its stream; its drops for a full queue to the
+    governor too (the pipeline is behind)."""
 
-    def __init__(self, monitor: PerformanceMonitor, subject: Subject):
-        self.monitor, self.subject = monitor, subject
+    def __init__(self, monitor: PerformanceMonitor, subject: Subject, governor: Governor | None):
+        self.monitor, self.subject, self.governor = monitor, subject, governor
 
     def count(self, key: SourceCount, n: int = 1) -> None:
         name, label_values = _SOURCE_COUNTS[key]
         self.monitor.count(self.subject, name, n, **label_values)
+        if key is SourceCount.DROPPED_QUEUE_FULL and self.governor is not None:
+            self.governor.dropped(n)
 
     def expected_fps(self, fps: float) -> None:
         self.monitor.set_gauge(self.subject, Gauge.EXPECTED_FPS, fps)
@@ -108,7 +113,12 @@ class StreamWorker:
     while frame n is scored. The queue between them is small and blocking, so when the pipeline is
     behind the pressure reaches the source, which drops its oldest frame (counted). With ``voice``
     (a voice model is configured and the stream's ``audio`` is ``auto``), a third task judges the
-    stream's sound (``VoiceWorker``) from the same source."""
+    stream's sound (``VoiceWorker``) from the same source.
+
+    A live stream follows the runtime's ``Governor`` (overload): it reports each frame's lateness
+    and sheds judging, face finding and then frames at the level the governor sets for all streams.
+    A file read as fast as it decodes is never shed: its pace is the pipeline's, and its verdicts are
+    the file's."""
 
     def __init__(
         self,
@@ -123,8 +133,10 @@ class StreamWorker:
         numbering: Numbering | None = None,
         voice: VoiceConfig | None = None,
         calls: CallHub | None = None,
+        governor: Governor | None = None,
     ):
-        """``calls``: where a ``whip://`` stream's sessions arrive (``dfstream serve`` has one)."""
+        """``calls``: where a ``whip://`` stream's sessions arrive (``dfstream serve`` has one);
+        ``governor``: the runtime's, when it sheds work under overload."""
         self.config = config
         self.calls = calls
         self.tap = tap
@@ -142,6 +154,15 @@ class StreamWorker:
         self.seq_key = f"{config.id}/verdicts"
         self.frames_seen = 0
         self.live = config.live
+        self.governor = governor if config.live else None
+        self.shedding = Shedding()
+        self.drop = EvenDrop()
+        self.last_faces: tuple[int, float] | None = None  # frame index and time of the last face finding
+        self.frame_period: float | None = None  # the stream's frame interval, smoothed
+        self.last_t: float | None = None
+        self.degraded: str | None = None  # the reason while the stream is shed (a status reason)
+        self.online = False
+        self.told_quarter = 0
         self.problems = RateLimitedLog(log)
         self.voice = (
             VoiceWorker(config.id, voice, host, monitor, self.numbering, self.live, self._publish_state)
@@ -151,6 +172,11 @@ class StreamWorker:
 
     async def run(self) -> None:
         self.monitor.set_gauge(self.subject, Gauge.UP, 0)
+        if self.governor is not None:
+            self.monitor.set_gauge(self.subject, Gauge.DEGRADED, 0)
+            self.monitor.set_gauge(self.subject, Gauge.FRAMES_SHED, 0)
+            if self.cadence.full_hz is not None:
+                self.monitor.set_gauge(self.subject, Gauge.JUDGE_RATE, self.cadence.full_hz)
         if self.config.kind != "webrtc":
             await self._judge_source(self._source(Source))
             return
@@ -172,7 +198,7 @@ class StreamWorker:
         return kind(
             self.config,
             on_status=self._on_status,
-            counters=_SourceMetrics(self.monitor, self.subject),
+            counters=_SourceMetrics(self.monitor, self.subject, self.governor),
             listen=self.voice is not None,
         )
 
@@ -200,10 +226,17 @@ class StreamWorker:
             async for frame in source:
                 index = self.frames_seen
                 self.frames_seen += 1
+                t = self._time(frame)
+                self._clock(t)
                 self.monitor.set_gauge(self.subject, Gauge.QUEUE_DEPTH, source.queued())
-                if index % self.detect_every:
+                shedding = self._follow_load()
+                if self.drop(shedding.drop):
+                    self.monitor.count(self.subject, Count.FRAMES_DROPPED, reason="overload")
+                    continue
+                if not self._faces_due(index, t, shedding):
                     await queue.put(_Queued(frame, self.tracker.carry(index)))
                     continue
+                self.last_faces = (index, t)
                 try:
                     found = await self.host.find_faces(frame.image)
                 except Exception as exc:
@@ -224,6 +257,8 @@ class StreamWorker:
             if len(item.tracked):
                 await self._judge(item.frame, item.tracked)
             self.monitor.count(self.subject, Count.FRAMES_PROCESSED)
+            if self.governor is not None:
+                self.governor.lateness(time.monotonic() - item.frame.arrival_mono)
             self._publish_state()
             if self.tap is not None and self.tap.watching(self.config.id):
                 await self._show(item.frame, item.tracked)
@@ -254,6 +289,51 @@ class StreamWorker:
             self.monitor.record_latency(SCORES_TO_VERDICT, time.monotonic() - scored_at)
         skimmed = sum(self.cadence.skimmed(track.scored, t) for track in self.tracks.values())
         self.monitor.set_gauge(self.subject, Gauge.TRACKS_SKIMMED, skimmed)
+
+    # ---- overload: the governor's level, followed ------------------------------------------------
+    def _clock(self, t: float) -> None:
+        if self.last_t is not None and 0.0 < t - self.last_t < 1.0:
+            dt = t - self.last_t
+            if self.frame_period is None and self.governor is not None:
+                self.monitor.set_gauge(self.subject, Gauge.FACES_RATE, round(1.0 / (self.detect_every * dt), 3))
+            self.frame_period = dt if self.frame_period is None else 0.9 * self.frame_period + 0.1 * dt
+        self.last_t = t
+
+    def _faces_due(self, index: int, t: float, shedding: Shedding) -> bool:
+        if self.last_faces is None:
+            return True
+        last_index, last_t = self.last_faces
+        if index - last_index < self.detect_every:
+            return False
+        if shedding.share == 0.0 or self.frame_period is None:
+            return True
+        assert self.governor is not None
+        full_hz = 1.0 / (self.detect_every * self.frame_period)
+        return t - last_t >= 1.0 / shedding.rate(full_hz, self.governor.config.faces_floor_hz) - self.cadence.slack
+
+    def _follow_load(self) -> Shedding:
+        if self.governor is None or self.governor.shedding is self.shedding:
+            return self.shedding
+        shedding = self.shedding = self.governor.shedding
+        config = self.governor.config
+        full = self.cadence.max_rate_hz
+        self.cadence.shed(None if full is None else shedding.rate(full, config.judge_floor_hz), shedding.share)
+        faces_hz = None
+        if self.frame_period is not None:
+            full_faces = 1.0 / (self.detect_every * self.frame_period)
+            faces_hz = shedding.rate(full_faces, config.faces_floor_hz)
+            self.monitor.set_gauge(self.subject, Gauge.FACES_RATE, round(faces_hz, 3))
+        if self.cadence.full_hz is not None:
+            self.monitor.set_gauge(self.subject, Gauge.JUDGE_RATE, round(self.cadence.full_hz, 3))
+        self.monitor.set_gauge(self.subject, Gauge.DEGRADED, 1 if shedding.level > 0 else 0)
+        self.monitor.set_gauge(self.subject, Gauge.FRAMES_SHED, round(shedding.drop, 4))
+        self.degraded = _degraded_reason(shedding, self.cadence.full_hz, faces_hz) if shedding.level > 0 else None
+        # told when it begins (level > 0: quarter 1), ends (0), or crosses a quarter step: not at every small move
+        if _quarter(shedding) != self.told_quarter:
+            self.told_quarter = _quarter(shedding)
+            if self.online:
+                self.host.publish(StreamStatus(self.config.id, SourceStatus.ONLINE.value, self.degraded, time.time()))
+        return shedding
 
     def _time(self, frame: Frame) -> float:
         # smoothing and the judge rate run on stream time for files read asap, on arrival time for live input
@@ -361,8 +441,26 @@ class StreamWorker:
             )
 
     def _on_status(self, stream_id: str, status: SourceStatus, reason: str | None) -> None:
-        self.monitor.set_gauge(self.subject, Gauge.UP, 1 if status is SourceStatus.ONLINE else 0)
+        self.online = status is SourceStatus.ONLINE
+        self.monitor.set_gauge(self.subject, Gauge.UP, 1 if self.online else 0)
+        if self.online and reason is None:
+            reason = self.degraded
         self.host.publish(StreamStatus(stream_id, status.value, reason, time.time()))
+
+
+def _quarter(shedding: Shedding) -> int:
+    return math.ceil(shedding.level * 4)
+
+
+def _degraded_reason(shedding: Shedding, judge_hz: float | None, faces_hz: float | None) -> str:
+    parts = ["degraded: overloaded"]
+    if judge_hz is not None:
+        parts.append(f"tracks judged at {judge_hz:.1f} Hz")
+    if faces_hz is not None:
+        parts.append(f"faces looked for at {faces_hz:.1f} Hz")
+    if shedding.drop > 0:
+        parts.append(f"{shedding.drop:.0%} of frames dropped")
+    return ", ".join(parts)
 
 
 def _scored(track: TrackState | None) -> Scored | None:
