@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from pipeline.models.faces import FaceDetector
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.runtime.events import StreamStatus
 from pipeline.runtime.runtime import Runtime
@@ -112,3 +113,38 @@ def test_past_its_capacity_the_pipeline_sheds_judging_evenly_and_says_so(weights
     assert off["p99_ms"] > 2 * on["p99_ms"]
     assert off["queue_full_drops_settled"] > 0
     assert on["verdicts_per_s"] > off["verdicts_per_s"]
+
+
+def test_a_face_finder_that_cannot_keep_up_is_asked_less_often_by_every_stream(weights_dir, face_clip, figures):
+    config = make_config(
+        weights_dir,
+        [{"id": f"cam{i}", "url": str(face_clip), "pace": "realtime", "loop": True} for i in range(STREAMS)],
+    )
+    faces = FaceDetector(config.faces)
+    # 25 frames a second: four streams looking every third frame of 30 ask for 40
+    faces.detect = slowed_per_crop(faces.detect, 0.040)
+    sink = MemorySink()
+    runtime = Runtime(config, load_detectors(config), [sink], face_detector=faces)
+    cams = [Subject.stream(f"cam{i}") for i in range(STREAMS)]
+
+    async def scenario() -> tuple[list[int], list[float | None], float]:
+        task = asyncio.create_task(runtime.run())
+        await asyncio.sleep(SETTLED_S)
+        before = [runtime.monitor.counter(c, Count.FRAMES_DROPPED, reason="queue_full") for c in cams]
+        settled = time.time()
+        await asyncio.sleep(RUN_S - SETTLED_S)
+        drops = [
+            runtime.monitor.counter(c, Count.FRAMES_DROPPED, reason="queue_full") - b for c, b in zip(cams, before)
+        ]
+        rates = [runtime.monitor.gauge(c, Gauge.FACES_RATE) for c in cams]
+        runtime.stop.set()
+        await asyncio.wait_for(task, 30)
+        return drops, rates, settled
+
+    drops, rates, settled = asyncio.run(scenario())
+    window = [v for v in sink.verdicts() if v.ts >= settled]
+    p99_ms = float(np.percentile([v.latency_ms for v in window], 99))
+    figures(faces_rate_hz=rates, queue_full_drops_settled=drops, p99_ms=round(p99_ms, 1), level=runtime.governor.level)
+    assert all(r is not None and 3.0 <= r < 9.0 for r in rates), rates  # from 10 a second toward the floor of 3
+    assert max(rates) - min(rates) < 0.5  # every stream alike
+    assert sum(drops) == 0 and p99_ms < 500
