@@ -135,15 +135,26 @@ def measure(
             rss_loaded = process.memory_info().rss  # models in: what the streams add comes after
 
             levels: list[float] = []  # the overload governor's, every half second of the window
+            frames: dict[str, dict[str, int]] = {}  # decoded and dropped, at the window's start and end
+
+            def count_frames() -> dict[str, int]:
+                subjects = [Subject.stream(f"cam{i}") for i in range(streams)]
+                counts = {"decoded": sum(runtime.monitor.counter(s, Count.FRAMES_DECODED) for s in subjects)}
+                for reason in ("queue_full", "overload"):
+                    counts[reason] = sum(
+                        runtime.monitor.counter(s, Count.FRAMES_DROPPED, reason=reason) for s in subjects
+                    )
+                return counts
 
             async def run() -> tuple[float, float, float, int]:
                 task = asyncio.create_task(runtime.run())
                 await asyncio.sleep(warmup)
-                start, cpu = time.monotonic(), process.cpu_times()
+                start, cpu, frames["start"] = time.monotonic(), process.cpu_times(), count_frames()
                 while time.monotonic() < start + seconds:
                     await asyncio.sleep(0.5)
                     levels.append(runtime.governor.level if runtime.governor else 0.0)
                 end, cpu_end, rss = time.monotonic(), process.cpu_times(), process.memory_info().rss
+                frames["end"] = count_frames()
                 runtime.stop.set()
                 await task
                 return start, end, (cpu_end.user + cpu_end.system) - (cpu.user + cpu.system), rss
@@ -156,9 +167,10 @@ def measure(
     report = runtime.monitor.get_performance_report()
     window = [v for v in sink.verdicts if start <= v.ts - (time.time() - time.monotonic()) <= end]
     latencies = np.array([v.latency_ms for v in window])
-    cams = [runtime.monitor.snapshot(Subject.stream(f"cam{i}")) for i in range(streams)]
-    decoded = sum(s[0].counter(Count.FRAMES_DECODED) for s in cams if s)
-    dropped = sum(v for s in cams if s for (name, _), v in s[0].counters.items() if name is Count.FRAMES_DROPPED)
+    # frames of the window only: the warm-up's (models' first calls, the governor finding its level) apart
+    counted = {k: frames["end"][k] - frames["start"][k] for k in frames["end"]}
+    decoded = counted.pop("decoded")
+    dropped = sum(counted.values())
     # how often each track was scored: the slowest track of the window, tracks seen for >= 1 s
     scored: dict[tuple[str, int], list[float]] = {}
     for v in window:
@@ -167,13 +179,6 @@ def measure(
     rates = [(len(ts) - 1) / (ts[-1] - ts[0]) for ts in scored.values() if len(ts) > 1 and ts[-1] - ts[0] >= 1.0]
     floor = config.judge.min_rate_hz
     per_stream = [sum(v.stream == f"cam{i}" for v in window) / (end - start) for i in range(streams)]
-    dropped_by = {
-        reason: sum(
-            runtime.monitor.counter(Subject.stream(f"cam{i}"), Count.FRAMES_DROPPED, reason=reason)
-            for i in range(streams)
-        )
-        for reason in ("queue_full", "overload")
-    }
     return {
         "streams": streams,
         "seconds": round(end - start, 2),
@@ -197,7 +202,7 @@ def measure(
         else None,
         "frames_decoded": decoded,
         "dropped_ratio": round(dropped / decoded, 4) if decoded else None,
-        "dropped_by_reason": {k: round(v / decoded, 4) for k, v in dropped_by.items()} if decoded else None,
+        "dropped_by_reason": {k: round(v / decoded, 4) for k, v in counted.items()} if decoded else None,
         "detector_batch_mean": {
             name: round(m["items"] / m["calls"], 2) for name, m in report["models"].items() if m["calls"]
         },
@@ -214,11 +219,14 @@ def main() -> None:
     parser.add_argument("--overload", choices=["on", "both"], default="on", help="both: also with overload off")
     parser.add_argument("--size", default="640x360", help="the clip's WIDTHxHEIGHT")
     parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the window opens")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     off = {"judge": {"min_rate_hz": None}}
     for n in args.streams:
-        run = functools.partial(measure, n, args.seconds, args.weights, sweep_s=args.sweep_s, size=size, fps=args.fps)
+        run = functools.partial(
+            measure, n, args.seconds, args.weights, args.warmup, sweep_s=args.sweep_s, size=size, fps=args.fps
+        )
         if args.overload == "both":
             shed, unshed = run(), run(overrides={"overload": {"enabled": False}})
             print(json.dumps({"streams": n, "overload_on": shed, "overload_off": unshed}))

@@ -16,9 +16,11 @@ one *level* that every stream of the runtime follows:
 
 The signal: every stream tells the governor each frame's lateness (arrival at decode → its verdicts
 published) and its source's drops for a full queue. Every ``interval_s`` the governor takes the
-window's p90 lateness: above ``target_ms``, or any source drop, raises the level by a step; under half
-of it lowers the level by a smaller one (rising fast and falling slowly, so a machine at the edge
-settles below it instead of swinging across it); in between it holds.
+window's p90 lateness: above ``target_ms``, or any source drop, raises the level by a step (up to three
+when the p90 is that many times the target); under half
+of it for ``CALM_WINDOWS`` windows in a row lowers the level by a smaller one (rising fast and
+falling slowly, so a machine at the edge settles below it instead of swinging across it: a
+machine short of CPU drops frames in bursts, a second or two apart); in between it holds.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from core.strict import StrictModel
 
 RAISE_STEP = 0.1  # per interval: from the full rates to the floors in 5 s at the default interval
 LOWER_STEP = 0.05  # back in 10 s
+CALM_WINDOWS = 4  # lowered only after this many prompt windows in a row: drops come in bursts
 TOP = 2.0
 
 
@@ -76,6 +79,7 @@ class Governor:
         self.shedding = Shedding(0.0, config.max_drop)
         self._lags: list[float] = []
         self._drops = 0
+        self._calm = 0  # prompt windows in a row
         self._lock = threading.Lock()  # sources count their drops from their decode threads
 
     @property
@@ -101,9 +105,11 @@ class Governor:
         target = self.config.target_ms / 1000.0
         late = _p90(lags)
         level = self.level
+        self._calm = self._calm + 1 if not drops and late < target / 2 else 0
         if drops or late > target:
-            level = min(TOP, level + RAISE_STEP)
-        elif late < target / 2:
+            # far behind (at a start, a burst of streams): faster, up to three steps at once
+            level = min(TOP, level + RAISE_STEP * min(3.0, max(1.0, late / target)))
+        elif self._calm >= CALM_WINDOWS:
             level = max(0.0, level - LOWER_STEP)
         if not math.isclose(level, self.level):
             self.shedding = Shedding(round(level, 6), self.config.max_drop)

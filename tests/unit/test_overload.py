@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from pipeline.judging.cadence import Cadence, Due, JudgeConfig
-from pipeline.runtime.overload import LOWER_STEP, RAISE_STEP, EvenDrop, Governor, OverloadConfig, Shedding
+from pipeline.runtime.overload import (
+    CALM_WINDOWS,
+    LOWER_STEP,
+    RAISE_STEP,
+    EvenDrop,
+    Governor,
+    OverloadConfig,
+    Shedding,
+)
 
 
 def stepped(governor: Governor, lateness_s: float, frames: int = 20) -> float:
@@ -21,6 +29,8 @@ def test_frames_later_than_the_target_raise_the_level_and_prompt_frames_lower_it
     assert stepped(governor, 0.400) == pytest.approx(RAISE_STEP)
     assert stepped(governor, 0.400) == pytest.approx(2 * RAISE_STEP)
     assert stepped(governor, 0.100) == pytest.approx(2 * RAISE_STEP)  # between half the target and it: held
+    for _ in range(CALM_WINDOWS - 1):
+        assert stepped(governor, 0.020) == pytest.approx(2 * RAISE_STEP)  # prompt, but not for long enough yet
     assert stepped(governor, 0.020) == pytest.approx(2 * RAISE_STEP - LOWER_STEP)
     for _ in range(100):
         stepped(governor, 0.020)
@@ -44,6 +54,18 @@ def test_a_source_dropping_frames_for_a_full_queue_raises_the_level_whatever_the
     governor.dropped(3)
     assert stepped(governor, 0.010) == pytest.approx(RAISE_STEP)
     assert stepped(governor, 0.100) == pytest.approx(RAISE_STEP)  # the drops were counted once
+
+
+def test_a_burst_of_drops_starts_the_calm_count_again():
+    governor = Governor(OverloadConfig())
+    stepped(governor, 0.4)
+    for _ in range(CALM_WINDOWS - 1):
+        stepped(governor, 0.01)
+    governor.dropped(1)
+    level = stepped(governor, 0.01)
+    for _ in range(CALM_WINDOWS - 1):
+        assert stepped(governor, 0.01) == level
+    assert stepped(governor, 0.01) == pytest.approx(level - LOWER_STEP)
 
 
 def test_switched_off_it_never_sheds():
