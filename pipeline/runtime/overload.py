@@ -112,7 +112,7 @@ class Governor:
         elif self._calm >= CALM_WINDOWS:
             level = max(0.0, level - LOWER_STEP)
         if not math.isclose(level, self.level):
-            self.shedding = Shedding(round(level, 6), self.config.max_drop)
+            self.shedding = Shedding(level, self.config.max_drop)
         return self.level
 
     async def run(self) -> None:
