@@ -5,7 +5,7 @@ across a 16:9 frame, encoded as H.264 in MP4 without B-frames (live-style, RTSP-
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,9 +13,14 @@ import av
 import cv2
 import numpy as np
 
+PhotoEdit = Callable[[int, np.ndarray], np.ndarray]  # frame index, the scaled photo → the photo shown
 
-def sample_frames(count: int, width: int = 640, height: int = 360, period: int = 90) -> Iterator[np.ndarray]:
-    """The photo, scaled to the frame height, sliding left and right once every ``period`` frames."""
+
+def sample_frames(
+    count: int, width: int = 640, height: int = 360, period: int = 90, edit: PhotoEdit | None = None
+) -> Iterator[np.ndarray]:
+    """The photo, scaled to the frame height, sliding left and right once every ``period`` frames;
+    ``edit``: changes the photo of a frame (a benchmark's face swap)."""
     from skimage.data import astronaut
 
     photo = cv2.resize(astronaut(), (height, height), interpolation=cv2.INTER_AREA)
@@ -23,12 +28,19 @@ def sample_frames(count: int, width: int = 640, height: int = 360, period: int =
     for i in range(count):
         canvas = np.full((height, width, 3), 40, dtype=np.uint8)
         x = round(travel * (0.5 - 0.5 * np.cos(2 * np.pi * i / period)))
-        canvas[:, x : x + min(height, width)] = photo[:, : min(height, width)]
+        shown = photo if edit is None else edit(i, photo)
+        canvas[:, x : x + min(height, width)] = shown[:, : min(height, width)]
         yield canvas
 
 
 def make_sample_clip(
-    path: str | Path, seconds: float = 4.0, fps: int = 30, width: int = 640, height: int = 360, sweep_s: float = 3.0
+    path: str | Path,
+    seconds: float = 4.0,
+    fps: int = 30,
+    width: int = 640,
+    height: int = 360,
+    sweep_s: float = 3.0,
+    edit: PhotoEdit | None = None,
 ) -> Path:
     """Write the sample clip to ``path`` (H.264 yuv420p, one keyframe a second) and return it.
     ``sweep_s``: the face slides across and back once in this time (3 s: a fast pan; 20 s: about a
@@ -42,7 +54,7 @@ def make_sample_clip(
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "veryfast", "tune": "zerolatency", "crf": "20", "g": str(fps)}
-        for image in sample_frames(int(seconds * fps), width, height, period=max(1, round(sweep_s * fps))):
+        for image in sample_frames(int(seconds * fps), width, height, max(1, round(sweep_s * fps)), edit):
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

@@ -121,3 +121,15 @@ def test_webrtc_latency_bench_measures_a_real_session(weights_dir, rtsp_availabl
     # the glass time includes the sender's encoder and RTP: always more than dfstream's own part
     assert one["decode_to_verdict_ms"]["p50"] < one["glass_to_verdict_ms"]["p50"] < 2000
     assert figures["cost"]["rtsp"]["frames_decoded"] > 0 and figures["cost"]["webrtc_over_rtsp_cpu"] > 0
+
+
+def test_the_onset_bench_flags_a_retouched_face_found_by_the_face_finder(weights_dir, tmp_path):
+    from bench.onset import judge_clip, retouch
+    from stream import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "onset.mp4", 9.0, 25, 640, 480, 20.0, retouch(round(5.0 * 25), 2.5, 1.0))
+    row = judge_clip(clip, 5.0, {"model": "blazeface"}, weights_dir)
+    # the real face stays real, the retouched one is flagged within the second, and it is one track
+    assert row["false_alarm_s"] == 0 and row["p_before"] < 0.3 < 0.7 < row["p_after"]
+    assert row["flag_s"] is not None and 0 <= row["flag_s"] < 1.0
+    assert row["tracks"] == 1

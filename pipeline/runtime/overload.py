@@ -17,10 +17,10 @@ one *level* that every stream of the runtime follows:
 The signal: every stream tells the governor each frame's lateness (arrival at decode → its verdicts
 published) and its source's drops for a full queue. Every ``interval_s`` the governor takes the
 window's p90 lateness: above ``target_ms``, or any source drop, raises the level by a step (up to three
-when the p90 is that many times the target); under half
-of it for ``CALM_WINDOWS`` windows in a row lowers the level by a smaller one (rising fast and
-falling slowly, so a machine at the edge settles below it instead of swinging across it: a
-machine short of CPU drops frames in bursts, a second or two apart); in between it holds.
+when the p90 is that many times the target); under ``PROMPT`` of it for ``CALM_WINDOWS`` windows
+in a row lowers the level by a smaller one: it rises fast and falls slowly, probing down toward
+the least shedding that keeps the target (a machine short of CPU drops frames in bursts, a second
+or two apart, so one prompt window proves little); in between it holds.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from core.strict import StrictModel
 RAISE_STEP = 0.1  # per interval: from the full rates to the floors in 5 s at the default interval
 LOWER_STEP = 0.05  # back in 10 s
 CALM_WINDOWS = 4  # lowered only after this many prompt windows in a row: drops come in bursts
+PROMPT = 0.8  # of the target: a p90 under it is prompt
 TOP = 2.0
 
 
@@ -105,7 +106,7 @@ class Governor:
         target = self.config.target_ms / 1000.0
         late = _p90(lags)
         level = self.level
-        self._calm = self._calm + 1 if not drops and late < target / 2 else 0
+        self._calm = self._calm + 1 if not drops and late < target * PROMPT else 0
         if drops or late > target:
             # far behind (at a start, a burst of streams): faster, up to three steps at once
             level = min(TOP, level + RAISE_STEP * min(3.0, max(1.0, late / target)))
