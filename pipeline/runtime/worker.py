@@ -39,6 +39,8 @@ from stream.calls import CallHub
 
 log = logging.getLogger(__name__)
 
+WARMUP_S = 2.0  # a stream's first seconds, not counted as load
+
 
 class StreamHost(VoiceHost, Protocol):
     """What a stream worker needs from the rest of the runtime, and nothing more."""
@@ -93,14 +95,14 @@ class _SourceMetrics:
     """A source's counts, into the monitor under its stream; its drops for a full queue to the
     governor too (the pipeline is behind)."""
 
-    def __init__(self, monitor: PerformanceMonitor, subject: Subject, governor: Governor | None):
-        self.monitor, self.subject, self.governor = monitor, subject, governor
+    def __init__(self, monitor: PerformanceMonitor, subject: Subject, behind: Callable[[int], None] | None):
+        self.monitor, self.subject, self.behind = monitor, subject, behind
 
     def count(self, key: SourceCount, n: int = 1) -> None:
         name, label_values = _SOURCE_COUNTS[key]
         self.monitor.count(self.subject, name, n, **label_values)
-        if key is SourceCount.DROPPED_QUEUE_FULL and self.governor is not None:
-            self.governor.dropped(n)
+        if key is SourceCount.DROPPED_QUEUE_FULL and self.behind is not None:
+            self.behind(n)
 
     def expected_fps(self, fps: float) -> None:
         self.monitor.set_gauge(self.subject, Gauge.EXPECTED_FPS, fps)
@@ -162,6 +164,7 @@ class StreamWorker:
         self.last_t: float | None = None
         self.degraded: str | None = None  # the reason while the stream is shed (a status reason)
         self.online = False
+        self.opened_at = time.monotonic()  # the source's start: its first seconds are not load
         self.told_quarter = 0
         self.problems = RateLimitedLog(log)
         self.voice = (
@@ -198,11 +201,12 @@ class StreamWorker:
         return kind(
             self.config,
             on_status=self._on_status,
-            counters=_SourceMetrics(self.monitor, self.subject, self.governor),
+            counters=_SourceMetrics(self.monitor, self.subject, self._dropped if self.governor else None),
             listen=self.voice is not None,
         )
 
     async def _judge_source(self, source: Source | CallSource) -> None:
+        self.opened_at = time.monotonic()
         async with source:
             stopper = asyncio.create_task(self._stop_on_request(source), name=f"dfstream[{self.config.id}].stop")
             queue: asyncio.Queue[_Queued | None] = asyncio.Queue(maxsize=2)
@@ -257,7 +261,7 @@ class StreamWorker:
             if len(item.tracked):
                 await self._judge(item.frame, item.tracked)
             self.monitor.count(self.subject, Count.FRAMES_PROCESSED)
-            if self.governor is not None:
+            if self.governor is not None and self._warm():
                 self.governor.lateness(time.monotonic() - item.frame.arrival_mono)
             self._publish_state()
             if self.tap is not None and self.tap.watching(self.config.id):
@@ -291,6 +295,17 @@ class StreamWorker:
         self.monitor.set_gauge(self.subject, Gauge.TRACKS_SKIMMED, skimmed)
 
     # ---- overload: the governor's level, followed ------------------------------------------------
+    def _warm(self) -> bool:
+        # a source's first seconds say nothing of the load: the models' first calls, a server's burst
+        # of buffered frames at connect
+        return time.monotonic() - self.opened_at >= WARMUP_S
+
+    def _dropped(self, n: int) -> None:
+        """The source dropped frames for a full queue (from its decode thread)."""
+        if self._warm():
+            assert self.governor is not None
+            self.governor.dropped(n)
+
     def _clock(self, t: float) -> None:
         if self.last_t is not None and 0.0 < t - self.last_t < 1.0:
             dt = t - self.last_t

@@ -97,7 +97,9 @@ def test_rtsp_server_killed_mid_stream_and_back(weights_dir, rtsp_server, long_c
     figures(**result, cam2_rate_kept=result["cam2_fps_during"] / own)
     assert result["reconnects"] >= 1
     assert result["cam2_fps_during"] >= 0.9 * own
-    assert sink.statuses("cam1")[:3] == ["online", "reconnecting", "online"]
+    # consecutive repeats apart: an `online` may be told again with a reason (degraded, overload)
+    changes = [s for i, s in enumerate(sink.statuses("cam1")) if i == 0 or s != sink.statuses("cam1")[i - 1]]
+    assert changes[:3] == ["online", "reconnecting", "online"]
     assert len(sink.verdicts("cam1")) > 0 and len(sink.verdicts("cam2")) > 0
 
 

@@ -67,6 +67,7 @@ def test_the_stream_is_scored_at_the_rate_and_every_frame_still_gets_a_verdict(w
     assert crops == len(scored)
     carried = runtime.monitor.counter(Subject.stream("s"), Count.VERDICTS_CARRIED)
     assert carried == 60 - len(scored)
+    assert runtime.monitor.gauge(Subject.stream("s"), Gauge.DEGRADED) is None  # a file read asap is never shed
     if rate is None:
         assert carried == 0
         return
