@@ -97,18 +97,22 @@ def test_a_detector_ten_times_slower_than_the_frames(weights_dir, face_clip, fig
     rss, stop_s = run(runtime, RUN_S)
     monitor, cam = runtime.monitor, Subject.stream("cam")
     decoded, processed = monitor.counter(cam, Count.FRAMES_DECODED), monitor.counter(cam, Count.FRAMES_PROCESSED)
-    dropped = monitor.counter(cam, Count.FRAMES_DROPPED, reason="queue_full")
+    # dropped by the source (its queue full) or shed by the overload governor (evenly, counted apart)
+    queue_full = monitor.counter(cam, Count.FRAMES_DROPPED, reason="queue_full")
+    shed = monitor.counter(cam, Count.FRAMES_DROPPED, reason="overload")
+    dropped = queue_full + shed
     growth_mb = (max(rss) - rss[0]) / 2**20
     figures(
         decoded=decoded,
         processed=processed,
-        dropped=dropped,
+        dropped_queue_full=queue_full,
+        dropped_overload=shed,
         unaccounted=decoded - processed - dropped,
         rss_growth_mb=growth_mb,
         stop_s=stop_s,
     )
     assert decoded > 25 * RUN_S * 0.8  # decoding keeps the camera's pace
-    assert processed < decoded / 5 and dropped > decoded / 2  # the slow model sets the pace; the rest is counted
+    assert processed < decoded / 2 and dropped > decoded / 2  # the slow model sets the pace; the rest is counted
     # every decoded frame was processed or counted as dropped; at most the frames in flight at the
     # stop are neither (source queue 4, stage queue 2, one in each stage)
     assert 0 <= decoded - processed - dropped <= 4 + 2 + 2
