@@ -106,8 +106,12 @@ def hls_server(tmp_path, serve_folder):
 
 
 def test_hls_over_http(hls_server):
-    frames, statuses, _ = asyncio.run(collect(StreamConfig(id="hls", url=f"{hls_server}/index.m3u8"), limit=90))
-    assert [f.seq for f in frames] == list(range(90)) and statuses[0][1] is SourceStatus.ONLINE
+    frames, statuses, source = asyncio.run(collect(StreamConfig(id="hls", url=f"{hls_server}/index.m3u8"), limit=90))
+    seqs = [f.seq for f in frames]
+    assert len(seqs) == 90 and seqs[0] == 0 and seqs == sorted(set(seqs)) and statuses[0][1] is SourceStatus.ONLINE
+    # HLS arrives a segment at a time, faster than its frame rate: live input keeps the newest frames,
+    # so a consumer held up for a moment (a busy CI machine) loses some, every one of them counted
+    assert source.counters.values.get("dropped:queue_full", 0) >= seqs[-1] + 1 - 90
 
 
 def test_the_end_of_a_file_never_displaces_a_queued_frame(short_clip):
