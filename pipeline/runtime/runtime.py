@@ -126,17 +126,18 @@ class Runtime:
         try:
             async with self._open_backends() as backends:
                 self.backends = backends
-                alerts = asyncio.create_task(self._alerts(), name="dfstream.alerts")
-                governor = asyncio.create_task(self.governor.run() if self.governor else _idle(), name="dfstream.load")
+                loops = [asyncio.create_task(self._alerts(), name="dfstream.alerts")]
+                if self.governor is not None:
+                    loops.append(asyncio.create_task(self.governor.run(), name="dfstream.load"))
                 try:
                     await asyncio.gather(*(w.run() for w in self.workers))
                     if keep_open:
                         await self.stop.wait()
                     await asyncio.gather(*self.added.values(), return_exceptions=True)
                 finally:
-                    alerts.cancel()
-                    governor.cancel()
-                    await asyncio.gather(alerts, governor, return_exceptions=True)
+                    for loop in loops:
+                        loop.cancel()
+                    await asyncio.gather(*loops, return_exceptions=True)
                     self._ended = True
         finally:
             # side by side: one stuck sink must not add its drain timeout to the others'
@@ -253,10 +254,6 @@ class Runtime:
                 if key not in current:
                     self.publish(_alert_event(alert, "resolved"))
             active = current
-
-
-async def _idle() -> None:
-    await asyncio.Event().wait()
 
 
 def _alert_event(alert: dict[str, Any], state: Literal["firing", "resolved"]) -> Alert:

@@ -309,9 +309,10 @@ class StreamWorker:
     def _clock(self, t: float) -> None:
         if self.last_t is not None and 0.0 < t - self.last_t < 1.0:
             dt = t - self.last_t
-            if self.frame_period is None and self.governor is not None:
-                self.monitor.set_gauge(self.subject, Gauge.FACES_RATE, round(1.0 / (self.detect_every * dt), 3))
+            first = self.frame_period is None
             self.frame_period = dt if self.frame_period is None else 0.9 * self.frame_period + 0.1 * dt
+            if first and self.governor is not None:
+                self.monitor.set_gauge(self.subject, Gauge.FACES_RATE, round(self._full_faces_hz(), 3))
         self.last_t = t
 
     def _faces_due(self, index: int, t: float, shedding: Shedding) -> bool:
@@ -323,8 +324,13 @@ class StreamWorker:
         if shedding.share == 0.0 or self.frame_period is None:
             return True
         assert self.governor is not None
-        full_hz = 1.0 / (self.detect_every * self.frame_period)
-        return t - last_t >= 1.0 / shedding.rate(full_hz, self.governor.config.faces_floor_hz) - self.cadence.slack
+        faces_hz = shedding.rate(self._full_faces_hz(), self.governor.config.faces_floor_hz)
+        return t - last_t >= 1.0 / faces_hz - self.cadence.slack
+
+    def _full_faces_hz(self) -> float:
+        """How often faces are looked for at ``detect_every`` and the stream's frame rate."""
+        assert self.frame_period is not None
+        return 1.0 / (self.detect_every * self.frame_period)
 
     def _follow_load(self) -> Shedding:
         if self.governor is None or self.governor.shedding is self.shedding:
@@ -335,8 +341,7 @@ class StreamWorker:
         self.cadence.shed(None if full is None else shedding.rate(full, config.judge_floor_hz), shedding.share)
         faces_hz = None
         if self.frame_period is not None:
-            full_faces = 1.0 / (self.detect_every * self.frame_period)
-            faces_hz = shedding.rate(full_faces, config.faces_floor_hz)
+            faces_hz = shedding.rate(self._full_faces_hz(), config.faces_floor_hz)
             self.monitor.set_gauge(self.subject, Gauge.FACES_RATE, round(faces_hz, 3))
         if self.cadence.full_hz is not None:
             self.monitor.set_gauge(self.subject, Gauge.JUDGE_RATE, round(self.cadence.full_hz, 3))
