@@ -109,6 +109,9 @@ class CallSource(Feed):
                 self.counters.count(SourceCount.DROPPED_FPS_CAP)
                 continue
             last_kept = now
+            if self._thinned():
+                self._seq += 1
+                continue
             pts = clock.seconds(picture.pts, 90_000)
             image = await asyncio.to_thread(picture.to_ndarray, format="rgb24")
             assert self._queue is not None

@@ -13,9 +13,11 @@ from core.errors import InputError
 class Frame:
     """One decoded picture.
 
-    ``pts`` is the presentation time in seconds on the stream's clock (None when the container
-    gives none, as the first RTSP frame does); ``arrival_ts`` (wall clock) and ``arrival_mono``
-    (monotonic) are stamped once, at decode, and every later latency is measured from them.
+    ``seq`` numbers the stream's frames from 0 (on across reconnects); a gap is frames dropped on
+    the way (a full queue, shed under overload), each counted. ``pts`` is the presentation time in
+    seconds on the stream's clock (None when the container gives none, as the first RTSP frame
+    does); ``arrival_ts`` (wall clock) and ``arrival_mono`` (monotonic) are stamped once, at
+    decode, and every later latency is measured from them.
     """
 
     stream_id: str

@@ -60,6 +60,7 @@ class SourceCount(str, enum.Enum):
     FRAMES_DECODED = "frames_decoded"
     DROPPED_FPS_CAP = "dropped:fps_cap"
     DROPPED_QUEUE_FULL = "dropped:queue_full"
+    DROPPED_OVERLOAD = "dropped:overload"  # shed before conversion, at the share the worker set (``shed_frames``)
     DECODE_ERRORS = "decode_errors"
     ERRORS = "errors"  # failed opens and reads
     RECONNECTS = "reconnects"
@@ -96,9 +97,31 @@ StatusCallback = Callable[[str, SourceStatus, str | None], None]
 AUDIO_QUEUE = 80  # chunks (8 s): room for a voice model's batch to finish while a live stream's sound keeps coming
 
 
+class EvenDrop:
+    """Drops a share of a stream's frames spread evenly (at 0.25, every fourth), not in bursts."""
+
+    def __init__(self) -> None:
+        self.credit = 0.0
+
+    def __call__(self, share: float) -> bool:
+        if share <= 0.0:
+            self.credit = 0.0
+            return False
+        self.credit += share
+        if self.credit < 1.0:
+            return False
+        self.credit -= 1.0
+        return True
+
+
 class Feed(Lifecycle):
     """What every source hands the worker: frames and sound on two bounded queues, counted drops, and
-    its status told once per change (``Source`` for what FFmpeg opens, ``CallSource`` for a WebRTC call)."""
+    its status told once per change (``Source`` for what FFmpeg opens, ``CallSource`` for a WebRTC call).
+
+    Under overload the worker asks for a share of the frames to be shed (``shed_frames``): they are
+    dropped where they are decoded, before the RGB conversion and the hand-over to the event loop
+    that a dropped frame would waste, and their numbers are skipped (``Frame.seq`` keeps counting
+    the stream's frames, so the gap says how many went)."""
 
     config: StreamConfig
     status: SourceStatus
@@ -106,6 +129,22 @@ class Feed(Lifecycle):
     _on_status: StatusCallback | None
     _queue: DropOldestQueue[Frame] | None
     _audio: DropOldestQueue[AudioChunk] | None
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._shed = 0.0  # written by the event loop, read by the decode thread: one float, no lock needed
+        self._even = EvenDrop()
+
+    def shed_frames(self, share: float) -> None:
+        """Drop this share of the frames from now on (0 for none), evenly, each counted ``dropped:overload``."""
+        self._shed = share
+
+    def _thinned(self) -> bool:
+        """Whether the frame just decoded is one of those shed (counted)."""
+        if not self._even(self._shed):
+            return False
+        self.counters.count(SourceCount.DROPPED_OVERLOAD)
+        return True
 
     def _close_queues(self) -> None:
         for queue in (self._queue, self._audio):
@@ -293,6 +332,9 @@ class Source(Feed):
                         self.counters.count(SourceCount.DROPPED_FPS_CAP)
                         continue
                     last_kept = clock
+                    if self._thinned():
+                        self._seq += 1
+                        continue
                     frame = Frame(cfg.id, self._seq, pts, time.time(), now, av_frame.to_ndarray(format="rgb24"))
                     self._seq += 1
                     if not self._deliver(frame):

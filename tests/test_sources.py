@@ -62,6 +62,24 @@ def test_a_slow_consumer_of_live_input_loses_the_oldest_frames(short_clip):
     assert frames[-1].seq == 59  # the newest frame survives
 
 
+def test_frames_shed_under_overload_are_dropped_evenly_where_they_are_decoded(short_clip):
+    """Shed before the RGB conversion and the hand-over; their numbers skipped, so the gap says how many."""
+    source = Source(StreamConfig(id="f", url=str(short_clip), pace="realtime"))
+    source.shed_frames(0.25)
+
+    async def run() -> list:
+        frames = []
+        async with source:
+            async for frame in source:
+                frames.append(frame)
+        return frames
+
+    frames = asyncio.run(run())
+    assert source.counters.values["dropped:overload"] == 15 and len(frames) == 45
+    assert [f.seq for f in frames] == [n for n in range(60) if n % 4 != 3]  # every fourth, not in a burst
+    assert "dropped:queue_full" not in source.counters.values
+
+
 def test_rtsp_frames_from_a_real_server(rtsp_server):
     server = rtsp_server()
     frames, statuses, source = asyncio.run(collect(StreamConfig(id="cam1", url=server.url("/cam1")), limit=45))

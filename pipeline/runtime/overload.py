@@ -10,9 +10,10 @@ one *level* that every stream of the runtime follows:
   rate lowered together, geometrically, to their floors (``judge_floor_hz``, ``faces_floor_hz``);
   a moved box waits a growing share of the lowered interval before it is scored again. A new
   track is still scored at once;
-- 1 → 2: on top, frames are dropped evenly in every stream, up to ``max_drop`` of them (counted as
-  ``frames_dropped{reason="overload"}``); the source's own drops (its queue full) are what this
-  prevents.
+- 1 → 2: on top, frames are dropped evenly in every stream, up to ``max_drop`` of them, by the
+  source where they are decoded (``Feed.shed_frames``: no RGB conversion, no hand-over for a frame
+  nobody will look at), counted as ``frames_dropped{reason="overload"}``; the source's own drops
+  (its queue full) are what this prevents.
 
 The signal: every stream tells the governor each frame's lateness (arrival at decode → its verdicts
 published) and its source's drops for a full queue. Every ``interval_s`` the governor takes the
@@ -120,23 +121,6 @@ class Governor:
         while True:
             await asyncio.sleep(self.config.interval_s)
             self.adjust()
-
-
-class EvenDrop:
-    """Drops a share of a stream's frames spread evenly (at 0.25, every fourth), not in bursts."""
-
-    def __init__(self) -> None:
-        self.credit = 0.0
-
-    def __call__(self, share: float) -> bool:
-        if share <= 0.0:
-            self.credit = 0.0
-            return False
-        self.credit += share
-        if self.credit < 1.0:
-            return False
-        self.credit -= 1.0
-        return True
 
 
 def _p90(values: list[float]) -> float:

@@ -31,7 +31,7 @@ from pipeline.runtime.backends import Answers
 from pipeline.runtime.events import StreamState, StreamStatus, Verdict, stream_label
 from pipeline.runtime.live import Face, LiveTap, Shot
 from pipeline.runtime.numbering import Counting, Numbering
-from pipeline.runtime.overload import EvenDrop, Governor, Shedding
+from pipeline.runtime.overload import Governor, Shedding
 from pipeline.runtime.voice import VoiceHost, VoiceWorker
 from stream import Frame, Source, SourceCount, SourceStatus, StreamConfig
 from stream.call_source import CallSource
@@ -81,6 +81,7 @@ _SOURCE_COUNTS: dict[SourceCount, tuple[Count, dict[str, str]]] = {
     SourceCount.FRAMES_DECODED: (Count.FRAMES_DECODED, {}),
     SourceCount.DROPPED_FPS_CAP: (Count.FRAMES_DROPPED, {"reason": "fps_cap"}),
     SourceCount.DROPPED_QUEUE_FULL: (Count.FRAMES_DROPPED, {"reason": "queue_full"}),
+    SourceCount.DROPPED_OVERLOAD: (Count.FRAMES_DROPPED, {"reason": "overload"}),
     SourceCount.DECODE_ERRORS: (Count.DECODE_ERRORS, {}),
     SourceCount.ERRORS: (Count.SOURCE_ERRORS, {}),
     SourceCount.RECONNECTS: (Count.RECONNECTS, {}),
@@ -154,11 +155,10 @@ class StreamWorker:
         self.state: tuple[str, dict[int, str], str | None] | None = None  # the labels last published
         self.numbering = numbering or Counting()
         self.seq_key = f"{config.id}/verdicts"
-        self.frames_seen = 0
+        self.frames_seen = 0  # the stream's frames so far, those dropped on the way included
         self.live = config.live
         self.governor = governor if config.live else None
         self.shedding = Shedding()
-        self.drop = EvenDrop()
         self.last_faces: tuple[int, float] | None = None  # frame index and time of the last face finding
         self.frame_period: float | None = None  # the stream's frame interval, smoothed
         self.last_t: float | None = None
@@ -226,17 +226,21 @@ class StreamWorker:
         source.request_stop()
 
     async def _detect(self, source: Source | CallSource, queue: asyncio.Queue[_Queued | None]) -> None:
+        last_seq: int | None = None
         try:
             async for frame in source:
-                index = self.frames_seen
-                self.frames_seen += 1
+                # frames are indexed as the stream numbered them: the ones dropped on the way (a full
+                # queue, shed under overload) count, so the tracker's motion and the face-finding
+                # interval stay in stream frames
+                gap = frame.seq - last_seq if last_seq is not None and frame.seq > last_seq else 1
+                last_seq = frame.seq
+                self.frames_seen += gap
+                index = self.frames_seen - 1
                 t = self._time(frame)
-                self._clock(t)
+                self._clock(t, gap)
                 self.monitor.set_gauge(self.subject, Gauge.QUEUE_DEPTH, source.queued())
                 shedding = self._follow_load()
-                if self.drop(shedding.drop):
-                    self.monitor.count(self.subject, Count.FRAMES_DROPPED, reason="overload")
-                    continue
+                source.shed_frames(shedding.drop)
                 if not self._faces_due(index, t, shedding):
                     await queue.put(_Queued(frame, self.tracker.carry(index)))
                     continue
@@ -306,9 +310,10 @@ class StreamWorker:
             assert self.governor is not None
             self.governor.dropped(n)
 
-    def _clock(self, t: float) -> None:
+    def _clock(self, t: float, frames: int) -> None:
+        """The stream's frame interval, from this frame's time and the ``frames`` since the last one."""
         if self.last_t is not None and 0.0 < t - self.last_t < 1.0:
-            dt = t - self.last_t
+            dt = (t - self.last_t) / frames
             first = self.frame_period is None
             self.frame_period = dt if self.frame_period is None else 0.9 * self.frame_period + 0.1 * dt
             if first and self.governor is not None:

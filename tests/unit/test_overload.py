@@ -11,11 +11,11 @@ from pipeline.runtime.overload import (
     CALM_WINDOWS,
     LOWER_STEP,
     RAISE_STEP,
-    EvenDrop,
     Governor,
     OverloadConfig,
     Shedding,
 )
+from stream.source import EvenDrop
 
 
 def stepped(governor: Governor, lateness_s: float, frames: int = 20) -> float:
