@@ -133,3 +133,17 @@ def test_the_onset_bench_flags_a_retouched_face_found_by_the_face_finder(weights
     assert row["false_alarm_s"] == 0 and row["p_before"] < 0.3 < 0.7 < row["p_after"]
     assert row["flag_s"] is not None and 0 <= row["flag_s"] < 1.0
     assert row["tracks"] == 1
+
+
+def test_the_shedding_bench_sheds_the_same_frames_both_ways(tmp_path):
+    """Both ways keep the same frames (the figures compare like with like); the CPU ratio is the bench's."""
+    import asyncio
+
+    from bench.shedding import measure
+    from stream import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "clip.mp4", 2.0, 25, 320, 240)
+    at_consumer = asyncio.run(measure(clip, 0.75, at_source=False))
+    at_source = asyncio.run(measure(clip, 0.75, at_source=True))
+    assert at_consumer["frames_decoded"] == at_source["frames_decoded"] == 50
+    assert at_consumer["kept"] == at_source["kept"] == 13  # 50 frames, three of every four shed
