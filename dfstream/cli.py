@@ -137,7 +137,6 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--detectors",
             nargs="+",
-            required=name == "calibrate",
             default=[],
             metavar="NAME[=WEIGHTS]",
             help="manifest names (meso4_df) or types with a file (meso4=path/to/Meso4_DF.h5)",
@@ -151,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
                 help="voice models for the items' sound: manifest names (aasist) or types with a file "
                 "(aasist_l=path/to/AASIST-L.pth); audio files (.wav, .flac, ...) are judged by these only",
             )
+        command.add_argument(
+            "--config", help="also the detectors of this config file (declared ones too: type onnx, torchscript)"
+        )
         command.add_argument(
             "--frames", type=int, default=32, help="evenly spaced frames per video (default 32, as DeepfakeBench)"
         )
@@ -342,6 +344,12 @@ def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibrati
     if not items:
         raise ConfigError(f"{args.dataset}: only audio files: judge them with --audio-detectors")
     configs = [parse_detector_spec(text, args.device) for text in args.detectors]
+    if args.config:
+        from dfstream.config import load_config
+
+        configs += load_config(args.config).detectors
+    if not configs:
+        raise ConfigError(f"{args.command}: give --detectors, or --config with a detectors section")
     if len({c.name for c in configs}) != len(configs):
         raise ConfigError("--detectors: each detector needs its own name")
     detectors = ModelRegistry().load_configured(configs)
@@ -360,10 +368,10 @@ def _eval(args: argparse.Namespace) -> int:
     from pipeline.evaluation.datasets import load_dataset
     from pipeline.evaluation.scoring import FUSED, report, write_outputs
 
-    if not args.detectors and not args.audio_detectors:
-        raise ConfigError("eval: give --detectors (faces), --audio-detectors (voices) or both")
+    if not args.detectors and not args.config and not args.audio_detectors:
+        raise ConfigError("eval: give --detectors or --config (faces), --audio-detectors (voices), or both")
     out = Path(args.out)
-    if args.detectors:
+    if args.detectors or args.config:
         items, configs, detectors, scores = _score(args, args.fusion, args.calibration)
         names = list(detectors)
         result = report(scores, names)

@@ -252,6 +252,9 @@ def verify_files(config: DfstreamConfig) -> list[str]:
         weights = detector.weights
         if weights is not None and weights not in manifest and not Path(weights).expanduser().is_file():
             problems.append(f"detectors[{i}].weights: no such file {weights!r} (and not a name in configs/models.yaml)")
+        reference = detector.reference
+        if reference is not None and not Path(reference).expanduser().is_file():
+            problems.append(f"detectors[{i}].reference: no such file {reference!r}")
     for i, voice in enumerate(config.audio_detectors):
         weights = voice.weights_name
         if weights in manifest and manifest[weights].modality != "audio":

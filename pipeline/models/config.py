@@ -1,12 +1,73 @@
-"""The ``detectors`` section of the configuration: one entry per detector the ensemble runs."""
+"""The ``detectors`` section of the configuration: one entry per detector the ensemble runs.
+
+A built-in ``type`` knows its own preprocessing. A declared one (``onnx``, ``torchscript``) is any
+image classifier the user brings: ``weights`` is its file, ``input`` says how a face crop becomes
+its input and ``output`` how its output becomes P(fake)."""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from core.strict import StrictModel
 from pipeline.models.devices import BackendName, DeviceName
 from pipeline.models.plugins import detector_types
+
+DECLARED_TYPES = ("onnx", "torchscript")  # detectors described by ``input`` / ``output`` instead of code
+
+
+class InputSpec(StrictModel):
+    """How a face crop becomes the model's input: cut with ``crop_margin`` around the face box,
+    resized to ``size``, in ``channels`` order, each pixel ``(value x scale - mean) / std`` per
+    channel (value 0–255), laid out ``layout``, float32."""
+
+    size: tuple[int, int] | None = None  # (height, width); None: the model's own, when its file fixes it
+    resize: Literal["stretch", "longest_side_pad"] = "stretch"
+    interpolation: Literal["nearest", "bilinear", "bicubic", "area"] = "bilinear"
+    crop_margin: float = Field(0.2, ge=0.0, le=2.0)  # of the box's width / height, added on each side
+    channels: Literal["RGB", "BGR"] = "RGB"
+    scale: float = Field(1 / 255, gt=0.0)  # 1/255: pixels in [0, 1]; 1: in [0, 255]
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+
+    @field_validator("size")
+    @classmethod
+    def _big_enough(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and min(value) < 8:
+            raise ValueError(f"{value}: both sides must be >= 8")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) <= 0:
+            raise ValueError(f"{value}: every channel must be > 0")
+        return value
+
+
+class OutputSpec(StrictModel):
+    """How the model's output becomes P(fake). ``type``: ``logit`` (raw scores; ``activation``
+    turns them into probabilities: ``sigmoid`` for one value or independent ones, ``softmax``
+    across classes; default: sigmoid for one value, softmax for several) or ``probability``.
+    ``fake_index``: which value means fake, or ``real_index``: which means real (P(fake) = 1 − it);
+    one value means fake unless ``real_index: 0`` says otherwise. ``name``: the output to read when
+    the model has several."""
+
+    type: Literal["logit", "probability"] = "logit"
+    activation: Literal["sigmoid", "softmax"] | None = None
+    fake_index: int | None = Field(None, ge=0)
+    real_index: int | None = Field(None, ge=0)
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _one_index(self) -> OutputSpec:
+        if self.fake_index is not None and self.real_index is not None:
+            raise ValueError("give fake_index or real_index, not both")
+        if self.type == "probability" and self.activation is not None:
+            raise ValueError(f"activation {self.activation!r}: probabilities take none (type: logit takes one)")
+        return self
 
 
 class DetectorConfig(StrictModel):
@@ -22,6 +83,10 @@ class DetectorConfig(StrictModel):
     )
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     weight: float = Field(1.0, ge=0.0)  # in the ensemble
+    # declared types only (``onnx``, ``torchscript``)
+    input: InputSpec | None = None
+    output: OutputSpec | None = None
+    reference: str | None = None  # the same model in the other format (TorchScript for onnx, ONNX for torchscript)
 
     @field_validator("type")
     @classmethod
@@ -30,3 +95,17 @@ class DetectorConfig(StrictModel):
         if value not in known:
             raise ValueError(f"unknown detector type {value!r}; known: {', '.join(sorted(known))}")
         return value
+
+    @model_validator(mode="after")
+    def _declared(self) -> DetectorConfig:
+        if self.type in DECLARED_TYPES:
+            if self.weights is None:
+                raise ValueError(f"weights: a declared detector (type {self.type}) needs its model file")
+        else:
+            for key in ("input", "output", "reference"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"{key}: only a declared detector (type {' or '.join(DECLARED_TYPES)}) takes it; "
+                        f"{self.type!r} knows its own"
+                    )
+        return self

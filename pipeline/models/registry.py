@@ -151,4 +151,7 @@ def _constructor_options(cls: type[BaseDetector], config: DetectorConfig) -> dic
             options[key] = value
         elif value != DetectorConfig.model_fields[key].default:
             raise ConfigError(f"{key}: detector type {config.type!r} ({cls.__name__}) does not take it")
+    for key in ("input", "output", "reference"):  # a declared detector's (the config allows them nowhere else)
+        if key in parameters:
+            options[key] = getattr(config, key)
     return options

@@ -14,7 +14,8 @@ README = REPO / "README.md"
 @pytest.mark.weights
 def test_quick_start_runs(weights_dir, monkeypatch, capsys):
     monkeypatch.setenv("DFSTREAM_MODEL_DIR", str(weights_dir))
-    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    quick_start = README.read_text().split("## Framework API quick start", 1)[1]
+    block = re.findall(r"```python\n(.*?)```", quick_start, flags=re.DOTALL)[0]
     namespace: dict = {}
     exec(compile(block, "README.md quick start", "exec"), namespace)
     result = namespace["result"]
@@ -45,3 +46,15 @@ def test_the_readme_config_example_is_valid(monkeypatch):
     block = next(b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S) if "streams:" in b)
     config = parse_config(substitute_env(yaml.safe_load(block)))
     assert [s.id for s in config.streams] == ["cam1", "door"] and "viewer:s3cret@" in config.streams[1].url
+
+
+def test_the_readme_bring_your_own_detector_block_is_a_valid_config():
+    import yaml
+
+    from dfstream.config import parse_config
+
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S) if "type: onnx" in b)
+    config = parse_config({"streams": [{"id": "s", "url": "sample://"}], **yaml.safe_load(block)})
+    onnx, script = config.detectors
+    assert (onnx.type, script.type) == ("onnx", "torchscript")
+    assert onnx.input.layout == "NCHW" and onnx.output.fake_index == 1 and script.output.real_index == 0

@@ -3,6 +3,7 @@ imported; ``pipeline.models`` imports this package, so a new ``ModelRegistry`` k
 
 from __future__ import annotations
 
+from pipeline.models.detectors.declared import OnnxDetector, TorchScriptDetector
 from pipeline.models.detectors.deepfakebench import (
     DEEPFAKEBENCH_PREPROCESSING,
     DFBEfficientNetB4Detector,
@@ -31,5 +32,7 @@ __all__ = [
     "DFDCWinnerB7Detector",
     "Meso4Detector",
     "MesoInception4Detector",
+    "OnnxDetector",
+    "TorchScriptDetector",
     "TorchDetector",
 ]

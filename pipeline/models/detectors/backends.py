@@ -47,26 +47,38 @@ def compile_module(
     path = _cached(cache_name)
     if path.is_file():
         try:
-            runner = _runner(path, backend)
+            runner = onnx_runner(path, backend)
             return runner, check(runner)
         except Exception as exc:
             log.warning("%s: the cached export %s is unusable (%s); exporting again", name, path, exc)
             path.unlink(missing_ok=True)
     path = _export(module, sample_shape, path, name)
-    runner = _runner(path, backend)
+    runner = onnx_runner(path, backend)
     return runner, check(runner)
 
 
-def _runner(path: Path, backend: str) -> Runner:
+def onnx_runner(path: Path, backend: str, device: str = "cpu", output: str | None = None) -> Runner:
+    """An ONNX file as a runner: ONNX Runtime (its CUDA execution provider on a GPU) or OpenVINO on
+    the CPU; ``output``: the output it returns (None: the first)."""
     threads = torch.get_num_threads()  # the share ``share_cpu_threads`` gave each inference thread
     if backend == "onnxruntime":
         import onnxruntime as ort
 
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ModelLoadError(
+                    f"{path.name}: device {device}, but this ONNX Runtime has no CUDA execution provider "
+                    "(install onnxruntime-gpu, or use device: cpu)"
+                )
+            index = int(device.partition(":")[2] or 0)
+            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=providers)
         input_name = session.get_inputs()[0].name
-        return lambda batch: session.run(None, {input_name: batch})[0]
+        outputs = None if output is None else [output]
+        return lambda batch: session.run(outputs, {input_name: batch})[0]
     if backend == "openvino":
         import openvino as ov
 
@@ -79,8 +91,9 @@ def _runner(path: Path, backend: str) -> Runner:
                 "PERFORMANCE_HINT": "LATENCY",
             },
         )
+        port = compiled.output(output) if output is not None else compiled.output(0)
         request = compiled.create_infer_request()  # one: the detector's batcher calls from one thread
-        return lambda batch: np.array(request.infer([batch])[0])
+        return lambda batch: np.array(request.infer([batch])[port])
     raise ConfigError(f"unknown backend {backend!r}")
 
 
