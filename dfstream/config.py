@@ -250,7 +250,10 @@ def verify_files(config: DfstreamConfig) -> list[str]:
     problems = []
     for i, detector in enumerate(config.detectors):
         weights = detector.weights
-        if weights is not None and weights not in manifest and not Path(weights).expanduser().is_file():
+        place = Path(weights).expanduser() if weights is not None else None
+        # a Hugging Face checkpoint is a folder
+        there = place is None or (place.is_dir() if detector.type == "hf_image_classifier" else place.is_file())
+        if weights not in manifest and not there:
             problems.append(f"detectors[{i}].weights: no such file {weights!r} (and not a name in configs/models.yaml)")
         reference = detector.reference
         if reference is not None and not Path(reference).expanduser().is_file():

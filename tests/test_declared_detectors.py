@@ -236,9 +236,17 @@ def test_every_wrong_declaration_is_refused_in_one_line_naming_the_field(tmp_pat
         ),
         (
             {"name": "m", "type": "onnx", "weights": "x.onnx", "output": {"fake_index": 1, "real_index": 0}},
-            r"detectors\[0\]\.output: give fake_index or real_index, not both",
+            r"detectors\[0\]\.output: give one of fake_index, real_index or fake_label",
         ),
         ({"name": "m", "type": "onnx", "weights": "x.onnx", "input": {"size": [4, 4]}}, r"input\.size: .*>= 8"),
+        (
+            {"name": "m", "type": "onnx", "weights": "x.onnx", "output": {"fake_label": "Fake"}},
+            r"output\.fake_label: only a Hugging Face checkpoint names its labels",
+        ),
+        (
+            {"name": "m", "type": "hf_image_classifier", "weights": "folder", "reference": "x.onnx"},
+            r"reference: only for onnx and torchscript",
+        ),
     ],
 )
 def test_a_declaration_the_config_itself_refuses(entry, message):
@@ -336,3 +344,87 @@ detectors:
     report = json.loads((out / "report.json").read_text())
     assert report["models"]["mine"]["frame"]["n"] == 16 and 0.0 <= report["models"]["mine"]["frame"]["auc"] <= 1.0
     assert "mine" in capsys.readouterr().out
+
+
+@pytest.fixture
+def vit_folder(tmp_path):
+    """A small ViT image classifier with random weights, saved as a Hugging Face checkpoint folder."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(21)
+    config = ViTConfig(
+        image_size=SIZE,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+        id2label={0: "Real", 1: "Fake"},
+        label2id={"Real": 0, "Fake": 1},
+    )
+    folder = tmp_path / "vit-deepfake"
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": SIZE, "width": SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
+        folder
+    )
+    return folder
+
+
+def test_a_hugging_face_checkpoint_folder_with_its_own_preprocessing(vit_folder, faces):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    entry = declared(f"""
+        name: hf
+        type: hf_image_classifier
+        weights: {vit_folder}
+        input: {{crop_margin: 0.4}}
+        output: {{fake_label: Fake}}
+    """)
+    detector = load(entry)
+    assert detector.spec_in.mean == (0.5, 0.5, 0.5) and detector.spec_in.crop_margin == 0.4  # the folder's, and ours
+    assert detector.spec_out.fake_index == 1
+    another = np.random.default_rng(1).integers(0, 256, (SIZE, SIZE, 3), np.uint8)
+    same_size = [f for f in faces if f.shape[0] == SIZE] + [another]  # at the model's size: no resampling to differ
+    processor = AutoImageProcessor.from_pretrained(vit_folder, local_files_only=True)
+    model = AutoModelForImageClassification.from_pretrained(vit_folder, local_files_only=True).eval()
+    with torch.no_grad():
+        logits = model(**processor(images=same_size, return_tensors="pt")).logits
+    expected = torch.softmax(logits, dim=1)[:, 1].numpy()
+    np.testing.assert_allclose([r.fake_probability for r in detector.predict_batch(same_size)], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"output": {"fake_label": "Deepfake"}},
+            r"output\.fake_label 'Deepfake': the checkpoint's labels are Real, Fake",
+        ),
+        ({"output": {}}, r"output\.fake_label: the checkpoint has 2 labels \(Real, Fake\); name the one"),
+        ({"weights": "config.json"}, r"weights .*config\.json: not a folder"),
+        ({"weights": "empty"}, r"weights .*empty: no config\.json in the folder"),
+        ({"weights": "pickled"}, r"no safetensors weights in the folder \(only a pickled pytorch_model\.bin"),
+    ],
+)
+def test_a_hugging_face_folder_that_does_not_fit_is_refused_in_one_line(vit_folder, change, message):
+    (vit_folder.parent / "empty").mkdir()
+    pickled = vit_folder.parent / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((vit_folder / "config.json").read_text())
+    (pickled / "pytorch_model.bin").write_bytes(b"pickle")
+    entry = {"name": "m", "type": "hf_image_classifier", "weights": str(vit_folder), "output": {"fake_label": "Fake"}}
+    if "weights" in change:
+        name = change["weights"]
+        change = {"weights": str(vit_folder / name if name == "config.json" else vit_folder.parent / name)}
+    with pytest.raises(ModelLoadError) as caught:
+        load({**entry, **change})
+    assert "\n" not in str(caught.value) and re.search(message, str(caught.value)), caught.value
+
+
+def test_without_transformers_the_error_names_the_extra(vit_folder, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    with pytest.raises(ModelLoadError, match=r"needs the transformers library: pip install -e '\.\[hf\]'"):
+        load({"name": "m", "type": "hf_image_classifier", "weights": str(vit_folder), "output": {"fake_label": "Fake"}})

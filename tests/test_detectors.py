@@ -16,6 +16,7 @@ from core.errors import (
     ModelNotLoadedError,
 )
 from pipeline import DetectionResult, ModelRegistry, ModelStatus, PerformanceMonitor
+from pipeline.models.config import DECLARED_TYPES
 from pipeline.models.detectors import Meso4Detector, MesoInception4Detector
 from pipeline.models.devices import resolve_device
 from tests.fixed_detector import FixedDetector
@@ -159,9 +160,9 @@ def test_builtins_load_from_the_cache_and_batch(weights_dir, monkeypatch, face_c
     registry = ModelRegistry()
     statuses = registry.load_all_models()
     assert statuses["meso4"] is statuses["mesoinception4"] is ModelStatus.READY
-    for name in set(statuses) - {"meso4", "mesoinception4", "onnx", "torchscript"}:  # the zoo's are not in this cache
+    for name in set(statuses) - {"meso4", "mesoinception4", *DECLARED_TYPES}:  # the zoo's are not in this cache
         assert statuses[name] is ModelStatus.FAILED and "dfstream models pull" in registry.get_error(name)
-    for name in ("onnx", "torchscript"):  # declared types: nothing to load without the user's file
+    for name in DECLARED_TYPES:  # declared types: nothing to load without the user's file
         assert statuses[name] is ModelStatus.FAILED and "needs its model file" in registry.get_error(name)
     for name, cls in (("meso4", Meso4Detector), ("mesoinception4", MesoInception4Detector)):
         detector = registry.get_model(name)

@@ -14,7 +14,7 @@ from core.strict import StrictModel
 from pipeline.models.devices import BackendName, DeviceName
 from pipeline.models.plugins import detector_types
 
-DECLARED_TYPES = ("onnx", "torchscript")  # detectors described by ``input`` / ``output`` instead of code
+DECLARED_TYPES = ("onnx", "torchscript", "hf_image_classifier")  # described by ``input`` / ``output``, not code
 
 
 class InputSpec(StrictModel):
@@ -52,19 +52,21 @@ class OutputSpec(StrictModel):
     turns them into probabilities: ``sigmoid`` for one value or independent ones, ``softmax``
     across classes; default: sigmoid for one value, softmax for several) or ``probability``.
     ``fake_index``: which value means fake, or ``real_index``: which means real (P(fake) = 1 − it);
-    one value means fake unless ``real_index: 0`` says otherwise. ``name``: the output to read when
-    the model has several."""
+    one value means fake unless ``real_index: 0`` says otherwise; ``fake_label``: by the name a
+    Hugging Face checkpoint gives it (``id2label``). ``name``: the output to read when the model has
+    several."""
 
     type: Literal["logit", "probability"] = "logit"
     activation: Literal["sigmoid", "softmax"] | None = None
     fake_index: int | None = Field(None, ge=0)
     real_index: int | None = Field(None, ge=0)
+    fake_label: str | None = Field(None, min_length=1)
     name: str | None = None
 
     @model_validator(mode="after")
     def _one_index(self) -> OutputSpec:
-        if self.fake_index is not None and self.real_index is not None:
-            raise ValueError("give fake_index or real_index, not both")
+        if sum(v is not None for v in (self.fake_index, self.real_index, self.fake_label)) > 1:
+            raise ValueError("give one of fake_index, real_index or fake_label")
         if self.type == "probability" and self.activation is not None:
             raise ValueError(f"activation {self.activation!r}: probabilities take none (type: logit takes one)")
         return self
@@ -101,6 +103,10 @@ class DetectorConfig(StrictModel):
         if self.type in DECLARED_TYPES:
             if self.weights is None:
                 raise ValueError(f"weights: a declared detector (type {self.type}) needs its model file")
+            if self.reference is not None and self.type == "hf_image_classifier":
+                raise ValueError("reference: only for onnx and torchscript (the same model in the other format)")
+            if self.type != "hf_image_classifier" and self.output is not None and self.output.fake_label is not None:
+                raise ValueError("output.fake_label: only a Hugging Face checkpoint names its labels; give fake_index")
         else:
             for key in ("input", "output", "reference"):
                 if getattr(self, key) is not None:

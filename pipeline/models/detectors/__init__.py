@@ -12,6 +12,7 @@ from pipeline.models.detectors.deepfakebench import (
     DFBXceptionDetector,
 )
 from pipeline.models.detectors.dfdc import DFDC_WINNER_PREPROCESSING, DFDCWinnerB7Detector
+from pipeline.models.detectors.hugging_face import HuggingFaceDetector
 from pipeline.models.detectors.mesonet import MESONET_PREPROCESSING, Meso4Detector, MesoInception4Detector
 from pipeline.models.detectors.torch_detector import TorchDetector
 from pipeline.models.preprocessing import PreprocessingConfig
@@ -31,6 +32,7 @@ __all__ = [
     "DFBXceptionDetector",
     "DFDCWinnerB7Detector",
     "Meso4Detector",
+    "HuggingFaceDetector",
     "MesoInception4Detector",
     "OnnxDetector",
     "TorchScriptDetector",

@@ -75,6 +75,12 @@ class DeclaredDetector(BaseDetector):
         self._run: Runner | None = None
 
     # ---- what each type says ----------------------------------------------------------------------
+    def _resolve(self, model_path: str) -> Path:
+        try:
+            return resolve_weights(model_path)
+        except WeightsError as exc:
+            raise ModelLoadError(f"weights: {exc}") from exc
+
     def _open(self, path: Path) -> tuple[Runner, Shape, bool | None]:
         """The runner, the input's dimensions as the file states them, and whether the batch is
         fixed at one (None: the file does not say)."""
@@ -86,10 +92,7 @@ class DeclaredDetector(BaseDetector):
             raise ModelLoadError(
                 f"{self.model_name}: weights: a declared detector (type {self.kind}) needs its model file"
             )
-        try:
-            path = resolve_weights(model_path)
-        except WeightsError as exc:
-            raise ModelLoadError(f"weights: {exc}") from exc
+        path = self._resolve(model_path)
         run, shape, fixed_one = self._open(path)
         self.preprocessing = self._preprocessing(self._size(shape))
         self.preprocessor = UnifiedPreprocessor(self.preprocessing)
