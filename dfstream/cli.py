@@ -474,7 +474,12 @@ def _models(args: argparse.Namespace) -> int:
         if unknown:
             print(f"dfstream: error: unknown model(s) {unknown}; known: {', '.join(manifest)}", file=sys.stderr)
             return 2
+        wanted: list[str] = []
         for name in args.names or list(manifest):
+            for needed in (*manifest[name].requires, name):  # what an entry requires comes first
+                if needed not in wanted:
+                    wanted.append(needed)
+        for name in wanted:
             entry = manifest[name]
             url = f"{args.mirror.rstrip('/')}/{entry.file}" if args.mirror else source_url(entry)
             if not entry.pinned and not args.accept_unpinned and args.names:

@@ -7,7 +7,9 @@ compares the outputs (relative error <= 1e-5)."""
 
 from __future__ import annotations
 
+import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -352,3 +354,89 @@ def test_dfdc_crop_is_the_winners_integer_rule(astronaut):
         int(np.ceil(172.9 + 0.15 * 110.7)) - int(np.floor(62.2 - 0.15 * 110.7)),
         int(np.ceil(280.9 + 0.15 * 99.2)) - int(np.floor(181.7 - 0.15 * 99.2)),
     )
+
+
+# ---- GenD (WACV 2026): transformers' CLIP vision tower and a linear head -----------------------------
+class UpstreamGenD(nn.Module):
+    """GenD as its authors assemble it: CLIPModel's vision tower and projection, a two-class linear
+    head on the pooled CLS feature, L2-normalised first with the LinearNorm head."""
+
+    def __init__(self, normalize: bool, image_size: int = 28):
+        super().__init__()
+        from transformers import CLIPConfig, CLIPModel
+
+        vision = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2}
+        config = CLIPConfig(
+            vision_config={**vision, "patch_size": 14, "image_size": image_size},
+            text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1},
+            projection_dim=48,
+        )
+        clip = CLIPModel(config)
+        self.vision_model, self.visual_projection = clip.vision_model, clip.visual_projection
+        self.linear = nn.Linear(128, 2)
+        self.normalize = normalize
+
+    def forward(self, x):
+        features = self.vision_model(pixel_values=x).pooler_output
+        return self.linear(F.normalize(features, dim=1) if self.normalize else features)
+
+    def save_as_released(self, folder, head: str):
+        """The Hugging Face folder: config.json and model.safetensors in GenD's key layout."""
+        from safetensors.torch import save_file
+
+        state = {f"feature_extractor.vision_model.{k}": v for k, v in self.vision_model.state_dict().items()}
+        state["feature_extractor.visual_projection.weight"] = self.visual_projection.weight
+        state.update({f"model.linear.{k}": v for k, v in self.linear.state_dict().items()})
+        folder.mkdir()
+        save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+        config = {"model_type": "GenD", "backbone": "openai/clip-vit-large-patch14", "head": head}
+        (folder / "config.json").write_text(json.dumps(config))
+        return folder / "model.safetensors"
+
+
+@pytest.mark.parametrize("head", ["linear", "LinearNorm"])
+def test_gend_from_its_hugging_face_folder(tmp_path, head):
+    from pipeline.models.detectors import GenDDetector
+
+    reference = randomise(UpstreamGenD(normalize=head == "LinearNorm"), 12)
+    detector = load(GenDDetector, reference.save_as_released(tmp_path / "GenD_CLIP_L_14", head))
+    assert detector.module.normalize is (head == "LinearNorm")
+    x = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(13))
+    check(f"gend ({head})", detector, reference, x, lambda y: torch.softmax(y, dim=1)[:, 1])
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (None, "GenD's config.json (its head: linear or LinearNorm) must sit beside it"),
+        ({"model_type": "GenD", "backbone": "openai/clip-vit-large-patch14", "head": "mlp"}, "head 'mlp'"),
+        ({"model_type": "GenD", "backbone": "vit_pe_core_large_patch14_336", "head": "linear"}, "GenD's CLIP variant"),
+    ],
+)
+def test_a_gend_folder_that_is_not_the_clip_release_is_refused(tmp_path, config, message):
+    import json
+
+    from pipeline.models.detectors import GenDDetector
+
+    weights = UpstreamGenD(normalize=False).save_as_released(tmp_path / "GenD", "linear")
+    if config is None:
+        (weights.parent / "config.json").unlink()
+    else:
+        (weights.parent / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=re.escape(message)):
+        load(GenDDetector, weights)
+
+
+def test_gend_runs_on_onnx_runtime_as_it_does_in_pytorch(tmp_path, monkeypatch, astronaut):
+    """At its real input size (224 px): exported at load, checked against PyTorch there."""
+    from pipeline.models.detectors import GenDDetector
+
+    monkeypatch.setenv("DFSTREAM_MODEL_DIR", str(tmp_path / "cache"))
+    reference = randomise(UpstreamGenD(normalize=True, image_size=224), 14)
+    weights = reference.save_as_released(tmp_path / "GenD", "LinearNorm")
+    scores = {}
+    for backend in ("torch", "onnxruntime"):
+        detector = GenDDetector(device="cpu", weights=str(weights), backend=backend)
+        detector.load_model()
+        scores[backend] = detector.predict(astronaut).fake_probability
+    assert scores["onnxruntime"] == pytest.approx(scores["torch"], abs=1e-4)

@@ -209,3 +209,25 @@ def test_the_voice_models_in_the_manifest_are_the_published_files(aasist_dir):
         assert entry.modality == "audio" and entry.license == "MIT"
         assert published[entry.file] == entry.sha256
         assert (aasist_dir / entry.file).stat().st_size == entry.size
+
+
+def test_gend_is_pulled_with_the_config_beside_it_and_loads_by_its_name(file_server, tmp_path, monkeypatch):
+    from pipeline.models.detectors import GenDDetector
+    from tests.test_model_zoo import UpstreamGenD
+
+    root, base = file_server
+    UpstreamGenD(normalize=True).save_as_released(root / "GenD_CLIP_L_14", "LinearNorm")
+    env = {"DFSTREAM_MODEL_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-m", "dfstream", "models", "pull", "gend_clip_l14", "--mirror", base, "--accept-unpinned"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    pulled = [line.split(":")[0] for line in out.stdout.splitlines() if "saved to" in line]
+    assert pulled == ["gend_clip_l14_config", "gend_clip_l14"] and "license MIT" in out.stdout
+    monkeypatch.setenv("DFSTREAM_MODEL_DIR", str(tmp_path / "cache"))
+    detector = GenDDetector(device="cpu")  # its default weights: the manifest's gend_clip_l14
+    detector.load_model()
+    assert detector.module.normalize and detector.weights_path.parent.name == "GenD_CLIP_L_14"

@@ -48,6 +48,7 @@ class WeightsEntry(StrictModel):
     size: int | None = Field(None, gt=0)
     license: str
     description: str = ""
+    requires: tuple[str, ...] = ()  # entries pulled with this one (a checkpoint's config file beside it)
 
     @property
     def pinned(self) -> bool:
@@ -187,8 +188,8 @@ def pull(
     digest is then recorded beside it, and later pulls and verifies hold it to that.
     """
     directory = directory or model_dir()
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / entry.file
+    target.parent.mkdir(parents=True, exist_ok=True)  # a file may sit in its checkpoint's folder
     if verify(entry, directory):
         return target
     if not entry.pinned and not accept_unpinned:

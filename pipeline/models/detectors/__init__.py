@@ -12,6 +12,7 @@ from pipeline.models.detectors.deepfakebench import (
     DFBXceptionDetector,
 )
 from pipeline.models.detectors.dfdc import DFDC_WINNER_PREPROCESSING, DFDCWinnerB7Detector
+from pipeline.models.detectors.gend import CLIP_PREPROCESSING, GenDDetector
 from pipeline.models.detectors.hugging_face import HuggingFaceDetector
 from pipeline.models.detectors.mesonet import MESONET_PREPROCESSING, Meso4Detector, MesoInception4Detector
 from pipeline.models.detectors.torch_detector import TorchDetector
@@ -22,6 +23,7 @@ PROFILES: dict[str, PreprocessingConfig] = {
     "mesonet": MESONET_PREPROCESSING,
     "deepfakebench": DEEPFAKEBENCH_PREPROCESSING,
     "dfdc_winner": DFDC_WINNER_PREPROCESSING,
+    "clip": CLIP_PREPROCESSING,
 }
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "DFBXceptionDetector",
     "DFDCWinnerB7Detector",
     "Meso4Detector",
+    "GenDDetector",
     "HuggingFaceDetector",
     "MesoInception4Detector",
     "OnnxDetector",

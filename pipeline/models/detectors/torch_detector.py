@@ -63,6 +63,10 @@ class TorchDetector(BaseDetector):
     def build(self) -> nn.Module:
         """The architecture with random weights."""
 
+    def build_for(self, path: Path) -> nn.Module:
+        """The architecture for the checkpoint at ``path`` (by default ``build()``: one size fits every file)."""
+        return self.build()
+
     @abstractmethod
     def load_weights(self, module: nn.Module, path: Path) -> None:
         """Fill ``module`` from ``path`` strictly, or raise ``ModelLoadError`` naming the mismatch."""
@@ -76,7 +80,7 @@ class TorchDetector(BaseDetector):
             path = resolve_weights(model_path or self.weights)
         except WeightsError as exc:
             raise ModelLoadError(f"{self.model_name}: {exc}") from exc
-        module = self.build()
+        module = self.build_for(path)
         self.load_weights(module, path)
         module.eval().requires_grad_(False).to(self.device)
         if self.backend != "torch":
