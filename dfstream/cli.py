@@ -389,12 +389,14 @@ def _eval(args: argparse.Namespace) -> int:
         }
         for path in write_outputs(out, result, scores, names, meta):
             print(f"wrote {path}")
-        print(f"{'model':<22} {'frame AUC':>9} {'video AUC':>9} {'video acc':>9} {'video F1':>8}")
+        # the cost beside the accuracy: ms per crop on this machine (a batch of a chunk's faces)
+        print(f"{'model':<22} {'frame AUC':>9} {'video AUC':>9} {'video acc':>9} {'video F1':>8} {'ms/crop':>8}")
         for name in [*names, FUSED]:
             frame, video = result["models"][name]["frame"], result["models"][name]["video"]["mean"]
+            cost = scores.ms_per_crop(name)
             print(
                 f"{name:<22} {_show(frame['auc']):>9} {_show(video['auc']):>9} {_show(video['accuracy']):>9} "
-                f"{_show(video['f1']):>8}"
+                f"{_show(video['f1']):>8} {'' if cost is None else f'{cost:.2f}':>8}"
             )
     if args.audio_detectors:
         from pipeline.evaluation.voice import FUSED as VOICE_FUSED

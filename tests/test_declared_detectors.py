@@ -343,7 +343,10 @@ detectors:
     assert main(["eval", str(dataset), "--config", str(config), "--frames", "4", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["models"]["mine"]["frame"]["n"] == 16 and 0.0 <= report["models"]["mine"]["frame"]["auc"] <= 1.0
-    assert "mine" in capsys.readouterr().out
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-3].split()[-1] == "ms/crop"  # the cost beside the accuracy, measured here
+    assert printed[-2].startswith("mine") and float(printed[-2].split()[-1]) > 0
+    assert len(printed[-1].split()) == 5  # the fusion has no cost of its own
 
 
 @pytest.fixture

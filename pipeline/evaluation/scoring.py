@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,13 @@ class Scores:
     rows: list[dict] = field(default_factory=list)  # path, label, frame, and one P(fake) per detector and fused
     skipped: list[dict] = field(default_factory=list)  # path, label, reason
     frames_without_face: int = 0
+    # per detector: seconds spent scoring and crops scored, on this machine (printed, never in
+    # report.json: a rerun writes the same bytes)
+    timing: dict[str, list[float]] = field(default_factory=dict)
+
+    def ms_per_crop(self, name: str) -> float | None:
+        seconds, crops = self.timing.get(name, (0.0, 0))
+        return 1000.0 * seconds / crops if crops else None
 
     def column(self, key: str) -> list:
         return [row[key] for row in self.rows]
@@ -102,9 +110,11 @@ def score_frames(
     faces: FaceDetector,
     every_face: bool = False,
     progress: Callable[[int], None] | None = None,
+    timing: dict[str, list[float]] | None = None,
 ) -> tuple[list[FaceScore], int, int]:
     """Scores of the largest face (or ``every_face``) of each frame; also the number of frames
-    read and of frames without a face. ``progress(frames read)`` after each chunk."""
+    read and of frames without a face. ``progress(frames read)`` after each chunk; ``timing``
+    gathers each detector's seconds and crops."""
     scored: list[FaceScore] = []
     read = without_face = 0
     for chunk in _chunks(frames, CHUNK):
@@ -117,9 +127,14 @@ def score_frames(
             for k in range(len(detections) if every_face else min(1, len(detections))):
                 crops.append((index, k, image, tuple(float(v) for v in detections.xyxy[k])))
         if crops:
-            per_model = {
-                name: d.score_crops([(image, box) for _, _, image, box in crops]) for name, d in detectors.items()
-            }
+            per_model = {}
+            for name, detector in detectors.items():
+                started = time.perf_counter()
+                per_model[name] = detector.score_crops([(image, box) for _, _, image, box in crops])
+                if timing is not None:
+                    spent = timing.setdefault(name, [0.0, 0])
+                    spent[0] += time.perf_counter() - started
+                    spent[1] += len(crops)
             for j, (index, k, _, box) in enumerate(crops):
                 models = {name: float(values[j]) for name, values in per_model.items()}
                 fused = ensemble.fuse(models)
@@ -151,7 +166,9 @@ def score_items(
     scores = Scores()
     for done, item in enumerate(items, start=1):
         try:
-            found, read, without_face = score_frames(spaced_frames(item, frames), detectors, ensemble, faces)
+            found, read, without_face = score_frames(
+                spaced_frames(item, frames), detectors, ensemble, faces, timing=scores.timing
+            )
             scores.frames_without_face += without_face
             if not found:
                 raise ConfigError("no face in any sampled frame" if read else "no frame could be decoded")
