@@ -470,6 +470,8 @@ def _models(args: argparse.Namespace) -> int:
             state = "verified" if verify(entry) else ("unverified" if present else "missing")
             size = f"{entry.size:>10} B" if entry.size else "  unpinned  "
             print(f"{name:<22} {entry.architecture:<20} {entry.profile:<14} {size}  {entry.license:<13} {state}")
+            if entry.trained_on or entry.citation:
+                print(f"    trained on {entry.trained_on or 'unstated'}; {entry.citation or 'no citation'}")
         return 0
     if args.models_command == "pull":
         unknown = [n for n in args.names if n not in manifest]

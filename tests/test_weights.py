@@ -108,6 +108,8 @@ def test_cli_pulls_the_real_files_from_a_mirror(weights_dir, file_server, tmp_pa
     assert lines["meso4_df"].endswith(" verified") and lines["meso4_f2f"].endswith(" verified")
     assert lines["mesoinception4_df"].endswith(" missing") and "Apache-2.0" in lines["meso4_df"]
     assert "unpinned" in lines["dfb_xception"] and "CC-BY-NC-4.0" in lines["dfb_xception"]
+    listed = run("list").stdout  # what each was trained on, and whose work it is
+    assert "gend_clip_l14 " in listed and "trained on FaceForensics++ c23; Yermakov et al." in listed
     (tmp_path / "cache" / "Meso4_DF.h5").write_bytes(b"corrupted")
     out = run("verify")
     assert out.returncode == 1 and "meso4_df: sha256 mismatch" in out.stdout

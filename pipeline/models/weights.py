@@ -48,6 +48,8 @@ class WeightsEntry(StrictModel):
     size: int | None = Field(None, gt=0)
     license: str
     description: str = ""
+    trained_on: str = ""
+    citation: str = ""
     requires: tuple[str, ...] = ()  # entries pulled with this one (a checkpoint's config file beside it)
 
     @property
