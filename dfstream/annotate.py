@@ -32,7 +32,7 @@ from dfstream.config import DfstreamConfig
 from pipeline.evaluation.voice import listen, score_windows
 from pipeline.judging.ensemble import build_ensemble
 from pipeline.judging.smoothing import TrackSmoother
-from pipeline.models.audio.scorer import VoiceScorer
+from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detector import BaseDetector
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.drawing import Timeline, draw, draw_voice
@@ -55,7 +55,7 @@ def probe_input(source: str) -> Probe:
 VoiceMoment = tuple[float, str, float | None]  # a window's end (stream time), its smoothed label and P(spoof)
 
 
-def voice_timeline(config: DfstreamConfig, voices: dict[str, VoiceScorer], source: Path) -> list[VoiceMoment]:
+def voice_timeline(config: DfstreamConfig, voices: dict[str, VoiceModel], source: Path) -> list[VoiceMoment]:
     """The voice of ``source`` window by window, labelled as the runtime labels a stream's voice."""
     ensemble = build_ensemble(config.voice.ensemble, config.audio_detectors, None)
     windows = score_windows(listen(source, config.voice), voices, ensemble, config.voice.min_speech)
@@ -172,7 +172,7 @@ def annotate(
     source: str,
     out: Path,
     progress: Callable[[int], None] | None = None,
-    voices: dict[str, VoiceScorer] | None = None,
+    voices: dict[str, VoiceModel] | None = None,
 ) -> dict:
     """Judge ``source`` and write ``out``; returns what was done (frames, seconds, fps, voice windows)."""
     found = probe_input(source)

@@ -16,7 +16,7 @@ import uvicorn
 from core.errors import ConfigError
 from dfstream.config import DfstreamConfig
 from pipeline.models.audio.loading import load_voice_models
-from pipeline.models.audio.scorer import VoiceScorer
+from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detector import BaseDetector
 from pipeline.models.registry import ModelRegistry
 from pipeline.models.weights import ensure_available, load_manifest
@@ -41,7 +41,7 @@ def load_detectors(config: DfstreamConfig, offline: bool, say: Callable[[str], N
     return ModelRegistry().load_configured(config.detectors)
 
 
-def load_voices(config: DfstreamConfig, offline: bool, say: Callable[[str], None]) -> dict[str, VoiceScorer]:
+def load_voices(config: DfstreamConfig, offline: bool, say: Callable[[str], None]) -> dict[str, VoiceModel]:
     """The ``audio_detectors``, fetched as the detectors' weights are and loaded (after ``load_detectors``)."""
     manifest = load_manifest()
     ensure_available([a.weights_name for a in config.audio_detectors if a.weights_name in manifest], offline, say)

@@ -31,7 +31,7 @@ from pipeline.evaluation.scoring import FaceScore, score_frames
 from pipeline.evaluation.voice import file_score, listen, score_windows
 from pipeline.judging.ensemble import EnsembleManager
 from pipeline.judging.listening import VoiceConfig
-from pipeline.models.audio.scorer import VoiceScorer
+from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detector import BaseDetector
 from pipeline.models.faces import FaceDetector
 from pipeline.monitoring.keys import Count, Gauge, Subject
@@ -352,7 +352,7 @@ class VoiceJudge:
     """A file's voice for the analyser: the voice models, their ensemble and the ``voice`` section,
     used as ``dfstream eval --audio-detectors`` uses them (``pipeline.evaluation.voice``)."""
 
-    def __init__(self, voices: Mapping[str, VoiceScorer], ensemble: EnsembleManager, config: VoiceConfig):
+    def __init__(self, voices: Mapping[str, VoiceModel], ensemble: EnsembleManager, config: VoiceConfig):
         self.voices, self.ensemble, self.config = voices, ensemble, config
 
     def judge(

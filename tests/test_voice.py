@@ -175,7 +175,7 @@ def test_voice_model_configuration_errors_name_what_is_wrong(aasist_dir, tmp_pat
     base = {"streams": [{"id": "a", "url": "sample://"}], "detectors": [{"name": "meso4", "type": "meso4"}]}
     with pytest.raises(ConfigError, match=r"audio_detectors\[0\]\.name: 'meso4' is also a detector's name"):
         parse_config({**base, "audio_detectors": [{"name": "meso4", "type": "aasist"}]})
-    with pytest.raises(ConfigError, match=r"audio_detectors\[0\]\.type: Input should be 'aasist' or 'aasist_l'"):
+    with pytest.raises(ConfigError, match=r"audio_detectors\[0\]\.type: Input should be 'aasist', 'aasist_l' or 'onn"):
         parse_config({**base, "audio_detectors": [{"name": "v", "type": "wav2vec"}]})
     truncated = tmp_path / "AASIST.pth"
     truncated.write_bytes((aasist_dir / "AASIST.pth").read_bytes()[:50_000])

@@ -20,7 +20,7 @@ from pipeline.evaluation.metrics import classification_report
 from pipeline.judging.ensemble import EnsembleManager
 from pipeline.judging.listening import Listener, VoiceConfig, Window
 from pipeline.judging.speech import SileroGate
-from pipeline.models.audio.scorer import VoiceScorer
+from pipeline.models.audio.scorer import VoiceModel
 from stream.audio import AudioDecoder
 
 FUSED = "fused"
@@ -78,7 +78,7 @@ def listen(path: Path, config: VoiceConfig, options: dict[str, str] | None = Non
 
 def score_windows(
     windows: Sequence[Window],
-    voices: Mapping[str, VoiceScorer],
+    voices: Mapping[str, VoiceModel],
     ensemble: EnsembleManager,
     min_speech: float,
     between: Callable[[], None] | None = None,
@@ -121,7 +121,7 @@ class VoiceScores:
 
 def score_voice_items(
     items: list[Item],
-    voices: Mapping[str, VoiceScorer],
+    voices: Mapping[str, VoiceModel],
     ensemble: EnsembleManager,
     config: VoiceConfig,
     progress: Callable[[int, int], None] | None = None,

@@ -26,7 +26,7 @@ import numpy as np
 from core.errors import ConfigError, LifecycleError, one_line
 from pipeline.judging.ensemble import EnsembleResult, build_ensemble
 from pipeline.judging.listening import Window
-from pipeline.models.audio.scorer import VoiceScorer
+from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detections import Box, Detections
 from pipeline.models.detector import BaseDetector
 from pipeline.models.faces import FaceDetector
@@ -68,7 +68,7 @@ class Runtime:
         tap: LiveTap | None = None,
         backends: BackendsFactory | None = None,
         numbering: Numbering | None = None,
-        voices: dict[str, VoiceScorer] | None = None,
+        voices: dict[str, VoiceModel] | None = None,
         calls: CallHub | None = None,
     ):
         """``detectors``, ``voices`` (the loaded ``audio_detectors``) and ``face_detector`` run here,

@@ -58,3 +58,15 @@ def test_the_readme_bring_your_own_detector_block_is_a_valid_config():
     onnx, script = config.detectors
     assert (onnx.type, script.type) == ("onnx", "torchscript")
     assert onnx.input.layout == "NCHW" and onnx.output.fake_index == 1 and script.output.real_index == 0
+
+
+def test_the_readme_voice_model_block_is_a_valid_config():
+    import yaml
+
+    from dfstream.config import parse_config
+
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(b for b in blocks if "audio_detectors:" in b and "type: onnx" in b)
+    base = {"streams": [{"id": "s", "url": "sample://"}], "detectors": [{"name": "meso4", "type": "meso4"}]}
+    (voice,) = parse_config({**base, **yaml.safe_load(block)}).audio_detectors
+    assert voice.type == "onnx" and voice.input.samples == 64600 and voice.output.fake_index == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,6 +23,12 @@ from pipeline.models.devices import resolve_backend, resolve_device
 from pipeline.models.weights import sha256_file
 
 SPOOF = 0
+
+
+class VoiceModel(Protocol):
+    """What the runtime, ``eval`` and the service ask of a voice model: P(spoof) per 16 kHz window."""
+
+    def score(self, windows: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
 def p_spoof(logits: np.ndarray) -> np.ndarray:

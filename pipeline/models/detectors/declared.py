@@ -205,8 +205,8 @@ class DeclaredDetector(BaseDetector):
         """P(fake) per face of a ready batch. At load every way the output can disagree with the
         declaration is a ``ModelLoadError`` naming the field; afterwards a bad batch is an ``InferenceError``."""
         try:
-            return _fake_probability(self._outputs(batch), len(batch), self.spec_out)
-        except _Mismatch as exc:
+            return fake_probability_of(self._outputs(batch), len(batch), self.spec_out)
+        except OutputMismatch as exc:
             if at_load:
                 raise ModelLoadError(str(exc)) from None
             raise InferenceError(f"{self.model_name}: {exc}") from None
@@ -324,11 +324,13 @@ class TorchScriptDetector(DeclaredDetector):
             out = module(tensor.half() if half else tensor)
             if isinstance(out, dict):
                 if name not in out:
-                    raise _Mismatch(f"output.name: the model returns a dict ({', '.join(out)}); name the entry to read")
+                    raise OutputMismatch(
+                        f"output.name: the model returns a dict ({', '.join(out)}); name the entry to read"
+                    )
                 out = out[name]
             elif isinstance(out, (tuple, list)):
                 if name is None or not name.isdigit() or int(name) >= len(out):
-                    raise _Mismatch(
+                    raise OutputMismatch(
                         f"output.name: the model returns {len(out)} outputs; name the one to read by its "
                         f"position (0–{len(out) - 1})"
                     )
@@ -342,38 +344,45 @@ class TorchScriptDetector(DeclaredDetector):
 _OTHER: dict[str, type[DeclaredDetector]] = {"onnx": TorchScriptDetector, "torchscript": OnnxDetector}
 
 
-class _Mismatch(InferenceError):
+class OutputMismatch(InferenceError):
     """The model's output is not what the declaration says."""
 
 
-def _fake_probability(raw: np.ndarray, faces: int, spec: OutputSpec) -> np.ndarray:
+def fake_probability_of(raw: np.ndarray, faces: int, spec: OutputSpec, unit: str = "face") -> np.ndarray:
+    """P(fake) for each of ``faces`` rows of a classifier's output (``unit``: what a row is), as
+    ``spec`` declares it; an ``OutputMismatch`` naming the field when the output is not what it says."""
     out = np.asarray(raw, dtype=np.float64)
     if out.ndim == 0 or out.shape[0] != faces:
-        raise _Mismatch(f"output: the model gives {tuple(out.shape)} for {faces} faces; one row a face was expected")
+        raise OutputMismatch(
+            f"output: the model gives {tuple(out.shape)} for {faces} {unit}s; one row a {unit} was expected"
+        )
     if out.ndim > 2 and all(d == 1 for d in out.shape[2:]):
         out = out.reshape(faces, -1)
     if out.ndim == 1:
         out = out[:, None]
     if out.ndim != 2:
-        raise _Mismatch(f"output: the model gives {tuple(out.shape)}; a classifier gives one row of values a face")
+        raise OutputMismatch(
+            f"output: the model gives {tuple(out.shape)}; a classifier gives one row of values a {unit}"
+        )
     values = out.shape[1]
     index = spec.real_index if spec.real_index is not None else spec.fake_index
     field = "real_index" if spec.real_index is not None else "fake_index"
     if index is None:
         if values > 1:
-            raise _Mismatch(
-                f"output.fake_index: the model gives {values} values a face; say which means fake "
+            raise OutputMismatch(
+                f"output.fake_index: the model gives {values} values a {unit}; say which means fake "
                 "(fake_index) or real (real_index)"
             )
         index = 0
     if index >= values:
-        raise _Mismatch(f"output.{field} {index}: the model gives {values} value{'s' if values > 1 else ''} a face")
+        plural = "s" if values > 1 else ""
+        raise OutputMismatch(f"output.{field} {index}: the model gives {values} value{plural} a {unit}")
     if not np.isfinite(out).all():
         bad = int((~np.isfinite(out).all(axis=1)).sum())
-        raise _Mismatch(f"output: the model gives non-finite values for {bad} of {faces} faces")
+        raise OutputMismatch(f"output: the model gives non-finite values for {bad} of {faces} {unit}s")
     if spec.type == "probability":
         if out.min() < -1e-6 or out.max() > 1 + 1e-6:
-            raise _Mismatch(
+            raise OutputMismatch(
                 f"output.type probability: the model gives values from {out.min():.3g} to {out.max():.3g}; "
                 "logits? (type: logit)"
             )
@@ -382,7 +391,7 @@ def _fake_probability(raw: np.ndarray, faces: int, spec: OutputSpec) -> np.ndarr
         activation = spec.activation or ("sigmoid" if values == 1 else "softmax")
         if activation == "softmax":
             if values == 1:
-                raise _Mismatch("output.activation softmax: over one value it is always 1; sigmoid?")
+                raise OutputMismatch("output.activation softmax: over one value it is always 1; sigmoid?")
             shifted = np.exp(out - out.max(axis=1, keepdims=True))
             p = shifted[:, index] / shifted.sum(axis=1)
         else:
