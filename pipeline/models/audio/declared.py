@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, InferenceError, ModelLoadError, one_line
+from core.errors import ConfigError, ModelLoadError, one_line
 from pipeline.models.audio.aasist import WINDOW
 from pipeline.models.audio.config import WaveformSpec
 from pipeline.models.config import OutputSpec
 from pipeline.models.detectors.backends import onnx_runner
-from pipeline.models.detectors.declared import OutputMismatch, fake_probability_of
+from pipeline.models.detectors.declared import declared_probabilities
 from pipeline.models.devices import resolve_device
 
 CHECK_SECONDS = 16_000  # samples of each check window before it is fitted to the model's length
@@ -103,20 +103,9 @@ class DeclaredVoiceScorer:
         return batch[:, None, :] if self.spec_in.layout == "NCS" else batch
 
     def _probabilities(self, batch: np.ndarray, at_load: bool = False) -> np.ndarray:
-        try:
-            if self.one_at_a_time:
-                raw = np.concatenate([np.asarray(self._run(batch[i : i + 1])) for i in range(len(batch))])
-            else:
-                raw = np.asarray(self._run(batch))
-            return fake_probability_of(raw, len(batch), self.spec_out, unit="window")
-        except OutputMismatch as exc:
-            if at_load:
-                raise ModelLoadError(str(exc)) from None
-            raise InferenceError(f"{self.name}: {exc}") from None
-        except Exception as exc:
-            if at_load:
-                raise ModelLoadError(f"the model fails on the check input: {one_line(exc, with_type=True)}") from exc
-            raise
+        return declared_probabilities(
+            self._run, batch, self.one_at_a_time, self.spec_out, self.name, at_load, unit="window"
+        )
 
     def score(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         return self._probabilities(self._fit(windows))

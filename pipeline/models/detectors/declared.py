@@ -195,25 +195,11 @@ class DeclaredDetector(BaseDetector):
         batch = nchw.transpose(0, 2, 3, 1) if self.spec_in.layout == "NHWC" else nchw
         return np.ascontiguousarray(batch, dtype=np.float32)
 
-    def _outputs(self, batch: np.ndarray) -> np.ndarray:
-        assert self._run is not None
-        if self.one_at_a_time:
-            return np.concatenate([np.asarray(self._run(batch[i : i + 1])) for i in range(len(batch))])
-        return np.asarray(self._run(batch))
-
     def _probabilities(self, batch: np.ndarray, at_load: bool = False) -> np.ndarray:
-        """P(fake) per face of a ready batch. At load every way the output can disagree with the
-        declaration is a ``ModelLoadError`` naming the field; afterwards a bad batch is an ``InferenceError``."""
-        try:
-            return fake_probability_of(self._outputs(batch), len(batch), self.spec_out)
-        except OutputMismatch as exc:
-            if at_load:
-                raise ModelLoadError(str(exc)) from None
-            raise InferenceError(f"{self.model_name}: {exc}") from None
-        except Exception as exc:
-            if at_load:
-                raise ModelLoadError(f"the model fails on the check input: {one_line(exc, with_type=True)}") from exc
-            raise
+        assert self._run is not None
+        return declared_probabilities(
+            self._run, batch, self.one_at_a_time, self.spec_out, self.model_name, at_load, unit="face"
+        )
 
     def score_crops(self, items: Sequence[tuple[np.ndarray, Box]]) -> list[float]:
         """P(fake) for faces given as (full frame, box), cut with the declared margin."""
@@ -342,6 +328,28 @@ class TorchScriptDetector(DeclaredDetector):
 
 
 _OTHER: dict[str, type[DeclaredDetector]] = {"onnx": TorchScriptDetector, "torchscript": OnnxDetector}
+
+
+def declared_probabilities(
+    run: Runner, batch: np.ndarray, one_at_a_time: bool, spec: OutputSpec, name: str, at_load: bool, unit: str
+) -> np.ndarray:
+    """P(fake) per row of a ready batch through ``run`` (row by row when the model's batch is fixed at
+    one). At load every way the output can disagree with the declaration is a ``ModelLoadError``
+    naming the field; afterwards a bad batch is an ``InferenceError``."""
+    try:
+        if one_at_a_time:
+            raw = np.concatenate([np.asarray(run(batch[i : i + 1])) for i in range(len(batch))])
+        else:
+            raw = np.asarray(run(batch))
+        return fake_probability_of(raw, len(batch), spec, unit)
+    except OutputMismatch as exc:
+        if at_load:
+            raise ModelLoadError(str(exc)) from None
+        raise InferenceError(f"{name}: {exc}") from None
+    except Exception as exc:
+        if at_load:
+            raise ModelLoadError(f"the model fails on the check input: {one_line(exc, with_type=True)}") from exc
+        raise
 
 
 class OutputMismatch(InferenceError):
