@@ -454,6 +454,7 @@ def _models(args: argparse.Namespace) -> int:
     from pipeline.models.weights import (
         download_progress,
         expected_sha256,
+        fetch_by_hand,
         load_manifest,
         model_dir,
         pull,
@@ -468,7 +469,9 @@ def _models(args: argparse.Namespace) -> int:
         for name, entry in manifest.items():
             present = (model_dir() / entry.file).is_file()
             state = "verified" if verify(entry) else ("unverified" if present else "missing")
-            size = f"{entry.size:>10} B" if entry.size else "  unpinned  "
+            size = f"{entry.size:>10} B" if entry.size else (" sha256 only" if entry.pinned else "  unpinned  ")
+            if entry.manual:
+                state += ", by hand"  # its publisher's page is not a direct download
             print(f"{name:<22} {entry.architecture:<20} {entry.profile:<14} {size}  {entry.license:<13} {state}")
             if entry.trained_on or entry.citation:
                 print(f"    trained on {entry.trained_on or 'unstated'}; {entry.citation or 'no citation'}")
@@ -486,6 +489,16 @@ def _models(args: argparse.Namespace) -> int:
         for name in wanted:
             entry = manifest[name]
             url = f"{args.mirror.rstrip('/')}/{entry.file}" if args.mirror else source_url(entry)
+            if entry.manual and url == entry.url:  # no mirror: nothing a script can download from
+                placed = model_dir() / entry.file
+                if placed.is_file():
+                    state = "verified" if verify(entry) else "unverified (nothing pinned to check it against)"
+                    print(f"{name}: {placed}, placed by hand, {state}")
+                    continue
+                if args.names:
+                    raise WeightsError(fetch_by_hand(entry))
+                print(f"{name}: skipped, {fetch_by_hand(entry).split(': ', 1)[1]}")
+                continue
             if not entry.pinned and not args.accept_unpinned and args.names:
                 raise WeightsError(
                     f"{name}: the manifest pins no sha256 for {entry.file}; add --accept-unpinned to fetch it "

@@ -440,3 +440,219 @@ def test_gend_runs_on_onnx_runtime_as_it_does_in_pytorch(tmp_path, monkeypatch, 
         detector.load_model()
         scores[backend] = detector.predict(astronaut).fake_probability
     assert scores["onnxruntime"] == pytest.approx(scores["torch"], abs=1e-4)
+
+
+# ---- UnivFD (CVPR 2023): one linear unit on OpenAI's CLIP image encoder ---------------------------------
+def openai_clip_state(image_size=28, width=128, layers=2, patch=14, output_dim=48, seed=21):
+    """Random tensors named and shaped as OpenAI's clip/model.py saves a ViT CLIP: the image
+    encoder under ``visual.`` and, beside it, text-tower tensors UnivFD does not read."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=0.1, offset=0.0):
+        return torch.randn(shape, generator=generator) * scale + offset
+
+    grid = image_size // patch
+    state = {
+        "visual.conv1.weight": r(width, 3, patch, patch),
+        "visual.class_embedding": r(width),
+        "visual.positional_embedding": r(grid * grid + 1, width),
+        "visual.ln_pre.weight": r(width, offset=1.0),
+        "visual.ln_pre.bias": r(width),
+    }
+    for i in range(layers):
+        block = f"visual.transformer.resblocks.{i}."
+        for name, shape in {
+            "attn.in_proj_weight": (3 * width, width),
+            "attn.in_proj_bias": (3 * width,),
+            "attn.out_proj.weight": (width, width),
+            "attn.out_proj.bias": (width,),
+            "mlp.c_fc.weight": (4 * width, width),
+            "mlp.c_fc.bias": (4 * width,),
+            "mlp.c_proj.weight": (width, 4 * width),
+            "mlp.c_proj.bias": (width,),
+        }.items():
+            state[block + name] = r(*shape)
+        for norm in ("ln_1", "ln_2"):
+            state[f"{block}{norm}.weight"], state[f"{block}{norm}.bias"] = r(width, offset=1.0), r(width)
+    state["visual.ln_post.weight"], state["visual.ln_post.bias"] = r(width, offset=1.0), r(width)
+    state["visual.proj"] = r(width, output_dim)
+    state["token_embedding.weight"], state["logit_scale"] = r(64, 32), torch.tensor(4.6052)
+    return state
+
+
+class _Holder(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def save_as_torchscript(state: dict, path) -> None:
+    """A TorchScript archive whose state_dict is ``state``, as OpenAI publishes ViT-L-14.pt."""
+    root = _Holder()
+    for key, value in state.items():
+        *parents, leaf = key.split(".")
+        module = root
+        for part in parents:
+            if part not in module._modules:
+                module.add_module(part, _Holder())
+            module = module._modules[part]
+        module.register_parameter(leaf, nn.Parameter(value.clone(), requires_grad=False))
+    torch.jit.save(torch.jit.script(root), str(path))
+
+
+class UpstreamUnivFD(nn.Module):
+    """UnivFD on timm's VisionTransformer, an independent implementation of CLIP's image encoder,
+    filled by timm's own converter of OpenAI's checkpoint layout."""
+
+    def __init__(self, state: dict, fc: nn.Linear, image_size=28, width=128, layers=2, output_dim=48):
+        super().__init__()
+        from functools import partial
+
+        from timm.models.vision_transformer import VisionTransformer, _convert_openai_clip
+
+        self.encoder = VisionTransformer(
+            img_size=image_size,
+            patch_size=14,
+            embed_dim=width,
+            depth=layers,
+            num_heads=width // 64,
+            pre_norm=True,
+            norm_layer=partial(nn.LayerNorm, eps=1e-5),
+            act_layer="quick_gelu",
+            num_classes=output_dim,
+            global_pool="token",
+        )
+        self.encoder.load_state_dict(_convert_openai_clip(state, self.encoder), strict=True)
+        self.fc = fc
+
+    def forward(self, x):
+        return self.fc(self.encoder(x))
+
+
+@pytest.mark.parametrize("backbone_format", ["torchscript", "state_dict"])
+def test_univfd_matches_timm_on_openai_clip_weights(tmp_path, backbone_format):
+    from pipeline.models.detectors import UnivFDDetector
+
+    # OpenAI ships half precision: the reference gets the same rounded weights
+    state = {k: v.half() for k, v in openai_clip_state().items()}
+    folder = tmp_path / "UnivFD"
+    folder.mkdir()
+    if backbone_format == "torchscript":
+        save_as_torchscript(state, folder / "ViT-L-14.pt")
+    else:
+        torch.save(state, folder / "ViT-L-14.pt")
+    fc = randomise(nn.Linear(48, 1), 22)
+    torch.save(fc.state_dict(), folder / "fc_weights.pth")  # the authors' file: the head alone
+    reference = UpstreamUnivFD({k: v.float() for k, v in state.items()}, fc).eval()
+    detector = load(UnivFDDetector, folder / "fc_weights.pth")
+    x = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(23))
+    check(f"univfd ({backbone_format})", detector, reference, x, lambda y: torch.sigmoid(y)[:, 0])
+
+
+def test_univfd_without_its_backbone_or_with_another_one_is_refused(tmp_path):
+    from pipeline.models.detectors import UnivFDDetector
+
+    torch.save(nn.Linear(48, 1).state_dict(), tmp_path / "fc_weights.pth")
+    with pytest.raises(ModelLoadError, match=r"UnivFD's backbone, OpenAI's CLIP ViT-L-14\.pt, must sit beside it"):
+        load(UnivFDDetector, tmp_path / "fc_weights.pth")
+    torch.save({"conv1.weight": torch.zeros(8, 3, 3, 3)}, tmp_path / "ViT-L-14.pt")
+    with pytest.raises(ModelLoadError, match=r"no visual\.\* tensors: not a CLIP checkpoint"):
+        load(UnivFDDetector, tmp_path / "fc_weights.pth")
+    torch.save(openai_clip_state(output_dim=32), tmp_path / "ViT-L-14.pt")  # a head for another embedding width
+    with pytest.raises(ModelLoadError, match=r"fc_weights\.pth does not fit .*weight \(1, 48\) != \(1, 32\)"):
+        load(UnivFDDetector, tmp_path / "fc_weights.pth")
+
+
+def test_univfd_runs_on_onnx_runtime_as_it_does_in_pytorch(tmp_path, monkeypatch, astronaut):
+    """OpenAI's tower as dfstream writes it (plain attention) exports at its real input size."""
+    from pipeline.models.detectors import UnivFDDetector
+
+    monkeypatch.setenv("DFSTREAM_MODEL_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "UnivFD"
+    folder.mkdir()
+    torch.save(openai_clip_state(image_size=224), folder / "ViT-L-14.pt")
+    torch.save(randomise(nn.Linear(48, 1), 24).state_dict(), folder / "fc_weights.pth")
+    scores = {}
+    for backend in ("torch", "onnxruntime"):
+        detector = UnivFDDetector(device="cpu", weights=str(folder / "fc_weights.pth"), backend=backend)
+        detector.load_model()
+        scores[backend] = detector.predict(astronaut).fake_probability
+    assert scores["onnxruntime"] == pytest.approx(scores["torch"], abs=1e-4)
+
+
+# ---- Effort (ICML 2025): CLIP's vision transformer with SVD-residual attention -----------------------
+class SVDResidualLinear(nn.Module):
+    """The authors' layer: a frozen principal weight plus a trained residual, composed on every call."""
+
+    def __init__(self, linear: nn.Linear, rank: int, generator: torch.Generator):
+        super().__init__()
+        u, s, vh = torch.linalg.svd(linear.weight.data, full_matrices=False)
+        self.weight_main = nn.Parameter(u[:, :rank] @ torch.diag(s[:rank]) @ vh[:rank], requires_grad=False)
+        self.bias = nn.Parameter(linear.bias.data.clone())
+        # "trained": the residual moved away from the SVD's, so a fold that ignored it would show
+        self.U_residual = nn.Parameter(u[:, rank:] + 0.05 * torch.randn(u[:, rank:].shape, generator=generator))
+        self.S_residual = nn.Parameter(s[rank:] + 0.5)
+        self.V_residual = nn.Parameter(vh[rank:] + 0.05 * torch.randn(vh[rank:].shape, generator=generator))
+        self.U_r = nn.Parameter(u[:, :rank], requires_grad=False)
+        self.S_r = nn.Parameter(s[:rank], requires_grad=False)
+        self.V_r = nn.Parameter(vh[:rank], requires_grad=False)
+
+    def forward(self, x):
+        residual = self.U_residual @ torch.diag(self.S_residual) @ self.V_residual
+        return F.linear(x, self.weight_main + residual, self.bias)
+
+
+class UpstreamEffort(nn.Module):
+    """Effort as its authors assemble it: transformers' CLIP vision tower, every self-attention
+    projection replaced by ``SVDResidualLinear`` (rank n - 1 kept frozen), a two-class head."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        from transformers import CLIPVisionConfig, CLIPVisionModel
+
+        config = CLIPVisionConfig(
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            patch_size=14,
+            image_size=28,
+            hidden_act="quick_gelu",
+        )
+        tower = CLIPVisionModel(config)
+        self.backbone = randomise(getattr(tower, "vision_model", tower), seed)
+        generator = torch.Generator().manual_seed(seed)
+        for layer in self.backbone.encoder.layers:
+            for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                linear = getattr(layer.self_attn, name)
+                setattr(layer.self_attn, name, SVDResidualLinear(linear, linear.in_features - 1, generator))
+        self.head = randomise(nn.Linear(128, 2), seed + 1)
+
+    def forward(self, x):
+        return self.head(self.backbone(pixel_values=x).pooler_output)
+
+
+def test_effort_folds_its_svd_residuals_and_matches_the_authors_layers(tmp_path):
+    from pipeline.models.detectors import EffortDetector
+
+    reference = UpstreamEffort(seed=31).eval()
+    path = tmp_path / "effort_clip_L14_trainOn_FaceForensic.pth"
+    # DeepfakeBench saves the DataParallel-wrapped detector's state dict
+    torch.save({f"module.{k}": v for k, v in reference.state_dict().items()}, path)
+    detector = load(EffortDetector, path)
+    assert detector.preprocessing.interpolation == "bilinear" and detector.license == "CC-BY-NC-4.0"
+    x = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(32))
+    check("effort", detector, reference, x, lambda y: torch.softmax(y, dim=1)[:, 1])
+
+
+def test_an_effort_checkpoint_without_its_residuals_is_refused(tmp_path):
+    from pipeline.models.detectors import EffortDetector
+
+    state = UpstreamEffort(seed=33).state_dict()
+    del state["backbone.encoder.layers.0.self_attn.q_proj.S_residual"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(ModelLoadError, match=r"layers\.0\.self_attn\.q_proj has weight_main but no S_residual"):
+        load(EffortDetector, tmp_path / "broken.pth")
+    plain = {k: v for k, v in UpstreamGenD(normalize=False).state_dict().items()}
+    torch.save(plain, tmp_path / "not_effort.pth")
+    with pytest.raises(ModelLoadError, match=r"no \*\.weight_main tensors: not an Effort checkpoint"):
+        load(EffortDetector, tmp_path / "not_effort.pth")

@@ -233,3 +233,39 @@ def test_gend_is_pulled_with_the_config_beside_it_and_loads_by_its_name(file_ser
     detector = GenDDetector(device="cpu")  # its default weights: the manifest's gend_clip_l14
     detector.load_model()
     assert detector.module.normalize and detector.weights_path.parent.name == "GenD_CLIP_L_14"
+
+
+def test_univfd_pulls_openais_clip_beside_its_head_and_holds_it_to_the_published_digest(file_server, tmp_path):
+    """OpenAI names its CLIP file by its sha256 and gives no size: a file that is not it is discarded."""
+    root, base = file_server
+    (root / "UnivFD").mkdir()
+    (root / "UnivFD" / "fc_weights.pth").write_bytes(b"the head")
+    (root / "UnivFD" / "ViT-L-14.pt").write_bytes(b"not OpenAI's CLIP")
+    env = {"DFSTREAM_MODEL_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-m", "dfstream", "models", "pull", "univfd_clip_l14", "--mirror", base, "--accept-unpinned"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 2
+    assert "clip_vit_l14_openai: downloaded 17 bytes with sha256" in out.stderr
+    assert "expected sha256 b8cca3fd41ae0c99…; file discarded" in out.stderr
+    assert not (tmp_path / "cache" / "UnivFD" / "ViT-L-14.pt").exists()
+
+
+def test_a_checkpoint_published_only_on_a_drive_page_is_placed_by_hand(tmp_path):
+    """Effort's authors share a Google Drive folder: pull says where to get the file and where it goes."""
+    env = {"DFSTREAM_MODEL_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "dfstream", "models", *a], capture_output=True, text=True, env=env
+    )
+    out = run("pull", "effort_clip_l14_ff", "--accept-unpinned")
+    target = tmp_path / "cache" / "Effort" / "effort_clip_L14_trainOn_FaceForensic.pth"
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "only at https://github.com/YZY-stack/Effort-AIGI-Detection, which is not a direct download" in out.stderr
+    assert f"copy it to {target}" in out.stderr and "license CC-BY-NC-4.0" in out.stderr
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"placed by hand")
+    out = run("pull", "effort_clip_l14_ff")
+    assert out.returncode == 0 and "placed by hand, unverified" in out.stdout, out.stdout + out.stderr

@@ -51,6 +51,9 @@ class WeightsEntry(StrictModel):
     trained_on: str = ""
     citation: str = ""
     requires: tuple[str, ...] = ()  # entries pulled with this one (a checkpoint's config file beside it)
+    # the publisher offers the file only behind a page a script cannot fetch (a Google Drive folder):
+    # ``url`` is that page, and ``pull`` says where to put the file instead of downloading it
+    manual: bool = False
 
     @property
     def pinned(self) -> bool:
@@ -67,6 +70,16 @@ def load_manifest(path: str | Path = MANIFEST_PATH) -> dict[str, WeightsEntry]:
         raise ConfigError(
             f"{path}: invalid model manifest: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
         ) from exc
+
+
+def fetch_by_hand(entry: WeightsEntry, directory: Path | None = None) -> str:
+    """What to do for a ``manual`` entry: where its authors publish it and where dfstream looks for it."""
+    target = (directory or model_dir()) / entry.file
+    return (
+        f"{entry.name}: its authors publish {Path(entry.file).name} only at {entry.url}, which is not a direct "
+        f"download: fetch it there (license {entry.license}) and copy it to {target}, "
+        "or serve it from a mirror (--mirror / DFSTREAM_MODEL_MIRROR)"
+    )
 
 
 def source_url(entry: WeightsEntry) -> str:
@@ -109,6 +122,8 @@ def ensure_available(names: list[str], offline: bool, say: Callable[[str], None]
             if present:  # placed by hand: nothing to check it against
                 say(f"{name}: using {present[0]} unverified (the manifest pins no sha256 for it)")
                 continue
+            if entry.manual and not os.environ.get("DFSTREAM_MODEL_MIRROR"):
+                raise WeightsError(fetch_by_hand(entry))
             raise WeightsError(
                 f"{name} is not in {model_dir()}: run `dfstream models pull {name} --accept-unpinned` (license "
                 f"{entry.license})"
@@ -199,14 +214,18 @@ def pull(
             f"{entry.name}: the manifest pins no sha256 for {entry.file}, so a download cannot be checked; "
             f"`dfstream models pull {entry.name} --accept-unpinned` fetches it and records its digest"
         )
+    if entry.manual and url is None and not os.environ.get("DFSTREAM_MODEL_MIRROR"):
+        raise WeightsError(fetch_by_hand(entry, directory))
     partial = target.with_name(target.name + ".part")
     source = url or source_url(entry)
     digest, received, total = _download(entry, source, partial, progress, timeout_s)
-    if entry.pinned and (received != entry.size or digest != entry.sha256):
+    # a publisher may give the digest without the size (OpenAI names its CLIP files by their sha256)
+    if entry.pinned and ((entry.size is not None and received != entry.size) or digest != entry.sha256):
         partial.unlink(missing_ok=True)
+        expected = f"{entry.size} bytes with sha256" if entry.size is not None else "sha256"
         raise ChecksumError(
             f"{entry.name}: downloaded {received} bytes with sha256 {digest[:16]}…, "
-            f"expected {entry.size} bytes with sha256 {entry.sha256[:16]}…; file discarded"
+            f"expected {expected} {entry.sha256[:16]}…; file discarded"
         )
     if not entry.pinned:
         if total is not None and received != total:

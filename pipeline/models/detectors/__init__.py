@@ -3,6 +3,13 @@ imported; ``pipeline.models`` imports this package, so a new ``ModelRegistry`` k
 
 from __future__ import annotations
 
+from pipeline.models.detectors.clip import (
+    CLIP_PREPROCESSING,
+    EFFORT_PREPROCESSING,
+    EffortDetector,
+    GenDDetector,
+    UnivFDDetector,
+)
 from pipeline.models.detectors.declared import OnnxDetector, TorchScriptDetector
 from pipeline.models.detectors.deepfakebench import (
     DEEPFAKEBENCH_PREPROCESSING,
@@ -12,7 +19,6 @@ from pipeline.models.detectors.deepfakebench import (
     DFBXceptionDetector,
 )
 from pipeline.models.detectors.dfdc import DFDC_WINNER_PREPROCESSING, DFDCWinnerB7Detector
-from pipeline.models.detectors.gend import CLIP_PREPROCESSING, GenDDetector
 from pipeline.models.detectors.hugging_face import HuggingFaceDetector
 from pipeline.models.detectors.mesonet import MESONET_PREPROCESSING, Meso4Detector, MesoInception4Detector
 from pipeline.models.detectors.torch_detector import TorchDetector
@@ -24,6 +30,7 @@ PROFILES: dict[str, PreprocessingConfig] = {
     "deepfakebench": DEEPFAKEBENCH_PREPROCESSING,
     "dfdc_winner": DFDC_WINNER_PREPROCESSING,
     "clip": CLIP_PREPROCESSING,
+    "effort": EFFORT_PREPROCESSING,
 }
 
 __all__ = [
@@ -34,10 +41,12 @@ __all__ = [
     "DFBXceptionDetector",
     "DFDCWinnerB7Detector",
     "Meso4Detector",
+    "EffortDetector",
     "GenDDetector",
     "HuggingFaceDetector",
     "MesoInception4Detector",
     "OnnxDetector",
     "TorchScriptDetector",
     "TorchDetector",
+    "UnivFDDetector",
 ]

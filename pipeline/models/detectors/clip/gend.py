@@ -20,7 +20,6 @@ finders do not: a difference to measure on labelled clips with ``dfstream eval``
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -29,18 +28,14 @@ from torch.nn import functional as F
 
 from core.errors import ModelLoadError, one_line
 from pipeline.models.checkpoints import load_strict
+from pipeline.models.detectors.clip.towers import (
+    CLIP_PREPROCESSING,
+    transformers_vision_config,
+    transformers_vision_tower,
+)
 from pipeline.models.detectors.torch_detector import TorchDetector
 from pipeline.models.plugins import register
-from pipeline.models.preprocessing import PreprocessingConfig
 
-CLIP_PREPROCESSING = PreprocessingConfig(
-    input_size=(224, 224),
-    mean=(0.48145466, 0.4578275, 0.40821073),
-    std=(0.26862954, 0.26130258, 0.27577711),
-    interpolation="bicubic",
-    channel_order="RGB",
-    face_crop_margin=0.15,  # the box grown 1.3x
-)
 HEADS = ("linear", "LinearNorm")
 ENCODER = "feature_extractor.vision_model."
 
@@ -50,12 +45,8 @@ class GenDNetwork(nn.Module):
 
     def __init__(self, vision_config, projection_dim: int, normalize: bool):
         super().__init__()
-        from transformers import CLIPVisionModel
-
-        tower = CLIPVisionModel(vision_config)
         self.feature_extractor = nn.Module()
-        # transformers 4 wraps the tower (``.vision_model``), 5 is the tower: the same keys below it
-        self.feature_extractor.vision_model = getattr(tower, "vision_model", tower)
+        self.feature_extractor.vision_model = transformers_vision_tower(vision_config)
         self.feature_extractor.visual_projection = nn.Linear(vision_config.hidden_size, projection_dim, bias=False)
         self.model = nn.Module()
         self.model.linear = nn.Linear(vision_config.hidden_size, 2)
@@ -82,12 +73,8 @@ class GenDDetector(TorchDetector):
         raise ModelLoadError("gend: the network's size is read from its checkpoint: load it (load_model)")
 
     def build_for(self, path: Path) -> nn.Module:
-        try:
-            from transformers import CLIPVisionConfig
-        except ImportError:
-            raise ModelLoadError("type gend needs the transformers library: pip install -e '.[hf]'") from None
         self._state, head = _read_checkpoint(path)
-        vision = _vision_config(CLIPVisionConfig, self._state, path)
+        vision = transformers_vision_config(self._state, ENCODER, path, "GenD")
         return GenDNetwork(vision, _projection(self._state), normalize=head == "LinearNorm")
 
     def load_weights(self, module: nn.Module, path: Path) -> None:
@@ -125,29 +112,6 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     except Exception as exc:
         raise ModelLoadError(f"{weights}: not a readable safetensors file: {one_line(exc)}") from exc
     return state, head
-
-
-def _vision_config(config_cls, state: dict[str, torch.Tensor], path: Path):
-    try:
-        patch = state[ENCODER + "embeddings.patch_embedding.weight"]
-        positions = state[ENCODER + "embeddings.position_embedding.weight"]
-        fc1 = state[ENCODER + "encoder.layers.0.mlp.fc1.weight"]
-    except KeyError as exc:
-        raise ModelLoadError(f"{path}: no {exc.args[0]}: not GenD's CLIP layout (transformers' key names)") from None
-    width, patch_size = int(patch.shape[0]), int(patch.shape[-1])
-    grid = round((positions.shape[0] - 1) ** 0.5)
-    layers = len({m.group(1) for k in state if (m := re.match(re.escape(ENCODER) + r"encoder\.layers\.(\d+)\.", k))})
-    return config_cls(
-        hidden_size=width,
-        intermediate_size=int(fc1.shape[0]),
-        num_hidden_layers=layers,
-        num_attention_heads=max(1, width // 64),
-        patch_size=patch_size,
-        image_size=grid * patch_size,
-        projection_dim=_projection(state),
-        hidden_act="quick_gelu",  # OpenAI's CLIP
-        layer_norm_eps=1e-5,
-    )
 
 
 def _projection(state: dict[str, torch.Tensor]) -> int:
