@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import av
 import cv2
@@ -431,3 +432,36 @@ def test_without_transformers_the_error_names_the_extra(vit_folder, monkeypatch)
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     with pytest.raises(ModelLoadError, match=r"needs the transformers library: pip install -e '\.\[hf\]'"):
         load({"name": "m", "type": "hf_image_classifier", "weights": str(vit_folder), "output": {"fake_label": "Fake"}})
+
+
+def test_tensorrt_is_onnx_runtime_s_provider_for_a_declared_onnx_model_on_a_gpu(tmp_path, monkeypatch):
+    """Without a GPU here: the providers chosen for each case, and the one-line refusals."""
+    from pipeline.models.detectors.backends import _providers
+
+    monkeypatch.setenv("DFSTREAM_MODEL_DIR", str(tmp_path / "cache"))
+    model = Path("mine.onnx")
+    everything = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt, cuda, cpu = _providers(everything, model, "tensorrt", "cuda:1", True)
+    assert trt[0] == "TensorrtExecutionProvider" and trt[1]["device_id"] == 1 and trt[1]["trt_fp16_enable"]
+    assert Path(trt[1]["trt_engine_cache_path"]) == tmp_path / "cache" / "tensorrt"  # engines kept across restarts
+    assert cuda == ("CUDAExecutionProvider", {"device_id": 1}) and cpu == "CPUExecutionProvider"
+    assert _providers(everything, model, "onnxruntime", "cuda", False)[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    assert _providers(everything, model, "onnxruntime", "cpu", False) == ["CPUExecutionProvider"]
+    with pytest.raises(
+        ModelLoadError,
+        match=r"mine\.onnx: .*backend tensorrt, .*no TensorrtExecutionProvider .*"
+        r"install onnxruntime-gpu with TensorRT",
+    ):
+        _providers(["CUDAExecutionProvider", "CPUExecutionProvider"], model, "tensorrt", "cuda", False)
+    with pytest.raises(ConfigError, match="backend tensorrt runs on a GPU; the device here is cpu"):
+        _providers(everything, model, "tensorrt", "cpu", False)
+
+
+def test_tensorrt_on_the_cpu_or_for_a_built_in_model_is_refused_in_one_line():
+    for entry, message in [
+        ({"type": "onnx", "device": "cpu"}, "backend tensorrt runs on a GPU; the device here is cpu"),
+        ({"type": "meso4", "device": "cuda"}, "backend tensorrt: for models declared as type onnx, not meso4"),
+    ]:
+        detector = {"name": "m", "weights": "mine.onnx", "backend": "tensorrt", **entry}
+        with pytest.raises(ConfigError, match=message):
+            parse_config({"streams": [{"id": "s", "url": "sample://"}], "detectors": [detector]})

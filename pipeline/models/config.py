@@ -100,6 +100,11 @@ class DetectorConfig(StrictModel):
 
     @model_validator(mode="after")
     def _declared(self) -> DetectorConfig:
+        if self.backend == "tensorrt":
+            if self.type != "onnx":
+                raise ValueError(f"backend tensorrt: for models declared as type onnx, not {self.type}")
+            if self.device == "cpu":
+                raise ValueError("backend tensorrt runs on a GPU; the device here is cpu (use device: cuda)")
         if self.type in DECLARED_TYPES:
             if self.weights is None:
                 raise ValueError(f"weights: a declared detector (type {self.type}) needs its model file")

@@ -22,10 +22,16 @@ DeviceName = Annotated[str, AfterValidator(check_device_name)]
 # what runs a detector's module; auto: onnxruntime on the CPU, torch on a GPU. Measured on the
 # 2-core machine (bench/PROFILE.md): OpenVINO is the fastest per crop alone, but with 6 live streams
 # sharing the cores onnxruntime dropped 0.3-2 % of frames where OpenVINO dropped 11-20 % and PyTorch 47 %
-BackendName = Literal["auto", "torch", "onnxruntime", "openvino"]
+# tensorrt: ONNX Runtime's TensorRT execution provider on a GPU, for declared onnx models
+BackendName = Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"]
 
 
 def resolve_backend(backend: str, device: str) -> str:
+    """The backend a built-in model runs on (``auto``: ONNX Runtime on the CPU, else PyTorch)."""
+    if backend == "tensorrt":
+        raise ConfigError(
+            "backend tensorrt: for models declared as type onnx; built-in models run on torch, onnxruntime or openvino"
+        )
     if backend == "auto":
         return "onnxruntime" if device == "cpu" else "torch"
     return backend

@@ -48,7 +48,7 @@ class DeclaredVoiceScorer:
         self.spec_in, self.spec_out = input or WaveformSpec(), output or OutputSpec()
         self.device = resolve_device(device)
         if backend == "torch":
-            raise ConfigError("backend torch: an onnx voice model runs on onnxruntime or openvino")
+            raise ConfigError("backend torch: an onnx voice model runs on onnxruntime, openvino or tensorrt")
         self.backend = "onnxruntime" if backend == "auto" else backend
         path = Path(weights)
         self.samples, self.one_at_a_time = self._inspect(path)

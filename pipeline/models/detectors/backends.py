@@ -57,22 +57,15 @@ def compile_module(
     return runner, check(runner)
 
 
-def onnx_runner(path: Path, backend: str, device: str = "cpu", output: str | None = None) -> Runner:
-    """An ONNX file as a runner: ONNX Runtime (its CUDA execution provider on a GPU) or OpenVINO on
-    the CPU; ``output``: the output it returns (None: the first)."""
+def onnx_runner(path: Path, backend: str, device: str = "cpu", output: str | None = None, half: bool = False) -> Runner:
+    """An ONNX file as a runner: ONNX Runtime (its CUDA execution provider on a GPU, or its TensorRT
+    one: ``tensorrt``, ``half`` letting TensorRT build fp16 kernels) or OpenVINO on the CPU;
+    ``output``: the output it returns (None: the first)."""
     threads = torch.get_num_threads()  # the share ``share_cpu_threads`` gave each inference thread
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "tensorrt"):
         import onnxruntime as ort
 
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ModelLoadError(
-                    f"{path.name}: device {device}, but this ONNX Runtime has no CUDA execution provider "
-                    "(install onnxruntime-gpu, or use device: cpu)"
-                )
-            index = int(device.partition(":")[2] or 0)
-            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        providers = _providers(ort.get_available_providers(), path, backend, device, half)
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = ort.InferenceSession(str(path), options, providers=providers)
@@ -95,6 +88,36 @@ def onnx_runner(path: Path, backend: str, device: str = "cpu", output: str | Non
         request = compiled.create_infer_request()  # one: the detector's batcher calls from one thread
         return lambda batch: np.array(request.infer([batch])[port])
     raise ConfigError(f"unknown backend {backend!r}")
+
+
+def _providers(available: list[str], path: Path, backend: str, device: str, half: bool) -> list:
+    """ONNX Runtime's execution providers for ``backend`` on ``device``, best first, the CPU last."""
+    if backend == "tensorrt" and not device.startswith("cuda"):
+        raise ConfigError(f"backend tensorrt runs on a GPU; the device here is {device} (use device: cuda)")
+    if not device.startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    wanted = "TensorrtExecutionProvider" if backend == "tensorrt" else "CUDAExecutionProvider"
+    if wanted not in available or "CUDAExecutionProvider" not in available:
+        raise ModelLoadError(
+            f"{path.name}: device {device}, backend {backend}, but this ONNX Runtime has no {wanted} "
+            f"(it has {', '.join(available)}; install onnxruntime-gpu{' with TensorRT' * (backend == 'tensorrt')}, "
+            "or use device: cpu)"
+        )
+    index = int(device.partition(":")[2] or 0)
+    cuda = ("CUDAExecutionProvider", {"device_id": index})
+    if backend != "tensorrt":
+        return [cuda, "CPUExecutionProvider"]
+    # TensorRT builds an engine per input shape on first use (minutes for a ViT): cached beside the
+    # weights' cache, so a restart reuses it; layers TensorRT cannot take fall back to CUDA
+    engines = model_dir() / "tensorrt"
+    engines.mkdir(parents=True, exist_ok=True)
+    options = {
+        "device_id": index,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(engines),
+        "trt_fp16_enable": half,
+    }
+    return [("TensorrtExecutionProvider", options), cuda, "CPUExecutionProvider"]
 
 
 def check_against_torch(name: str, backend: str, torch_p: np.ndarray, backend_p: np.ndarray) -> float:

@@ -246,16 +246,19 @@ class DeclaredDetector(BaseDetector):
 
 @register("onnx")
 class OnnxDetector(DeclaredDetector):
-    """Any ONNX image classifier, run by ONNX Runtime (its CUDA provider on a GPU) or OpenVINO."""
+    """Any ONNX image classifier, run by ONNX Runtime (its CUDA or TensorRT provider on a GPU) or OpenVINO."""
 
     kind = "onnx"
-    backends = ("onnxruntime", "openvino")
+    backends = ("onnxruntime", "openvino", "tensorrt")
 
     def _open(self, path: Path) -> tuple[Runner, Shape, bool | None]:
         import onnxruntime as ort
 
-        if self.fp16:
-            raise ConfigError("fp16: an onnx model runs as it was exported (export it in half precision instead)")
+        if self.fp16 and self.backend != "tensorrt":
+            raise ConfigError(
+                "fp16: an onnx model runs as it was exported (export it in half precision, or let backend "
+                "tensorrt build fp16 kernels)"
+            )
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:
@@ -282,7 +285,7 @@ class OnnxDetector(DeclaredDetector):
                 f"input: the model's batch is fixed at {shape[0]} ({_shape(shape)}); export it with a batch of 1 "
                 "or a dynamic one"
             )
-        run = onnx_runner(path, self.backend, self.device, name)
+        run = onnx_runner(path, self.backend, self.device, name, half=self.fp16)
         return run, shape, shape[0] == 1 if shape else None
 
 
