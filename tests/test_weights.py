@@ -213,26 +213,30 @@ def test_the_voice_models_in_the_manifest_are_the_published_files(aasist_dir):
         assert (aasist_dir / entry.file).stat().st_size == entry.size
 
 
-def test_gend_is_pulled_with_the_config_beside_it_and_loads_by_its_name(file_server, tmp_path, monkeypatch):
+def test_gend_is_pulled_with_the_config_beside_it_and_held_to_the_released_digest(file_server, tmp_path, monkeypatch):
+    """The config comes first, from the same upload commit; weights that are not the released file
+    (here: GenD's layout with random weights) are discarded, and the detector then names the pull."""
+    from core.errors import ModelLoadError
     from pipeline.models.detectors import GenDDetector
     from tests.test_model_zoo import UpstreamGenD
 
     root, base = file_server
     UpstreamGenD(normalize=True).save_as_released(root / "GenD_CLIP_L_14", "LinearNorm")
     env = {"DFSTREAM_MODEL_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    pull = ["models", "pull", "gend_clip_l14", "--mirror", base]
+    out = subprocess.run([sys.executable, "-m", "dfstream", *pull], capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "gend_clip_l14_config: the manifest pins no sha256" in out.stderr
     out = subprocess.run(
-        [sys.executable, "-m", "dfstream", "models", "pull", "gend_clip_l14", "--mirror", base, "--accept-unpinned"],
-        capture_output=True,
-        text=True,
-        env=env,
+        [sys.executable, "-m", "dfstream", *pull, "--accept-unpinned"], capture_output=True, text=True, env=env
     )
-    assert out.returncode == 0, out.stderr
-    pulled = [line.split(":")[0] for line in out.stdout.splitlines() if "saved to" in line]
-    assert pulled == ["gend_clip_l14_config", "gend_clip_l14"] and "license MIT" in out.stdout
+    assert out.returncode == 2 and "license MIT" in out.stdout
+    assert "gend_clip_l14_config: recorded sha256" in out.stdout
+    assert "expected 1215928160 bytes with sha256 d76f0bdfd74a29fe…; file discarded" in out.stderr
+    assert (tmp_path / "cache" / "GenD_CLIP_L_14" / "config.json").is_file()
+    assert not (tmp_path / "cache" / "GenD_CLIP_L_14" / "model.safetensors").exists()
     monkeypatch.setenv("DFSTREAM_MODEL_DIR", str(tmp_path / "cache"))
-    detector = GenDDetector(device="cpu")  # its default weights: the manifest's gend_clip_l14
-    detector.load_model()
-    assert detector.module.normalize and detector.weights_path.parent.name == "GenD_CLIP_L_14"
+    with pytest.raises(ModelLoadError, match="run `dfstream models pull gend_clip_l14`"):
+        GenDDetector(device="cpu").load_model()  # its default weights: the manifest's gend_clip_l14
 
 
 def test_univfd_pulls_openais_clip_beside_its_head_and_holds_it_to_the_published_digest(file_server, tmp_path):
