@@ -43,7 +43,7 @@ def episode(
 
 
 def run(judge: JudgeConfig, scores: np.ndarray, jumps: set[int], smoothing: SmoothingConfig) -> tuple[list[str], int]:
-    cadence, smoother = Cadence(judge, smoothing.leave), TrackSmoother(smoothing)
+    cadence, smoother = Cadence(judge), TrackSmoother(smoothing)
     last: Scored | None = None
     labels, label, scored = [], "uncertain", 0
     box = np.array([100.0, 100.0, 200.0, 200.0])
@@ -54,7 +54,7 @@ def run(judge: JudgeConfig, scores: np.ndarray, jumps: set[int], smoothing: Smoo
         if cadence.due(last, box, t):
             out = smoother.update(float(p), 0.1, t)
             label = out.label
-            last, scored = cadence.scored(last, box, t, out.label, out.probability), scored + 1
+            last, scored = cadence.scored(last, box, t, out.calm), scored + 1
         labels.append(label)
     return labels, scored
 
@@ -88,7 +88,7 @@ def first(labels: list[str], fake: bool, after: float) -> float:
 def measure(episodes: int, configs: dict[str, JudgeConfig], rho: float, seed: int = 0) -> dict:
     """``configs``' first is the reference the delays are counted against."""
     rng = np.random.default_rng(seed)
-    smoothing = SmoothingConfig()
+    smoothing = SmoothingConfig(method="ema")
     out: dict = {}
     base: list[tuple[float, float]] = []
     rows: dict = {name: {"onset": [], "offset": [], "work": [], "false": [], "real_work": []} for name in configs}

@@ -132,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument(
-            "dataset", help="a folder with real/ and fake/, a FaceForensics++ tree, or a CSV of path,label"
+            "dataset",
+            help="a folder with real/ and fake/, a FaceForensics++ tree, or a CSV of path,label"
+            + ("; with --real-only also a folder of videos (all real) or a stream URL" if name == "calibrate" else ""),
         )
         command.add_argument(
             "--detectors",
@@ -158,7 +160,10 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--device", default="auto")
         command.add_argument(
-            "--faces", default="blazeface", choices=["blazeface", "mtcnn"], help="the face finder (as faces.model)"
+            "--faces",
+            default="blazeface",
+            choices=["blazeface", "mtcnn"] + (["both"] if name == "calibrate" else []),
+            help="the face finder (as faces.model)" + ("; both: --real-only fits each" if name == "calibrate" else ""),
         )
         if name == "eval":
             command.add_argument("--out", required=True, help="folder for report.json, frame_scores.csv and ROC curves")
@@ -169,6 +174,15 @@ def _parser() -> argparse.ArgumentParser:
                 "--out", required=True, help="the calibration file to write (what ensemble.calibration reads)"
             )
             command.add_argument("--method", default="platt", choices=["platt", "temperature"])
+            command.add_argument(
+                "--real-only",
+                action="store_true",
+                help="fit how real faces score (the cusum's baseline: smoothing.baseline) on real footage alone; "
+                "labelled fakes, if any, only measure the fitted threshold",
+            )
+            command.add_argument(
+                "--minutes", type=float, default=10.0, help="--real-only on a stream URL: how long to watch it"
+            )
     return parser
 
 
@@ -428,6 +442,10 @@ def _show(value: float | None) -> str:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    if args.real_only:
+        return _calibrate_real_only(args)
+    if args.faces == "both":
+        raise ConfigError("--faces both: only with --real-only (a labelled calibration is per face finder)")
     import numpy as np
 
     from pipeline.judging.calibration import fit_calibrator, log_loss, save_calibrators
@@ -446,6 +464,53 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"{name}: {calibrator.to_dict()} log loss {before:.4f} -> {after:.4f} on {len(y)} frames")
     save_calibrators(calibrators, args.out)
     print(f"wrote {args.out} (set ensemble.calibration to it)")
+    return 0
+
+
+def _calibrate_real_only(args: argparse.Namespace) -> int:
+    from dfstream.config import load_config, parse_config
+    from dfstream.baseline import calibrate_real_only, footage_of
+    from pipeline.evaluation.scoring import parse_detector_spec
+    from pipeline.judging.evidence import save_baseline
+    from pipeline.models.registry import ModelRegistry
+
+    config = load_config(args.config) if args.config else None
+    extra = [parse_detector_spec(text, args.device) for text in args.detectors]
+    detectors = (config.detectors if config is not None else []) + extra
+    if not detectors:
+        raise ConfigError("calibrate --real-only: give --detectors, or --config with a detectors section")
+    base = config.model_dump(exclude={"streams", "detectors"}) if config is not None else {}
+    config = parse_config({**base, "detectors": [d.model_dump() for d in detectors], "streams": []})
+    finders = ["blazeface", "mtcnn"] if args.faces == "both" else [args.faces]
+    footage = footage_of(args.dataset)
+    real = sum(f.label == 0 for f in footage)
+    print(f"{args.dataset}: {real} real source(s), {len(footage) - real} labelled fake(s); fitting on the real ones")
+    calibrated = calibrate_real_only(
+        footage,
+        config,
+        ModelRegistry().load_configured(detectors),
+        finders,
+        args.minutes * 60.0,
+        f"{args.dataset}: {real} real source(s)",
+        lambda finder, done, total: print(f"{finder}: {done}/{total} sources", file=sys.stderr),
+    )
+    smoothing = config.smoothing
+    for finder, fitted in calibrated.baseline.finders.items():
+        print(
+            f"{finder}: {fitted.tracks} real tracks, {fitted.seconds:.0f} s; between-track share {fitted.between:.2f}, "
+            f"rho {fitted.rho:.2f} at {fitted.period_s:g} s"
+        )
+        table = ", ".join(f"{rate:g}/h: {h:.2f}" for rate, h in calibrated.thresholds[finder].items())
+        print(f"  evidence threshold (shift {smoothing.shift:g}, tracks of {smoothing.track_s:g} s) for {table}")
+        found = calibrated.detection.get(finder)
+        if found is not None:
+            median = f", median {sorted(found.flag_s)[len(found.flag_s) // 2]:.2f} s" if found.flag_s else ""
+            print(
+                f"  at {smoothing.false_alarms_per_hour:g}/h: {found.fake_flagged} of {found.fake_tracks} fake tracks "
+                f"flagged{median}; {found.real_flagged} of {found.real_tracks} real tracks alarmed"
+            )
+    save_baseline(calibrated.baseline, args.out)
+    print(f"wrote {args.out} (set smoothing.baseline to it)")
     return 0
 
 

@@ -457,7 +457,8 @@ def discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[str, A
             "name": "Deepfake detected",
             "unique_id": f"{node}_{object_id}_deepfake",
             "device_class": "problem",
-            "value_template": "{{ 'ON' if value_json.label == 'fake' else 'OFF' }}",
+            # the one answer: on while an incident (a fake face or voice) is open, not with each label
+            "value_template": "{{ 'ON' if value_json.alarm else 'OFF' }}",
             "payload_on": "ON",
             "payload_off": "OFF",
         },
@@ -483,7 +484,7 @@ def voice_discovery_messages(config: MqttConfig, stream: str) -> dict[str, dict[
             "name": "Voice deepfake detected",
             "unique_id": f"{node}_{object_id}_voice_deepfake",
             "device_class": "problem",
-            "value_template": "{{ 'ON' if value_json.voice == 'fake' else 'OFF' }}",
+            "value_template": "{{ 'ON' if 'voice' in value_json.looks_fake else 'OFF' }}",
             "payload_on": "ON",
             "payload_off": "OFF",
         },

@@ -76,6 +76,15 @@ COUNTERS: dict[tuple[Kind, Count], Family] = {
         "dfstream_stream_stalls", "Watchdog stalls (no frame for stall_timeout_s)", "stream"
     ),
     (Kind.STREAM, Count.VERDICTS): Family("dfstream_verdicts", "Verdicts, by label", "stream", ("label",)),
+    (Kind.STREAM, Count.INCIDENTS): Family(
+        "dfstream_incidents",
+        "Incidents opened (one per fake face or voice, however its label wavers)",
+        "stream",
+        ("modality",),
+    ),
+    (Kind.STREAM, Count.FACES_UNJUDGED): Family(
+        "dfstream_faces_unjudged", "Faces too poor to judge (not scored), by reason", "stream", ("reason",)
+    ),
     (Kind.STREAM, Count.VERDICTS_SKIPPED): Family(
         "dfstream_verdicts_skipped", "Faces left without a verdict (too few models)", "stream"
     ),
@@ -186,8 +195,13 @@ GAUGES: dict[tuple[Kind, Gauge], Family] = {
         "dfstream_queue_depth", "Decoded frames waiting for the pipeline", "stream"
     ),
     (Kind.STREAM, Gauge.ACTIVE_TRACKS): Family("dfstream_active_tracks", "Face tracks being judged", "stream"),
+    (Kind.STREAM, Gauge.INCIDENTS_OPEN): Family(
+        "dfstream_incidents_open",
+        "Open incidents: a fake face or voice, from its alarm until quiet_s of real",
+        "stream",
+    ),
     (Kind.STREAM, Gauge.TRACKS_SKIMMED): Family(
-        "dfstream_tracks_skimmed", "Face tracks judged at judge.min_rate_hz: calm (real, P(fake) <= leave)", "stream"
+        "dfstream_tracks_skimmed", "Face tracks judged at judge.min_rate_hz: calm (real, far from an alarm)", "stream"
     ),
     (Kind.STREAM, Gauge.DEGRADED): Family(
         "dfstream_stream_degraded",

@@ -1,6 +1,9 @@
-"""Live events into a database: each episode of a track labelled fake becomes one event record,
-written when it starts, updated while it lasts, closed when the label leaves fake, the track ends
-or the stream goes away. The peak's face and frame are kept as JPEG snapshots.
+"""Live events into a database: each incident of a fake face becomes one event record, written when
+it starts, updated while it lasts, closed when the incident closes (its face judged real for
+``incidents.quiet_s``, or gone that long), or the stream goes away; a dip of the label inside an
+incident is not a new event, and a face the tracker lost and found again within the quiet time
+stays the same event. Verdicts without an incident (made by hand) make one event per fake label.
+The peak's face and frame are kept as JPEG snapshots.
 
 A voice episode is an event too (``modality`` voice, track 0): from the voice's label turning fake
 until it turns real or uncertain, its sound stops (``no_audio``) or the stream goes away; a pause
@@ -152,6 +155,7 @@ class _Episode:
     snaps: tuple[bytes, bytes] | None = None  # face and frame JPEGs, until they join a record
     wav: bytes | None = None  # the peak window as WAV, until it joins a record
     changed: bool = True
+    incident: int | None = None  # the pipeline's incident it records (None: verdicts without one)
 
     def add(self, peak: _Peak, image: np.ndarray | None = None, audio: np.ndarray | None = None) -> None:
         self.verdicts += 1
@@ -247,13 +251,18 @@ class StoreSink(Lifecycle):
         elif isinstance(event, VoiceVerdict):
             self._on_voice(event)
         elif isinstance(event, StreamState):
+            open_incidents = {i["id"] for i in event.incidents}
             for key in list(self._episodes):
                 if key[0] != event.stream:
                     continue
-                if key[1] == "face" and key[2] not in event.tracks:
-                    self._end_episode(key, event.updated_at, "track_gone")
-                elif key[1] == "voice" and event.voice in (None, "no_audio"):
-                    self._end_episode(key, event.updated_at, "sound_gone")
+                episode = self._episodes[key]
+                gone = key[2] not in event.tracks if key[1] == "face" else event.voice in (None, "no_audio")
+                why = "track_gone" if key[1] == "face" else "sound_gone"
+                if episode.incident is not None:  # it ends with its incident: quiet, or gone for the quiet time
+                    if episode.incident not in open_incidents:
+                        self._end_episode(key, event.updated_at, why if gone else "label")
+                elif gone:
+                    self._end_episode(key, event.updated_at, why)
         elif isinstance(event, StreamStatus) and event.status != "online":
             for key in [k for k in self._episodes if k[0] == event.stream]:
                 self._end_episode(key, event.ts, "stream_down")
@@ -290,24 +299,34 @@ class StoreSink(Lifecycle):
     # ---- episodes ---------------------------------------------------------------------------------
     def _on_verdict(self, verdict: Verdict) -> None:
         key = (verdict.stream, "face", verdict.track_id)
+        if verdict.incident is not None and key not in self._episodes:
+            self._follow(key, verdict.incident)  # the face found again: its incident's event goes on
         if verdict.label == "fake":
             peak = _Peak(verdict.fake_probability, verdict.ts, verdict.models, verdict.bbox)
-            self._episode(key, verdict.label_since).add(peak, image=verdict.image)
-        elif key in self._episodes:
+            self._episode(key, verdict.label_since, verdict.incident).add(peak, image=verdict.image)
+        elif key in self._episodes and verdict.incident is None:  # a dip inside an incident ends nothing
             self._end_episode(key, verdict.label_since, "label")
 
     def _on_voice(self, verdict: VoiceVerdict) -> None:
         key = (verdict.stream, "voice", VOICE_TRACK)
         if verdict.label == "fake" and verdict.spoof_probability is not None:
             peak = _Peak(verdict.spoof_probability, verdict.ts, verdict.models, ())
-            self._episode(key, verdict.label_since).add(peak, audio=verdict.audio)
-        elif verdict.label != "no_speech" and key in self._episodes:  # a pause in the speech ends nothing
-            self._end_episode(key, verdict.label_since, "label")
+            self._episode(key, verdict.label_since, verdict.incident).add(peak, audio=verdict.audio)
+        elif verdict.label != "no_speech" and key in self._episodes and verdict.incident is None:
+            self._end_episode(key, verdict.label_since, "label")  # a pause in the speech ends nothing
 
-    def _episode(self, key: EpisodeKey, since: float) -> _Episode:
+    def _follow(self, key: EpisodeKey, incident: int) -> None:
+        """The open event of ``incident`` under another track, moved to this one."""
+        for other, episode in list(self._episodes.items()):
+            if other[:2] == key[:2] and episode.incident == incident:
+                self._episodes[key] = self._episodes.pop(other)
+                return
+
+    def _episode(self, key: EpisodeKey, since: float, incident: int | None = None) -> _Episode:
         episode = self._episodes.get(key)
         if episode is None:
             episode = self._episodes[key] = _Episode(uuid.uuid4().hex, key[0], key[1], key[2], since)
+            episode.incident = incident
             self._wake.set()  # a new event is written at once, not at the next tick
         return episode
 

@@ -80,6 +80,8 @@ def test_dataset_layouts(tmp_path):
     assert [i.label for i in load_dataset(tmp_path / "ff")] == [1, 0]
     (tmp_path / "list.csv").write_text("path,label\na/real/1.mp4,real\n/abs/x.jpg,1\n")
     assert load_dataset(tmp_path / "list.csv") == [Item(Path("/abs/x.jpg"), 1), Item(tmp_path / "a/real/1.mp4", 0)]
+    (tmp_path / "noted.csv").write_text("path,label,source\na/real/1.mp4,real,an original, with a comma\n")
+    assert load_dataset(tmp_path / "noted.csv") == [Item(tmp_path / "a/real/1.mp4", 0)]  # the development set's form
     (tmp_path / "bad.csv").write_text("a.mp4,maybe\n")
     with pytest.raises(ConfigError, match=r"bad.csv:1: expected path,label"):
         load_dataset(tmp_path / "bad.csv")

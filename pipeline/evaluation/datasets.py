@@ -2,8 +2,8 @@
 
 Three layouts, recognised in this order:
 
-- a CSV file of ``path,label`` rows (label ``real``/``fake`` or ``0``/``1``; a header row is
-  allowed; relative paths are relative to the CSV's folder);
+- a CSV file of ``path,label[,...]`` rows (further columns ignored; label ``real``/``fake`` or
+  ``0``/``1``; a header row is allowed; relative paths are relative to the CSV's folder);
 - FaceForensics++: ``original_sequences/**`` is real, ``manipulated_sequences/**`` is fake;
 - a folder holding ``real/`` and ``fake/``, searched recursively.
 
@@ -74,10 +74,13 @@ def _from_csv(path: Path) -> list[Item]:
     items = []
     with open(path, newline="") as fh:
         for number, row in enumerate(csv.reader(fh), start=1):
-            if not row or (number == 1 and row[-1].strip().lower() == "label"):
+            if not row or (number == 1 and len(row) > 1 and row[1].strip().lower() == "label"):
                 continue
-            if len(row) != 2 or row[1].strip().lower() not in LABELS:
-                raise ConfigError(f"{path}:{number}: expected path,label with label real, fake, 0 or 1; got {row!r}")
+            # columns after the label (a source, a note: the development set's labels.csv has one) are kept out
+            if len(row) < 2 or row[1].strip().lower() not in LABELS:
+                raise ConfigError(
+                    f"{path}:{number}: expected path,label[,...] with label real, fake, 0 or 1; got {row!r}"
+                )
             media = Path(row[0].strip())
             items.append(Item(media if media.is_absolute() else path.parent / media, LABELS[row[1].strip().lower()]))
     if not items:

@@ -4,8 +4,9 @@ A tracked face changes little from one frame to the next, so scoring it on every
 repeats work. A track is scored when it is new, when its box has moved or grown so that it overlaps
 the box last scored less than ``rejudge_iou``, or when its interval has passed since its last
 score: ``1 / max_rate_hz``, or ``1 / min_rate_hz`` once it has been *calm* for ``calm_after_s``
-(labelled real with its smoothed P(fake) at or below the smoothing's ``leave``: where a fake label
-would be dropped anyway). A new track and a moved box are scored at once, whatever the rate; a
+(as the smoother says: labelled real with its smoothed P(fake) at or below the smoothing's
+``leave``, where a fake label would be dropped anyway; with ``cusum``, its evidence at most a
+quarter of the alarm's). A new track and a moved box are scored at once, whatever the rate; a
 score above ``leave`` or another label puts the track back at the full rate at once (a face that
 moves is not suspicious by moving: its score decides). In between, its verdicts carry the last score (``scored:
 false``) and say the rate the track is judged at (``judge_rate_hz``). ``max_rate_hz: null``
@@ -70,8 +71,7 @@ class Scored:
 
 
 class Cadence:
-    def __init__(self, config: JudgeConfig, leave: float = 0.4):
-        """``leave``: the smoothing's, below which a real track is calm."""
+    def __init__(self, config: JudgeConfig):
         self.interval = 0.0 if config.max_rate_hz is None else 1.0 / config.max_rate_hz
         # with every frame scored (max_rate_hz null) nothing is skimmed: that is what null asks for
         skim = config.min_rate_hz is not None and config.max_rate_hz is not None
@@ -79,7 +79,6 @@ class Cadence:
         self.max_rate_hz, self.min_rate_hz = config.max_rate_hz, config.min_rate_hz if skim else config.max_rate_hz
         self.calm_after_s = config.calm_after_s
         self.rejudge_iou = config.rejudge_iou
-        self.leave = leave
         # a frame's time is rounded to its stream clock; without slack a 30 fps stream scored at
         # 10 Hz would wait 4 frames when 3 are 99.9 % of the interval
         self.slack = 0.005
@@ -112,9 +111,9 @@ class Cadence:
     def _interval(self, last: Scored, t: float) -> float:
         return max(self.calm_interval, self.full_interval) if self.skimmed(last, t) else self.full_interval
 
-    def scored(self, last: Scored | None, box: np.ndarray, t: float, label: str, probability: float) -> Scored:
-        """The track's state after a score: calm goes on, begins, or ends."""
-        calm = label == "real" and probability <= self.leave
+    def scored(self, last: Scored | None, box: np.ndarray, t: float, calm: bool) -> Scored:
+        """The track's state after a score: calm (the smoother's word: real and far from fake) goes
+        on, begins, or ends."""
         since = (last.calm_since if last is not None and last.calm_since is not None else t) if calm else None
         return Scored(t, box.copy(), since)
 

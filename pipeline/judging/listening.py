@@ -27,7 +27,7 @@ from stream import AudioChunk
 
 def _voice_smoothing() -> SmoothingConfig:
     # a window every 2 s, each 4 s of evidence: alpha per window, a label from the second window on
-    return SmoothingConfig(alpha=0.6, period_s=2.0, min_frames=2, min_duration_s=0.0)
+    return SmoothingConfig(method="ema", alpha=0.6, period_s=2.0, min_frames=2, min_duration_s=0.0)
 
 
 class VoiceConfig(StrictModel):
@@ -42,6 +42,18 @@ class VoiceConfig(StrictModel):
     no_audio_after_s: float = Field(3.0, gt=0.0)  # no sound this long while the stream runs: voice is no_audio
     smoothing: SmoothingConfig = Field(default_factory=_voice_smoothing)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _voice_is_smoothed_by_ema(cls, data: object) -> object:
+        # the voice has no real-speech baseline yet: its labels come from the ema's thresholds, also
+        # when a file sets other smoothing fields and leaves the method out
+        if isinstance(data, dict) and isinstance(data.get("smoothing"), dict):
+            smoothing = data["smoothing"]
+            if smoothing.get("method", "ema") == "cusum":
+                raise ValueError("voice.smoothing.method cusum: the voice has no real-speech baseline yet; use ema")
+            data = {**data, "smoothing": {"method": "ema", **smoothing}}
+        return data
 
     @model_validator(mode="after")
     def _verify(self) -> VoiceConfig:

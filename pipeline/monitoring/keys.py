@@ -79,6 +79,8 @@ class Count(str, enum.Enum):
     SPOOL_ERRORS = "spool_errors"  # a sink's durable spool failed a write (the record stays in memory only)
     FEED_RESUMES = "feed_resumes"  # feed clients back with Last-Event-ID; label outcome: replayed, reset:<why>
     SPOOL_LOST = "spool_lost"  # records a sink's spool had accepted and could not read back at start
+    INCIDENTS = "incidents"  # alarms that opened an incident (one per fake face or voice); label modality
+    FACES_UNJUDGED = "faces_unjudged"  # faces too poor to judge, not scored; label reason
 
 
 class Gauge(str, enum.Enum):
@@ -87,6 +89,7 @@ class Gauge(str, enum.Enum):
     UP = "up"
     QUEUE_DEPTH = "queue_depth"
     ACTIVE_TRACKS = "active_tracks"
+    INCIDENTS_OPEN = "incidents_open"  # a stream's open incidents (fake faces and voice)
     EXPECTED_FPS = "expected_fps"
     MODELS_READY = "models_ready"
     CONNECTED = "connected"

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from core.strict import StrictModel
 from pipeline.judging.cadence import JudgeConfig
 from pipeline.judging.ensemble import EnsembleConfig
+from pipeline.judging.incidents import IncidentConfig
 from pipeline.judging.listening import VoiceConfig
 from pipeline.judging.smoothing import SmoothingConfig
 from pipeline.models.audio.config import AudioDetectorConfig
@@ -38,6 +39,7 @@ class PipelineConfig(StrictModel):
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
+    incidents: IncidentConfig = Field(default_factory=IncidentConfig)
     overload: OverloadConfig = Field(default_factory=OverloadConfig)
     sinks: DeliveryConfig = Field(default_factory=DeliveryConfig)
     monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig(enable_system_monitoring=True))

@@ -43,6 +43,11 @@ class Verdict:
     scored_at: float | None = None
     # how often this track is scored now: judge.max_rate_hz, or min_rate_hz while it is calm (None: every frame)
     judge_rate_hz: float | None = None
+    # smoothing cusum: the track's evidence as a share of the alarm threshold (1: alarmed); None otherwise
+    evidence: float | None = None
+    # the incident the track belongs to (pipeline.judging.incidents): from its first alarm until it
+    # has been judged real for incidents.quiet_s, through the dips of its label; None: no incident
+    incident: int | None = None
     # the decoded RGB frame, attached only while the label is fake (for the store sink's snapshots);
     # a reference, never copied, never serialised
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -81,6 +86,7 @@ class VoiceVerdict:
     window_end_ts: float  # wall clock when the window's last sample was decoded
     latency_ms: float  # that moment → this verdict
     failed_models: tuple[str, ...] = ()
+    incident: int | None = None  # the voice's incident, as a face verdict's
     # the window's 16 kHz samples, attached only while the label is fake (the store sink's evidence)
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -110,7 +116,10 @@ class StreamStatus:
 
 @dataclass(frozen=True)
 class StreamState:
-    """What a stream shows now: fake when any track is fake, else uncertain when any is, else real."""
+    """What a stream shows now, and the one answer to "is anything here fake right now": ``alarm``,
+    true while an incident (a fake face or voice, ``pipeline.judging.incidents``) is open. ``label``
+    is fake while a face incident is open (through the dips of its track's label), else uncertain
+    when any track is, else real."""
 
     stream: str
     label: StreamLabel
@@ -119,13 +128,22 @@ class StreamState:
     updated_at: float
     voice: VoiceState | None = None  # None: the stream's voice is not judged (no voice model, or audio: off)
     spoof_probability: float | None = None  # the voice's smoothed P(spoof) while it is judged
+    # the open incidents: {id, subject (face or voice), track_id (a face's track now; None once lost), since}
+    incidents: tuple[dict[str, Any], ...] = ()
 
     kind = "state"
 
     @property
+    def alarm(self) -> bool:
+        return bool(self.incidents) or bool(self.looks_fake)
+
+    @property
     def looks_fake(self) -> list[str]:
-        """What looks fake now: "face", "voice", both or neither."""
-        return [part for part, label in (("face", self.label), ("voice", self.voice)) if label == "fake"]
+        """What is alarmed now: "face", "voice", both or neither (an open incident, or a fake label)."""
+        subjects = {i["subject"] for i in self.incidents}
+        return [
+            part for part, label in (("face", self.label), ("voice", self.voice)) if part in subjects or label == "fake"
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +154,8 @@ class StreamState:
             "voice": self.voice,
             "spoof_probability": self.spoof_probability,
             "looks_fake": self.looks_fake,
+            "alarm": self.alarm,
+            "incidents": [dict(i) for i in self.incidents],
             "updated_at": self.updated_at,
         }
 

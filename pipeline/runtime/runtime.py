@@ -26,6 +26,7 @@ import numpy as np
 from core.errors import ConfigError, LifecycleError, one_line
 from pipeline.judging.ensemble import EnsembleResult, build_ensemble
 from pipeline.judging.listening import Window
+from pipeline.judging.smoothing import Smoothing
 from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detections import Box, Detections
 from pipeline.models.detector import BaseDetector
@@ -95,6 +96,12 @@ class Runtime:
         self.calls = calls
         # one level for every stream: under overload they all shed the same work
         self.governor = Governor(config.overload) if config.overload.enabled else None
+        self.smoothing = Smoothing.build(
+            config.smoothing,
+            config.faces.model,
+            [d.type for d in config.detectors],
+            config.ensemble.fusion_method.value,
+        )
         self.workers = [self._worker(sc) for sc in config.streams]
         self._ended = False
         self.added: dict[str, asyncio.Task[None]] = {}  # streams added while running (calls), until they end
@@ -107,7 +114,7 @@ class Runtime:
             stream,
             config.faces,
             config.judge,
-            config.smoothing,
+            self.smoothing,
             self,
             self.monitor,
             self.stop,
@@ -116,6 +123,7 @@ class Runtime:
             config.voice if listening else None,
             self.calls,
             self.governor,
+            config.incidents,
         )
 
     async def run(self, keep_open: bool = False) -> None:

@@ -21,6 +21,7 @@ from typing import Protocol
 from core.errors import InsufficientModelsError
 from core.ratelog import RateLimitedLog
 from pipeline.judging.ensemble import EnsembleResult
+from pipeline.judging.incidents import Incidents
 from pipeline.judging.listening import Listener, VoiceConfig, Window
 from pipeline.judging.smoothing import TrackSmoother
 from pipeline.judging.speech import SileroGate
@@ -52,6 +53,7 @@ class VoiceWorker:
         numbering: Numbering,
         live: bool,
         on_change: Callable[[], None],
+        incidents: Incidents | None = None,
     ):
         self.stream_id = stream_id
         self.config = config
@@ -60,6 +62,9 @@ class VoiceWorker:
         self.numbering = numbering
         self.live = live
         self.on_change = on_change
+        self.incidents = incidents  # the stream's (shared with its faces): the voice's incident joins them
+        self._incident: int | None = None
+        self._t = 0.0  # the last window's time on the smoothing clock
         self.subject = Subject.stream(stream_id)
         self.seq_key = f"{stream_id}/voice"
         self.listener = Listener(config, SileroGate(config.vad_threshold))
@@ -98,7 +103,7 @@ class VoiceWorker:
         self.monitor.set_gauge(self.subject, Gauge.SPEECH_SHARE, round(window.speech, 4))
         if not self.listener.speaking(window):
             self.monitor.count(self.subject, Count.VOICE_WINDOWS, result="no_speech")
-            self._publish(window, "no_speech", None, None, {}, ())
+            self._publish(window, "no_speech", None, None, {}, (), self._clock(window))
             return
         answers = await self.host.score_voice(window)
         try:
@@ -109,13 +114,32 @@ class VoiceWorker:
             return
         self.problems.clear("no_voice")
         # smoothing runs on stream time for files read asap, on arrival time for live input (as faces do)
-        t = window.pts_end if (not self.live and window.pts_end is not None) else window.arrival_mono
+        t = self._clock(window)
         smoothed = self.smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
         self.monitor.count(self.subject, Count.VOICE_WINDOWS, result="judged")
-        self._publish(window, smoothed.label, smoothed, fused, fused.model_scores, tuple(sorted(answers.failed)))
+        self._publish(window, smoothed.label, smoothed, fused, fused.model_scores, tuple(sorted(answers.failed)), t)
 
-    def _publish(self, window: Window, label: VoiceLabel, smoothed, fused, models, failed) -> None:  # noqa: ANN001
+    def _clock(self, window: Window) -> float:
+        self._t = window.pts_end if (not self.live and window.pts_end is not None) else window.arrival_mono
+        return self._t
+
+    def _follow_incident(self, label: str, t: float, ts: float) -> int | None:
+        """The voice's incident after this window; the stream's state is told when it opens or closes."""
+        if self.incidents is None:
+            return None
+        before = self.incidents.opened
+        incident = self.incidents.observe("voice", None, label, t, ts)
+        if self.incidents.opened > before:
+            self.monitor.count(self.subject, Count.INCIDENTS, modality="voice")
+        current = None if incident is None else incident.id
+        if current != self._incident:
+            self._incident = current
+            self.on_change()
+        return current
+
+    def _publish(self, window: Window, label: VoiceLabel, smoothed, fused, models, failed, t: float) -> None:  # noqa: ANN001
         now = time.time()
+        incident = self._follow_incident(label, t, window.arrival_ts)
         if label != self._label:
             self._label, self._label_since = label, window.arrival_ts
         spoof = None if smoothed is None else round(smoothed.probability, 6)
@@ -136,6 +160,7 @@ class VoiceWorker:
             window_end_ts=window.arrival_ts,
             latency_ms=round((time.monotonic() - window.arrival_mono) * 1000.0, 2),
             failed_models=failed,
+            incident=incident,
             audio=window.samples if label == "fake" else None,
         )
         self.monitor.record_latency(WINDOW_TO_VOICE, time.monotonic() - window.arrival_mono)
@@ -143,6 +168,8 @@ class VoiceWorker:
         self._set_state(label, spoof)
 
     def _set_state(self, state: VoiceState, spoof: float | None) -> None:
+        if state == "no_audio" and self.incidents is not None:
+            self.incidents.gone("voice", None, self._t)  # its sound stopped: the incident goes quiet
         changed = state != self.state
         self.state, self.spoof_probability = state, spoof
         if changed:

@@ -20,8 +20,9 @@ from core.errors import ConfigError, InsufficientModelsError
 from core.ratelog import RateLimitedLog
 from pipeline.judging.cadence import Cadence, JudgeConfig, Scored
 from pipeline.judging.ensemble import EnsembleResult
+from pipeline.judging.incidents import IncidentConfig, Incidents
 from pipeline.judging.listening import VoiceConfig
-from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
+from pipeline.judging.smoothing import Smoothing, TrackSmoother
 from pipeline.judging.tracking import IouTracker
 from pipeline.models.detections import Box, Detections
 from pipeline.models.faces import FacesConfig
@@ -128,7 +129,7 @@ class StreamWorker:
         config: StreamConfig,
         faces: FacesConfig,
         judge: JudgeConfig,
-        smoothing: SmoothingConfig,
+        smoothing: Smoothing,
         host: StreamHost,
         monitor: PerformanceMonitor,
         stop: asyncio.Event,
@@ -137,24 +138,28 @@ class StreamWorker:
         voice: VoiceConfig | None = None,
         calls: CallHub | None = None,
         governor: Governor | None = None,
+        incidents: IncidentConfig | None = None,
     ):
         """``calls``: where a ``whip://`` stream's sessions arrive (``dfstream serve`` has one);
-        ``governor``: the runtime's, when it sheds work under overload."""
+        ``governor``: the runtime's, when it sheds work under overload; ``incidents``: when an
+        alarm's incident closes."""
         self.config = config
         self.calls = calls
         self.tap = tap
         self.subject = Subject.stream(config.id)
         self.detect_every = faces.detect_every
         self.smoothing = smoothing
-        self.cadence = Cadence(judge, smoothing.leave)
+        self.cadence = Cadence(judge)
         self.host = host
         self.monitor = monitor
         self.stop = stop
         self.tracker = IouTracker(faces.iou_threshold, faces.max_missed, faces.max_jump)
         self.tracks: dict[int, TrackState] = {}
-        self.state: tuple[str, dict[int, str], str | None] | None = None  # the labels last published
+        self.state: tuple | None = None  # what the last published state said
         self.numbering = numbering or Counting()
         self.seq_key = f"{config.id}/verdicts"
+        # incident ids continue across restarts and moves, as verdicts' seq do (the number keeper)
+        self.incidents = Incidents(incidents or IncidentConfig(), lambda: self.numbering.next(f"{config.id}/incidents"))
         self.frames_seen = 0  # the stream's frames so far, those dropped on the way included
         self.live = config.live
         self.governor = governor if config.live else None
@@ -168,7 +173,7 @@ class StreamWorker:
         self.told_quarter = 0
         self.problems = RateLimitedLog(log)
         self.voice = (
-            VoiceWorker(config.id, voice, host, monitor, self.numbering, self.live, self._publish_state)
+            VoiceWorker(config.id, voice, host, monitor, self.numbering, self.live, self._publish_state, self.incidents)
             if voice is not None and config.audio == "auto"
             else None
         )
@@ -217,8 +222,10 @@ class StreamWorker:
                 await asyncio.gather(*loops)
             finally:
                 stopper.cancel()
-            # drained: the stream shows no face any more, then (leaving the block) goes offline
+            # drained: the stream shows no face any more, nothing stays alarmed, then (leaving the
+            # block) it goes offline
             self.tracks.clear()
+            self._count_closed(self.incidents.close_all())
             self._publish_state()
 
     async def _stop_on_request(self, source: Source | CallSource) -> None:
@@ -260,8 +267,11 @@ class StreamWorker:
 
     async def _score(self, queue: asyncio.Queue[_Queued | None]) -> None:
         while (item := await queue.get()) is not None:
+            t = self._time(item.frame)
             for track_id in item.closed:
                 self.tracks.pop(track_id, None)
+                self.incidents.gone("face", track_id, t)
+            self._count_closed(self.incidents.expire(t))
             if len(item.tracked):
                 await self._judge(item.frame, item.tracked)
             self.monitor.count(self.subject, Count.FRAMES_PROCESSED)
@@ -375,9 +385,10 @@ class StreamWorker:
         failed: dict[str, str],
     ) -> None:
         track = self.tracks.get(track_id)
-        smoother = track.smoother if track is not None else TrackSmoother(self.smoothing)
+        smoother = track.smoother if track is not None else self.smoothing.track()
         smoothed = smoother.update(fused.fake_probability, fused.uncertainty or 0.0, t)
-        scored = self.cadence.scored(_scored(track), box, t, smoothed.label, smoothed.probability)
+        scored = self.cadence.scored(_scored(track), box, t, smoothed.calm)
+        incident = self._incident(track_id, smoothed.label, t, frame.arrival_ts)
         latency = time.monotonic() - frame.arrival_mono
         now = time.time()
         verdict = Verdict(
@@ -401,6 +412,8 @@ class StreamWorker:
             scored=True,
             scored_at=frame.arrival_ts,
             judge_rate_hz=self.cadence.rate_hz(scored, t),
+            evidence=smoothed.evidence,
+            incident=incident,
             image=frame.image if smoothed.label == "fake" else None,
         )
         self.tracks[track_id] = TrackState(smoother, scored, dataclasses.replace(verdict, image=None))
@@ -422,6 +435,7 @@ class StreamWorker:
             faces_in_frame=faces,
             latency_ms=round(latency * 1000.0, 2),
             scored=False,
+            incident=self._incident(track.verdict.track_id, last.label, self._time(frame), frame.arrival_ts),
             image=frame.image if last.label == "fake" else None,
         )
         self.monitor.record_latency(END_TO_END, latency)
@@ -441,17 +455,33 @@ class StreamWorker:
         assert self.tap is not None
         await self.tap.offer(Shot(self.config.id, frame.seq, frame.pts, frame.arrival_mono, frame.image, tuple(faces)))
 
+    # ---- incidents: one per fake face or voice ---------------------------------------------------
+    def _incident(self, track_id: int, label: str, t: float, ts: float) -> int | None:
+        before = self.incidents.opened
+        incident = self.incidents.observe("face", track_id, label, t, ts)
+        if self.incidents.opened > before:
+            self.monitor.count(self.subject, Count.INCIDENTS, modality="face")
+        return None if incident is None else incident.id
+
+    def _count_closed(self, closed: list) -> None:
+        if closed:
+            self.monitor.set_gauge(self.subject, Gauge.INCIDENTS_OPEN, len(self.incidents.open))
+
     def _publish_state(self) -> None:
         live = set(self.tracker.track_ids)
         judged = {tid: t for tid, t in self.tracks.items() if tid in live}
         labels = {tid: t.label for tid, t in judged.items()}
-        label = stream_label(labels)
+        incidents = tuple(i.to_dict() for i in sorted(self.incidents.open.values(), key=lambda i: i.id))
+        # the stream's face is fake while a face incident is open, through the dips of its label
+        faces_alarmed = any(i["subject"] == "face" for i in incidents)
+        label = "fake" if faces_alarmed else stream_label(labels)
         voice = None if self.voice is None else self.voice.state
         self.monitor.set_gauge(self.subject, Gauge.ACTIVE_TRACKS, len(labels))
-        # published when the label, the tracks or the voice change: a track that ends (or starts)
-        # while the stream's label stays is news too, for whoever keeps one record per track (the store sink)
-        if (label, labels, voice) != self.state:
-            self.state = (label, labels, voice)
+        self.monitor.set_gauge(self.subject, Gauge.INCIDENTS_OPEN, len(incidents))
+        # published when the label, the tracks, the voice or the incidents change: a track that ends
+        # (or starts) while the stream's label stays is news too, for whoever keeps one record per track
+        if (label, labels, voice, incidents) != self.state:
+            self.state = (label, labels, voice, incidents)
             top = max((t.probability for t in judged.values()), default=None)
             self.host.publish(
                 StreamState(
@@ -462,6 +492,7 @@ class StreamWorker:
                     time.time(),
                     voice,
                     None if self.voice is None else self.voice.spoof_probability,
+                    incidents,
                 )
             )
 

@@ -95,35 +95,35 @@ def _iou(a, b) -> float:
 
 
 def test_a_calm_track_is_skimmed_and_anything_suspicious_brings_the_full_rate_back():
-    cadence = Cadence(JudgeConfig(max_rate_hz=10, min_rate_hz=2, calm_after_s=1.0), leave=0.4)
-    state = cadence.scored(None, BOX, 0.0, "uncertain", 0.1)
+    cadence = Cadence(JudgeConfig(max_rate_hz=10, min_rate_hz=2, calm_after_s=1.0))
+    state = cadence.scored(None, BOX, 0.0, False)
     assert state.calm_since is None  # not yet labelled real
     t = 0.0
     while t < 1.0:  # real and low: calm from its first real score, at 10 Hz until a second has passed
         t = round(t + 0.1, 3)
         assert cadence.due(state, BOX, t) is Due.TIME
-        state = cadence.scored(state, BOX, t, "real", 0.15)
+        state = cadence.scored(state, BOX, t, True)
     assert state.calm_since == 0.1 and cadence.rate_hz(state, t) == 10
     t = 1.2
-    state = cadence.scored(state, BOX, t, "real", 0.15)
+    state = cadence.scored(state, BOX, t, True)
     assert cadence.skimmed(state, t) and cadence.rate_hz(state, t) == 2
     assert cadence.due(state, BOX, t + 0.1) is None and cadence.due(state, BOX, t + 0.3) is None
     assert cadence.due(state, BOX, t + 0.5) is Due.TIME  # 2 Hz
     assert cadence.due(state, BOX + 40, t + 0.1) is Due.MOVED  # a moved face: scored now ...
-    moved = cadence.scored(state, BOX + 40, t + 0.1, "real", 0.1)
+    moved = cadence.scored(state, BOX + 40, t + 0.1, True)
     assert cadence.skimmed(moved, t + 0.1)  # ... and still calm if its score says so
     # a score above leave or another label: calm ends, and the next is at the full rate
     for label, p in (("real", 0.45), ("fake", 0.9), ("uncertain", 0.2)):
-        after = cadence.scored(state, BOX, t + 0.5, label, p)
+        after = cadence.scored(state, BOX, t + 0.5, label == "real" and p <= 0.4)
         assert after.calm_since is None and cadence.rate_hz(after, t + 0.5) == 10
         assert cadence.due(after, BOX, t + 0.6) is Due.TIME
 
 
 def test_every_frame_scored_means_no_skimming_and_a_floor_above_the_rate_is_refused():
-    every = Cadence(JudgeConfig(max_rate_hz=None, min_rate_hz=2), leave=0.4)
+    every = Cadence(JudgeConfig(max_rate_hz=None, min_rate_hz=2))
     state = Scored(0.0, BOX, calm_since=-100.0)
     assert every.due(state, BOX, 0.0) is Due.TIME and every.rate_hz(state, 0.0) is None
-    never = Cadence(JudgeConfig(max_rate_hz=10, min_rate_hz=None), leave=0.4)
+    never = Cadence(JudgeConfig(max_rate_hz=10, min_rate_hz=None))
     assert never.rate_hz(state, 0.0) == 10 and never.due(state, BOX, 0.05) is None
     with pytest.raises(ValueError, match=r"min_rate_hz \(20.0\) must be <= max_rate_hz \(10.0\)"):
         JudgeConfig(max_rate_hz=10, min_rate_hz=20)

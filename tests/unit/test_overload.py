@@ -101,10 +101,10 @@ def test_frames_are_dropped_evenly_not_in_bursts(share):
 
 
 def test_under_overload_a_track_is_judged_at_the_lowered_rate_a_moved_box_waits_and_a_new_track_never_does():
-    cadence = Cadence(JudgeConfig(max_rate_hz=10, min_rate_hz=2), leave=0.4)
+    cadence = Cadence(JudgeConfig(max_rate_hz=10, min_rate_hz=2))
     box = np.array([0, 0, 100, 100], float)
     moved = np.array([60, 0, 160, 100], float)
-    state = cadence.scored(None, box, 0.0, "uncertain", 0.6)  # suspicious: at the full rate
+    state = cadence.scored(None, box, 0.0, False)  # suspicious: at the full rate
     assert cadence.due(state, box, 0.1) is Due.TIME
     cadence.shed(4.0, share=0.5)
     assert cadence.rate_hz(state, 0.1) == 4.0
@@ -113,8 +113,8 @@ def test_under_overload_a_track_is_judged_at_the_lowered_rate_a_moved_box_waits_
     assert cadence.due(state, moved, 0.1) is None  # a move waits half the lowered interval ...
     assert cadence.due(state, moved, 0.13) is Due.MOVED  # ... then is scored
     assert cadence.due(None, box, 0.1) is Due.NEW
-    calm = cadence.scored(None, box, 0.0, "real", 0.1)
-    calm = cadence.scored(calm, box, 1.0, "real", 0.1)
+    calm = cadence.scored(None, box, 0.0, True)
+    calm = cadence.scored(calm, box, 1.0, True)
     assert cadence.rate_hz(calm, 1.0) == 2.0  # a calm track stays at its floor
     cadence.shed(1.0, share=1.0)
     assert cadence.rate_hz(calm, 1.0) == 1.0 and cadence.rate_hz(state, 0.1) == 1.0
@@ -123,7 +123,7 @@ def test_under_overload_a_track_is_judged_at_the_lowered_rate_a_moved_box_waits_
 
 
 def test_every_frame_scored_stays_every_frame_scored():
-    cadence = Cadence(JudgeConfig(max_rate_hz=None), leave=0.4)
+    cadence = Cadence(JudgeConfig(max_rate_hz=None))
     cadence.shed(2.0, share=1.0)
-    state = cadence.scored(None, np.zeros(4), 0.0, "real", 0.1)
+    state = cadence.scored(None, np.zeros(4), 0.0, True)
     assert cadence.due(state, np.zeros(4), 0.001) is Due.TIME and cadence.rate_hz(state, 0.0) is None
