@@ -468,8 +468,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _calibrate_real_only(args: argparse.Namespace) -> int:
-    from dfstream.config import load_config, parse_config
     from dfstream.baseline import calibrate_real_only, footage_of
+    from dfstream.config import load_config, parse_config
     from pipeline.evaluation.scoring import parse_detector_spec
     from pipeline.judging.evidence import save_baseline
     from pipeline.models.registry import ModelRegistry

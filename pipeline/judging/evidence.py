@@ -224,7 +224,10 @@ def _threshold(highest: np.ndarray, per_hour: float, track_s: float, floor: floa
 def alarm_rule(real: RealFaces, shift: float, false_alarms_per_hour: float, track_s: float) -> AlarmRule:
     """The thresholds at which simulated real faces raise ``false_alarms_per_hour`` alarms an hour of
     tracks of ``track_s`` seconds, half of them from each evidence."""
-    floor = shift * shift  # at least two scores' worth of the largest step
+    # never less than two of the largest steps a score can add: no single frame raises an alarm
+    high = _Z_OF_LEVEL[-1]
+    absolute_floor = 2 * shift * (high - shift / 2)
+    change_floor = 2 * shift * (AlarmRule.max_step - shift / 2)
     half = false_alarms_per_hour / 2
     # the level is held near the change threshold, which depends on how the level is held: a few
     # rounds settle it (the first with a level never held)
@@ -232,7 +235,10 @@ def alarm_rule(real: RealFaces, shift: float, false_alarms_per_hour: float, trac
     for _ in range(3):
         absolute, change = simulated_maxima(rule, track_s)
         rule = AlarmRule(
-            real, shift, _threshold(absolute, half, track_s, floor), _threshold(change, half, track_s, floor)
+            real,
+            shift,
+            _threshold(absolute, half, track_s, absolute_floor),
+            _threshold(change, half, track_s, change_floor),
         )
     return rule
 
