@@ -33,8 +33,8 @@ from pipeline.judging.evidence import AlarmRule, Baseline, alarm_rule, fit_real_
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 
 FOLDS = 5
-SHIFTS = (1.0, 2.0, 3.0)
-RATES = (0.1, 1.0, 10.0)
+SHIFTS = (2.0, 3.0)
+RATES = (0.03, 0.1, 0.3, 1.0, 3.0)
 OLD = SmoothingConfig(method="ema", alpha=0.3, enter=0.7, leave=0.4, min_duration_s=0.5)
 
 

@@ -104,3 +104,17 @@ def test_a_continuous_fake_whose_label_dips_is_one_incident_and_one_on_in_home_a
     cam = Subject.stream("cam1")
     assert runtime.monitor.counter(cam, Count.INCIDENTS, modality="face") == 1
     assert runtime.monitor.gauge(cam, Gauge.INCIDENTS_OPEN) == 0
+
+
+@pytest.mark.weights
+def test_faces_too_poor_to_judge_are_uncertain_with_the_reason_and_counted(weights_dir, face_clip):
+    """Every face of the sample clip is smaller than a 10,000 px minimum: none is scored, each says why."""
+    config = make_config(weights_dir, [{"id": "cam", "url": str(face_clip)}], quality={"min_face_px": 10000})
+    sink = MemorySink()
+    runtime = Runtime(config, load_detectors(config), [sink])
+    asyncio.run(runtime.run())
+    verdicts = sink.verdicts()
+    assert verdicts and {(v.label, v.unjudged, v.scored) for v in verdicts} == {("uncertain", "too_small", False)}
+    assert {(v.fake_probability, v.uncertainty, v.incident) for v in verdicts} == {(0.5, 1.0, None)}  # nothing known
+    cam = Subject.stream("cam")
+    assert runtime.monitor.counter(cam, Count.FACES_UNJUDGED, reason="too_small") == len(verdicts)

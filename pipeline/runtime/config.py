@@ -13,6 +13,7 @@ from pipeline.judging.cadence import JudgeConfig
 from pipeline.judging.ensemble import EnsembleConfig
 from pipeline.judging.incidents import IncidentConfig
 from pipeline.judging.listening import VoiceConfig
+from pipeline.judging.quality import QualityConfig
 from pipeline.judging.smoothing import SmoothingConfig
 from pipeline.models.audio.config import AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
@@ -40,6 +41,7 @@ class PipelineConfig(StrictModel):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
     incidents: IncidentConfig = Field(default_factory=IncidentConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)  # faces too poor to judge
     overload: OverloadConfig = Field(default_factory=OverloadConfig)
     sinks: DeliveryConfig = Field(default_factory=DeliveryConfig)
     monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig(enable_system_monitoring=True))

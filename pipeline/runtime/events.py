@@ -48,6 +48,9 @@ class Verdict:
     # the incident the track belongs to (pipeline.judging.incidents): from its first alarm until it
     # has been judged real for incidents.quiet_s, through the dips of its label; None: no incident
     incident: int | None = None
+    # why this face was not judged (too_small, too_blurry, too_dark, too_bright: pipeline.judging.quality);
+    # its label is then uncertain and its numbers the track's last; None: judged (or carried)
+    unjudged: str | None = None
     # the decoded RGB frame, attached only while the label is fake (for the store sink's snapshots);
     # a reference, never copied, never serialised
     image: np.ndarray | None = field(default=None, repr=False, compare=False)

@@ -124,6 +124,7 @@ class Runtime:
             self.calls,
             self.governor,
             config.incidents,
+            config.quality,
         )
 
     async def run(self, keep_open: bool = False) -> None:

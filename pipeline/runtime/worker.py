@@ -22,6 +22,7 @@ from pipeline.judging.cadence import Cadence, JudgeConfig, Scored
 from pipeline.judging.ensemble import EnsembleResult
 from pipeline.judging.incidents import IncidentConfig, Incidents
 from pipeline.judging.listening import VoiceConfig
+from pipeline.judging.quality import QualityConfig, Reason, measure
 from pipeline.judging.smoothing import Smoothing, TrackSmoother
 from pipeline.judging.tracking import IouTracker
 from pipeline.models.detections import Box, Detections
@@ -139,10 +140,11 @@ class StreamWorker:
         calls: CallHub | None = None,
         governor: Governor | None = None,
         incidents: IncidentConfig | None = None,
+        quality: QualityConfig | None = None,
     ):
         """``calls``: where a ``whip://`` stream's sessions arrive (``dfstream serve`` has one);
         ``governor``: the runtime's, when it sheds work under overload; ``incidents``: when an
-        alarm's incident closes."""
+        alarm's incident closes; ``quality``: which faces are too poor to judge."""
         self.config = config
         self.calls = calls
         self.tap = tap
@@ -159,6 +161,7 @@ class StreamWorker:
         self.numbering = numbering or Counting()
         self.seq_key = f"{config.id}/verdicts"
         # incident ids continue across restarts and moves, as verdicts' seq do (the number keeper)
+        self.quality = quality or QualityConfig()
         self.incidents = Incidents(incidents or IncidentConfig(), lambda: self.numbering.next(f"{config.id}/incidents"))
         self.frames_seen = 0  # the stream's frames so far, those dropped on the way included
         self.live = config.live
@@ -287,11 +290,17 @@ class StreamWorker:
         t = self._time(frame)
         ids = [int(i) for i in tracked.track_ids]
         due = [i for i, tid in enumerate(ids) if self.cadence.due(_scored(self.tracks.get(tid)), boxes[i], t)]
+        # faces too poor to judge are not scored (and add no evidence): checked when they are due
+        poor = {i: reason for i in due if (reason := measure(frame.image, _box(boxes[i])).reason(self.quality))}
+        due = [i for i in due if i not in poor]
         faces = dict(zip(due, await self.host.score_faces(frame.image, [_box(boxes[i]) for i in due]))) if due else {}
         scored_at = time.monotonic()
         for i, track_id in enumerate(ids):
             face = faces.get(i)
             track = self.tracks.get(track_id)
+            if i in poor:
+                self._unjudged(frame, t, track_id, track, _box(boxes[i]), len(ids), poor[i])
+                continue
             if face is None:
                 assert track is not None  # a track without a state is always due
                 self._carry(frame, track, _box(boxes[i]), len(ids))
@@ -435,6 +444,7 @@ class StreamWorker:
             faces_in_frame=faces,
             latency_ms=round(latency * 1000.0, 2),
             scored=False,
+            unjudged=None,
             incident=self._incident(track.verdict.track_id, last.label, self._time(frame), frame.arrival_ts),
             image=frame.image if last.label == "fake" else None,
         )
@@ -443,15 +453,61 @@ class StreamWorker:
         self.monitor.count(self.subject, Count.VERDICTS_CARRIED)
         self.host.publish(verdict)
 
+    def _unjudged(
+        self, frame: Frame, t: float, track_id: int, track: TrackState | None, box: Box, faces: int, reason: Reason
+    ) -> None:
+        """A face too poor to judge: ``uncertain``, the reason said; its track's evidence, smoothed
+        P(fake) and incident left where they were (a track never judged says P(fake) 0.5 with
+        uncertainty 1: nothing known)."""
+        self.monitor.count(self.subject, Count.FACES_UNJUDGED, reason=reason)
+        latency = time.monotonic() - frame.arrival_mono
+        if track is not None:
+            verdict = dataclasses.replace(track.verdict, failed_models=())
+        else:
+            verdict = Verdict(
+                stream=self.config.id,
+                track_id=track_id,
+                seq=0,
+                ts=0.0,
+                frame_seq=frame.seq,
+                frame_pts=frame.pts,
+                label="uncertain",
+                label_since=frame.arrival_ts,
+                fake_probability=0.5,
+                raw_probability=0.5,
+                uncertainty=1.0,
+                models={},
+                bbox=box,
+                faces_in_frame=faces,
+                latency_ms=0.0,
+            )
+        verdict = dataclasses.replace(
+            verdict,
+            seq=self.numbering.next(self.seq_key),
+            ts=time.time(),
+            frame_seq=frame.seq,
+            frame_pts=frame.pts,
+            label="uncertain",
+            bbox=box,
+            faces_in_frame=faces,
+            latency_ms=round(latency * 1000.0, 2),
+            frame_size=(frame.image.shape[1], frame.image.shape[0]),
+            scored=False,
+            unjudged=reason,
+            incident=self._incident(track_id, "uncertain", t, frame.arrival_ts),
+            image=None,
+        )
+        self.monitor.record_latency(END_TO_END, latency)
+        self.monitor.count(self.subject, Count.VERDICTS, label="uncertain")
+        self.host.publish(verdict)
+
     async def _show(self, frame: Frame, tracked: Detections) -> None:
         faces = []
         for track_id, box in zip(tracked.track_ids, tracked.xyxy):
             state = self.tracks.get(int(track_id))
-            faces.append(
-                Face(
-                    int(track_id), _box(box), state.label if state else "pending", state.probability if state else None
-                )
-            )
+            # the live view follows incidents: a face stays red through the dips of its label
+            label = "pending" if state is None else "fake" if state.verdict.incident is not None else state.label
+            faces.append(Face(int(track_id), _box(box), label, state.probability if state else None))
         assert self.tap is not None
         await self.tap.offer(Shot(self.config.id, frame.seq, frame.pts, frame.arrival_mono, frame.image, tuple(faces)))
 

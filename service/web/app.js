@@ -136,14 +136,16 @@ function streamView(view, id) {
     reset: () => { points.clear(); voicePoints.length = 0; },  // the recent past follows
     voice: (v) => {
       if (v.spoof_probability != null) voicePoints.push([v.ts, v.spoof_probability, v.label]);
-      showVoice($("#voice-label"), v.label, v.spoof_probability);
+      // the badge follows the voice's incident: fake through a dip of its label, until it closes
+      showVoice($("#voice-label"), v.incident != null && v.label !== "no_speech" ? "fake" : v.label, v.spoof_probability);
     },
     verdict: (v) => {
       if (!points.has(v.track_id)) points.set(v.track_id, []);
       points.get(v.track_id).push([v.ts, v.fake_probability, v.label]);
-      label.className = `label ${v.label}`;
-      label.textContent = `${v.label} ${v.fake_probability.toFixed(2)}`;
-      label.dataset.label = v.label;
+      const shown = v.incident != null ? "fake" : v.label;  // the badge follows the face's incident
+      label.className = `label ${shown}`;
+      label.textContent = `${shown} ${v.fake_probability.toFixed(2)}`;
+      label.dataset.label = shown;
     },
     state: (s) => {
       if (s.label === "no_face") { label.className = "label no_face"; label.textContent = "no face"; }

@@ -106,6 +106,8 @@ def test_postgres_restarting_mid_episode_loses_no_event(serve, rtsp_server, long
         api={"database": url},
         detectors=[scripted(tmp_path, [])],
         smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2},
+        # two fakes 3 s apart are two incidents (two events) only with a quiet time shorter than that
+        incidents={"quiet_s": 1.0},
         sinks={"prometheus": {"port": prometheus_port}},
     )
     _wait_for_a_face(served)
