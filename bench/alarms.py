@@ -30,6 +30,7 @@ import numpy as np
 from pipeline.evaluation.metrics import roc_auc
 from pipeline.judging.cadence import Cadence, JudgeConfig
 from pipeline.judging.evidence import AlarmRule, Baseline, alarm_rule, fit_real_faces, logit, save_baseline
+from pipeline.judging.quality import Quality, QualityConfig
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 
 FOLDS = 5
@@ -59,13 +60,21 @@ def main_track(video: dict) -> list:
 
 
 def replay(
-    track: list, smoothing: SmoothingConfig, rule: AlarmRule | None, judge: JudgeConfig
+    track: list,
+    smoothing: SmoothingConfig,
+    rule: AlarmRule | None,
+    judge: JudgeConfig,
+    quality: QualityConfig | None = None,
 ) -> list[tuple[float, str]]:
-    """(stream second, label) of each score the cadence asks for, through the smoother."""
+    """(stream second, label) of each score the cadence asks for, through the smoother; with
+    ``quality`` (scores measured by ``bench.alarm_quality``), faces too poor to judge are left out."""
     cadence, smoother, last, out = Cadence(judge), TrackSmoother(smoothing, rule), None, []
-    for t, p, _, box in track:
+    for t, p, _, box, *measured in track:
         box = np.asarray(box, dtype=float)
         if cadence.due(last, box, t) is None:
+            continue
+        if quality is not None and measured and measured[0] is not None and Quality(*measured[0]).reason(quality):
+            out.append((t, "uncertain"))
             continue
         s = smoother.update(p, 0.0, t)
         last = cadence.scored(last, box, t, s.calm)
@@ -90,7 +99,13 @@ def flag_after(labels: list[tuple[float, str]], cut: float) -> float | str:
     return next((round(t - cut, 3) for t, label in labels if t >= cut and label == "fake"), "never")
 
 
-def evaluate(data: dict, smoothing: SmoothingConfig, rules: dict[str, AlarmRule | None], judge: JudgeConfig) -> dict:
+def evaluate(
+    data: dict,
+    smoothing: SmoothingConfig,
+    rules: dict[str, AlarmRule | None],
+    judge: JudgeConfig,
+    quality: QualityConfig | None = None,
+) -> dict:
     """``rules``: per scene, the alarm rule whose baseline never saw it (None for ema)."""
     videos = data["videos"]
     originals = {Path(v["path"]).stem: v for v in videos.values() if v["label"] == "real"}
@@ -101,7 +116,7 @@ def evaluate(data: dict, smoothing: SmoothingConfig, rules: dict[str, AlarmRule 
         alarmed = 0
         for track in v["tracks"].values():
             real_s += track[-1][0] - track[0][0] + 0.1
-            labels = replay(track, smoothing, rules.get(scene(v["path"])), judge)
+            labels = replay(track, smoothing, rules.get(scene(v["path"])), judge, quality)
             real_scores += len(labels)
             alarmed += episodes(labels)
         real_alarms += alarmed
@@ -164,7 +179,7 @@ def rules_for(data: dict, shift: float, rate: float, track_s: float) -> dict[str
     rules = {}
     for fold in range(FOLDS):
         tracks = [
-            [(t, p) for t, p, _, _ in track]
+            [(t, p) for t, p, *_ in track]
             for v in reals
             if fold_of[scene(v["path"])] != fold
             for track in v["tracks"].values()
@@ -193,12 +208,12 @@ def write_baseline(scores: Path, out: Path) -> None:
         data = json.loads(path.read_text())
         originals = [v for v in data["videos"].values() if v["label"] == "real"]
         reals = len(originals)
-        tracks = [[(t, p) for t, p, _, _ in track] for v in originals for track in v["tracks"].values()]
+        tracks = [[(t, p) for t, p, *_ in track] for v in originals for track in v["tracks"].values()]
         finders[data["meta"]["finder"]] = fit_real_faces(tracks, 1.0 / data["meta"]["rate_hz"])
         per_model: dict[str, list[float]] = {}
         for v in originals:
             for track in v["tracks"].values():
-                for _, _, scored, _ in track:
+                for _, _, scored, *_ in track:
                     for name, p in scored.items():
                         per_model.setdefault(name, []).append(p)
         models[data["meta"]["finder"]] = {
@@ -222,6 +237,54 @@ def write_baseline(scores: Path, out: Path) -> None:
     print(f"wrote {out}: " + ", ".join(f"{k} {v.tracks} tracks, {v.seconds:.0f} s" for k, v in finders.items()))
 
 
+GATES = {
+    "none": QualityConfig(enabled=False),
+    "defaults": QualityConfig(),
+    "size only (40 px)": QualityConfig(min_sharpness=0, min_brightness=0, max_brightness=255),
+    "sharpness only (20)": QualityConfig(min_face_px=0, min_brightness=0, max_brightness=255),
+    "sharpness only (40)": QualityConfig(min_face_px=0, min_sharpness=40, min_brightness=0, max_brightness=255),
+    "brightness only (35-225)": QualityConfig(min_face_px=0, min_sharpness=0),
+    "size 64 px": QualityConfig(min_face_px=64, min_sharpness=0, min_brightness=0, max_brightness=255),
+}
+
+
+def quality_gates(scores: Path, out: Path, track_s: float) -> None:
+    """The defaults (cusum, shift 3, 0.1/h) and the old ema, with each quality gate."""
+    judge, results = JudgeConfig(), {}
+    for path in sorted(scores.glob("*.json")):
+        data = json.loads(path.read_text())
+        finder = data["meta"]["finder"]
+        measured = [
+            (v["label"], s[4]) for v in data["videos"].values() for t in v["tracks"].values() for s in t if len(s) > 4
+        ]
+        rules = rules_for(data, 3.0, 0.1, track_s)
+        for name, gate in GATES.items():
+            unjudged = {
+                label: float(
+                    np.mean(
+                        [q is not None and Quality(*q).reason(gate) is not None for lab, q in measured if lab == label]
+                    )
+                )
+                for label in ("real", "fake")
+            }
+            entry = {
+                "unjudged_share": {k: round(v, 3) for k, v in unjudged.items()},
+                "new": evaluate(data, SmoothingConfig(shift=3.0, false_alarms_per_hour=0.1), rules, judge, gate),
+                "old": evaluate(data, OLD, {}, judge, gate),
+            }
+            results.setdefault(finder, {})[name] = entry
+            brief = {
+                k: {
+                    m: entry[k][m]
+                    for m in ("real_alarms", "real_videos_alarmed", "fakes_flagged", "splices_flagged", "flag_s_median")
+                }
+                for k in ("new", "old")
+            }
+            print(f"{finder} {name}: unjudged {entry['unjudged_share']} {json.dumps(brief)}", flush=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scores", type=Path, required=True, help="bench.alarm_scores' folder (<finder>.json)")
@@ -233,7 +296,15 @@ def main() -> None:
         help="also fit every original of every finder into this baseline file (the packaged one: "
         "pipeline/judging/baselines/mesonet.json)",
     )
+    parser.add_argument(
+        "--quality",
+        action="store_true",
+        help="the scores carry bench.alarm_quality's measures: replay the defaults with each quality gate",
+    )
     args = parser.parse_args()
+    if args.quality:
+        quality_gates(args.scores, args.out.with_name("alarm_quality_results.json"), args.track_s)
+        return
     if args.write_baseline is not None:
         write_baseline(args.scores, args.write_baseline)
     judge = JudgeConfig()
