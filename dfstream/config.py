@@ -245,7 +245,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def verify_files(config: DfstreamConfig) -> list[str]:
-    """Problems only the disk can show: weights, calibration and TLS files that do not exist."""
+    """Problems only the disk can show: weights, calibration, baseline and TLS files that do not exist."""
     manifest = load_manifest()
     problems = []
     for i, detector in enumerate(config.detectors):
@@ -271,6 +271,9 @@ def verify_files(config: DfstreamConfig) -> list[str]:
     calibration = config.ensemble.calibration
     if calibration is not None and not Path(calibration).is_file():
         problems.append(f"ensemble.calibration: no such file {calibration!r}")
+    baseline = config.smoothing.baseline
+    if baseline is not None and not Path(baseline).expanduser().is_file():
+        problems.append(f"smoothing.baseline: no such file {baseline!r} (dfstream calibrate --real-only writes one)")
     tls = config.sinks.mqtt.tls if config.sinks.mqtt is not None else None
     for key in ("ca_file", "cert_file", "key_file"):
         name = getattr(tls, key, None)

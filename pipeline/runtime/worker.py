@@ -432,26 +432,11 @@ class StreamWorker:
 
     def _carry(self, frame: Frame, track: TrackState, box: Box, faces: int) -> None:
         """The track's last scored verdict, at this frame and where its face is now."""
-        latency = time.monotonic() - frame.arrival_mono
         last = track.verdict
-        verdict = dataclasses.replace(
-            last,
-            seq=self.numbering.next(self.seq_key),
-            ts=time.time(),
-            frame_seq=frame.seq,
-            frame_pts=frame.pts,
-            bbox=box,
-            faces_in_frame=faces,
-            latency_ms=round(latency * 1000.0, 2),
-            scored=False,
-            unjudged=None,
-            incident=self._incident(track.verdict.track_id, last.label, self._time(frame), frame.arrival_ts),
-            image=frame.image if last.label == "fake" else None,
-        )
-        self.monitor.record_latency(END_TO_END, latency)
-        self.monitor.count(self.subject, Count.VERDICTS, label=last.label)
+        incident = self._incident(last.track_id, last.label, self._time(frame), frame.arrival_ts)
         self.monitor.count(self.subject, Count.VERDICTS_CARRIED)
-        self.host.publish(verdict)
+        image = frame.image if last.label == "fake" else None
+        self._again(last, frame, box, faces, last.label, unjudged=None, incident=incident, image=image)
 
     def _unjudged(
         self, frame: Frame, t: float, track_id: int, track: TrackState | None, box: Box, faces: int, reason: Reason
@@ -460,11 +445,10 @@ class StreamWorker:
         P(fake) and incident left where they were (a track never judged says P(fake) 0.5 with
         uncertainty 1: nothing known)."""
         self.monitor.count(self.subject, Count.FACES_UNJUDGED, reason=reason)
-        latency = time.monotonic() - frame.arrival_mono
         if track is not None:
-            verdict = dataclasses.replace(track.verdict, failed_models=())
+            base = dataclasses.replace(track.verdict, failed_models=())
         else:
-            verdict = Verdict(
+            base = Verdict(
                 stream=self.config.id,
                 track_id=track_id,
                 seq=0,
@@ -481,24 +465,30 @@ class StreamWorker:
                 faces_in_frame=faces,
                 latency_ms=0.0,
             )
+        incident = self._incident(track_id, "uncertain", t, frame.arrival_ts)
+        size = (frame.image.shape[1], frame.image.shape[0])
+        self._again(
+            base, frame, box, faces, "uncertain", frame_size=size, unjudged=reason, incident=incident, image=None
+        )
+
+    def _again(self, last: Verdict, frame: Frame, box: Box, faces: int, label: str, **changes: object) -> None:
+        """``last`` again, at this frame and where its face is now, unscored, published."""
+        latency = time.monotonic() - frame.arrival_mono
         verdict = dataclasses.replace(
-            verdict,
+            last,
             seq=self.numbering.next(self.seq_key),
             ts=time.time(),
             frame_seq=frame.seq,
             frame_pts=frame.pts,
-            label="uncertain",
+            label=label,
             bbox=box,
             faces_in_frame=faces,
             latency_ms=round(latency * 1000.0, 2),
-            frame_size=(frame.image.shape[1], frame.image.shape[0]),
             scored=False,
-            unjudged=reason,
-            incident=self._incident(track_id, "uncertain", t, frame.arrival_ts),
-            image=None,
+            **changes,
         )
         self.monitor.record_latency(END_TO_END, latency)
-        self.monitor.count(self.subject, Count.VERDICTS, label="uncertain")
+        self.monitor.count(self.subject, Count.VERDICTS, label=label)
         self.host.publish(verdict)
 
     async def _show(self, frame: Frame, tracked: Detections) -> None:

@@ -116,7 +116,7 @@ CASES = [
     (
         "unknown smoothing",
         at("smoothing.method", "kalman"),
-        "smoothing.method: Input should be 'ema', 'window' or 'none'",
+        "smoothing.method: Input should be 'cusum', 'ema', 'window' or 'none'",
     ),
     ("qos 3", at("sinks.mqtt.qos", 3), "sinks.mqtt.qos: Input should be 0, 1 or 2"),
     ("unknown jsonl event", at("sinks.jsonl.events", ["verdicts"]), "sinks.jsonl.events[0]: Input should be"),
@@ -152,6 +152,13 @@ CASES = [
         at("ensemble.calibration", "/nonexistent/calibration.json"),
         "ensemble.calibration: no such file",
     ),
+    (
+        "missing real-face baseline",
+        at("smoothing.baseline", "/nonexistent/baseline.json"),
+        "smoothing.baseline: no such file",
+    ),
+    ("a voice smoothed by cusum", at("voice", {"smoothing": {"method": "cusum"}}), "voice.smoothing.method cusum"),
+    ("a stated false-alarm rate of 0", at("smoothing.false_alarms_per_hour", 0), "smoothing.false_alarms_per_hour"),
     (
         "missing TLS CA file",
         at("sinks.mqtt.tls", {"ca_file": "/nonexistent/ca.crt"}),

@@ -100,6 +100,7 @@ def test_events_waiting_for_postgresql_survive_a_kill_and_are_written_after_it(
         {"port": port, "database": url},
         detectors=[scripted(tmp_path, [])],
         smoothing={"method": "ema", "alpha": 0.5, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.2},
+        incidents={"quiet_s": 1.0},  # the two episodes, 3 s apart, are two incidents (two events)
         sinks={"prometheus": {"port": prometheus}},
     )
     served = Served(config, port).add_users()
