@@ -500,8 +500,13 @@ def _calibrate_real_only(args: argparse.Namespace) -> int:
             f"{finder}: {fitted.tracks} real tracks, {fitted.seconds:.0f} s; between-track share {fitted.between:.2f}, "
             f"rho {fitted.rho:.2f} at {fitted.period_s:g} s"
         )
-        table = ", ".join(f"{rate:g}/h: {h:.2f}" for rate, h in calibrated.thresholds[finder].items())
-        print(f"  evidence threshold (shift {smoothing.shift:g}, tracks of {smoothing.track_s:g} s) for {table}")
+        table = ", ".join(
+            f"{rate:g}/h: {rule.change:.1f} / {rule.absolute:.1f}"
+            for rate, rule in calibrated.thresholds[finder].items()
+        )
+        print(
+            f"  thresholds, change / absolute (shift {smoothing.shift:g}, tracks of {smoothing.track_s:g} s): {table}"
+        )
         found = calibrated.detection.get(finder)
         if found is not None:
             median = f", median {sorted(found.flag_s)[len(found.flag_s) // 2]:.2f} s" if found.flag_s else ""

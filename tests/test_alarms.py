@@ -118,3 +118,31 @@ def test_faces_too_poor_to_judge_are_uncertain_with_the_reason_and_counted(weigh
     assert {(v.fake_probability, v.uncertainty, v.incident) for v in verdicts} == {(0.5, 1.0, None)}  # nothing known
     cam = Subject.stream("cam")
     assert runtime.monitor.counter(cam, Count.FACES_UNJUDGED, reason="too_small") == len(verdicts)
+
+
+@pytest.mark.weights
+def test_calibrate_real_only_fits_a_baseline_from_a_folder_that_the_runtime_then_alarms_by(
+    weights_dir, face_clip, tmp_path, capsys
+):
+    """A site's own footage, no labels: the baseline file it writes is the one smoothing.baseline
+    reads; fitted for one face finder, it is refused for another, in one line."""
+    from core.errors import ConfigError
+    from dfstream.cli import main
+    from pipeline.judging.evidence import load_baseline
+
+    (tmp_path / "lobby").mkdir()
+    (tmp_path / "lobby" / "cam.mp4").write_bytes(face_clip.read_bytes())
+    out = tmp_path / "baseline.json"
+    meso = [f"meso4={weights_dir / 'Meso4_DF.h5'}", f"mesoinception4={weights_dir / 'MesoInception_DF.h5'}"]
+    assert main(["calibrate", "--real-only", str(tmp_path / "lobby"), "--detectors", *meso, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 real source(s), 0 labelled fake(s)" in printed and "thresholds, change / absolute" in printed
+    baseline = load_baseline(out)
+    assert set(baseline.finders) == {"blazeface"} and baseline.finders["blazeface"].seconds > 5
+    assert baseline.fits(["meso4", "mesoinception4"], "weighted_average")
+    config = make_config(weights_dir, [{"id": "cam", "url": str(face_clip)}], smoothing={"baseline": str(out)})
+    runtime = Runtime(config, load_detectors(config), [MemorySink()])
+    assert runtime.smoothing.rule is not None and runtime.smoothing.rule.real == baseline.finders["blazeface"]
+    other = config.model_copy(update={"faces": config.faces.model_copy(update={"model": "mtcnn"})})
+    with pytest.raises(ConfigError, match=r"smoothing.baseline .*with blazeface; these are .* with mtcnn"):
+        Runtime(other, load_detectors(other), [MemorySink()])
