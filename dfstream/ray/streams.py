@@ -114,7 +114,7 @@ class StreamActor:
     async def _judge(self) -> None:
         try:
             numbering = LeasedNumbering(ray.get_actor(KEEPER, namespace=self.namespace))
-            await numbering.prime([f"{self.stream}/verdicts", f"{self.stream}/mqtt", f"{self.stream}/voice"])
+            await numbering.prime([f"{self.stream}/{key}" for key in ("verdicts", "mqtt", "voice", "incidents")])
             tap = LiveTap()
             sinks = build_sinks(self.config.sinks, self.monitor, tap, [self.stream], numbering)
             if self.config.sinks.store is not None:
