@@ -6,14 +6,12 @@ however its label wavers."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import pytest
 
-import tests.scripted_detector  # noqa: F401  (registers the detector type "scripted")
 from bench.onset import retouch
-from dfstream.config import parse_config
+from pipeline import BaseDetector, DetectionResult, ModelInfo
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.runtime.runtime import Runtime
 from sinks.mqtt import MqttConfig, MqttSink
@@ -22,6 +20,30 @@ from tests.helpers import MemorySink, load_detectors, make_config
 from tests.mqtt_broker import Subscriber, payload_of
 
 ONSET_S = 6.0
+
+
+class Clocked(BaseDetector):
+    """P(fake) by the wall clock: 0.95 inside ``windows`` (epoch seconds), 0.05 outside. Not
+    registered (a registered test type would be loaded by every later registry in the process)."""
+
+    def __init__(self) -> None:
+        super().__init__("clocked", "cpu")
+        self.windows: list[tuple[float, float]] = []
+        self.is_model_loaded = True
+
+    def load_model(self, model_path: str | None = None) -> bool:
+        return True
+
+    def preprocess(self, image):
+        return image
+
+    def predict(self, image) -> DetectionResult:
+        now = time.time()
+        fake = any(start <= now < end for start, end in self.windows)
+        return DetectionResult.from_probability(0.95 if fake else 0.05, self.model_name)
+
+    def get_model_info(self) -> ModelInfo:
+        return ModelInfo(name=self.model_name, architecture="clocked")
 
 
 @pytest.fixture(scope="module")
@@ -56,34 +78,32 @@ def test_a_face_changed_mid_shot_is_flagged_once_by_the_default_evidence_and_nev
 
 
 def test_a_continuous_fake_whose_label_dips_is_one_incident_and_one_on_in_home_assistant(
-    mosquitto, creds, tmp_path, face_clip
+    mosquitto, creds, weights_dir, face_clip
 ):
     """A detector that calls the face fake for 3 s, real for 0.4 s, fake for 2.5 s (its P(fake) by
     the wall clock), on a stream played at its own pace: the label leaves fake and comes back, the
     incident stays open through the dip and closes ``quiet_s`` after the last fake; Home
-    Assistant's binary sensor (its value_template applied to each state message) is on once."""
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps({"base": 0.05, "fake": 0.95, "windows": []}))
-    config = parse_config(
-        {
-            "streams": [{"id": "cam1", "url": str(face_clip), "pace": "realtime", "loop": True}],
-            "detectors": [{"name": "scripted", "type": "scripted", "weights": str(script)}],
-            "incidents": {"quiet_s": 1.5},
-        }
+    Assistant's binary sensor (its value_template applied to each state message) is on once. One
+    detector alone has no packaged baseline: the ema's labels, said once."""
+    config = make_config(
+        weights_dir,
+        [{"id": "cam1", "url": str(face_clip), "pace": "realtime", "loop": True}],
+        incidents={"quiet_s": 1.5},
     )
-    assert config.smoothing.method == "cusum"  # no baseline fits "scripted": the ema's labels, said once
+    config = config.model_copy(update={"detectors": config.detectors[:1]})
+    clocked = Clocked()
 
     async def scenario() -> list:
         async with Subscriber(mosquitto) as sub:
             memory = MemorySink()
             mqtt = MqttSink(MqttConfig(port=mosquitto.port, verdict_interval_s=0.0))
-            runtime = Runtime(config, load_detectors(config), [memory, mqtt])
+            runtime = Runtime(config, {config.detectors[0].name: clocked}, [memory, mqtt])
+            assert runtime.smoothing.rule is None  # the ema's labels
             task = asyncio.create_task(runtime.run())
-            while not memory.verdicts():  # the face is tracked: script the episode from now
+            while not memory.verdicts():  # the face is tracked: the episode from now
                 await asyncio.sleep(0.05)
             start = time.time() + 0.5
-            windows = [[start, start + 3.0], [start + 3.4, start + 5.9]]
-            script.write_text(json.dumps({"base": 0.05, "fake": 0.95, "windows": windows}))
+            clocked.windows = [(start, start + 3.0), (start + 3.4, start + 5.9)]
             await asyncio.sleep(5.9 + 0.5 + 1.5 + 1.5)
             runtime.stop.set()
             await asyncio.wait_for(task, 30)

@@ -146,6 +146,7 @@ class Evidence:
         self.within = math.sqrt(max(1e-6, 1.0 - rule.real.between))  # a track's scores' spread about its level
         self.level = np.zeros(tracks)
         self.learned = np.zeros(tracks)  # scores (weighted) the level was learned from
+        self.watched = np.zeros(tracks)  # seconds of the track seen (each score's time, up to a second)
         self.absolute = np.zeros(tracks)
         self.change = np.zeros(tracks)
 
@@ -155,7 +156,10 @@ class Evidence:
         rule, shift = self.rule, self.rule.shift
         w = np.minimum(weight, 1.0)
         self.absolute = np.maximum(0.0, self.absolute + w * shift * (z - shift / 2))
-        ready = self.learned * rule.real.period_s >= rule.warmup_s
+        # the level is trusted after ``warmup_s`` of the track, however often it was scored (a calm
+        # track is scored twice a second), and a few scores
+        self.watched = self.watched + np.minimum(np.asarray(weight) * rule.real.period_s, 1.0)
+        ready = (self.watched >= rule.warmup_s) & (self.learned >= 5)
         step = np.clip((z - self.level) / self.within, -rule.max_step, rule.max_step)
         self.change = np.where(ready, np.maximum(0.0, self.change + w * shift * (step - shift / 2)), 0.0)
         # the level learns all the time, slowly, except while the change evidence is past half its
