@@ -29,7 +29,8 @@ import numpy as np
 
 from pipeline.evaluation.metrics import roc_auc
 from pipeline.judging.cadence import Cadence, JudgeConfig
-from pipeline.judging.evidence import AlarmRule, Baseline, alarm_rule, fit_real_faces, logit, save_baseline
+from pipeline.judging.evidence import AlarmRule, Baseline, alarm_rule, fit_real_faces, save_baseline
+from pipeline.judging.fusion import logit
 from pipeline.judging.quality import Quality, QualityConfig
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 

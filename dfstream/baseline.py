@@ -21,7 +21,8 @@ import numpy as np
 from core.errors import ConfigError
 from core.lifecycle import Lifecycle
 from pipeline.evaluation.datasets import VIDEO_SUFFIXES, load_dataset
-from pipeline.judging.evidence import AlarmRule, Baseline, Evidence, RealFaces, Track, alarm_rule, fit_real_faces, logit
+from pipeline.judging.evidence import AlarmRule, Baseline, Evidence, RealFaces, Track, alarm_rule, fit_real_faces
+from pipeline.judging.fusion import logit
 from pipeline.models.detector import BaseDetector
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.events import Verdict

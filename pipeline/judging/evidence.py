@@ -33,17 +33,13 @@ from statistics import NormalDist
 import numpy as np
 
 from core.errors import ConfigError, InputError
+from pipeline.judging.fusion import logit
 
 # the quantile levels stored: z is bounded by the outermost (±2.58), so a single score adds at most
 # shift · (2.58 − shift / 2) to the evidence
 LEVELS = np.linspace(0.005, 0.995, 199)
 _Z_OF_LEVEL = np.array([NormalDist().inv_cdf(float(q)) for q in LEVELS])
 MIN_SCORES = 50  # fewer real scores than this cannot place 199 quantiles honestly
-
-
-def logit(p: np.ndarray | float) -> np.ndarray:
-    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.log(q / (1 - q))
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,7 @@ class StreamWorker:
             # drained: the stream shows no face any more, nothing stays alarmed, then (leaving the
             # block) it goes offline
             self.tracks.clear()
-            self._count_closed(self.incidents.close_all())
+            self.incidents.close_all()
             self._publish_state()
 
     async def _stop_on_request(self, source: Source | CallSource) -> None:
@@ -274,7 +274,7 @@ class StreamWorker:
             for track_id in item.closed:
                 self.tracks.pop(track_id, None)
                 self.incidents.gone("face", track_id, t)
-            self._count_closed(self.incidents.expire(t))
+            self.incidents.expire(t)  # the state published after this frame says what closed
             if len(item.tracked):
                 await self._judge(item.frame, item.tracked)
             self.monitor.count(self.subject, Count.FRAMES_PROCESSED)
@@ -508,10 +508,6 @@ class StreamWorker:
         if self.incidents.opened > before:
             self.monitor.count(self.subject, Count.INCIDENTS, modality="face")
         return None if incident is None else incident.id
-
-    def _count_closed(self, closed: list) -> None:
-        if closed:
-            self.monitor.set_gauge(self.subject, Gauge.INCIDENTS_OPEN, len(self.incidents.open))
 
     def _publish_state(self) -> None:
         live = set(self.tracker.track_ids)
