@@ -25,7 +25,7 @@ import torch
 from bench.stages import weights_argument
 from dfstream.config import parse_config
 from pipeline.judging.cadence import JudgeConfig
-from pipeline.models.faces import FaceDetector
+from pipeline.models.faces.finder import FaceDetector
 from pipeline.models.registry import ModelRegistry
 from pipeline.runtime.runtime import share_cpu_threads
 from stream import make_sample_clip

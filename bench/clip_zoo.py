@@ -29,7 +29,7 @@ from pipeline.models.detectors.clip.effort import EffortNetwork
 from pipeline.models.detectors.clip.gend import GenDNetwork
 from pipeline.models.detectors.clip.towers import OpenAIVisionTower
 from pipeline.models.detectors.clip.univfd import UnivFDNetwork
-from pipeline.models.faces import FaceDetector, FacesConfig
+from pipeline.models.faces.finder import FaceDetector, FacesConfig
 from pipeline.runtime.runtime import share_cpu_threads
 from stream.sample import sample_frames
 

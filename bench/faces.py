@@ -1,5 +1,6 @@
 """BlazeFace against MTCNN on the same frames: time per frame, agreement (boxes matched at
-IoU >= 0.5), recall by face size and speed, and the box mapping ``TO_MTCNN``.
+IoU >= 0.5 on the face boxes both draw from their landmarks), recall by face size and speed. (The
+crops' agreement on real faces, and the face box's fit: ``bench.alarm_crops``.)
 
     python -m bench.faces [--scenes 40]
 
@@ -19,14 +20,12 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.models.blazeface import BlazeFace
 from pipeline.models.detections import iou_matrix
-from pipeline.models.faces import FaceDetector, FacesConfig
+from pipeline.models.faces.finder import FaceDetector, FacesConfig
 from stream.sample import sample_frames
 
 SIZES = [24, 32, 48, 64, 96, 140]
 BLURS = [0, 8, 16]
-IDENTITY = {"sx": 1.0, "sy": 1.0, "dx": 0.0, "dy": 0.0}
 
 
 def scenes(count: int, seed: int = 0):
@@ -54,19 +53,6 @@ def scenes(count: int, seed: int = 0):
                 yield frame, (face - origin) * scale + [x, y, x, y], size, blur
 
 
-def fit_mapping(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """TO_MTCNN from (BlazeFace box, MTCNN box) pairs of the same faces: medians, robust to a few odd ones."""
-    b = np.array([p[0] for p in pairs])
-    m = np.array([p[1] for p in pairs])
-    bw, bh, mw, mh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1], m[:, 2] - m[:, 0], m[:, 3] - m[:, 1]
-    return {
-        "sx": round(float(np.median(mw / bw)), 3),
-        "sy": round(float(np.median(mh / bh)), 3),
-        "dx": round(float(np.median(((m[:, 0] + m[:, 2]) - (b[:, 0] + b[:, 2])) / 2 / bw)), 3),
-        "dy": round(float(np.median(((m[:, 1] + m[:, 3]) - (b[:, 1] + b[:, 3])) / 2 / bh)), 3),
-    }
-
-
 def found(boxes: np.ndarray, truth: np.ndarray) -> bool:
     return bool(len(boxes)) and float(iou_matrix(np.asarray(boxes).reshape(-1, 4), truth[None]).max()) >= 0.5
 
@@ -74,19 +60,9 @@ def found(boxes: np.ndarray, truth: np.ndarray) -> bool:
 def measure(count: int) -> dict:
     torch.set_num_threads(1)
     mtcnn = FaceDetector(FacesConfig(device="cpu", model="mtcnn", min_face_size=20))
-    raw = BlazeFace(threads=1, to_mtcnn=IDENTITY)
-    mapped = BlazeFace(threads=1)
+    blazeface = FaceDetector(FacesConfig(device="cpu", model="blazeface"))
     clip = list(sample_frames(90))
-    # the mapping, from faces both find on the clip and the synthetic scenes
-    pairs = []
     frames = [(f, None, None, None) for f in clip] + list(scenes(count))
-    for frame, *_ in frames:
-        m = mtcnn.detect([frame])[0].xyxy
-        b, _ = raw.detect(frame, 0.5)
-        ious = iou_matrix(b, m)
-        for i, j in zip(*np.nonzero(ious >= 0.3)):
-            pairs.append((b[i], m[j]))
-    mapping = fit_mapping(pairs)
     # recall by size and blur, agreement with MTCNN, time
     recall: dict = {}
     agree = total = 0
@@ -96,7 +72,7 @@ def measure(count: int) -> dict:
         m = mtcnn.detect([frame])[0].xyxy
         t_m += time.perf_counter() - start
         start = time.perf_counter()
-        b, _ = mapped.detect(frame, 0.5)
+        b = blazeface.detect([frame])[0].xyxy
         t_b += time.perf_counter() - start
         if len(m):
             total += len(m)
@@ -110,7 +86,6 @@ def measure(count: int) -> dict:
         "frames": len(frames),
         "ms_per_frame": {"mtcnn": round(1000 * t_m / len(frames), 2), "blazeface": round(1000 * t_b / len(frames), 2)},
         "agreement_with_mtcnn": round(agree / max(total, 1), 3),
-        "mapping_fitted": mapping,
         "recall_by_face_px_and_blur": {
             s: {b: {"mtcnn": r[0] / r[2], "blazeface": r[1] / r[2]} for b, r in row.items()}
             for s, row in recall.items()

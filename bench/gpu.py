@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from dfstream.config import parse_config
-from pipeline.models.faces import FaceDetector, FacesConfig
+from pipeline.models.faces.finder import FaceDetector, FacesConfig
 from pipeline.models.registry import ModelRegistry
 from pipeline.monitoring.keys import Count
 from pipeline.runtime.runtime import Runtime

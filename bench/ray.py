@@ -95,7 +95,7 @@ def call_costs(weights: Path, frame: np.ndarray, box: tuple, samples: int) -> di
 
     from dfstream.ray.serving import FACES_APP, RemoteFaces, RemoteScorer, detector_app
     from pipeline.models.config import DetectorConfig
-    from pipeline.models.faces import FaceDetector, FacesConfig
+    from pipeline.models.faces.finder import FaceDetector, FacesConfig
     from pipeline.models.registry import ModelRegistry
 
     handle = serve.get_app_handle(detector_app("meso4"))
@@ -193,7 +193,7 @@ def main() -> None:
             if nodes == 1:
                 from ray import serve
 
-                from pipeline.models.faces import FaceDetector, FacesConfig
+                from pipeline.models.faces.finder import FaceDetector, FacesConfig
                 from stream.sample import sample_frames
 
                 frame = next(iter(sample_frames(1)))

@@ -11,7 +11,7 @@ import av
 import numpy as np
 
 from pipeline.models.detectors import TorchDetector
-from pipeline.models.faces import FaceDetector
+from pipeline.models.faces.finder import FaceDetector
 
 
 def best_of(fn: Callable[[], int], seconds: float) -> float:

@@ -349,7 +349,7 @@ def _score(args: argparse.Namespace, fusion: str = "weighted_average", calibrati
     from pipeline.evaluation.scoring import parse_detector_spec, score_items
     from pipeline.judging.ensemble import EnsembleConfig, build_ensemble
     from pipeline.judging.fusion import FusionMethod
-    from pipeline.models.faces import FaceDetector, FacesConfig
+    from pipeline.models.faces.finder import FaceDetector, FacesConfig
     from pipeline.models.registry import ModelRegistry
 
     if args.frames < 1:

@@ -137,7 +137,7 @@ def serve(
 ) -> None:
     """The runtime and the HTTP API in one process, until SIGINT / SIGTERM. The streams ending
     (files) does not stop the API: events and media stay reachable."""
-    from pipeline.models.faces import FaceDetector, FacesConfig
+    from pipeline.models.faces.finder import FaceDetector, FacesConfig
     from service.analysis import Analyzer, VoiceJudge
     from service.app import create_app
     from service.calls import CallDesk

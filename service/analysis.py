@@ -33,7 +33,7 @@ from pipeline.judging.ensemble import EnsembleManager
 from pipeline.judging.listening import VoiceConfig
 from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detector import BaseDetector
-from pipeline.models.faces import FaceDetector
+from pipeline.models.faces.finder import FaceDetector
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from service.config import AnalysisConfig, MediaLimitsConfig

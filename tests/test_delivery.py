@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from pipeline.models.faces import FaceDetector
+from pipeline.models.faces.finder import FaceDetector
 from pipeline.monitoring.keys import END_TO_END, FACES, Count, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.runtime import Runtime

@@ -26,7 +26,7 @@ from dfstream.ray.metrics import Reporter
 from pipeline.models.audio.config import AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
 from pipeline.models.detections import Box, Detections
-from pipeline.models.faces import FaceDetector, FacesConfig, downscale
+from pipeline.models.faces.finder import FaceDetector, FacesConfig, downscale
 from pipeline.models.preprocessing import margin_window
 from pipeline.monitoring.keys import FACES, Subject
 from pipeline.monitoring.monitor import MonitoringConfig, PerformanceMonitor
@@ -231,7 +231,7 @@ class RemoteFaces:
         found: Detections = await self.handle.find.remote(np.ascontiguousarray(small))
         if factor == 1.0:
             return found
-        return Detections(found.xyxy / factor, found.scores)
+        return Detections(found.xyxy / factor, found.scores, landmarks=found.landmarks / factor)
 
 
 class RemoteScorer:

@@ -26,7 +26,7 @@ from pipeline.judging.ensemble import EnsembleManager
 from pipeline.models.audio.config import AUDIO_TYPES, AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
 from pipeline.models.detector import BaseDetector
-from pipeline.models.faces import FaceDetector
+from pipeline.models.faces.finder import FaceDetector
 from pipeline.models.plugins import detector_types
 from pipeline.models.weights import load_manifest
 

@@ -8,7 +8,8 @@ what is left is matched by distance: a face of about the same size whose centre 
 sees a face move most of its width between detections: without this, every detection would open
 a new track and restart its smoothing. Unmatched detections open new tracks; a track unmatched
 ``max_missed`` detection rounds in a row is closed. Between detections, ``carry`` moves each box by
-its last measured velocity, which keeps the crop on a face that walks across the frame.
+its last measured velocity, which keeps the crop on a face that walks across the frame; its
+landmarks move with the box's centre.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ class _Track:
     score: float
     frame: int  # frame index of the last detection
     velocity: np.ndarray  # box change per frame
+    landmarks: np.ndarray  # (4, 2) at the last detection
     missed: int = 0
+
+    def at(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        """Its box and landmarks moved by its velocity to frame index ``frame``."""
+        step = self.velocity * (frame - self.frame)
+        return self.box + step, self.landmarks + (step[:2] + step[2:]) / 2
 
 
 class IouTracker:
@@ -50,7 +57,7 @@ class IouTracker:
         matched_tracks: set[int] = set()
         if self._tracks and len(boxes):
             last = np.stack([t.box for t in self._tracks])
-            predicted = np.stack([t.box + t.velocity * (frame - t.frame) for t in self._tracks])
+            predicted = np.stack([t.at(frame)[0] for t in self._tracks])
             ious = np.maximum(iou_matrix(last, boxes), iou_matrix(predicted, boxes))
             for ti, di in _greedy(-ious, -self.iou_threshold):
                 self._match(self._tracks[ti], detections, di, frame)
@@ -79,18 +86,24 @@ class IouTracker:
         self._tracks = survivors
         for di in np.flatnonzero(ids == -1):
             track = _Track(
-                self._next_id, boxes[di].copy(), float(detections.scores[di]), frame, np.zeros(4, np.float32)
+                self._next_id,
+                boxes[di].copy(),
+                float(detections.scores[di]),
+                frame,
+                np.zeros(4, np.float32),
+                detections.landmarks[di].copy(),
             )
             self._next_id += 1
             self._tracks.append(track)
             ids[di] = track.track_id
-        return Detections(boxes, detections.scores, ids), closed
+        return Detections(boxes, detections.scores, ids, detections.landmarks), closed
 
     @staticmethod
     def _match(track: _Track, detections: Detections, di: int, frame: int) -> None:
         box = detections.xyxy[di]
         track.velocity = (box - track.box) / max(frame - track.frame, 1)
         track.box, track.score, track.frame, track.missed = box.copy(), float(detections.scores[di]), frame, 0
+        track.landmarks = detections.landmarks[di].copy()
 
     def forget(self) -> None:
         """Every track ends (the picture is another: a new call); ids go on from where they were."""
@@ -102,8 +115,13 @@ class IouTracker:
         live = [t for t in self._tracks if t.missed == 0]
         if not live:
             return Detections.empty()
-        boxes = np.stack([t.box + t.velocity * (frame - t.frame) for t in live])
-        return Detections(boxes, np.array([t.score for t in live]), np.array([t.track_id for t in live]))
+        moved = [t.at(frame) for t in live]
+        return Detections(
+            np.stack([box for box, _ in moved]),
+            np.array([t.score for t in live]),
+            np.array([t.track_id for t in live]),
+            np.stack([points for _, points in moved]),
+        )
 
 
 def _greedy(cost: np.ndarray, limit: float) -> list[tuple[int, int]]:

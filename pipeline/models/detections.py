@@ -9,16 +9,20 @@ import numpy as np
 from core.errors import InputError
 
 Box = tuple[float, float, float, float]  # one face: x1, y1, x2, y2 in pixels
+LANDMARKS = ("eye_left", "eye_right", "nose", "mouth")  # left and right as the image shows them
 
 
 @dataclass(frozen=True)
 class Detections:
-    """``xyxy`` (N, 4) x1, y1, x2, y2 in full-frame pixels; ``scores`` (N,) MTCNN probability;
-    ``track_ids`` (N,) int, -1 until a tracker assigns one."""
+    """``xyxy`` (N, 4) x1, y1, x2, y2 in full-frame pixels; ``scores`` (N,) the finder's confidence;
+    ``track_ids`` (N,) int, -1 until a tracker assigns one; ``landmarks`` (N, 4, 2) x, y in
+    full-frame pixels of the eye on the image's left, the other eye, the nose tip and the mouth's
+    centre (``LANDMARKS``), NaN where the finder gave none."""
 
     xyxy: np.ndarray
     scores: np.ndarray
     track_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    landmarks: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -29,14 +33,20 @@ class Detections:
             if self.track_ids is None
             else np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
         )
-        for name, array in (("scores", scores), ("track_ids", ids)):
+        points = (
+            np.full((n, len(LANDMARKS), 2), np.nan, dtype=np.float32)
+            if self.landmarks is None
+            else np.asarray(self.landmarks, dtype=np.float32).reshape(-1, len(LANDMARKS), 2)
+        )
+        for name, array in (("scores", scores), ("track_ids", ids), ("landmarks", points)):
             if len(array) != n:
                 raise InputError(
-                    f"Detections.{name} has shape {array.shape}, expected ({n},) to match xyxy {xyxy.shape}"
+                    f"Detections.{name} has shape {array.shape}, expected {n} rows to match xyxy {xyxy.shape}"
                 )
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "track_ids", ids)
+        object.__setattr__(self, "landmarks", points)
 
     @classmethod
     def empty(cls) -> Detections:
@@ -46,7 +56,7 @@ class Detections:
         return len(self.xyxy)
 
     def __getitem__(self, index: np.ndarray | slice) -> Detections:
-        return Detections(self.xyxy[index], self.scores[index], self.track_ids[index])
+        return Detections(self.xyxy[index], self.scores[index], self.track_ids[index], self.landmarks[index])
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

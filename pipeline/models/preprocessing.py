@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from core.strict import StrictModel
 from pipeline.models.detections import Box
-from pipeline.models.faces import FaceDetector, FacesConfig
+from pipeline.models.faces.finder import FaceDetector, FacesConfig
 from pipeline.models.images import ImageLike, to_rgb_array
 
 _INTERPOLATION = {

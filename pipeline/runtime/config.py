@@ -17,7 +17,7 @@ from pipeline.judging.quality import QualityConfig
 from pipeline.judging.smoothing import SmoothingConfig
 from pipeline.models.audio.config import AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
-from pipeline.models.faces import FacesConfig
+from pipeline.models.faces.finder import FacesConfig
 from pipeline.monitoring.monitor import MonitoringConfig
 from pipeline.runtime.overload import OverloadConfig
 from stream.config import StreamConfig

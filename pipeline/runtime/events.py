@@ -48,7 +48,7 @@ class Verdict:
     # the incident the track belongs to (pipeline.judging.incidents): from its first alarm until it
     # has been judged real for incidents.quiet_s, through the dips of its label; None: no incident
     incident: int | None = None
-    # why this face was not judged (too_small, too_blurry, too_dark, too_bright: pipeline.judging.quality);
+    # why this face was not judged (too_small, too_blurry, too_dark, too_bright, turned_away: pipeline.judging.quality);
     # its label is then uncertain and its numbers the track's last; None: judged (or carried)
     unjudged: str | None = None
     # the decoded RGB frame, attached only while the label is fake (for the store sink's snapshots);

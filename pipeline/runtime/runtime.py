@@ -30,7 +30,7 @@ from pipeline.judging.smoothing import Smoothing
 from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detections import Box, Detections
 from pipeline.models.detector import BaseDetector
-from pipeline.models.faces import FaceDetector
+from pipeline.models.faces.finder import FaceDetector
 from pipeline.monitoring.keys import FACES, FACES_TO_SCORES, RUNTIME, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.backends import Answers, Backends, BackendsFactory, Crop

@@ -26,7 +26,7 @@ from pipeline.judging.quality import QualityConfig, Reason, measure
 from pipeline.judging.smoothing import Smoothing, TrackSmoother
 from pipeline.judging.tracking import IouTracker
 from pipeline.models.detections import Box, Detections
-from pipeline.models.faces import FacesConfig
+from pipeline.models.faces.finder import FacesConfig
 from pipeline.monitoring.keys import DECODE_TO_FACES, END_TO_END, SCORES_TO_VERDICT, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.backends import Answers
@@ -291,7 +291,11 @@ class StreamWorker:
         ids = [int(i) for i in tracked.track_ids]
         due = [i for i, tid in enumerate(ids) if self.cadence.due(_scored(self.tracks.get(tid)), boxes[i], t)]
         # faces too poor to judge are not scored (and add no evidence): checked when they are due
-        poor = {i: reason for i in due if (reason := measure(frame.image, _box(boxes[i])).reason(self.quality))}
+        poor = {
+            i: reason
+            for i in due
+            if (reason := measure(frame.image, _box(boxes[i]), tracked.landmarks[i]).reason(self.quality))
+        }
         due = [i for i in due if i not in poor]
         faces = dict(zip(due, await self.host.score_faces(frame.image, [_box(boxes[i]) for i in due]))) if due else {}
         scored_at = time.monotonic()

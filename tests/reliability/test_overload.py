@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.models.faces import FaceDetector
+from pipeline.models.faces.finder import FaceDetector
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.runtime.events import StreamStatus
 from pipeline.runtime.runtime import Runtime

@@ -30,6 +30,9 @@ def test_a_clear_face_passes_and_each_poor_one_says_why(face):
     assert measure((face * 0.1).astype(np.uint8), BOX).reason(config) == "too_dark"
     assert measure(np.clip(face.astype(int) + 200, 0, 255).astype(np.uint8), BOX).reason(config) == "too_bright"
     assert measure(face, (100.0, 50.0, 130.0, 80.0)).reason(config) == "too_small"
+    # the nose far off the line through the eyes and the mouth: a profile
+    profile = np.array([[130.0, 100.0], [150.0, 100.0], [175.0, 125.0], [140.0, 150.0]])
+    assert measure(face, BOX, profile).reason(config) == "turned_away"
 
 
 @pytest.mark.parametrize(
@@ -39,7 +42,9 @@ def test_a_clear_face_passes_and_each_poor_one_says_why(face):
         (Quality(80, 5, 10), "too_dark"),  # a dark face is also flat: dark is the cause
         (Quality(80, 5, 240), "too_bright"),
         (Quality(80, 5, 120), "too_blurry"),
-        (Quality(80, 100, 120), None),
+        (Quality(80, 5, 120, turn=0.9), "turned_away"),  # a profile: its blur says little
+        (Quality(80, 100, 120, turn=0.2), None),
+        (Quality(80, 100, 120), None),  # no landmarks: the turn is unknown, never a reason
     ],
 )
 def test_the_first_failing_measure_is_the_reason(quality, expected):

@@ -56,8 +56,23 @@ def test_a_face_that_jumps_away_is_a_new_track():
 
 
 def test_detections_validate_shapes():
-    with pytest.raises(ValueError, match=r"Detections.scores has shape \(3,\), expected \(2,\)"):
+    with pytest.raises(ValueError, match=r"Detections.scores has shape \(3,\), expected 2 rows"):
         Detections(np.zeros((2, 4)), np.zeros(3))
+    with pytest.raises(ValueError, match=r"Detections.landmarks has shape \(1, 4, 2\), expected 2 rows"):
+        Detections(np.zeros((2, 4)), np.zeros(2), landmarks=np.zeros((1, 4, 2)))
+
+
+def test_landmarks_move_with_the_box_between_detections():
+    tracker = IouTracker()
+    points = np.array([[[110.0, 120.0], [130.0, 120.0], [120.0, 130.0], [120.0, 140.0]]])
+    tracker.update(Detections(np.array([[100.0, 100.0, 140.0, 150.0]]), np.ones(1), landmarks=points), frame=0)
+    tracked, _ = tracker.update(
+        Detections(np.array([[106.0, 100.0, 146.0, 150.0]]), np.ones(1), landmarks=points + [6.0, 0.0]), frame=3
+    )
+    assert np.allclose(tracked.landmarks, points + [6.0, 0.0])
+    carried = tracker.carry(frame=4)  # 2 px a frame to the right
+    assert np.allclose(carried.xyxy, [[108.0, 100.0, 148.0, 150.0]])
+    assert np.allclose(carried.landmarks, points + [8.0, 0.0])
 
 
 def test_a_face_that_moves_most_of_its_width_between_detections_keeps_its_track():

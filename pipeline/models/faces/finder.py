@@ -5,7 +5,8 @@ Measured on the 2-core development machine: MTCNN costs ~50 ms on a 360p frame w
 min_face_size 20 and ~23 ms with 40; the image pyramid dominates, so batching helps little and
 downscaling plus ``detect_every`` (tracking in between) is what buys speed. BlazeFace
 (``blazeface.py``) costs ~4 ms, but misses faces below ~48 px on a 640 px frame (``python -m
-bench.faces``); ``fallback: mtcnn`` has MTCNN look at frames where it found nothing.
+bench.faces``); ``fallback: mtcnn`` has MTCNN look at frames where it found nothing. Either way a
+face's box is built from its landmarks (``landmarks.py``), so the crops do not depend on the finder.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import Field
 from core.strict import StrictModel
 from pipeline.models.detections import Detections
 from pipeline.models.devices import DeviceName, resolve_device
+from pipeline.models.faces.landmarks import face_box
 
 
 class FacesConfig(StrictModel):
@@ -55,7 +57,7 @@ class FaceDetector:
         self.config = config
         self._blazeface = None
         if config.model == "blazeface":
-            from pipeline.models.blazeface import BlazeFace
+            from pipeline.models.faces.blazeface import BlazeFace
 
             self._blazeface = BlazeFace(threads=torch.get_num_threads())
         self._mtcnn = self._load_mtcnn() if config.model == "mtcnn" or config.fallback == "mtcnn" else None
@@ -82,10 +84,7 @@ class FaceDetector:
         with self._lock:
             if self._blazeface is None:
                 return self._with_mtcnn(scaled)
-            found = [
-                self._keep(*self._blazeface.detect(small, self.config.blazeface_min_score), factor)
-                for small, factor in scaled
-            ]
+            found = [self._blazeface_faces(small, factor) for small, factor in scaled]
             if self._mtcnn is not None:  # the fallback, for the frames where BlazeFace saw no face
                 empty = [i for i, d in enumerate(found) if not len(d)]
                 for i, d in zip(empty, self._with_mtcnn([scaled[i] for i in empty]) if empty else []):
@@ -100,25 +99,38 @@ class FaceDetector:
             groups.setdefault(small.shape, []).append(i)  # MTCNN batches only equal sizes
         for indices in groups.values():
             stack = np.stack([scaled[i][0] for i in indices])
-            boxes, probs = self._mtcnn.detect(stack)
-            for i, b, p in zip(indices, boxes, probs):
-                results[i] = self._from_mtcnn(b, p, scaled[i][1])
+            boxes, probs, points = self._mtcnn.detect(stack, landmarks=True)
+            for i, b, p, m in zip(indices, boxes, probs, points):
+                results[i] = self._from_mtcnn(b, p, m, scaled[i][1])
         return [results[i] for i in range(len(scaled))]
 
-    def _from_mtcnn(self, boxes: object, probs: object, factor: float) -> Detections:
+    def _blazeface_faces(self, small: np.ndarray, factor: float) -> Detections:
+        assert self._blazeface is not None
+        return self._keep(*self._blazeface.detect(small, self.config.blazeface_min_score), factor, "blazeface")
+
+    def _from_mtcnn(self, boxes: object, probs: object, points: object, factor: float) -> Detections:
         if boxes is None:
             return Detections.empty()
         # facenet-pytorch 2.5.3 with numpy 2 hands back object arrays
         xyxy = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(probs, dtype=np.float32).reshape(-1)
+        five = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2)  # eyes, nose, mouth's corners
+        landmarks = np.concatenate([five[:, :3], five[:, 3:].mean(axis=1, keepdims=True)], axis=1)
         keep = scores >= self.config.min_probability
-        return self._keep(xyxy[keep], scores[keep], factor)
+        return self._keep(xyxy[keep], scores[keep], landmarks[keep], factor, "mtcnn")
 
-    def _keep(self, xyxy: np.ndarray, scores: np.ndarray, factor: float) -> Detections:
-        """Boxes in full-resolution pixels, the ``max_faces`` largest."""
-        xyxy = xyxy / factor
+    def _keep(
+        self, found: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, factor: float, finder: str
+    ) -> Detections:
+        """Faces in full-resolution pixels, their boxes drawn from their landmarks and the finder's
+        boxes (``landmarks.face_box``), the ``max_faces`` largest."""
+        landmarks = landmarks / factor
+        eyes = landmarks[:, :2]
+        swap = eyes[:, 0, 0] > eyes[:, 1, 0]  # the image's left eye first, whatever the finder's order
+        landmarks[swap, :2] = eyes[swap, ::-1]
+        xyxy = face_box(landmarks, found / factor, finder)
         order = np.argsort(-(xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]))[: self.config.max_faces]
-        return Detections(xyxy[order], scores[order])
+        return Detections(xyxy[order], scores[order], landmarks=landmarks[order])
 
 
 def downscale(image: np.ndarray, limit: int | None) -> tuple[np.ndarray, float]:

@@ -7,10 +7,10 @@ which nothing here needs); OpenVINO reads ``.tflite`` itself, so the package is 
 centre and size, six key points) relative to the anchor, P(face) as a logit; overlapping boxes are
 blended weighted by their scores, as MediaPipe does.
 
-Its boxes are not MTCNN's: BlazeFace's is a square from the brows to the chin, MTCNN's is taller and
-reaches the hairline. The detectors' crop margins were set on MTCNN boxes (the MesoNets were trained
-on crops ~1.3x the face), so boxes are mapped to MTCNN's convention (``TO_MTCNN``, measured on the
-same faces by ``python -m bench.faces``) and everything after face finding stays unchanged.
+Its boxes are not MTCNN's (a square from the brows to the chin, MTCNN's taller, reaching the
+hairline); the box dfstream cuts crops from is built from the landmarks instead
+(``pipeline/models/faces/landmarks.py``), the same for either finder. BlazeFace's six key points are the
+subject's right eye, left eye, nose tip, mouth centre and two ear tragions; the first four are kept.
 """
 
 from __future__ import annotations
@@ -26,13 +26,6 @@ from core.errors import ModelLoadError
 SIZE = 192
 GRID = 48
 NMS_IOU = 0.3
-# MTCNN box = BlazeFace box scaled about its centre by (sx, sy) and its centre moved by (dx, dy)
-# times its size. First measured on the sample photograph (python -m bench.faces: 0.867, 1.103,
-# 0.013, -0.022); refitted on the development set's 20 real scenes and their fakes (python -m
-# bench.alarm_crops: 9,839 frames both finders scored), where those boxes came out 5 % shorter and
-# 3.8 % of a face lower than MTCNN's, and the MesoNets' P(fake) 0.077 lower on average; the two
-# halves of the scenes agree on the direction (height 0.975 and 0.939 of MTCNN's, 0.030 and 0.042 low)
-TO_MTCNN = {"sx": 0.861, "sy": 1.159, "dx": -0.001, "dy": -0.066}
 
 
 def model_path() -> Path:
@@ -51,8 +44,7 @@ def model_path() -> Path:
 class BlazeFace:
     """Thread-confined, like ``FaceDetector``."""
 
-    def __init__(self, threads: int, to_mtcnn: dict[str, float] = TO_MTCNN):
-        self.to_mtcnn = to_mtcnn
+    def __init__(self, threads: int):
         import openvino as ov
 
         compiled = ov.Core().compile_model(
@@ -70,8 +62,9 @@ class BlazeFace:
         ys, xs = np.meshgrid(centres, centres, indexing="ij")
         self._anchors = np.stack([xs.ravel(), ys.ravel()], axis=1)
 
-    def detect(self, image: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
-        """Faces in an RGB image: (N, 4) x1 y1 x2 y2 in its pixels (MTCNN's convention), (N,) scores."""
+    def detect(self, image: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Faces in an RGB image: (N, 4) x1 y1 x2 y2 in its pixels (BlazeFace's own boxes), (N,)
+        scores, (N, 4, 2) landmarks (``detections.LANDMARKS``)."""
         h, w = image.shape[:2]
         scale = SIZE / max(h, w)
         nh, nw = round(h * scale), round(w * scale)
@@ -85,40 +78,40 @@ class BlazeFace:
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
         keep = scores >= min_score
         if not keep.any():
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 4, 2), np.float32)
         raw, scores, anchors = raw[keep], scores[keep], self._anchors[keep]
         centre = raw[:, 0:2] / SIZE + anchors
         size = raw[:, 2:4] / SIZE
-        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) * SIZE  # letterbox pixels
-        boxes, scores = _blend(boxes, scores)
-        boxes = (boxes - [left, top, left, top]) / scale
-        return _to_mtcnn(boxes, self.to_mtcnn).astype(np.float32), scores.astype(np.float32)
+        points = raw[:, 4:12].reshape(-1, 4, 2) / SIZE + anchors[:, None]
+        # letterbox pixels: a box's four numbers and its landmarks' eight, blended together
+        found = np.concatenate([centre - size / 2, centre + size / 2, points.reshape(-1, 8)], axis=1) * SIZE
+        found, scores = _blend(found, scores)
+        boxes = (found[:, :4] - [left, top, left, top]) / scale
+        points = (found[:, 4:].reshape(-1, 4, 2) - [left, top]) / scale
+        eyes = points[:, :2]
+        swap = eyes[:, 0, 0] > eyes[:, 1, 0]  # the subject's right eye first: put the image's left first
+        points[swap, :2] = eyes[swap, ::-1]
+        return boxes.astype(np.float32), scores.astype(np.float32), points.astype(np.float32)
 
 
-def _blend(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MediaPipe's weighted non-maximum suppression: each cluster of boxes overlapping the best one
-    by more than ``NMS_IOU`` becomes their score-weighted mean, with the best one's score."""
+def _blend(found: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's weighted non-maximum suppression: each cluster of faces (rows: a box's x1 y1 x2 y2,
+    then anything else) whose boxes overlap the best one's by more than ``NMS_IOU`` becomes their
+    score-weighted mean, with the best one's score."""
     from pipeline.models.detections import iou_matrix
 
     order = np.argsort(-scores)
-    boxes, scores = boxes[order], scores[order]
-    left = np.ones(len(boxes), bool)
+    found, scores = found[order], scores[order]
+    boxes = found[:, :4]
+    left = np.ones(len(found), bool)
     out_boxes, out_scores = [], []
-    for i in range(len(boxes)):
+    for i in range(len(found)):
         if not left[i]:
             continue
         members = left & (iou_matrix(boxes[i : i + 1], boxes)[0] > NMS_IOU)
         members[i] = True
         weights = scores[members]
-        out_boxes.append((boxes[members] * weights[:, None]).sum(0) / weights.sum())
+        out_boxes.append((found[members] * weights[:, None]).sum(0) / weights.sum())
         out_scores.append(scores[i])
         left &= ~members
     return np.array(out_boxes), np.array(out_scores)
-
-
-def _to_mtcnn(boxes: np.ndarray, m: dict[str, float]) -> np.ndarray:
-    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    cx = (boxes[:, 0] + boxes[:, 2]) / 2 + m["dx"] * w
-    cy = (boxes[:, 1] + boxes[:, 3]) / 2 + m["dy"] * h
-    hw, hh = w * m["sx"] / 2, h * m["sy"] / 2
-    return np.stack([cx - hw, cy - hh, cx + hw, cy + hh], axis=1)
