@@ -39,7 +39,7 @@ async def receive(request: Request, folder: Path, max_bytes: int) -> Received:
     if mime != b"multipart/form-data" or b"boundary" not in params:
         raise UploadError(415, f"send the file as multipart/form-data in a field named {FIELD!r}")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + 1_000_000:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes + 1_000_000:
         raise UploadError(
             413, f"the upload is {int(declared) / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.0f} MB"
         )

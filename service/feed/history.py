@@ -68,7 +68,7 @@ class FeedHistory:
     def after(self, last_event_id: str) -> list[Entry] | Reset:
         """Every event after ``last_event_id``, or why they cannot all be given."""
         epoch, _, number = last_event_id.strip().rpartition("-")
-        if len(last_event_id) > MAX_ID_CHARS or not number.isdigit() or not epoch:
+        if len(last_event_id) > MAX_ID_CHARS or not (number.isascii() and number.isdigit()) or not epoch:
             return Reset("unknown", f"Last-Event-ID {last_event_id[:MAX_ID_CHARS]!r} is not an id this feed gives")
         if epoch != self.epoch:
             return Reset("restarted", "dfstream restarted since that event: what happened between is not kept")

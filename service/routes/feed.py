@@ -53,25 +53,36 @@ async def feed(
         )
     watch = TokenWatch(service, request)
     seat = service.feed_seats.take(who.user_id)
-    subscriber = service.feed.subscribe(kinds, frozenset(stream))
-    # all taken with the subscription, before anything awaits: every event is in the replay or in
-    # the subscriber's queue, never both, never neither
-    history = service.feed.history
-    resume = last_event_id or resume_after
-    missed = history.after(resume) if resume else None
-    reset = missed if isinstance(missed, Reset) else None
-    if resume:
-        service.feed.monitor.count(FEED, Count.FEED_RESUMES, outcome=f"reset:{reset.reason}" if reset else "replayed")
-    replay: list[Entry] = missed if isinstance(missed, list) else history.recent(replay_s)
-    replay = [e for e in replay if subscriber.wants(e.kind, e.stream)]
-    # a client that did not resume gets each stream's current state too: it need not wait for a change
-    states = [] if isinstance(missed, list) else service.feed.states_for(subscriber)
-    done = json.dumps({"replayed": len(replay), "resumed": isinstance(missed, list)})
-    ready = numbered(history.last_id, f"event: ready\ndata: {done}\n\n".encode())
+    try:
+        subscriber = service.feed.subscribe(kinds, frozenset(stream))
+    except BaseException:
+        seat.release()
+        raise
 
-    def leave() -> None:  # once, whether the response ran to its end or never started
+    def leave() -> None:  # once, whether the response ran to its end, never started or was never built
         if seat.release():
             service.feed.unsubscribe(subscriber)
+
+    try:
+        # all taken with the subscription, before anything awaits: every event is in the replay or in
+        # the subscriber's queue, never both, never neither
+        history = service.feed.history
+        resume = last_event_id or resume_after
+        missed = history.after(resume) if resume else None
+        reset = missed if isinstance(missed, Reset) else None
+        if resume:
+            service.feed.monitor.count(
+                FEED, Count.FEED_RESUMES, outcome=f"reset:{reset.reason}" if reset else "replayed"
+            )
+        replay: list[Entry] = missed if isinstance(missed, list) else history.recent(replay_s)
+        replay = [e for e in replay if subscriber.wants(e.kind, e.stream)]
+        # a client that did not resume gets each stream's current state too: it need not wait for a change
+        states = [] if isinstance(missed, list) else service.feed.states_for(subscriber)
+        done = json.dumps({"replayed": len(replay), "resumed": isinstance(missed, list)})
+        ready = numbered(history.last_id, f"event: ready\ndata: {done}\n\n".encode())
+    except BaseException:
+        leave()  # a request that failed here must not keep its seat (issue 38: twenty such and the user was locked out)
+        raise
 
     async def events() -> AsyncIterator[bytes]:
         try:

@@ -141,7 +141,9 @@ async def upload(
 
     left = await run_in_threadpool(room)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > left + 1_000_000:  # the multipart framing is not the file
+    if (
+        declared.isascii() and declared.isdigit() and int(declared) > left + 1_000_000
+    ):  # the multipart framing is not the file
         raise UploadError(413, _over_quota(config.upload_quota_gb, left))
     received = await receive(request, config.media_dir, int(config.max_upload_mb * 1_000_000))
     try:

@@ -315,6 +315,12 @@ def test_a_feed_client_that_reconnects_gets_what_it_missed_then_live(api):
         assert events[0]["event"] == "reset" and events[0]["data"]["reason"] == reason, events[0]
         assert events[-1]["data"] == {"replayed": 0, "resumed": False}
         assert "state" in {e["event"] for e in events}
+    # an id whose number is a digit to str.isdigit() but not to int() ("²"): more times than the user
+    # has feed seats, each a reset, and every seat given back (it was a 500 that kept its seat)
+    epoch = last["id"].rpartition("-")[0]
+    for _ in range(22):  # the default feed_per_user is 20
+        events = _feed(api, token, query=f"&resume_after={epoch}-%C2%B2")
+        assert events[0]["data"]["reason"] == "unknown", events[0]
     # a new client may ask for the recent past: a page opened now shows the last seconds, not nothing
     recent = _feed(api, token, query="&types=verdict&replay_s=60")
     verdicts = [e["data"]["ts"] for e in recent if e["event"] == "verdict"]

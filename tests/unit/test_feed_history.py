@@ -56,7 +56,18 @@ def test_an_id_from_another_process_or_not_from_this_feed_is_a_reset_never_an_er
     other = FeedHistory(2, 100)
     assert history.epoch != other.epoch
     assert history.after(other.id_of(3)).reason == "restarted"
-    for bad in ("", "garbage", "-3", f"{history.epoch}-", f"{history.epoch}-x1", "1" * (MAX_ID_CHARS + 1), "\x00-1"):
+    for bad in (
+        "",
+        "garbage",
+        "-3",
+        f"{history.epoch}-",
+        f"{history.epoch}-x1",
+        "1" * (MAX_ID_CHARS + 1),
+        "\x00-1",
+        # digits to str.isdigit() that int() refuses (issue 38: a 500 that kept the feed seat)
+        f"{history.epoch}-²",
+        f"{history.epoch}-١٢",
+    ):
         reset = history.after(bad)
         assert isinstance(reset, Reset) and reset.reason in ("unknown", "restarted"), bad
     ahead = history.after(history.id_of(6))
