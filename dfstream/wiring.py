@@ -179,7 +179,7 @@ def serve(
             feed,
             store_sink(outputs.store, engine, monitor),
         ]
-        hub = CallHub(api.calls.ice_servers)
+        hub = CallHub(api.calls.ice_servers, limits=api.calls.offer)
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices, calls=hub)
         thresholds = (config.smoothing.enter, config.smoothing.leave)
         # its own face detector (they are thread-confined), set as `dfstream eval` sets it: the same

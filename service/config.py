@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from core.strict import StrictModel
-from stream.calls import IceServerConfig
+from stream.calls import IceServerConfig, OfferLimits
 
 
 class RetentionConfig(StrictModel):
@@ -128,6 +128,7 @@ class CallsConfig(StrictModel):
     open_timeout_s: float = Field(10.0, gt=0)  # from the answer to the first picture
     fps: float | None = Field(None, gt=0)  # a page call's frame cap (a 60 fps screen share costs twice a camera)
     linger_s: float = Field(60.0, ge=0)  # an ended page call stays listed (offline) this long, then goes
+    offer: OfferLimits = Field(default_factory=OfferLimits)  # media sections and candidates an offer may hold
 
 
 class ConnectionLimitsConfig(StrictModel):

@@ -38,6 +38,17 @@ class IceServerConfig(StrictModel):
     credential: str | None = None  # ${TURN_PASSWORD}
 
 
+class OfferLimits(StrictModel):
+    """What an SDP offer may hold, checked on its text before aiortc parses it: a parse and an answer
+    cost the event loop in proportion to the offer's media sections (690 of them, under the byte cap,
+    took 2.7 s of the loop and answered 725 KB), and every candidate is an address ICE will send to."""
+
+    max_media: int = Field(2, ge=1, le=16)  # m= sections: what a call needs is one video and one audio
+    # a=candidate lines, all sections together (a browser on a host with several addresses, each over
+    # UDP and TCP, repeated per section, lists a dozen or two)
+    max_candidates: int = Field(40, ge=0, le=256)
+
+
 class CallError(SourceError):
     """A publish refused; ``reason`` is what the WHIP route's status is chosen by."""
 
@@ -112,11 +123,36 @@ class Inbox:
             stopping.cancel()
 
 
+def check_offer(offer_sdp: str, limits: OfferLimits) -> None:
+    """``OfferError`` when the offer is not one a call sends: no video, or more media sections or
+    candidates than ``limits`` (one pass over its lines, microseconds for any offer under the byte cap)."""
+    media = candidates = 0
+    video = False
+    for line in offer_sdp.splitlines():
+        if line.startswith("m="):
+            media += 1
+            video = video or line.startswith("m=video")
+        elif line.startswith("a=candidate"):
+            candidates += 1
+    if not video:
+        raise OfferError("the SDP offer has no video (m=video): dfstream judges faces, a call needs a picture")
+    if media > limits.max_media:
+        raise OfferError(f"the SDP offer has {media} media sections (m=), over the limit of {limits.max_media}")
+    if candidates > limits.max_candidates:
+        raise OfferError(f"the SDP offer has {candidates} ICE candidates, over the limit of {limits.max_candidates}")
+
+
 class CallHub:
     """Every stream that takes calls, and the sessions now sending."""
 
-    def __init__(self, ice_servers: list[IceServerConfig] | None = None, answer_timeout_s: float = 10.0):
+    def __init__(
+        self,
+        ice_servers: list[IceServerConfig] | None = None,
+        answer_timeout_s: float = 10.0,
+        limits: OfferLimits | None = None,
+    ):
         self.ice_servers = ice_servers or []
+        self.limits = limits or OfferLimits()
         self.answer_timeout_s = answer_timeout_s
         self.inboxes: dict[str, Inbox] = {}
         self.sessions: dict[str, Session] = {}
@@ -142,13 +178,15 @@ class CallHub:
         inbox = self.inboxes.get(stream_id)
         if inbox is None or inbox.closed:
             raise NoSuchStream(f"no stream {stream_id!r} takes calls")
-        if inbox.current is not None or inbox._next.full():
+        if inbox.current is not None:
             raise CallBusy(f"stream {stream_id!r} already has a publisher; DELETE its session first")
-        if "m=video" not in offer_sdp:
-            raise OfferError("the SDP offer has no video (m=video): dfstream judges faces, a call needs a picture")
+        check_offer(offer_sdp, self.limits)
         servers = [RTCIceServer(s.urls, s.username, s.credential) for s in self.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         session = Session(stream_id, pc, [self._ended, *([on_end] if on_end else [])])
+        # the claim, with no await since the check above: of concurrent offers to one stream exactly
+        # one is answered, the others are busy (they once raced to two publishers and a stream stuck)
+        inbox.current = session
 
         @pc.on("track")
         def _track(track) -> None:  # noqa: ANN001 -- aiortc's MediaStreamTrack
@@ -163,27 +201,31 @@ class CallHub:
                 await session.close(f"the peer connection {pc.connectionState}")
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-            if session.video is None:
-                raise OfferError("the SDP offer sends no video track")
-            answer = await pc.createAnswer()
-            await asyncio.wait_for(pc.setLocalDescription(answer), self.answer_timeout_s)
-        except OfferError:
-            await pc.close()
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+                if session.video is None:
+                    raise OfferError("the SDP offer sends no video track")
+                answer = await pc.createAnswer()
+                await asyncio.wait_for(pc.setLocalDescription(answer), self.answer_timeout_s)
+            except CallError:
+                raise
+            except TimeoutError:
+                raise CallError(
+                    f"ICE gathering took over {self.answer_timeout_s:g}s (a STUN/TURN server unreachable?)"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 -- aiortc's parser raises what a malformed line trips
+                raise OfferError(f"the SDP offer cannot be used: {one_line(exc, with_type=True)}") from None
+            if inbox.closed:
+                raise NoSuchStream(f"stream {stream_id!r} ended while the offer was answered")
+        except BaseException:
+            # every failure gives the claim back and closes its peer connection (cancelled included)
+            if inbox.current is session:
+                inbox.current = None
+            await asyncio.shield(pc.close())
             raise
-        except TimeoutError:
-            await pc.close()
-            raise CallError(f"ICE gathering took over {self.answer_timeout_s:g}s (a STUN/TURN server unreachable?)")
-        except Exception as exc:  # noqa: BLE001 -- aiortc's parser raises what a malformed line trips
-            await pc.close()
-            raise OfferError(f"the SDP offer cannot be used: {one_line(exc, with_type=True)}") from None
         session.answer = pc.localDescription.sdp
-        if inbox.closed:
-            await pc.close()
-            raise NoSuchStream(f"stream {stream_id!r} ended while the offer was answered")
-        inbox.current = session
         self.sessions[session.id] = session
-        inbox._next.put_nowait(session)
+        inbox._next.put_nowait(session)  # cannot be full: a session is put only by its stream's one claim
         log.info("%s: call session %s started", stream_id, session.id)
         return session
 

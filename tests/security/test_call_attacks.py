@@ -1,0 +1,77 @@
+"""Calls under attack (issue 38), against a real `dfstream serve` and real aiortc peers on loopback:
+concurrent offers to one stream claim it once, and an offer built to cost the server (hundreds of
+media sections or candidates) is refused in one line before aiortc parses it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bench.whip import WhipPush
+from tests.security.conftest import running
+from tests.service.test_whip import scrape_api, stream
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running(
+        tmp_path_factory.mktemp("calls"),
+        [{"id": "obs", "url": "whip://", "stall_timeout_s": 6.0}],
+        {"calls": {"max_sessions": 8, "per_user": 8}},
+    ) as served:
+        yield served
+
+
+@pytest.mark.timeout(180)
+def test_concurrent_offers_to_one_stream_give_one_publisher_and_the_rest_busy(server, face_clip):
+    endpoint = f"{server.base}/whip/obs"
+
+    async def race() -> tuple[list[int], int, int | None]:
+        pushes = [WhipPush(endpoint, server.token("analyst"), str(face_clip), audio=False) for _ in range(4)]
+        answers = await asyncio.gather(*(p.start() for p in pushes))
+        statuses = [a.status_code for a in answers]
+        for push, status in zip(pushes, statuses):
+            if status != 201:
+                await push.stop(delete=False)
+        first = pushes[statuses.index(201)] if 201 in statuses else None
+        deleted = await first.stop() if first is not None else None
+        # the stream takes its next publisher once the first has left
+        again = WhipPush(endpoint, server.token("analyst"), str(face_clip), audio=False)
+        try:
+            status = (await again.start()).status_code
+        finally:
+            await again.stop()
+        return statuses, status, deleted
+
+    statuses, next_status, deleted = asyncio.run(race())
+    assert sorted(statuses) == [201, 409, 409, 409], statuses  # never a 500, never two publishers
+    assert deleted == 200 and next_status == 201
+    assert scrape_api(server)["dfstream_call_sessions"] == 0  # every seat given back
+
+
+def _offer(media: int, candidates: int) -> str:
+    lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0"]
+    for i in range(media):
+        lines += ["m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", f"a=mid:{i}", "a=rtpmap:96 VP8/90000"]
+    lines += [f"a=candidate:{i} 1 udp 2130706431 10.0.{i // 250}.{i % 250} 9 typ host" for i in range(candidates)]
+    return "\r\n".join(lines) + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("media", "candidates", "says"), [(690, 0, "690 media sections"), (1, 300, "300 ICE candidates")]
+)
+def test_an_offer_built_to_cost_the_server_is_refused_in_one_line_at_once(server, media, candidates, says):
+    offer = _offer(media, candidates)
+    assert len(offer.encode()) < 64 * 1024  # under the byte cap: the structure is what is refused
+    with server.client("analyst") as client:
+        started = time.monotonic()
+        refused = client.post("/whip/obs", content=offer, headers={"Content-Type": "application/sdp"})
+        took = time.monotonic() - started
+        health = client.get("/healthz")
+    assert refused.status_code == 400, refused.text
+    detail = refused.json()["detail"]
+    assert says in detail and "\n" not in detail
+    assert took < 1.0 and health.status_code == 200  # it was 2.7 s of the event loop for 690 sections
+    assert stream(server, "obs")["status"] == "offline"  # nothing claimed: the stream still waits
