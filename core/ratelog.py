@@ -31,16 +31,23 @@ class RateLimitedLog:
 
     def __call__(self, key: str, message: str, *args: object, level: int | None = None) -> bool:
         """Count one occurrence of ``key``; log ``message % args`` when the rule says so. Returns whether it logged."""
+        count = self.due(key)
+        if count is None:
+            return False
+        suffix = f" (x{count})" if count > 1 else ""
+        self.logger.log(self.level if level is None else level, message + suffix, *args)
+        return True
+
+    def due(self, key: str) -> int | None:
+        """Count one occurrence of ``key``: the count so far when a line is due by the rule, else None."""
         seen = self._seen.setdefault(key, _Seen())
         seen.count += 1
         now = self._clock()
         if seen.count < seen.next_at or now - seen.logged_at < self.min_interval_s:
-            return False
+            return None
         seen.logged_at = now
         seen.next_at = 10 ** len(str(seen.count))  # the next power of ten above the count
-        suffix = f" (x{seen.count})" if seen.count > 1 else ""
-        self.logger.log(self.level if level is None else level, message + suffix, *args)
-        return True
+        return seen.count
 
     def count(self, key: str) -> int:
         seen = self._seen.get(key)
@@ -54,3 +61,30 @@ class RateLimitedLog:
         if n and message is not None:
             self.logger.info(message, *args)
         return n
+
+
+class RateLimitedRecords(logging.Filter):
+    """The same rule for a library's own log lines (aiortc warns once per garbage RTP packet): on its
+    logger, each message (by its template) passes at its first occurrence and then as the rule says,
+    with the count so far. Lines below ``level`` pass untouched; the keys are the library's templates,
+    a bounded set."""
+
+    def __init__(
+        self, level: int = logging.WARNING, min_interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ):
+        super().__init__()
+        self.level = level
+        self._rule = RateLimitedLog(logging.getLogger(__name__), min_interval_s=min_interval_s, clock=clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.level:
+            return True
+        count = self._rule.due(f"{record.name}:{record.msg}")
+        if count is None:
+            return False
+        if count > 1:
+            record.msg = f"{record.msg} (x{count})"
+        return True
+
+    def count(self, record_name: str, template: str) -> int:
+        return self._rule.count(f"{record_name}:{template}")

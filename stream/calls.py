@@ -25,9 +25,28 @@ from collections.abc import AsyncIterator, Callable
 from pydantic import Field
 
 from core.errors import SourceError, one_line
+from core.ratelog import RateLimitedRecords
 from core.strict import StrictModel
 
 log = logging.getLogger(__name__)
+# aiortc's loggers that write a line per bad packet or frame a peer sends (garbage RTP: ~50 a second)
+PEER_DRIVEN_LOGGERS = (
+    "aiortc.rtcrtpreceiver",
+    "aiortc.rtcdtlstransport",
+    "aiortc.rtcpeerconnection",
+    "aiortc.rtcsctptransport",
+    "aioice.ice",
+)
+PEER_LOG_RULE = RateLimitedRecords()
+
+
+def limit_peer_logs() -> None:
+    """What a peer can make aiortc write goes through the rate rule (once per logger, however often
+    it is called)."""
+    for name in PEER_DRIVEN_LOGGERS:
+        logger = logging.getLogger(name)
+        if PEER_LOG_RULE not in logger.filters:
+            logger.addFilter(PEER_LOG_RULE)
 
 
 class IceServerConfig(StrictModel):
@@ -153,6 +172,7 @@ class CallHub:
     ):
         self.ice_servers = ice_servers or []
         self.limits = limits or OfferLimits()
+        limit_peer_logs()
         self.answer_timeout_s = answer_timeout_s
         self.inboxes: dict[str, Inbox] = {}
         self.sessions: dict[str, Session] = {}

@@ -16,7 +16,7 @@ from core.errors import LifecycleError
 from core.handoff import LoopHandoff, Stopped
 from core.lifecycle import Lifecycle, State
 from core.queues import DropOldestQueue, QueueClosed
-from core.ratelog import RateLimitedLog
+from core.ratelog import RateLimitedLog, RateLimitedRecords
 
 
 # ---- backoff ---------------------------------------------------------------------------------------
@@ -74,6 +74,37 @@ def test_a_repeated_problem_is_logged_first_then_at_powers_of_ten_at_most_once_a
 def test_a_burst_of_failures_is_one_line():
     problems = RateLimitedLog(logging.getLogger("edge-test"))
     assert [problems("x", "failed") for _ in range(50)].count(True) == 1
+
+
+def test_a_library_that_warns_per_bad_packet_is_held_to_the_same_rule(caplog):
+    """aiortc writes a warning per undecodable frame a peer sends (498 lines in 10 s of garbage RTP,
+    issue 38): through the filter the calls install, one line, then one with the count a minute on."""
+    from stream.calls import PEER_DRIVEN_LOGGERS, limit_peer_logs
+
+    now = [0.0]
+    logger = logging.getLogger("aiortc.rtcrtpreceiver")
+    rule = RateLimitedRecords(clock=lambda: now[0])
+    logger.addFilter(rule)
+    try:
+        with caplog.at_level(logging.INFO, "aiortc.rtcrtpreceiver"):
+            for n in range(500):  # 50 a second for 10 s, then one more a minute on
+                now[0] = n / 50
+                logger.warning("RTCRtpReceiver(%s) failed to decode %s frame: %s", "video", "VP8", f"garbage {n}")
+            logger.info("RTCRtpReceiver(video) - RTCP bye")  # below warning: untouched
+            now[0] = 70.0
+            logger.warning("RTCRtpReceiver(%s) failed to decode %s frame: %s", "video", "VP8", "garbage")
+    finally:
+        logger.removeFilter(rule)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "RTCRtpReceiver(video) failed to decode VP8 frame: garbage 0",
+        "RTCRtpReceiver(video) - RTCP bye",
+        "RTCRtpReceiver(video) failed to decode VP8 frame: garbage (x501)",
+    ]
+    limit_peer_logs()
+    limit_peer_logs()  # once per logger, however often
+    for name in PEER_DRIVEN_LOGGERS:
+        assert len([f for f in logging.getLogger(name).filters if isinstance(f, RateLimitedRecords)]) == 1
 
 
 # ---- the queue ----------------------------------------------------------------------------------------
