@@ -181,6 +181,11 @@ def serve(
         ]
         hub = CallHub(api.calls.ice_servers, limits=api.calls.offer)
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices, calls=hub)
+
+        def forget(stream_id: str) -> None:  # a page call's stream, gone after its linger
+            feed.forget(stream_id)
+            runtime.tap.forget(stream_id)
+
         thresholds = (config.smoothing.enter, config.smoothing.leave)
         # its own face detector (they are thread-confined), set as `dfstream eval` sets it: the same
         # file, the same numbers
@@ -210,7 +215,7 @@ def serve(
             exporter.registry,
             lambda: exporter.ready(need_stream=any(s.kind != "webrtc" for s in config.streams)),
             runtime.tap,
-            CallDesk(api.calls, hub, streams, runtime.add_stream, monitor),
+            CallDesk(api.calls, hub, streams, runtime.add_stream, monitor, forget_stream=forget),
         )
         server = _ApiServer(
             uvicorn.Config(

@@ -119,6 +119,11 @@ class PerformanceMonitor:
     def set_gauge(self, subject: Subject, name: Gauge, value: float, **label_values: str) -> None:
         self.store.set_gauge(subject, name, value, labels(**label_values))
 
+    def forget(self, subject: Subject) -> None:
+        """Every series of ``subject`` goes (a call's stream after its linger: one set per call, kept,
+        grew /metrics from 19 KB to 303 KB over 1,100 calls)."""
+        self.store.forget(subject)
+
     # ---- reading ------------------------------------------------------------------------------
     def snapshot(self, subject: Subject | None = None) -> list[SeriesSnapshot]:
         return self.store.snapshot(subject)

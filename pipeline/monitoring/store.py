@@ -160,6 +160,11 @@ class MetricStore:
                 return [] if series is None else [series.snapshot(subject)]
             return [series.snapshot(s) for s, series in self._series.items()]
 
+    def forget(self, subject: Subject) -> None:
+        """``subject``'s series go (a stream that ended for good: its series would be kept forever)."""
+        with self._lock:
+            self._series.pop(subject, None)
+
     def _get(self, subject: Subject) -> _Series:
         series = self._series.get(subject)
         if series is None:

@@ -60,6 +60,12 @@ class LiveTap:
         if fresh is not None:
             fresh.set()
 
+    def forget(self, stream: str) -> None:
+        """A stream that ended for good: its last shot goes (nobody watches it any more)."""
+        if not self.watching(stream):
+            self._latest.pop(stream, None)
+            self._fresh.pop(stream, None)
+
     def latest(self, stream: str) -> Shot | None:
         return self._latest.get(stream)
 

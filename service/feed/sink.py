@@ -85,6 +85,10 @@ class FeedSink(Lifecycle):
         views = self.streams.values()
         return [v.state for v in views if v.state is not None and subscriber.wants(v.state.kind, v.state.stream)]
 
+    def forget(self, stream: str) -> None:
+        """A stream that ended for good: its view goes, so new clients are not sent its last state."""
+        self.streams.pop(stream, None)
+
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
         self.monitor.set_gauge(FEED, Gauge.FEED_CLIENTS, len(self._subscribers))

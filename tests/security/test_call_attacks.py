@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
 from bench.whip import WhipPush
 from tests.security.conftest import running
+from tests.service.conftest import sse_events
 from tests.service.test_whip import scrape_api, stream
 
 
@@ -75,3 +77,61 @@ def test_an_offer_built_to_cost_the_server_is_refused_in_one_line_at_once(server
     assert says in detail and "\n" not in detail
     assert took < 1.0 and health.status_code == 200  # it was 2.7 s of the event loop for 690 sections
     assert stream(server, "obs")["status"] == "offline"  # nothing claimed: the stream still waits
+
+
+@pytest.mark.timeout(240)
+def test_page_calls_opened_and_ended_leave_metrics_and_the_feed_as_they_were(tmp_path, face_clip):
+    """Each page call is a stream of its own; once it has lingered, nothing of it is kept: not its
+    metrics series, not its state in the feed (1,100 calls grew /metrics 16x and sent every new feed
+    client 1,100 stale states)."""
+    from aiortc import RTCPeerConnection
+    from aiortc.contrib.media import MediaPlayer
+
+    calls = 12
+    with running(
+        tmp_path, [{"id": "cam", "url": "sample://astronaut", "loop": True}], {"calls": {"linger_s": 1.0}}
+    ) as served:
+        token = served.token("analyst")
+        _feed_all(served, token)  # the server is up
+
+        async def one_call() -> str:
+            pc, player = RTCPeerConnection(), MediaPlayer(str(face_clip), loop=True)
+            pc.addTransceiver(player.video, direction="sendonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=served.base, timeout=30, headers=headers) as client:
+                answer = await client.post("/api/v1/calls", json={"sdp": pc.localDescription.sdp})
+                assert answer.status_code == 201, answer.text
+                body = answer.json()
+                await asyncio.sleep(1.0)  # its stream is added and reports
+                assert (await client.delete(f"/api/v1/calls/{body['session']}")).status_code == 204
+            await pc.close()
+            player.video.stop()
+            return body["stream"]
+
+        async def many() -> list[str]:
+            return [await one_call() for _ in range(calls)]
+
+        ended = asyncio.run(many())
+        with served.client("admin") as client:
+            seen = lambda: client.get("/metrics").text  # noqa: E731
+            wait_for = time.monotonic() + 30
+            while any(s in seen() for s in ended) and time.monotonic() < wait_for:
+                time.sleep(0.5)
+            metrics = seen()
+            listed = {s["id"] for s in client.get("/api/v1/streams").json()}
+        assert not [s for s in ended if s in metrics], "an ended call's series are still in /metrics"
+        assert not listed & set(ended)
+        states = [e for e in _feed_all(served, token) if e["event"] == "state"]
+        assert [e["data"]["stream"] for e in states] == ["cam"], states  # no stale call states before ready
+
+
+def _feed_all(served, token: str) -> list[dict]:
+    url = f"{served.base}/api/v1/feed?access_token={token}"
+    events: list[dict] = []
+    with httpx.stream("GET", url, timeout=20) as feed:
+        for event in sse_events(feed):
+            events.append(event)
+            if event["event"] == "ready":
+                return events
+    raise AssertionError(f"the feed ended before ready: {events[-3:]}")
