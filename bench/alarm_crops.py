@@ -125,10 +125,13 @@ def fit(folder: Path, every: int = 12) -> dict:
         "BOX": {k: round(float(v), 3) for k, v in box.items()},
         "FINDER_SCALE": finder_scale,
         "landmarks_apart_median_of_width": dict(
-            zip(("eye_left", "eye_right", "nose", "mouth"), np.median(apart.max(axis=2), axis=0).round(4).tolist())
+            zip(
+                ("eye_left", "eye_right", "nose", "mouth"),
+                np.median(apart.max(axis=2), axis=0).astype(float).round(4).tolist(),
+            )
         ),
         "turn_quantiles_50_90_99": {
-            name: np.quantile(turn(points), [0.5, 0.9, 0.99]).round(3).tolist()
+            name: np.quantile(turn(points), [0.5, 0.9, 0.99]).astype(float).round(3).tolist()
             for name, points in (("blazeface", b_points), ("mtcnn", m_points))
         },
     }
