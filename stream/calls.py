@@ -21,8 +21,9 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from ipaddress import ip_address, ip_network
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork
 
 from core.errors import SourceError, one_line
 from core.ratelog import RateLimitedRecords
@@ -57,6 +58,9 @@ class IceServerConfig(StrictModel):
     credential: str | None = None  # ${TURN_PASSWORD}
 
 
+PRIVATE_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7", "fe80::/10")
+
+
 class OfferLimits(StrictModel):
     """What an SDP offer may hold, checked on its text before aiortc parses it: a parse and an answer
     cost the event loop in proportion to the offer's media sections (690 of them, under the byte cap,
@@ -66,6 +70,12 @@ class OfferLimits(StrictModel):
     # a=candidate lines, all sections together (a browser on a host with several addresses, each over
     # UDP and TCP, repeated per section, lists a dozen or two)
     max_candidates: int = Field(40, ge=0, le=256)
+    # the networks a peer's candidates may name: ICE sends connectivity checks to every candidate
+    # an offer lists (300 of them once made the server probe 300 addresses), so the others are
+    # struck from the offer before aiortc reads it. Loopback and the private ranges by default; a
+    # call across the internet needs its peers' public (or TURN) addresses added here
+    ice_allow: list[IPvAnyNetwork] = Field(default_factory=lambda: [ip_network(n) for n in PRIVATE_NETWORKS])
+    ice_mdns: bool = False  # keep .local candidates (aiortc then resolves them by multicast DNS)
 
 
 class CallError(SourceError):
@@ -142,23 +152,44 @@ class Inbox:
             stopping.cancel()
 
 
-def check_offer(offer_sdp: str, limits: OfferLimits) -> None:
-    """``OfferError`` when the offer is not one a call sends: no video, or more media sections or
-    candidates than ``limits`` (one pass over its lines, microseconds for any offer under the byte cap)."""
+def check_offer(offer_sdp: str, limits: OfferLimits) -> str:
+    """The offer with only the candidates ``limits`` allows; ``OfferError`` when it is not one a call
+    sends: no video, or more media sections or candidates than ``limits`` (one pass over its lines,
+    microseconds for any offer under the byte cap)."""
     media = candidates = 0
     video = False
+    kept: list[str] = []
     for line in offer_sdp.splitlines():
         if line.startswith("m="):
             media += 1
             video = video or line.startswith("m=video")
         elif line.startswith("a=candidate"):
             candidates += 1
+            if not _allowed(line, limits):
+                continue
+        kept.append(line)
     if not video:
         raise OfferError("the SDP offer has no video (m=video): dfstream judges faces, a call needs a picture")
     if media > limits.max_media:
         raise OfferError(f"the SDP offer has {media} media sections (m=), over the limit of {limits.max_media}")
     if candidates > limits.max_candidates:
         raise OfferError(f"the SDP offer has {candidates} ICE candidates, over the limit of {limits.max_candidates}")
+    return "\r\n".join(kept) + "\r\n"
+
+
+def _allowed(candidate: str, limits: OfferLimits) -> bool:
+    """Whether an ``a=candidate:`` line names an address ICE may send to."""
+    fields = candidate.split()
+    if len(fields) < 8:
+        return False  # not a candidate aiortc could use either
+    address = fields[4]
+    if address.endswith(".local"):
+        return limits.ice_mdns
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False  # a host name: resolving it is contacting whoever it names
+    return any(ip in network for network in limits.ice_allow)
 
 
 class CallHub:
@@ -200,7 +231,7 @@ class CallHub:
             raise NoSuchStream(f"no stream {stream_id!r} takes calls")
         if inbox.current is not None:
             raise CallBusy(f"stream {stream_id!r} already has a publisher; DELETE its session first")
-        check_offer(offer_sdp, self.limits)
+        offer_sdp = check_offer(offer_sdp, self.limits)
         servers = [RTCIceServer(s.urls, s.username, s.credential) for s in self.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         session = Session(stream_id, pc, [self._ended, *([on_end] if on_end else [])])

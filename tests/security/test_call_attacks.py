@@ -135,3 +135,47 @@ def _feed_all(served, token: str) -> list[dict]:
             if event["event"] == "ready":
                 return events
     raise AssertionError(f"the feed ended before ready: {events[-3:]}")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("allow", "probed"), [(["127.0.0.1/32"], False), (["127.0.0.0/8"], True)])
+def test_the_server_sends_ice_checks_only_to_allowed_networks(tmp_path, face_clip, allow, probed):
+    """An offer names a candidate at 127.0.0.2, where a socket listens: outside ``ice_allow`` it gets
+    no packet; inside it (the control) it gets the server's STUN checks."""
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.2", 0))
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    api = {"calls": {"offer": {"ice_allow": allow}}}
+    with running(tmp_path, [{"id": "obs", "url": "whip://", "stall_timeout_s": 6.0}], api) as served:
+
+        async def push() -> int:
+            from aiortc import RTCPeerConnection
+
+            pc = RTCPeerConnection()
+            pc.addTransceiver("video", direction="sendonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = (
+                pc.localDescription.sdp.rstrip("\r\n")
+                + f"\r\na=candidate:9 1 udp 2130706431 127.0.0.2 {port} typ host\r\n"
+            )
+            headers = {"Authorization": f"Bearer {served.token('analyst')}", "Content-Type": "application/sdp"}
+            async with httpx.AsyncClient(timeout=30) as client:
+                status = (await client.post(f"{served.base}/whip/obs", content=offer, headers=headers)).status_code
+            await asyncio.sleep(0.1)
+            await pc.close()
+            return status
+
+        assert asyncio.run(push()) == 201
+        packets = 0
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and not packets:
+            try:
+                listener.recvfrom(2048)
+                packets += 1
+            except TimeoutError:
+                pass
+    listener.close()
+    assert bool(packets) == probed, f"{packets} packets at 127.0.0.2 with ice_allow {allow}"
