@@ -179,7 +179,7 @@ def serve(
             feed,
             store_sink(outputs.store, engine, monitor),
         ]
-        hub = CallHub(api.calls.ice_servers, limits=api.calls.offer)
+        hub = CallHub(api.calls.ice_servers, policy=api.calls, listens=bool(voices))
         runtime = Runtime(config, detectors, sinks, monitor, tap=tap, voices=voices, calls=hub)
 
         def forget(stream_id: str) -> None:  # a page call's stream, gone after its linger

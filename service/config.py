@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from core.strict import StrictModel
-from stream.calls import IceServerConfig, OfferLimits
+from stream.calls import CallPolicy, IceServerConfig
 
 
 class RetentionConfig(StrictModel):
@@ -116,8 +116,9 @@ class LoginLimitConfig(StrictModel):
     waiting: int = Field(32, ge=0)
 
 
-class CallsConfig(StrictModel):
-    """Calls pushed over WebRTC: the "Check a call" page and WHIP (``POST /whip/{stream}``)."""
+class CallsConfig(CallPolicy):
+    """Calls pushed over WebRTC: the "Check a call" page and WHIP (``POST /whip/{stream}``); what a
+    peer may send (``CallPolicy``: offers, candidates, picture size and rate) and, here, how many."""
 
     max_sessions: int = Field(4, ge=1)  # WebRTC sessions at once, page calls and WHIP pushes together; beyond: 503
     per_user: int = Field(2, ge=1)  # ... of them one user's; beyond: 429
@@ -128,7 +129,6 @@ class CallsConfig(StrictModel):
     open_timeout_s: float = Field(10.0, gt=0)  # from the answer to the first picture
     fps: float | None = Field(None, gt=0)  # a page call's frame cap (a 60 fps screen share costs twice a camera)
     linger_s: float = Field(60.0, ge=0)  # an ended page call stays listed (offline) this long, then goes
-    offer: OfferLimits = Field(default_factory=OfferLimits)  # media sections and candidates an offer may hold
 
 
 class ConnectionLimitsConfig(StrictModel):

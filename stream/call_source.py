@@ -13,6 +13,7 @@ the same, so a face and a voice verdict of one moment carry comparable times.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import AsyncIterator
 
@@ -44,6 +45,25 @@ class _Clock:
         return self.offset + ((rtp - self.first) % _WRAP) / rate
 
 
+class _Rate:
+    """Pictures a second over the last two seconds; over the limit by a fifth ends the call (a burst a
+    sender flushes after a pause stays under it)."""
+
+    WINDOW_S = 2.0
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.times: collections.deque[float] = collections.deque()
+
+    def add(self, now: float) -> float | None:
+        """The rate, when it is over the limit by a fifth; else None."""
+        self.times.append(now)
+        while now - self.times[0] > self.WINDOW_S:
+            self.times.popleft()
+        rate = len(self.times) / self.WINDOW_S
+        return rate if len(self.times) > 1.2 * self.limit * self.WINDOW_S else None
+
+
 class CallSource(Feed):
     def __init__(
         self,
@@ -65,6 +85,7 @@ class CallSource(Feed):
         self._audio: DropOldestQueue[AudioChunk] | None = None
         self._seq = 0
         self._last_frame = time.monotonic()
+        self._dropped_counted = 0
 
     async def _open(self) -> None:
         self._queue = DropOldestQueue(self.config.queue_size, on_drop=self._dropped)
@@ -97,6 +118,7 @@ class CallSource(Feed):
         track, clock = self.session.video, _Clock(self.session.started_mono)
         last_kept: float | None = None
         cap = self.config.fps
+        rate = _Rate(self.session.policy.max_fps)
         while True:
             try:
                 picture = await track.recv()  # type: ignore[attr-defined]
@@ -105,6 +127,10 @@ class CallSource(Feed):
                 return
             self.counters.count(SourceCount.FRAMES_DECODED)
             now = time.monotonic()
+            if (beyond := self._beyond(picture.width, picture.height, rate.add(now))) is not None:
+                self.counters.count(SourceCount.ERRORS)
+                await self.session.close(beyond)
+                return
             if cap is not None and last_kept is not None and now - last_kept < 0.95 / cap:
                 self.counters.count(SourceCount.DROPPED_FPS_CAP)
                 continue
@@ -145,6 +171,9 @@ class CallSource(Feed):
         while True:
             await asyncio.sleep(min(0.5, cfg.stall_timeout_s / 4))
             silent = time.monotonic() - self._last_frame
+            if (dropped := self.session.dropped - self._dropped_counted) > 0:  # aiortc's bounded queues
+                self._dropped_counted += dropped
+                self.counters.count(SourceCount.DROPPED_QUEUE_FULL, dropped)
             if self.status is SourceStatus.CONNECTING and silent > cfg.open_timeout_s:
                 self.counters.count(SourceCount.ERRORS)
                 await self.session.close(f"no video within {cfg.open_timeout_s:g}s of the answer (open_timeout_s)")
@@ -153,6 +182,18 @@ class CallSource(Feed):
                 self._set_status(SourceStatus.RECONNECTING, f"no media for {cfg.stall_timeout_s / 2:g}s")
             elif self.status is SourceStatus.RECONNECTING and silent > cfg.stall_timeout_s:
                 await self.session.close(f"no media for {cfg.stall_timeout_s:g}s (stall_timeout_s)")
+
+    def _beyond(self, width: int, height: int, fps: float | None) -> str | None:
+        """Why a picture ends the session: larger or faster than the calls' policy allows."""
+        policy = self.session.policy
+        long, short = max(width, height), min(width, height)  # a portrait phone is a landscape one turned
+        if long > max(policy.max_width, policy.max_height) or short > min(policy.max_width, policy.max_height):
+            return (
+                f"a {width}x{height} picture, over calls.max_width x max_height {policy.max_width}x{policy.max_height}"
+            )
+        if fps is not None:
+            return f"{fps:.0f} pictures a second, over calls.max_fps {policy.max_fps:g}"
+        return None
 
     def _mark_frame(self) -> None:
         self._last_frame = time.monotonic()

@@ -29,6 +29,8 @@ from core.errors import SourceError, one_line
 from core.ratelog import RateLimitedRecords
 from core.strict import StrictModel
 
+from .peer_queues import bound_receiver
+
 log = logging.getLogger(__name__)
 # aiortc's loggers that write a line per bad packet or frame a peer sends (garbage RTP: ~50 a second)
 PEER_DRIVEN_LOGGERS = (
@@ -61,10 +63,12 @@ class IceServerConfig(StrictModel):
 PRIVATE_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7", "fe80::/10")
 
 
-class OfferLimits(StrictModel):
-    """What an SDP offer may hold, checked on its text before aiortc parses it: a parse and an answer
-    cost the event loop in proportion to the offer's media sections (690 of them, under the byte cap,
-    took 2.7 s of the loop and answered 725 KB), and every candidate is an address ICE will send to."""
+class CallPolicy(StrictModel):
+    """What a peer may send. An SDP offer is checked on its text before aiortc parses it: a parse and
+    an answer cost the event loop in proportion to its media sections (690 of them, under the byte
+    cap, took 2.7 s of the loop and answered 725 KB), and every candidate is an address ICE will
+    send to. The media are checked as they come: a picture larger or faster than the limits ends the
+    session (an 8K stream once took 11.5 GB); every queue between the peer and dfstream is bounded."""
 
     max_media: int = Field(2, ge=1, le=16)  # m= sections: what a call needs is one video and one audio
     # a=candidate lines, all sections together (a browser on a host with several addresses, each over
@@ -76,6 +80,11 @@ class OfferLimits(StrictModel):
     # call across the internet needs its peers' public (or TURN) addresses added here
     ice_allow: list[IPvAnyNetwork] = Field(default_factory=lambda: [ip_network(n) for n in PRIVATE_NETWORKS])
     ice_mdns: bool = False  # keep .local candidates (aiortc then resolves them by multicast DNS)
+    max_width: int = Field(1920, ge=16)  # a picture wider than this ends the session, with the reason
+    max_height: int = Field(1080, ge=16)  # (either orientation: a portrait 1080x1920 phone fits)
+    max_fps: float = Field(60.0, gt=0)  # pictures a second, over a second; beyond: the session ends
+    # pictures (decoded) and frames (encoded) each of aiortc's queues holds; beyond, the oldest go
+    queue_frames: int = Field(8, ge=1, le=256)
 
 
 class CallError(SourceError):
@@ -99,10 +108,18 @@ class CallBusy(CallError):
 class Session:
     """One peer connection and what it sends: a video track and, when offered, an audio track."""
 
-    def __init__(self, stream_id: str, pc: object, on_end: list[Callable[[Session], None]]):
+    def __init__(
+        self,
+        stream_id: str,
+        pc: object,
+        on_end: list[Callable[[Session], None]],
+        policy: CallPolicy | None = None,
+    ):
         self.id = secrets.token_urlsafe(12)
         self.stream_id = stream_id
         self.pc = pc
+        self.policy = policy or CallPolicy()
+        self.dropped = 0  # pictures and frames aiortc's bounded queues dropped (call_source counts them)
         self.video: object | None = None  # aiortc MediaStreamTrack
         self.audio: object | None = None
         self.answer = ""
@@ -152,44 +169,47 @@ class Inbox:
             stopping.cancel()
 
 
-def check_offer(offer_sdp: str, limits: OfferLimits) -> str:
+def check_offer(offer_sdp: str, policy: CallPolicy) -> str:
     """The offer with only the candidates ``limits`` allows; ``OfferError`` when it is not one a call
     sends: no video, or more media sections or candidates than ``limits`` (one pass over its lines,
     microseconds for any offer under the byte cap)."""
-    media = candidates = 0
-    video = False
+    media = candidates = videos = audios = 0
     kept: list[str] = []
     for line in offer_sdp.splitlines():
         if line.startswith("m="):
             media += 1
-            video = video or line.startswith("m=video")
+            videos += line.startswith("m=video")
+            audios += line.startswith("m=audio")
         elif line.startswith("a=candidate"):
             candidates += 1
-            if not _allowed(line, limits):
+            if not _allowed(line, policy):
                 continue
         kept.append(line)
-    if not video:
+    if not videos:
         raise OfferError("the SDP offer has no video (m=video): dfstream judges faces, a call needs a picture")
-    if media > limits.max_media:
-        raise OfferError(f"the SDP offer has {media} media sections (m=), over the limit of {limits.max_media}")
-    if candidates > limits.max_candidates:
-        raise OfferError(f"the SDP offer has {candidates} ICE candidates, over the limit of {limits.max_candidates}")
+    if media > policy.max_media:
+        raise OfferError(f"the SDP offer has {media} media sections (m=), over the limit of {policy.max_media}")
+    if videos > 1 or audios > 1:
+        # a second track would be received and decoded for nobody (+41 MB a second, once)
+        raise OfferError(f"the SDP offer has {videos} video and {audios} audio sections: a call sends one of each")
+    if candidates > policy.max_candidates:
+        raise OfferError(f"the SDP offer has {candidates} ICE candidates, over the limit of {policy.max_candidates}")
     return "\r\n".join(kept) + "\r\n"
 
 
-def _allowed(candidate: str, limits: OfferLimits) -> bool:
+def _allowed(candidate: str, policy: CallPolicy) -> bool:
     """Whether an ``a=candidate:`` line names an address ICE may send to."""
     fields = candidate.split()
     if len(fields) < 8:
         return False  # not a candidate aiortc could use either
     address = fields[4]
     if address.endswith(".local"):
-        return limits.ice_mdns
+        return policy.ice_mdns
     try:
         ip = ip_address(address)
     except ValueError:
         return False  # a host name: resolving it is contacting whoever it names
-    return any(ip in network for network in limits.ice_allow)
+    return any(ip in network for network in policy.ice_allow)
 
 
 class CallHub:
@@ -199,10 +219,14 @@ class CallHub:
         self,
         ice_servers: list[IceServerConfig] | None = None,
         answer_timeout_s: float = 10.0,
-        limits: OfferLimits | None = None,
+        policy: CallPolicy | None = None,
+        listens: bool = True,
     ):
+        """``listens``: a call's sound is judged (voice models are configured); if not, it is
+        refused in the answer instead of received and decoded for nobody."""
+        self.listens = listens
         self.ice_servers = ice_servers or []
-        self.limits = limits or OfferLimits()
+        self.policy = policy or CallPolicy()
         limit_peer_logs()
         self.answer_timeout_s = answer_timeout_s
         self.inboxes: dict[str, Inbox] = {}
@@ -231,19 +255,24 @@ class CallHub:
             raise NoSuchStream(f"no stream {stream_id!r} takes calls")
         if inbox.current is not None:
             raise CallBusy(f"stream {stream_id!r} already has a publisher; DELETE its session first")
-        offer_sdp = check_offer(offer_sdp, self.limits)
+        offer_sdp = check_offer(offer_sdp, self.policy)
         servers = [RTCIceServer(s.urls, s.username, s.credential) for s in self.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        session = Session(stream_id, pc, [self._ended, *([on_end] if on_end else [])])
+        session = Session(stream_id, pc, [self._ended, *([on_end] if on_end else [])], self.policy)
         # the claim, with no await since the check above: of concurrent offers to one stream exactly
         # one is answered, the others are busy (they once raced to two publishers and a stream stuck)
         inbox.current = session
 
+        def dropped() -> None:
+            session.dropped += 1
+
         @pc.on("track")
         def _track(track) -> None:  # noqa: ANN001 -- aiortc's MediaStreamTrack
+            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+            bound_receiver(receiver, track, self.policy.queue_frames, dropped)
             if track.kind == "video" and session.video is None:
                 session.video = track
-            elif track.kind == "audio" and session.audio is None:
+            elif track.kind == "audio" and session.audio is None and self.listens:
                 session.audio = track
 
         @pc.on("connectionstatechange")
@@ -256,6 +285,9 @@ class CallHub:
                 await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
                 if session.video is None:
                     raise OfferError("the SDP offer sends no video track")
+                for transceiver in pc.getTransceivers():
+                    if transceiver.receiver.track not in (session.video, session.audio):
+                        transceiver.direction = "inactive"  # sound nobody judges: not received at all
                 answer = await pc.createAnswer()
                 await asyncio.wait_for(pc.setLocalDescription(answer), self.answer_timeout_s)
             except CallError:

@@ -148,7 +148,7 @@ def test_the_server_sends_ice_checks_only_to_allowed_networks(tmp_path, face_cli
     listener.bind(("127.0.0.2", 0))
     listener.settimeout(0.2)
     port = listener.getsockname()[1]
-    api = {"calls": {"offer": {"ice_allow": allow}}}
+    api = {"calls": {"ice_allow": allow}}
     with running(tmp_path, [{"id": "obs", "url": "whip://", "stall_timeout_s": 6.0}], api) as served:
 
         async def push() -> int:
@@ -179,3 +179,66 @@ def test_the_server_sends_ice_checks_only_to_allowed_networks(tmp_path, face_cli
                 pass
     listener.close()
     assert bool(packets) == probed, f"{packets} packets at 127.0.0.2 with ice_allow {allow}"
+
+
+class _Pictures:
+    """A sender's video of ``width`` x ``height`` grey pictures at ``fps`` (aiortc encodes them)."""
+
+    def __init__(self, width: int, height: int, fps: float):
+        import fractions
+
+        import av
+        import numpy as np
+        from aiortc import VideoStreamTrack
+
+        class Track(VideoStreamTrack):
+            async def recv(self):  # noqa: ANN202
+                await asyncio.sleep(1 / fps)
+                frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 120, np.uint8), format="rgb24")
+                self.count = getattr(self, "count", 0) + 1
+                frame.pts, frame.time_base = self.count * 3000, fractions.Fraction(1, 90000)
+                return frame
+
+        self.track = Track()
+
+
+@pytest.mark.timeout(180)
+def test_a_picture_over_the_size_limit_ends_the_call_and_unheard_sound_is_refused(server):
+    """A 2560x1440 stream against the default 1920x1080 limit: the session ends, the stream says why.
+    The server judges no voice here, so the offer's audio is answered inactive (not received)."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack
+
+    async def push() -> tuple[int, str]:
+        pc = RTCPeerConnection()
+        pc.addTransceiver(_Pictures(2560, 1440, 10).track, direction="sendonly")
+        pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        headers = {"Authorization": f"Bearer {server.token('analyst')}", "Content-Type": "application/sdp"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(f"{server.base}/whip/obs", content=pc.localDescription.sdp, headers=headers)
+        assert answer.status_code == 201, answer.text
+        await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+        deadline = time.monotonic() + 60
+        seen = {}
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            seen = await asyncio.to_thread(stream, server, "obs")
+            if "max_width" in (seen.get("reason") or ""):
+                break
+        await pc.close()
+        return answer.text, seen
+
+    answer, seen = asyncio.run(push())
+    audio = answer[answer.index("m=audio") :]
+    assert "a=inactive" in audio.split("m=video")[0], audio[:400]
+    assert seen["status"] == "offline" and "2560x1440" in seen["reason"], seen
+
+
+def test_a_second_video_track_is_refused(server):
+    offer = _offer(1, 0).replace("a=mid:0", "a=mid:0") + _offer(1, 0).split("t=0 0\r\n")[1].replace(
+        "a=mid:0", "a=mid:1"
+    )
+    with server.client("analyst") as client:
+        refused = client.post("/whip/obs", content=offer, headers={"Content-Type": "application/sdp"})
+    assert refused.status_code == 400 and "2 video and 0 audio sections" in refused.json()["detail"]
