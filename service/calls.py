@@ -13,8 +13,10 @@ call from the "Check a call" page becomes while it lasts.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -57,6 +59,7 @@ class CallDesk:
         self.config, self.hub, self.streams, self._add_stream, self.monitor = config, hub, streams, add_stream, monitor
         self._forget_stream = forget_stream
         self.seats = Seats("WebRTC sessions", config.max_sessions, config.per_user)
+        self._starts: dict[int, collections.deque[float]] = {}  # per user: when their calls started
         self.owned: dict[str, Owned] = {}
         self._lingering: set[asyncio.Task[None]] = set()
 
@@ -110,7 +113,25 @@ class CallDesk:
 
     # ---- internals ----------------------------------------------------------------------------------
     def _seat(self, who: Principal):  # noqa: ANN202 -- a Seat (refusals are counted where every refusal is: app.py)
+        self._rate(who)
         return self.seats.take(who.user_id)
+
+    def _rate(self, who: Principal) -> None:
+        """429 past ``starts_per_minute`` calls started by one user in the last minute."""
+        now = time.monotonic()
+        starts = self._starts.setdefault(who.user_id, collections.deque())
+        while starts and now - starts[0] > 60.0:
+            starts.popleft()
+        if len(starts) >= self.config.starts_per_minute:
+            wait = 60.0 - (now - starts[0])
+            self.monitor.count(CALLS, Count.CALLS, event="refused:rate")
+            raise HTTPException(
+                429,
+                f"{who.username} started {len(starts)} calls in the last minute (calls.starts_per_minute); "
+                f"try again in {wait:.0f} s",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+        starts.append(now)
 
     async def _publish(self, stream_id: str, offer_sdp: str, who: Principal, release: Callable[[], bool]) -> Session:
         def ended(session: Session) -> None:

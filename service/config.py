@@ -129,6 +129,9 @@ class CallsConfig(CallPolicy):
     open_timeout_s: float = Field(10.0, gt=0)  # from the answer to the first picture
     fps: float | None = Field(None, gt=0)  # a page call's frame cap (a 60 fps screen share costs twice a camera)
     linger_s: float = Field(60.0, ge=0)  # an ended page call stays listed (offline) this long, then goes
+    # calls (page calls and WHIP pushes) one user may start a minute; beyond: 429 (each page call is
+    # a stream of its own: 1,100 in 19 s once left 1,100 streams' state behind)
+    starts_per_minute: int = Field(20, ge=1)
 
 
 class ConnectionLimitsConfig(StrictModel):

@@ -252,3 +252,33 @@ def test_a_second_video_track_is_refused(server):
     with server.client("analyst") as client:
         refused = client.post("/whip/obs", content=offer, headers={"Content-Type": "application/sdp"})
     assert refused.status_code == 400 and "2 video and 0 audio sections" in refused.json()["detail"]
+
+
+@pytest.mark.timeout(120)
+def test_a_peer_that_never_connects_frees_the_stream_and_call_starts_are_rate_limited(tmp_path, face_clip):
+    """An offer answered and then abandoned (the peer never connects, never DELETEs) holds the stream
+    only until ``open_timeout_s``; one user's call starts past ``starts_per_minute`` are 429."""
+    streams = [{"id": "obs", "url": "whip://", "open_timeout_s": 3.0, "stall_timeout_s": 6.0}]
+    with running(tmp_path, streams, {"calls": {"starts_per_minute": 3}}) as served:
+        endpoint = f"{served.base}/whip/obs"
+        token = served.token("analyst")
+
+        async def start() -> int:
+            push = WhipPush(endpoint, token, str(face_clip), audio=False)
+            try:
+                return (await push.start()).status_code
+            finally:
+                await push.stop(delete=False)  # gone before it ever connects
+
+        assert asyncio.run(start()) == 201
+        assert asyncio.run(start()) == 409  # claimed by the peer that left
+        deadline = time.monotonic() + 20
+        while "open_timeout_s" not in (stream(served, "obs").get("reason") or "") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert "open_timeout_s" in stream(served, "obs")["reason"]
+        assert asyncio.run(start()) == 201  # the claim was released at the open timeout
+        with served.client("analyst") as client:
+            limited = client.post("/whip/obs", content=_offer(1, 0), headers={"Content-Type": "application/sdp"})
+        assert limited.status_code == 429 and "starts_per_minute" in limited.json()["detail"]
+        assert int(limited.headers["retry-after"]) > 0
+        assert scrape_api(served)['dfstream_calls_total{event="refused:rate"}'] == 1
