@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -282,3 +283,54 @@ def test_a_peer_that_never_connects_frees_the_stream_and_call_starts_are_rate_li
         assert limited.status_code == 429 and "starts_per_minute" in limited.json()["detail"]
         assert int(limited.headers["retry-after"]) > 0
         assert scrape_api(served)['dfstream_calls_total{event="refused:rate"}'] == 1
+
+
+@pytest.mark.timeout(120)
+def test_garbage_rtp_from_a_connected_peer_is_one_log_line(server):
+    """A peer that, once connected, sends 400 RTP packets of random bytes as its video: aiortc cannot
+    decode them and warns per packet (498 lines in 10 s, once); the server's log has one such line."""
+    import os
+    import random
+
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtp import RtpPacket
+
+    def failed_lines() -> int:
+        return sum("failed to decode" in line for line in server.log.read_text(errors="replace").splitlines())
+
+    already = failed_lines()
+
+    async def push_garbage() -> None:
+        pc = RTCPeerConnection()
+        sender = pc.addTransceiver(_Pictures(320, 240, 10).track, direction="sendonly").sender
+        await pc.setLocalDescription(await pc.createOffer())
+        headers = {"Authorization": f"Bearer {server.token('analyst')}", "Content-Type": "application/sdp"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(f"{server.base}/whip/obs", content=pc.localDescription.sdp, headers=headers)
+            assert answer.status_code == 201, answer.text
+            await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+            deadline = time.monotonic() + 30
+            while stream(server, "obs")["status"] != "online" and time.monotonic() < deadline:
+                await asyncio.sleep(0.3)
+            payload_type = next(
+                int(line.split(":")[1].split()[0]) for line in answer.text.splitlines() if "VP8/90000" in line
+            )
+            rng = random.Random(7)
+            sequence, stamp = rng.randrange(1 << 16), rng.randrange(1 << 32)
+            for i in range(400):
+                packet = RtpPacket(
+                    payload_type=payload_type,
+                    marker=1,
+                    sequence_number=(sequence + i) % (1 << 16),
+                    timestamp=(stamp + 3000 * i) % (1 << 32),
+                    ssrc=sender._ssrc,
+                    payload=os.urandom(rng.randrange(20, 1000)),
+                )
+                await sender.transport._send_rtp(packet.serialize())
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(1.0)
+            await client.delete(urljoin(f"{server.base}/whip/obs", answer.headers["location"]), headers=headers)
+        await pc.close()
+
+    asyncio.run(push_garbage())
+    assert failed_lines() - already == 1, server.log.read_text(errors="replace")[-2000:]
