@@ -12,6 +12,11 @@ One publisher per stream at a time (a second gets ``CallBusy``): two pushers int
 interleave two pictures into one set of tracks. ICE gathers host candidates (loopback and LAN); STUN
 and TURN servers from ``ice_servers`` add reflexive and relayed ones for calls across NAT. Answers
 carry every candidate (aiortc gathers before it answers), so no trickle ICE is needed.
+
+A peer is not trusted (``CallPolicy``): its offer is checked on its text before aiortc reads it
+(sections, candidates, the networks they name), the claim on a stream is taken with no await after
+the busy check, what aiortc receives is held in bounded queues (``peer_queues.py``) and what it logs
+per packet goes through the rate rule.
 """
 
 from __future__ import annotations
@@ -170,9 +175,9 @@ class Inbox:
 
 
 def check_offer(offer_sdp: str, policy: CallPolicy) -> str:
-    """The offer with only the candidates ``limits`` allows; ``OfferError`` when it is not one a call
-    sends: no video, or more media sections or candidates than ``limits`` (one pass over its lines,
-    microseconds for any offer under the byte cap)."""
+    """The offer with only the candidates ``policy`` allows; ``OfferError`` when it is not one a call
+    sends: no video, two of a kind, or more media sections or candidates than ``policy`` (one pass
+    over its lines, microseconds for any offer under the byte cap)."""
     media = candidates = videos = audios = 0
     kept: list[str] = []
     for line in offer_sdp.splitlines():
