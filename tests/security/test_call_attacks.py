@@ -209,19 +209,14 @@ def test_a_picture_over_the_size_limit_ends_the_call_and_unheard_sound_is_refuse
     server's memory comes back (an 8K one once reached 11.5 GB). The server judges no voice here, so
     the offer's audio is answered inactive (not received)."""
     import psutil
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCPeerConnection
     from aiortc.mediastreams import AudioStreamTrack
 
     async def push(width: int = 3840, height: int = 2160, until: str = "max_width") -> tuple[str, dict]:
         pc = RTCPeerConnection()
         pc.addTransceiver(_Pictures(width, height, 10).track, direction="sendonly")
         pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
-        await pc.setLocalDescription(await pc.createOffer())
-        headers = {"Authorization": f"Bearer {server.token('analyst')}", "Content-Type": "application/sdp"}
-        async with httpx.AsyncClient(timeout=30) as client:
-            answer = await client.post(f"{server.base}/whip/obs", content=pc.localDescription.sdp, headers=headers)
-        assert answer.status_code == 201, answer.text
-        await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+        answer = await _answered(server, pc)
         deadline = time.monotonic() + 60
         seen = {}
         while time.monotonic() < deadline:
@@ -292,7 +287,7 @@ def test_garbage_rtp_from_a_connected_peer_is_one_log_line(server):
     import os
     import random
 
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCPeerConnection
     from aiortc.rtp import RtpPacket
 
     def failed_lines() -> int:
@@ -303,12 +298,9 @@ def test_garbage_rtp_from_a_connected_peer_is_one_log_line(server):
     async def push_garbage() -> None:
         pc = RTCPeerConnection()
         sender = pc.addTransceiver(_Pictures(320, 240, 10).track, direction="sendonly").sender
-        await pc.setLocalDescription(await pc.createOffer())
-        headers = {"Authorization": f"Bearer {server.token('analyst')}", "Content-Type": "application/sdp"}
+        answer = await _answered(server, pc)
+        headers = {"Authorization": f"Bearer {server.token('analyst')}"}
         async with httpx.AsyncClient(timeout=30) as client:
-            answer = await client.post(f"{server.base}/whip/obs", content=pc.localDescription.sdp, headers=headers)
-            assert answer.status_code == 201, answer.text
-            await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
             deadline = time.monotonic() + 30
             while stream(server, "obs")["status"] != "online" and time.monotonic() < deadline:
                 await asyncio.sleep(0.3)
@@ -334,3 +326,16 @@ def test_garbage_rtp_from_a_connected_peer_is_one_log_line(server):
 
     asyncio.run(push_garbage())
     assert failed_lines() - already == 1, server.log.read_text(errors="replace")[-2000:]
+
+
+async def _answered(server, pc) -> httpx.Response:  # noqa: ANN001 -- an aiortc RTCPeerConnection
+    """``pc``'s offer pushed to ``obs`` by an analyst: the 201 answer, set on ``pc``."""
+    from aiortc import RTCSessionDescription
+
+    await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Authorization": f"Bearer {server.token('analyst')}", "Content-Type": "application/sdp"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.post(f"{server.base}/whip/obs", content=pc.localDescription.sdp, headers=headers)
+    assert answer.status_code == 201, answer.text
+    await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+    return answer
