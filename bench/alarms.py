@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.evaluation.metrics import roc_auc
 from pipeline.judging.cadence import Cadence, JudgeConfig
-from pipeline.judging.evidence import AlarmRule, Baseline, alarm_rule, fit_real_faces, save_baseline
+from pipeline.judging.evidence import AlarmRule, Baseline, alarm_rule, fit_real_scores, save_baseline
 from pipeline.judging.fusion import logit
 from pipeline.judging.quality import Quality, QualityConfig
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
@@ -185,7 +185,7 @@ def rules_for(data: dict, shift: float, rate: float, track_s: float) -> dict[str
             if fold_of[scene(v["path"])] != fold
             for track in v["tracks"].values()
         ]
-        real = fit_real_faces(tracks, 1.0 / data["meta"]["rate_hz"])
+        real = fit_real_scores(tracks, 1.0 / data["meta"]["rate_hz"])
         rule = alarm_rule(real, shift, rate, track_s)
         for name, f in fold_of.items():
             if f == fold:
@@ -210,7 +210,7 @@ def write_baseline(scores: Path, out: Path) -> None:
         originals = [v for v in data["videos"].values() if v["label"] == "real"]
         reals = len(originals)
         tracks = [[(t, p) for t, p, *_ in track] for v in originals for track in v["tracks"].values()]
-        finders[data["meta"]["finder"]] = fit_real_faces(tracks, 1.0 / data["meta"]["rate_hz"])
+        finders[data["meta"]["finder"]] = fit_real_scores(tracks, 1.0 / data["meta"]["rate_hz"])
         per_model: dict[str, list[float]] = {}
         for v in originals:
             for track in v["tracks"].values():

@@ -1,12 +1,14 @@
-"""``dfstream calibrate --real-only``: how a site's real faces score, from its own footage, without a
-single labelled fake.
+"""``dfstream calibrate --real-only``: how a site's real faces (or voices) score, from its own footage,
+without a single labelled fake.
 
 The footage goes through the runtime exactly as a stream would (decode, the face finder, the
 tracker, the detectors, fusion): files read as fast as they decode, on their own clock, a live
 stream watched for a while. Every track is scored at the judge's full rate and never skimmed, and
 nothing is smoothed: what is kept is each track's raw fused P(fake) over time, the input of the
 cusum's evidence (``pipeline.judging.evidence``). With labels (a CSV or real/ and fake/ folders),
-only the real items are fitted on; the fakes measure what the fitted threshold detects.
+only the real items are fitted on; the fakes measure what the fitted threshold detects. A voice's
+baseline (``--audio-detectors``) is fitted on files' sound, judged window by window as a stream's is
+(``pipeline.evaluation.voice``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,27 @@ import asyncio
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from core.errors import ConfigError
 from core.lifecycle import Lifecycle
-from pipeline.evaluation.datasets import VIDEO_SUFFIXES, load_dataset
-from pipeline.judging.evidence import AlarmRule, Baseline, Evidence, RealFaces, Track, alarm_rule, fit_real_faces
+from pipeline.evaluation.datasets import AUDIO_SUFFIXES, VIDEO_SUFFIXES, Item, load_dataset
+from pipeline.evaluation.voice import VoiceScores
+from pipeline.judging.evidence import (
+    VOICE,
+    AlarmRule,
+    Baseline,
+    Evidence,
+    RealScores,
+    Track,
+    alarm_rule,
+    fit_real_scores,
+)
 from pipeline.judging.fusion import logit
+from pipeline.judging.listening import VoiceConfig
+from pipeline.models.audio.config import AudioDetectorConfig
 from pipeline.models.detector import BaseDetector
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.events import Verdict
@@ -156,8 +171,8 @@ def detection(rule: AlarmRule, fakes: Sequence[Track], reals: Sequence[Track]) -
     )
 
 
-def fit(watched: Watched, footage: Sequence[Footage], period_s: float) -> RealFaces:
-    return fit_real_faces(watched.of(footage, 0), period_s)
+def fit(watched: Watched, footage: Sequence[Footage], period_s: float) -> RealScores:
+    return fit_real_scores(watched.of(footage, 0), period_s)
 
 
 def model_quantiles(watched: Watched) -> dict[str, dict[str, float]]:
@@ -192,6 +207,28 @@ def footage_of(source: str) -> list[Footage]:
     if path.is_file():
         return [Footage(str(path))]
     raise ConfigError(f"{source}: not a file, a folder, a CSV of path,label or a stream URL")
+
+
+def sounds_of(source: str) -> list[Item]:
+    """The files whose sound a voice baseline is fitted on: a labelled set (its real items; its fakes
+    measure), a folder of recordings or videos (all real) or one file. A stream's voice is fitted
+    from a recording of it."""
+    path = Path(source)
+    if path.suffix.lower() == ".csv" or any((path / d).is_dir() for d in ("real", "original_sequences")):
+        return [item for item in load_dataset(path) if item.is_video or item.is_audio]
+    if path.is_dir():
+        found = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES | AUDIO_SUFFIXES
+        )
+        if not found:
+            raise ConfigError(f"{source}: no recordings or videos found")
+        return [Item(p, 0) for p in found]
+    if path.is_file():
+        return [Item(path, 0)]
+    raise ConfigError(
+        f"{source}: the voice's baseline is fitted on files (a folder, a CSV of path,label, one file); "
+        "record a stream's sound to a file first"
+    )
 
 
 @dataclass
@@ -240,5 +277,33 @@ def calibrate_real_only(
         fits,
         fitted_on,
         quartiles,
+    )
+    return Calibrated(baseline, thresholds, detected)
+
+
+def calibrate_voice_real_only(
+    scores: VoiceScores, voice: VoiceConfig, detectors: Sequence[AudioDetectorConfig], fitted_on: str
+) -> Calibrated:
+    """The voice's baseline (``VOICE``) for ``detectors`` fused by ``voice.ensemble``, fitted on the
+    real files' judged windows (each file one stream's voice, a window every ``voice.hop_s``)."""
+    tracks = {
+        label: [
+            [(w.end, w.spoof_probability) for w in windows if w.judged]
+            for path, windows in scores.windows.items()
+            if scores.labels[path] == label
+        ]
+        for label in (0, 1)
+    }
+    if not tracks[0]:
+        raise ConfigError("calibrate --real-only: no real recording whose voice could be judged")
+    smoothing = voice.smoothing
+    real = fit_real_scores(tracks[0], voice.hop_s)
+    thresholds = {VOICE: {r: alarm_rule(real, smoothing.shift, r, smoothing.track_s) for r in RATES}}
+    detected = {}
+    if tracks[1]:
+        rule = alarm_rule(real, smoothing.shift, smoothing.false_alarms_per_hour, smoothing.track_s)
+        detected[VOICE] = detection(rule, tracks[1], tracks[0])
+    baseline = Baseline(
+        tuple(sorted(d.type for d in detectors)), voice.ensemble.fusion_method.value, {VOICE: real}, fitted_on
     )
     return Calibrated(baseline, thresholds, detected)

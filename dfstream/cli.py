@@ -143,15 +143,17 @@ def _parser() -> argparse.ArgumentParser:
             metavar="NAME[=WEIGHTS]",
             help="manifest names (meso4_df) or types with a file (meso4=path/to/Meso4_DF.h5)",
         )
-        if name == "eval":
-            command.add_argument(
-                "--audio-detectors",
-                nargs="+",
-                default=[],
-                metavar="NAME[=WEIGHTS]",
-                help="voice models for the items' sound: manifest names (aasist) or types with a file "
-                "(aasist_l=path/to/AASIST-L.pth); audio files (.wav, .flac, ...) are judged by these only",
-            )
+        command.add_argument(
+            "--audio-detectors",
+            nargs="+",
+            default=[],
+            metavar="NAME[=WEIGHTS]",
+            help="voice models for the items' sound: manifest names (aasist) or types with a file "
+            "(aasist_l=path/to/AASIST-L.pth); audio files (.wav, .flac, ...) are judged by these only"
+            + (
+                "; with --real-only: fit the voice's baseline (voice.smoothing.baseline)" if name == "calibrate" else ""
+            ),
+        )
         command.add_argument(
             "--config", help="also the detectors of this config file (declared ones too: type onnx, torchscript)"
         )
@@ -320,7 +322,7 @@ def _users(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score_voice(args: argparse.Namespace, items):
+def _score_voice(args: argparse.Namespace, items, voice=None):  # noqa: ANN001
     from tqdm import tqdm
 
     from pipeline.evaluation.scoring import parse_audio_detector_spec
@@ -333,7 +335,7 @@ def _score_voice(args: argparse.Namespace, items):
     if len({c.name for c in configs}) != len(configs):
         raise ConfigError("--audio-detectors: each voice model needs its own name")
     voices = load_voice_models(configs)
-    voice = VoiceConfig()
+    voice = voice or VoiceConfig()
     ensemble = build_ensemble(voice.ensemble, configs, None)
     with tqdm(total=len(items), desc="voice", unit="item", disable=None) as bar:
         scores = score_voice_items(items, voices, ensemble, voice, lambda done, total: bar.update(1))
@@ -443,7 +445,9 @@ def _show(value: float | None) -> str:
 
 def _calibrate(args: argparse.Namespace) -> int:
     if args.real_only:
-        return _calibrate_real_only(args)
+        return _calibrate_voice_real_only(args) if args.audio_detectors else _calibrate_real_only(args)
+    if args.audio_detectors:
+        raise ConfigError("calibrate --audio-detectors: only with --real-only (the voice's real-speech baseline)")
     if args.faces == "both":
         raise ConfigError("--faces both: only with --real-only (a labelled calibration is per face finder)")
     import numpy as np
@@ -494,8 +498,15 @@ def _calibrate_real_only(args: argparse.Namespace) -> int:
         f"{args.dataset}: {real} real source(s)",
         lambda finder, done, total: print(f"{finder}: {done}/{total} sources", file=sys.stderr),
     )
-    smoothing = config.smoothing
-    for finder, fitted in calibrated.baseline.finders.items():
+    _print_fits(calibrated, config.smoothing)
+    save_baseline(calibrated.baseline, args.out)
+    print(f"wrote {args.out} (set smoothing.baseline to it)")
+    return 0
+
+
+def _print_fits(calibrated, smoothing) -> None:  # noqa: ANN001
+    """Each fit (per face finder, or the voice) and its thresholds; with labelled fakes, what it flags."""
+    for finder, fitted in calibrated.baseline.real.items():
         print(
             f"{finder}: {fitted.tracks} real tracks, {fitted.seconds:.0f} s; between-track share {fitted.between:.2f}, "
             f"rho {fitted.rho:.2f} at {fitted.period_s:g} s"
@@ -514,8 +525,28 @@ def _calibrate_real_only(args: argparse.Namespace) -> int:
                 f"  at {smoothing.false_alarms_per_hour:g}/h: {found.fake_flagged} of {found.fake_tracks} fake tracks "
                 f"flagged{median}; {found.real_flagged} of {found.real_tracks} real tracks alarmed"
             )
+
+
+def _calibrate_voice_real_only(args: argparse.Namespace) -> int:
+    from dfstream.baseline import calibrate_voice_real_only, sounds_of
+    from dfstream.config import load_config
+    from pipeline.judging.evidence import save_baseline
+    from pipeline.judging.listening import VoiceConfig
+
+    if args.detectors:
+        raise ConfigError(
+            "calibrate --real-only: --detectors or --audio-detectors, not both "
+            "(a baseline is for faces or for the voice)"
+        )
+    voice = load_config(args.config).voice if args.config else VoiceConfig()
+    items = sounds_of(args.dataset)
+    real = sum(item.label == 0 for item in items)
+    print(f"{args.dataset}: {real} real recording(s), {len(items) - real} labelled fake(s); fitting on the real ones")
+    configs, _, scores = _score_voice(args, items, voice)
+    calibrated = calibrate_voice_real_only(scores, voice, configs, f"{args.dataset}: {real} real recording(s)")
+    _print_fits(calibrated, voice.smoothing)
     save_baseline(calibrated.baseline, args.out)
-    print(f"wrote {args.out} (set smoothing.baseline to it)")
+    print(f"wrote {args.out} (set voice.smoothing.baseline to it)")
     return 0
 
 

@@ -158,11 +158,11 @@ def test_calibrate_real_only_fits_a_baseline_from_a_folder_that_the_runtime_then
     printed = capsys.readouterr().out
     assert "1 real source(s), 0 labelled fake(s)" in printed and "thresholds, change / absolute" in printed
     baseline = load_baseline(out)
-    assert set(baseline.finders) == {"blazeface"} and baseline.finders["blazeface"].seconds > 5
+    assert set(baseline.real) == {"blazeface"} and baseline.real["blazeface"].seconds > 5
     assert baseline.fits(["meso4", "mesoinception4"], "weighted_average")
     config = make_config(weights_dir, [{"id": "cam", "url": str(face_clip)}], smoothing={"baseline": str(out)})
     runtime = Runtime(config, load_detectors(config), [MemorySink()])
-    assert runtime.smoothing.rule is not None and runtime.smoothing.rule.real == baseline.finders["blazeface"]
+    assert runtime.smoothing.rule is not None and runtime.smoothing.rule.real == baseline.real["blazeface"]
     other = config.model_copy(update={"faces": config.faces.model_copy(update={"model": "mtcnn"})})
     with pytest.raises(ConfigError, match=r"smoothing.baseline .*with blazeface; these are .* with mtcnn"):
         Runtime(other, load_detectors(other), [MemorySink()])

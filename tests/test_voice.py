@@ -107,7 +107,9 @@ def test_a_gap_in_the_sound_starts_the_window_afresh(sounds):
 
 @pytest.fixture(scope="module")
 def voice_run(sound_clips, aasist_dir, tmp_path_factory):
-    """Every sound clip judged in one runtime (AASIST on ONNX Runtime beside both MesoNets), read asap."""
+    """Every sound clip judged in one runtime (AASIST on ONNX Runtime beside both MesoNets), read asap;
+    the voice labelled by its ema (P(spoof) alone: the default cusum against real speech takes minutes
+    of a voice AASIST calls spoof, tests/unit/test_evidence.py)."""
     if not TEST_WEIGHTS.is_dir():
         pytest.skip("DFSTREAM_TEST_WEIGHTS is not set")
     out = tmp_path_factory.mktemp("voice") / "events.jsonl"
@@ -116,6 +118,7 @@ def voice_run(sound_clips, aasist_dir, tmp_path_factory):
         [{"id": name, "url": str(path), "pace": "asap"} for name, path in sound_clips.items()]
         + [{"id": "unheard", "url": str(sound_clips["speech"]), "pace": "asap", "audio": "off"}],
         audio_detectors=[{"name": "aasist", "type": "aasist", "weights": str(aasist_dir / "AASIST.pth")}],
+        voice={"smoothing": {"method": "ema"}},
     )
     monitor = PerformanceMonitor(config.monitoring)
     runtime = Runtime(

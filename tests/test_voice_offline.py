@@ -7,14 +7,22 @@ computed and reported, files without speech skipped with the reason), not the mo
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from bench.sounds import SENTENCES, encode_sound, mux_with_sound, sox, speak
+from core.errors import ConfigError
 from dfstream.cli import main
 from pipeline.evaluation.voice import listen
+from pipeline.judging.evidence import PACKAGED_VOICE, VOICE, load_baseline
 from pipeline.judging.listening import VoiceConfig
+from pipeline.judging.smoothing import Smoothing
+from pipeline.models.audio.loading import load_voice_models
+from pipeline.runtime.events import VoiceVerdict
+from pipeline.runtime.runtime import Runtime
+from tests.helpers import TEST_WEIGHTS, MemorySink, load_detectors, make_config
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +84,6 @@ def test_annotate_keeps_the_sound_and_draws_the_voice_badge(sound_clips, aasist_
     import av
     import numpy as np
 
-    from tests.helpers import TEST_WEIGHTS
-
     if not TEST_WEIGHTS.is_dir():
         pytest.skip("DFSTREAM_TEST_WEIGHTS is not set")
     out = tmp_path / "call.mp4"
@@ -108,3 +114,54 @@ def test_annotate_keeps_the_sound_and_draws_the_voice_badge(sound_clips, aasist_
     assert badge(frames[30]) < 0.02  # 1 s in: no window has ended yet
     # from the second window on the voice is labelled (voice.smoothing.min_frames), espeak as synthetic
     assert all(badge(f) > 0.3 for f in frames[150:])
+
+
+def test_calibrate_real_only_fits_the_voices_baseline_that_the_runtime_then_judges_by(
+    voice_set, sound_clips, aasist_dir, tmp_path, capsys
+):
+    """A site's own recordings, no labels: AASIST-L (no packaged baseline) calls espeak spoof, so a
+    site whose people sound like that fits its real speech, and its voices are no longer alarmed;
+    the file is refused for another model, and the mistakes are one line each."""
+    from tests.helpers import TEST_WEIGHTS
+
+    if not TEST_WEIGHTS.is_dir():
+        pytest.skip("DFSTREAM_TEST_WEIGHTS is not set")
+    site = tmp_path / "site"
+    site.mkdir()
+    for i, (voice, wpm) in enumerate([("en-us", 150), ("en-gb", 130), ("en-us", 120), ("en-gb", 160)]):
+        for j, sentence in enumerate(SENTENCES):
+            spoken = speak(f"{sentence} {SENTENCES[1 - j]}", tmp_path / f"raw{i}{j}.wav", voice, wpm)
+            sox(str(spoken), "-r", "16000", "-c", "1", str(site / f"desk{i}{j}.wav"), "pitch", str(100 * (i - 2)))
+    out = tmp_path / "voice_baseline.json"
+    light = f"aasist_l={aasist_dir / 'AASIST-L.pth'}"
+    assert main(["calibrate", "--real-only", str(site), "--audio-detectors", light, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "8 real recording(s), 0 labelled fake(s)" in printed and "voice: 8 real tracks" in printed
+    assert "set voice.smoothing.baseline" in printed
+    baseline = load_baseline(out)
+    assert set(baseline.real) == {VOICE} and baseline.fits(["aasist_l"], "weighted_average")
+    assert baseline.real[VOICE].period_s == 2.0 and baseline.real[VOICE].seconds > 100
+
+    config = make_config(
+        TEST_WEIGHTS,
+        [{"id": "desk", "url": str(sound_clips["speech"]), "pace": "asap"}],
+        audio_detectors=[{"name": "aasist_l", "type": "aasist_l", "weights": str(aasist_dir / "AASIST-L.pth")}],
+        voice={"smoothing": {"baseline": str(out)}},
+    )
+    memory = MemorySink()
+    runtime = Runtime(config, load_detectors(config), [memory], voices=load_voice_models(config.audio_detectors))
+    assert runtime.voice_smoothing is not None and runtime.voice_smoothing.rule.real == baseline.real[VOICE]
+    asyncio.run(runtime.run())
+    voices = [e for e in memory.events if isinstance(e, VoiceVerdict)]
+    assert len(voices) == 5 and all(v.spoof_probability > 0.9 for v in voices)  # what AASIST-L says of espeak
+    assert {v.label for v in voices} <= {"uncertain", "real"}  # ... is how this site's real people sound
+
+    with pytest.raises(ConfigError, match=r"smoothing.baseline .*fitted for aasist_l .* these are aasist "):
+        Smoothing.build(config.voice.smoothing, VOICE, ["aasist"], "weighted_average", PACKAGED_VOICE)
+    assert main(["calibrate", "--real-only", "rtsp://127.0.0.1:9/x", "--audio-detectors", light, "--out", "x"]) == 2
+    assert "fitted on files" in capsys.readouterr().err
+    meso = f"meso4={TEST_WEIGHTS / 'Meso4_DF.h5'}"
+    both = ["calibrate", "--real-only", str(site), "--detectors", meso, "--audio-detectors", light, "--out", "x"]
+    assert main(both) == 2 and "not both" in capsys.readouterr().err
+    assert main(["calibrate", str(voice_set), "--audio-detectors", light, "--out", "x"]) == 2
+    assert "only with --real-only" in capsys.readouterr().err

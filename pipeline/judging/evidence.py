@@ -3,7 +3,7 @@ its threshold stated as false alarms per hour of real faces.
 
 A score alone says little (open detectors give real faces P(fake) anywhere from 0.1 to 0.9 on
 footage they were not trained on); what a site can know without a single labelled fake is how its
-own real faces score. ``RealFaces`` is that, fitted on real footage alone (``dfstream calibrate
+own real faces score. ``RealScores`` is that, fitted on real footage alone (``dfstream calibrate
 --real-only``): the quantiles of the fused logit(P(fake)) of real faces, so a score maps to ``z``,
 its place among them on a standard normal scale (a Gaussian copula: whatever the detector's score
 distribution, real faces' z is N(0, 1)); how much of that spread lies between tracks (a face that
@@ -43,7 +43,7 @@ MIN_SCORES = 50  # fewer real scores than this cannot place 199 quantiles honest
 
 
 @dataclass(frozen=True)
-class RealFaces:
+class RealScores:
     """How real faces score, fitted on real footage (one face finder, one set of detectors)."""
 
     quantiles: tuple[float, ...]  # logit(P(fake)) of real faces at LEVELS
@@ -63,7 +63,7 @@ class RealFaces:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> RealFaces:
+    def from_dict(cls, data: dict) -> RealScores:
         quantiles = tuple(float(q) for q in data["quantiles"])
         if len(quantiles) != len(LEVELS) or any(b < a for a, b in zip(quantiles, quantiles[1:])):
             raise ConfigError(f"real-face baseline: expected {len(LEVELS)} increasing quantiles")
@@ -80,14 +80,14 @@ class RealFaces:
 Track = Sequence[tuple[float, float]]  # (stream second, P(fake)) of each score of one track
 
 
-def fit_real_faces(tracks: Sequence[Track], period_s: float = 0.1) -> RealFaces:
+def fit_real_scores(tracks: Sequence[Track], period_s: float = 0.1) -> RealScores:
     """The fit on real faces' tracks; scores ``period_s`` apart (within half a period) give ``rho``."""
     scores = np.array([p for track in tracks for _, p in track], dtype=np.float64)
     if len(scores) < MIN_SCORES:
         raise InputError(f"a real-face baseline needs at least {MIN_SCORES} scores of real faces, got {len(scores)}")
     quantiles = np.quantile(logit(scores), LEVELS)
     quantiles = np.maximum.accumulate(quantiles)
-    real = RealFaces(tuple(float(q) for q in quantiles), 0.0, 0.0, period_s, len(tracks), 0.0)
+    real = RealScores(tuple(float(q) for q in quantiles), 0.0, 0.0, period_s, len(tracks), 0.0)
     means, weights, pairs, seconds = [], [], [], 0.0
     for track in tracks:
         if len(track) < 2:
@@ -105,7 +105,7 @@ def fit_real_faces(tracks: Sequence[Track], period_s: float = 0.1) -> RealFaces:
     # within-track noise of short tracks, so it errs on the high side (higher thresholds: fewer alarms)
     between = float(np.average(np.square(means), weights=weights)) if means else 0.0
     rho = float(np.corrcoef(np.array(pairs).T)[0, 1]) if len(pairs) > 10 else 0.0
-    return RealFaces(
+    return RealScores(
         real.quantiles,
         min(0.9, max(0.0, between)),
         min(0.99, max(0.0, rho if math.isfinite(rho) else 0.0)),
@@ -122,7 +122,7 @@ class AlarmRule:
     track's own level so far: a face swapped mid-shot), each crossing its threshold at half the
     stated false-alarm rate."""
 
-    real: RealFaces
+    real: RealScores
     shift: float
     absolute: float  # the absolute evidence's threshold
     change: float  # the change evidence's threshold
@@ -221,7 +221,7 @@ def _threshold(highest: np.ndarray, per_hour: float, track_s: float, floor: floa
 
 
 @functools.lru_cache(maxsize=32)
-def alarm_rule(real: RealFaces, shift: float, false_alarms_per_hour: float, track_s: float) -> AlarmRule:
+def alarm_rule(real: RealScores, shift: float, false_alarms_per_hour: float, track_s: float) -> AlarmRule:
     """The thresholds at which simulated real faces raise ``false_alarms_per_hour`` alarms an hour of
     tracks of ``track_s`` seconds, half of them from each evidence."""
     # never less than two of the largest steps a score can add: no single frame raises an alarm
@@ -250,14 +250,15 @@ def false_alarms_per_hour(rule: AlarmRule, track_s: float) -> float:
     return float(np.sum(alarms)) / (len(alarms) * track_s / 3600.0)
 
 
-# ---- a baseline file: the fit per face finder, with what it was fitted for ---------------------------
+# ---- a baseline file: the fit per face finder (or the voice), with what it was fitted for ------------------------
 @dataclass(frozen=True)
 class Baseline:
-    """Real faces' scores per face finder, for one set of detectors fused one way."""
+    """How real faces score per face finder (or real speech, "voice"), for one set of detectors fused
+    one way."""
 
     detectors: tuple[str, ...]  # the detector types, sorted: a baseline fits only these
     fusion: str
-    finders: dict[str, RealFaces]
+    real: dict[str, RealScores]  # per face finder ("blazeface", "mtcnn"), or "voice": a stream's voice
     fitted_on: str  # what footage, said in words
     # per finder, each detector's real-face logit quartiles: how each model sees these faces (a record)
     models: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
@@ -267,7 +268,7 @@ class Baseline:
             "detectors": list(self.detectors),
             "fusion": self.fusion,
             "fitted_on": self.fitted_on,
-            "finders": {name: real.to_dict() for name, real in sorted(self.finders.items())},
+            "real": {name: real.to_dict() for name, real in sorted(self.real.items())},
             "models": self.models,
         }
 
@@ -285,7 +286,8 @@ def load_baseline(path: str | Path) -> Baseline:
         return Baseline(
             tuple(sorted(data["detectors"])),
             str(data["fusion"]),
-            {name: RealFaces.from_dict(entry) for name, entry in data["finders"].items()},
+            # "finders": a baseline written before the voice had one
+            {name: RealScores.from_dict(entry) for name, entry in data.get("real", data.get("finders", {})).items()},
             str(data.get("fitted_on", "")),
             dict(data.get("models", {})),
         )
@@ -293,5 +295,8 @@ def load_baseline(path: str | Path) -> Baseline:
         raise ConfigError(f"real-face baseline {path}: {exc}") from exc
 
 
-# the defaults' baseline: both MesoNets, weighted average, fitted on the development set's originals
+VOICE = "voice"  # a baseline's fit of a stream's voice (beside the face finders' fits)
+# the defaults' baselines: both MesoNets, weighted average, fitted on the development set's originals;
+# AASIST, fitted on its real recordings
 PACKAGED = Path(__file__).resolve().parent / "baselines" / "mesonet.json"
+PACKAGED_VOICE = Path(__file__).resolve().parent / "baselines" / "aasist.json"

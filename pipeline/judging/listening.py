@@ -25,9 +25,11 @@ from pipeline.models.audio.aasist import SAMPLE_RATE, WINDOW
 from stream import AudioChunk
 
 
-def _voice_smoothing() -> SmoothingConfig:
-    # a window every 2 s, each 4 s of evidence: alpha per window, a label from the second window on
-    return SmoothingConfig(method="ema", alpha=0.6, period_s=2.0, min_frames=2, min_duration_s=0.0)
+def _voice_smoothing() -> dict:
+    # a window every 2 s, each 4 s of evidence; the cusum's rate is stated per hour of a stream's
+    # speech, ten minutes of it at a stretch (a call, a segment); the ema's alpha per window, a label
+    # from the second window on
+    return {"method": "cusum", "period_s": 2.0, "track_s": 600.0, "alpha": 0.6, "min_frames": 2, "min_duration_s": 0.0}
 
 
 class VoiceConfig(StrictModel):
@@ -40,19 +42,17 @@ class VoiceConfig(StrictModel):
     min_speech: float = Field(0.3, ge=0.0, le=1.0)  # share of a window's 32 ms frames the gate calls speech
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # silero's P(speech) for a frame to count as speech
     no_audio_after_s: float = Field(3.0, gt=0.0)  # no sound this long while the stream runs: voice is no_audio
-    smoothing: SmoothingConfig = Field(default_factory=_voice_smoothing)
+    # cusum against the packaged real-speech baseline (AASIST, fitted on the development set's
+    # recordings), or a site's own (dfstream calibrate --real-only --audio-detectors)
+    smoothing: SmoothingConfig = Field(default_factory=lambda: SmoothingConfig(**_voice_smoothing()))
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
 
     @model_validator(mode="before")
     @classmethod
-    def _voice_is_smoothed_by_ema(cls, data: object) -> object:
-        # the voice has no real-speech baseline yet: its labels come from the ema's thresholds, also
-        # when a file sets other smoothing fields and leaves the method out
+    def _voice_smoothing_defaults(cls, data: object) -> object:
+        # the fields a file sets go over the voice's defaults (a window every 2 s), not a face's
         if isinstance(data, dict) and isinstance(data.get("smoothing"), dict):
-            smoothing = data["smoothing"]
-            if smoothing.get("method", "ema") == "cusum":
-                raise ValueError("voice.smoothing.method cusum: the voice has no real-speech baseline yet; use ema")
-            data = {**data, "smoothing": {"method": "ema", **smoothing}}
+            data = {**data, "smoothing": {**_voice_smoothing(), **data["smoothing"]}}
         return data
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -33,7 +34,7 @@ from pydantic import Field, model_validator
 
 from core.errors import ConfigError
 from core.strict import StrictModel
-from pipeline.judging.evidence import PACKAGED, AlarmRule, Evidence, alarm_rule, load_baseline
+from pipeline.judging.evidence import PACKAGED, VOICE, AlarmRule, Evidence, alarm_rule, load_baseline
 
 log = logging.getLogger(__name__)
 
@@ -92,26 +93,30 @@ class Smoothing:
         return TrackSmoother(self.config, self.rule)
 
     @classmethod
-    def build(cls, config: SmoothingConfig, finder: str, detector_types: list[str], fusion: str) -> Smoothing:
-        """For cusum, the baseline that fits these detectors and face finder. The packaged one fits
-        only the default MesoNets: other detectors without their own baseline get the ema's labels,
-        said once; a baseline named in the config that does not fit is a config error."""
+    def build(
+        cls, config: SmoothingConfig, scored: str, detector_types: list[str], fusion: str, packaged: Path = PACKAGED
+    ) -> Smoothing:
+        """For cusum, the baseline that fits these detectors and what they score (``scored``: the face
+        finder, or "voice"). The packaged one (``packaged``) fits only the default models: others
+        without their own baseline get the ema's labels, said once; a baseline named in the config
+        that does not fit is a config error."""
         if config.method != "cusum":
             return cls(config)
-        baseline = load_baseline(config.baseline or PACKAGED)
-        real = baseline.finders.get(finder)
+        baseline = load_baseline(config.baseline or packaged)
+        real = baseline.real.get(scored)
         if real is None or not baseline.fits(detector_types, fusion):
             why = (
                 f"it was fitted for {'+'.join(baseline.detectors)} fused by {baseline.fusion} "
-                f"with {', '.join(sorted(baseline.finders))}; these are {'+'.join(sorted(detector_types))} "
-                f"fused by {fusion} with {finder}"
+                f"with {', '.join(sorted(baseline.real))}; these are {'+'.join(sorted(detector_types))} "
+                f"fused by {fusion} with {scored}"
             )
             if config.baseline is not None:
                 raise ConfigError(f"smoothing.baseline {config.baseline}: {why} (dfstream calibrate --real-only)")
             log.warning(
-                "smoothing: cusum needs a real-face baseline for these detectors (dfstream calibrate "
+                "smoothing: cusum needs a baseline of real %s for these models (dfstream calibrate "
                 "--real-only, then smoothing.baseline); the packaged one does not fit (%s): labels come "
                 "from the ema thresholds (enter %.2f, leave %.2f) until then",
+                "speech" if scored == VOICE else "faces",
                 why,
                 config.enter,
                 config.leave,

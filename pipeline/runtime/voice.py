@@ -23,7 +23,7 @@ from core.ratelog import RateLimitedLog
 from pipeline.judging.ensemble import EnsembleResult
 from pipeline.judging.incidents import Incidents
 from pipeline.judging.listening import Listener, VoiceConfig, Window
-from pipeline.judging.smoothing import TrackSmoother
+from pipeline.judging.smoothing import Smoothing
 from pipeline.judging.speech import SileroGate
 from pipeline.monitoring.keys import WINDOW_TO_VOICE, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 
 class VoiceHost(Protocol):
+    voice_smoothing: Smoothing | None  # every stream's voice is smoothed (and alarmed) alike; None: none judged
+
     async def score_voice(self, window: Window) -> Answers: ...
 
     def fuse_voice(self, answers: Answers) -> EnsembleResult: ...
@@ -68,7 +70,8 @@ class VoiceWorker:
         self.subject = Subject.stream(stream_id)
         self.seq_key = f"{stream_id}/voice"
         self.listener = Listener(config, SileroGate(config.vad_threshold))
-        self.smoother = TrackSmoother(config.smoothing)
+        assert host.voice_smoothing is not None, "a voice is judged only where voice models are configured"
+        self.smoother = host.voice_smoothing.track()
         self.state: VoiceState = "no_audio"
         self.spoof_probability: float | None = None
         self._label: VoiceLabel | None = None

@@ -14,20 +14,23 @@ from core.errors import ConfigError, InputError
 from pipeline.judging.evidence import (
     LEVELS,
     PACKAGED,
+    PACKAGED_VOICE,
+    VOICE,
     AlarmRule,
     Baseline,
     Evidence,
-    RealFaces,
+    RealScores,
     alarm_rule,
     false_alarms_per_hour,
-    fit_real_faces,
+    fit_real_scores,
     load_baseline,
     save_baseline,
 )
+from pipeline.judging.listening import VoiceConfig
 from pipeline.judging.smoothing import Smoothing, SmoothingConfig, TrackSmoother
 
 # real faces whose logit(P(fake)) is standard normal: z(p) is logit(p) itself (within ±2.58)
-NORMAL = RealFaces(tuple(NormalDist().inv_cdf(float(q)) for q in LEVELS), 0.0, 0.0, 0.1, 1, 60.0)
+NORMAL = RealScores(tuple(NormalDist().inv_cdf(float(q)) for q in LEVELS), 0.0, 0.0, 0.1, 1, 60.0)
 
 
 def p_of(z: float) -> float:
@@ -115,7 +118,7 @@ def test_calibrate_real_only_round_trip_holds_the_false_alarm_rate_on_fresh_real
     """Fit on generated real scores, pick the threshold for a rate, and count the alarms on fresh
     ones from the same process: within the binomial interval of what was asked (the fit's
     between-track share errs high, so fewer alarms is allowed more room than more)."""
-    fitted = fit_real_faces(_real_tracks(1, 300, 20.0, between=0.3, rho=0.6))
+    fitted = fit_real_scores(_real_tracks(1, 300, 20.0, between=0.3, rho=0.6))
     assert fitted.rho == pytest.approx(0.6, abs=0.05)
     assert fitted.between == pytest.approx(0.3, abs=0.08)
     per_hour, track_s = 60.0, 20.0  # high enough to count in a few simulated hours
@@ -136,12 +139,12 @@ def test_calibrate_real_only_round_trip_holds_the_false_alarm_rate_on_fresh_real
 
 def test_a_baseline_needs_enough_real_scores_and_keeps_to_its_file(tmp_path):
     with pytest.raises(InputError, match="at least 50 scores of real faces"):
-        fit_real_faces([[(0.0, 0.2), (0.1, 0.3)]])
-    real = fit_real_faces(_real_tracks(3, 10, 10.0, 0.2, 0.5))
+        fit_real_scores([[(0.0, 0.2), (0.1, 0.3)]])
+    real = fit_real_scores(_real_tracks(3, 10, 10.0, 0.2, 0.5))
     baseline = Baseline(("meso4", "mesoinception4"), "weighted_average", {"blazeface": real}, "generated")
     save_baseline(baseline, tmp_path / "b.json")
     again = load_baseline(tmp_path / "b.json")
-    kept = again.finders["blazeface"]
+    kept = again.real["blazeface"]
     assert kept.quantiles == pytest.approx(real.quantiles, abs=1e-5) and (kept.between, kept.rho) == (
         real.between,
         real.rho,
@@ -155,7 +158,7 @@ def test_a_baseline_needs_enough_real_scores_and_keeps_to_its_file(tmp_path):
 def test_the_packaged_baseline_fits_the_default_mesonets_with_both_face_finders():
     baseline = load_baseline(PACKAGED)
     assert baseline.fits(["meso4", "mesoinception4"], "weighted_average")
-    assert set(baseline.finders) == {"blazeface", "mtcnn"} and "originals" in baseline.fitted_on
+    assert set(baseline.real) == {"blazeface", "mtcnn"} and "originals" in baseline.fitted_on
     smoothing = Smoothing.build(SmoothingConfig(), "mtcnn", ["meso4", "mesoinception4"], "weighted_average")
     assert smoothing.rule is not None and smoothing.rule.change < smoothing.rule.absolute
 
@@ -200,3 +203,46 @@ def test_the_smoother_labels_by_evidence_holds_through_a_dip_and_leaves_once_it_
 def test_cusum_without_its_rule_is_refused():
     with pytest.raises(ConfigError, match="needs its alarm rule"):
         TrackSmoother(SmoothingConfig())
+
+
+def test_the_voice_is_alarmed_by_evidence_against_the_packaged_real_speech_baseline():
+    """AASIST calls most real studio speech spoof (P ~ 1, as it does espeak-ng): against the real
+    recordings it was fitted on, a voice it calls spoof with certainty is alarmed only after minutes of
+    it, never in a few windows; a voice model without a baseline gets the ema's labels, said once."""
+    baseline = load_baseline(PACKAGED_VOICE)
+    assert baseline.fits(["aasist"], "weighted_average") and set(baseline.real) == {VOICE}
+    voice = VoiceConfig()
+    assert (voice.smoothing.method, voice.smoothing.period_s) == ("cusum", 2.0)
+    smoothing = Smoothing.build(voice.smoothing, VOICE, ["aasist"], "weighted_average", PACKAGED_VOICE)
+    assert smoothing.rule is not None and smoothing.rule.real == baseline.real[VOICE]
+    smoother = smoothing.track()
+    labels = [smoother.update(1.0, 0.0, 2.0 * i).label for i in range(1, 301)]  # ten minutes of windows
+    first = labels.index("fake")
+    assert 60 <= 2.0 * (first + 1) <= 600 and labels[first:] == ["fake"] * (300 - first)
+    speech = VoiceConfig().smoothing
+    calm = Smoothing.build(speech, VOICE, ["aasist"], "weighted_average", PACKAGED_VOICE).track()
+    assert {calm.update(p, 0.0, 2.0 * i).label for i, p in enumerate([0.2, 0.9, 0.5, 1.0] * 75, 1)} <= {
+        "uncertain",
+        "real",
+    }
+
+
+def test_a_voice_section_from_before_keeps_the_voices_window_and_a_named_baseline_must_fit():
+    voice = VoiceConfig.model_validate({"smoothing": {"enter": 0.8}})  # a file from before: fields over the voice's
+    assert (voice.smoothing.method, voice.smoothing.period_s, voice.smoothing.enter) == ("cusum", 2.0, 0.8)
+    assert VoiceConfig.model_validate({"smoothing": {"method": "ema"}}).smoothing.alpha == 0.6
+    with pytest.raises(ConfigError, match=r"smoothing.baseline .*fitted for aasist .* with voice"):
+        Smoothing.build(
+            voice.smoothing.model_copy(update={"baseline": str(PACKAGED_VOICE)}),
+            VOICE,
+            ["aasist_l"],
+            "weighted_average",
+            PACKAGED_VOICE,
+        )
+
+
+def test_a_voice_model_without_the_packaged_baseline_is_labelled_by_the_ema_said_once(caplog):
+    with caplog.at_level(logging.WARNING):
+        smoothing = Smoothing.build(VoiceConfig().smoothing, VOICE, ["aasist_l"], "weighted_average", PACKAGED_VOICE)
+    assert smoothing.rule is None and smoothing.config.method == "ema"
+    assert "baseline of real speech" in caplog.text and "dfstream calibrate --real-only" in caplog.text
