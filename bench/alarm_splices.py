@@ -4,7 +4,8 @@ re-encoded as a camera sends it (H.264, a keyframe a second), then decoded, the 
 tracked, judged at the judge's rate, smoothed and labelled, with the old defaults and the new, with
 BlazeFace and with MTCNN.
 
-    python -m bench.alarm_splices --devset DEVSET/video [--methods Deepfakes] [--out bench/alarm_splices_results.json]
+    python -m bench.alarm_splices --devset DEVSET/video [--methods Deepfakes] [--configs old new]
+        [--finders blazeface mtcnn] [--out bench/alarm_splices_results.json]
 
 Read as fast as it decodes, so the judge rate and the smoothing run on the clip's clock: the figures
 are stream seconds from the cut to the first ``fake`` verdict (the same as live, minus the
@@ -31,7 +32,7 @@ from bench.stages import weights_argument
 from dfstream.config import parse_config
 
 OLD = {"method": "ema", "alpha": 0.3, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.5}
-CONFIGS = {"old (ema, enter 0.7)": OLD, "new (cusum, 0.1/h)": {}}
+CONFIGS = {"old": ("old (ema, enter 0.7)", OLD), "new": ("new (cusum, 0.1/h)", {})}
 
 
 def frames(path: Path) -> tuple[list[np.ndarray], float]:
@@ -105,11 +106,18 @@ def main() -> None:
     parser.add_argument("--devset", type=Path, required=True, help="the development set's video folder (labels.csv)")
     parser.add_argument("--weights", type=Path, **weights_argument())
     parser.add_argument("--methods", nargs="+", default=["Deepfakes", "FaceSwap", "Face2Face", "NeuralTextures"])
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("alarm_splices_results.json"))
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--finders", nargs="+", choices=["blazeface", "mtcnn"], default=["blazeface", "mtcnn"])
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).with_name("alarm_splices_results.json"),
+        help="written anew, keeping the entries of configs and finders not run this time",
+    )
     args = parser.parse_args()
     videos = load_labels(args.devset)
     originals = {Path(v["path"]).stem: v for v in videos if v["label"] == "real"}
-    results: dict = {}
+    results: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         clips: dict[str, tuple[Path, float]] = {}
         for video in videos:
@@ -132,8 +140,8 @@ def main() -> None:
             cut = splice(args.devset / original["path"], args.devset / video["path"], original["seconds"] / 2, out)
             clips[name] = (out, cut)
         print(f"{len(clips)} spliced clips", flush=True)
-        for finder in ("blazeface", "mtcnn"):
-            for label, smoothing in CONFIGS.items():
+        for finder in args.finders:
+            for label, smoothing in (CONFIGS[c] for c in args.configs):
                 flags = judge(clips, finder, smoothing, args.weights)
                 results.setdefault(finder, {})[label] = {"summary": summary(flags), "clips": flags}
                 print(f"{finder} {label}: {json.dumps(summary(flags))}", flush=True)

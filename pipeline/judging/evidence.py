@@ -142,6 +142,7 @@ class Evidence:
         self.within = math.sqrt(max(1e-6, 1.0 - rule.real.between))  # a track's scores' spread about its level
         self.level = np.zeros(tracks)
         self.learned = np.zeros(tracks)  # scores (weighted) the level was learned from
+        self.learned_s = np.zeros(tracks)  # ... and the seconds of the track they stand for
         self.watched = np.zeros(tracks)  # seconds of the track seen (each score's time, up to a second)
         self.absolute = np.zeros(tracks)
         self.change = np.zeros(tracks)
@@ -154,7 +155,8 @@ class Evidence:
         self.absolute = np.maximum(0.0, self.absolute + w * shift * (z - shift / 2))
         # the level is trusted after ``warmup_s`` of the track, however often it was scored (a calm
         # track is scored twice a second), and a few scores
-        self.watched = self.watched + np.minimum(np.asarray(weight) * rule.real.period_s, 1.0)
+        seconds = np.minimum(np.asarray(weight) * rule.real.period_s, 1.0)
+        self.watched = self.watched + seconds
         ready = (self.watched >= rule.warmup_s) & (self.learned >= 5)
         step = np.clip((z - self.level) / self.within, -rule.max_step, rule.max_step)
         self.change = np.where(ready, np.maximum(0.0, self.change + w * shift * (step - shift / 2)), 0.0)
@@ -163,7 +165,12 @@ class Evidence:
         # level, while a level learned a little off in the first seconds is mended as it goes on
         learn = self.change < rule.hold * rule.change
         self.learned = self.learned + np.where(learn, w, 0.0)
-        rate = np.maximum(w / np.maximum(self.learned, 1.0), w * rule.real.period_s / rule.reference_s)
+        self.learned_s = self.learned_s + np.where(learn, seconds, 0.0)
+        # the level is the mean of the track's scores by the time each stands for, not by their count:
+        # a calm track scored twice a second has as firm a level after 6 s as one scored ten times a
+        # second, and a swap after a calm stretch moves it no faster (at first 1 / scores, so a few
+        # calm scores would let the swapped face into its own level within a second)
+        rate = np.maximum(seconds / np.maximum(self.learned_s, seconds), seconds / rule.reference_s)
         self.level = np.where(learn, self.level + rate * (z - self.level), self.level)
 
     def alarmed(self) -> np.ndarray:

@@ -246,3 +246,22 @@ def test_a_voice_model_without_the_packaged_baseline_is_labelled_by_the_ema_said
         smoothing = Smoothing.build(VoiceConfig().smoothing, VOICE, ["aasist_l"], "weighted_average", PACKAGED_VOICE)
     assert smoothing.rule is None and smoothing.config.method == "ema"
     assert "baseline of real speech" in caplog.text and "dfstream calibrate --real-only" in caplog.text
+
+
+def test_a_swap_after_a_calm_stretch_is_measured_against_the_level_of_the_time_before_it():
+    """A calm track is scored twice a second: its level is the mean of its scores by the time they
+    stand for, so a face swapped after six calm seconds is flagged as soon as after six seconds
+    scored ten times a second (by count, its few scores let the new face into its level)."""
+    rule = AlarmRule(NORMAL, 2.0, absolute=math.inf, change=12.0)
+
+    def scores_to_alarm(before_hz: float) -> int:
+        evidence = Evidence(rule)
+        for _ in range(round(6 * before_hz)):
+            evidence.add(np.array([-1.0]), 10.0 / before_hz)  # each calm score stands for its 0.1 s periods
+        for n in range(1, 100):
+            evidence.add(np.array([0.8]))
+            if evidence.alarmed()[0]:
+                return n
+        return 100
+
+    assert scores_to_alarm(2.0) == scores_to_alarm(10.0) <= 10  # 17 by count
