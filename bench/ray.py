@@ -107,7 +107,7 @@ def call_costs(weights: Path, frame: np.ndarray, box: tuple, samples: int) -> di
         crops, faces = [], []
         for _ in range(samples):
             t = time.perf_counter()
-            await scorer.submit((frame, box))
+            await scorer.submit((frame, box, None))
             crops.append(time.perf_counter() - t)
             t = time.perf_counter()
             await finder.submit(frame)

@@ -25,16 +25,18 @@ from dfstream.config import DeploymentConfig
 from dfstream.ray.metrics import Reporter
 from pipeline.models.audio.config import AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
-from pipeline.models.detections import Box, Detections
+from pipeline.models.detections import Detections
 from pipeline.models.faces.finder import FaceDetector, FacesConfig, downscale
 from pipeline.models.preprocessing import margin_window
 from pipeline.monitoring.keys import FACES, Subject
 from pipeline.monitoring.monitor import MonitoringConfig, PerformanceMonitor
+from pipeline.runtime.backends import Crop
 
 log = logging.getLogger(__name__)
 
 FACES_APP = "dfstream-faces"
 SLACK = 0.05  # beyond the detector's own margin: the region always holds the crop it cuts
+ALIGNED_REACH = 0.6  # an upright aligned face (margin 0.15) spans about 2 box widths: 0.5 each side, and some
 
 
 def detector_app(name: str) -> str:
@@ -127,11 +129,15 @@ class Scorer(_Replica):
         preprocessor = getattr(self.detector, "preprocessor", None)
         if preprocessor is None:
             return 0.0, "outward"
-        return preprocessor.config.face_crop_margin, preprocessor.config.face_crop_rounding
+        config = preprocessor.config
+        # an aligned crop reaches past the box it is found in (a face turned, the template's margin):
+        # the region sent is cut with at least ALIGNED_REACH of the box on each side
+        margin = max(config.face_crop_margin, ALIGNED_REACH) if config.face_crop_align else config.face_crop_margin
+        return margin, config.face_crop_rounding
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
-    async def score(self, crops: list[tuple[np.ndarray, Box]]) -> list[float]:
-        return [float(s) for s in await self._infer(self.detector.score_crops, crops)]
+    async def score(self, crops: list[Crop]) -> list[float]:
+        return [float(s) for s in await self._infer(self.detector.score_found, crops)]
 
 
 class VoiceModel(_Replica):
@@ -241,12 +247,13 @@ class RemoteScorer:
         self.handle = handle
         self.margin, self.rounding = margin, rounding
 
-    async def submit(self, item: tuple[np.ndarray, Box]) -> float:
-        image, box = item
+    async def submit(self, item: Crop) -> float:
+        image, box, landmarks = item
         left, top, right, bottom = margin_window(image.shape, box, self.margin + SLACK, self.rounding)
         region = np.ascontiguousarray(image[top:bottom, left:right])
         moved = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
-        return await self.handle.score.remote((region, moved))
+        points = None if landmarks is None else np.asarray(landmarks) - (left, top)
+        return await self.handle.score.remote((region, moved, points))
 
 
 class RemoteVoice:

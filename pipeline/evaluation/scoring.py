@@ -120,22 +120,23 @@ def score_frames(
     for chunk in _chunks(frames, CHUNK):
         read += len(chunk)
         found = faces.detect([image for _, image in chunk])
-        crops = []  # (frame index, face index, image, box)
+        crops = []  # (frame index, face index, image, box, landmarks)
         for (index, image), detections in zip(chunk, found):
             if not len(detections):
                 without_face += 1
             for k in range(len(detections) if every_face else min(1, len(detections))):
-                crops.append((index, k, image, tuple(float(v) for v in detections.xyxy[k])))
+                box = tuple(float(v) for v in detections.xyxy[k])
+                crops.append((index, k, image, box, detections.landmarks[k]))
         if crops:
             per_model = {}
             for name, detector in detectors.items():
                 started = time.perf_counter()
-                per_model[name] = detector.score_crops([(image, box) for _, _, image, box in crops])
+                per_model[name] = detector.score_found([(image, box, points) for _, _, image, box, points in crops])
                 if timing is not None:
                     spent = timing.setdefault(name, [0.0, 0])
                     spent[0] += time.perf_counter() - started
                     spent[1] += len(crops)
-            for j, (index, k, _, box) in enumerate(crops):
+            for j, (index, k, _, box, _) in enumerate(crops):
                 models = {name: float(values[j]) for name, values in per_model.items()}
                 fused = ensemble.fuse(models)
                 scored.append(FaceScore(index, k, box, models, float(fused.fake_probability), fused.uncertainty))  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ class InputSpec(StrictModel):
     resize: Literal["stretch", "longest_side_pad"] = "stretch"
     interpolation: Literal["nearest", "bilinear", "bicubic", "area"] = "bilinear"
     crop_margin: float = Field(0.2, ge=0.0, le=2.0)  # of the box's width / height, added on each side
+    crop_align: bool = False  # aligned on the face's landmarks, ``crop_margin`` of it on each side
     channels: Literal["RGB", "BGR"] = "RGB"
     scale: float = Field(1 / 255, gt=0.0)  # 1/255: pixels in [0, 1]; 1: in [0, 255]
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)

@@ -148,6 +148,19 @@ class BaseDetector(ABC):
         with one forward pass."""
         return [self.predict(image) for image in images]
 
+    @property
+    def crop_landmarks(self) -> bool:
+        """Whether ``score_crops`` takes each face's landmarks as a third item (its crop is aligned)."""
+        return False
+
+    def score_found(self, items: Sequence[tuple[np.ndarray, Box, np.ndarray | None]]) -> list[float]:
+        """P(fake) for faces as a finder found them: (full RGB frame, box, landmarks (4, 2) or None).
+        The runtime's, the Ray deployments' and ``dfstream eval``'s entry: a detector whose crop is
+        aligned (``crop_landmarks``) gets the landmarks, any other ``score_crops`` (frame, box)."""
+        if self.crop_landmarks:
+            return self.score_crops(items)
+        return self.score_crops([(image, box) for image, box, _ in items])
+
     def score_crops(self, items: Sequence[tuple[np.ndarray, Box]]) -> list[float]:
         """P(fake) for faces given as (full RGB frame, box x1 y1 x2 y2): the runtime batcher's entry.
         This default cuts each box as it is and judges the crops with ``predict_batch``; detectors

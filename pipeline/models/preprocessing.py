@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from core.strict import StrictModel
 from pipeline.models.detections import Box
 from pipeline.models.faces.finder import FaceDetector, FacesConfig
+from pipeline.models.faces.landmarks import align_matrix
 from pipeline.models.images import ImageLike, to_rgb_array
 
 _INTERPOLATION = {
@@ -60,6 +61,10 @@ class PreprocessingConfig(StrictModel):
     # outward: the grown box rounded outwards; integer: the box truncated to whole pixels first and
     # the margin truncated too (the DFDC winner's int(box), w // 3)
     face_crop_rounding: Literal["outward", "integer"] = "outward"
+    # aligned: the face turned upright and scaled onto a five-point template (eyes, nose tip, mouth:
+    # ArcFace's, as DeepfakeBench aligns its training faces), ``face_crop_margin`` of it on each side,
+    # where the face finder gives landmarks (both do); the box crop where it does not
+    face_crop_align: bool = False
     face_min_size: int = Field(20, ge=8)
     enable_noise_reduction: bool = False
     noise_reduction_strength: float = Field(0.1, gt=0.0, le=1.0)
@@ -161,8 +166,12 @@ class UnifiedPreprocessor:
         x1, y1, x2, y2 = (float(v) for v in boxes[int(np.argmax(areas))])
         return self.crop(array, (x1, y1, x2, y2)), (x1, y1, x2, y2)
 
-    def crop(self, array: np.ndarray, box: Box) -> np.ndarray:
-        """The face ``box`` of ``array`` cut the way this profile's model was trained on."""
+    def crop(self, array: np.ndarray, box: Box, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """The face ``box`` of ``array`` cut the way this profile's model was trained on: aligned on
+        its ``landmarks`` (eyes, nose tip, mouth centre) when the profile says so and the face
+        finder gave them (not None, not NaN), else the box grown by the margin."""
+        if self.config.face_crop_align and landmarks is not None and bool(np.isfinite(landmarks).all()):
+            return crop_aligned(array, landmarks, self.config.face_crop_margin)
         return crop_with_margin(array, box, self.config.face_crop_margin, self.config.face_crop_rounding)
 
     # ---- internals --------------------------------------------------------------------------
@@ -213,6 +222,16 @@ def crop_with_margin(array: np.ndarray, box: Box, margin: float, rounding: str =
     if right - left < 2 or bottom - top < 2:
         return array
     return array[top:bottom, left:right]
+
+
+ALIGNED_SIDE = 256  # px: the aligned crop's side before the model's resize (DeepfakeBench's frames)
+
+
+def crop_aligned(array: np.ndarray, landmarks: np.ndarray, margin: float) -> np.ndarray:
+    """The face whose (4, 2) ``landmarks`` are given, turned and scaled onto the template
+    (``faces.landmarks.TEMPLATE``) in an ``ALIGNED_SIDE`` square; outside the image is black."""
+    matrix = align_matrix(landmarks, ALIGNED_SIDE, margin)
+    return cv2.warpAffine(array, matrix, (ALIGNED_SIDE, ALIGNED_SIDE), flags=cv2.INTER_LINEAR)
 
 
 def margin_window(

@@ -20,7 +20,9 @@ from pipeline.models.detections import Box, Detections
 T_contra = TypeVar("T_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
 
-Crop = tuple[np.ndarray, Box]  # a full frame and a face's box in it
+# a full frame, a face's box in it and its landmarks ((4, 2): eyes, nose tip, mouth centre; None
+# where the finder gave none): what ``BaseDetector.score_found`` takes
+Crop = tuple[np.ndarray, Box, np.ndarray | None]
 
 
 class Submit(Protocol[T_contra, R_co]):

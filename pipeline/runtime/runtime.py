@@ -193,7 +193,7 @@ class Runtime:
             for dc in self.config.detectors:
                 models[dc.name] = await stack.enter_async_context(
                     Batcher(
-                        dc.name, self.detectors[dc.name].score_crops, dc.max_batch, dc.max_wait_ms, self._observe_model
+                        dc.name, self.detectors[dc.name].score_found, dc.max_batch, dc.max_wait_ms, self._observe_model
                     )
                 )
             voices: dict[str, Batcher[np.ndarray, float]] = {}
@@ -208,14 +208,20 @@ class Runtime:
         assert self.backends is not None, "find_faces outside run()"
         return await self.backends.faces.submit(image)
 
-    async def score_faces(self, image: np.ndarray, boxes: list[Box]) -> list[Answers]:
-        """Every model's P(fake) for every face; a model that fails one face is counted and named."""
+    async def score_faces(
+        self, image: np.ndarray, boxes: list[Box], landmarks: list[np.ndarray | None] | None = None
+    ) -> list[Answers]:
+        """Every model's P(fake) for every face (its landmarks, where the finder gave them, for the
+        detectors whose crop is aligned); a model that fails one face is counted and named."""
         started = time.monotonic()
         assert self.backends is not None, "score_faces outside run()"
         models = self.backends.models
         names = list(models)
         answers = await asyncio.gather(
-            *(asyncio.gather(*(models[n].submit((image, box)) for n in names), return_exceptions=True) for box in boxes)
+            *(
+                asyncio.gather(*(models[n].submit((image, box, points)) for n in names), return_exceptions=True)
+                for box, points in zip(boxes, landmarks or [None] * len(boxes))
+            )
         )
         faces = [self._answers(names, per_model) for per_model in answers]
         self.monitor.record_latency(FACES_TO_SCORES, time.monotonic() - started)

@@ -49,7 +49,9 @@ class StreamHost(VoiceHost, Protocol):
 
     async def find_faces(self, image: np.ndarray) -> Detections: ...
 
-    async def score_faces(self, image: np.ndarray, boxes: list[Box]) -> list[Answers]: ...
+    async def score_faces(
+        self, image: np.ndarray, boxes: list[Box], landmarks: list[np.ndarray | None] | None = None
+    ) -> list[Answers]: ...
 
     def fuse(self, face: Answers) -> EnsembleResult: ...
 
@@ -297,7 +299,12 @@ class StreamWorker:
             if (reason := measure(frame.image, _box(boxes[i]), tracked.landmarks[i]).reason(self.quality))
         }
         due = [i for i in due if i not in poor]
-        faces = dict(zip(due, await self.host.score_faces(frame.image, [_box(boxes[i]) for i in due]))) if due else {}
+        points = [tracked.landmarks[i] for i in due]
+        faces = (
+            dict(zip(due, await self.host.score_faces(frame.image, [_box(boxes[i]) for i in due], points)))
+            if due
+            else {}
+        )
         scored_at = time.monotonic()
         for i, track_id in enumerate(ids):
             face = faces.get(i)

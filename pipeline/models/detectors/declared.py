@@ -29,7 +29,6 @@ import torch
 
 from core.errors import ConfigError, InferenceError, ModelLoadError, WeightsError, one_line
 from pipeline.models.config import InputSpec, OutputSpec
-from pipeline.models.detections import Box
 from pipeline.models.detector import BaseDetector, DetectionResult, ModelInfo
 from pipeline.models.detectors.backends import TOLERANCE, Runner, onnx_runner
 from pipeline.models.devices import BackendName
@@ -155,6 +154,7 @@ class DeclaredDetector(BaseDetector):
             resize_mode=spec.resize,
             channel_order=spec.channels,
             face_crop_margin=spec.crop_margin,
+            face_crop_align=spec.crop_align,
         )
 
     def _check_batch(self) -> np.ndarray:
@@ -201,11 +201,16 @@ class DeclaredDetector(BaseDetector):
             self._run, batch, self.one_at_a_time, self.spec_out, self.model_name, at_load, unit="face"
         )
 
-    def score_crops(self, items: Sequence[tuple[np.ndarray, Box]]) -> list[float]:
-        """P(fake) for faces given as (full frame, box), cut with the declared margin."""
+    @property
+    def crop_landmarks(self) -> bool:
+        return self.spec_in.crop_align
+
+    def score_crops(self, items: Sequence[tuple]) -> list[float]:
+        """P(fake) for faces given as (full frame, box), cut with the declared margin (with
+        ``crop_align``: (full frame, box, landmarks), aligned)."""
         self._require_loaded()
         assert self.preprocessor is not None
-        crops = [self.preprocessor.crop(image, box) for image, box in items]
+        crops = [self.preprocessor.crop(*item) for item in items]
         return self._probabilities(self._layout(self._tensor(crops))).tolist()
 
     def preprocess(self, image: ImageLike) -> np.ndarray:

@@ -28,7 +28,8 @@ DEEPFAKEBENCH_PREPROCESSING = PreprocessingConfig(
     std=(0.5, 0.5, 0.5),
     interpolation="bicubic",
     channel_order="RGB",
-    face_crop_margin=0.15,  # DeepfakeBench crops 1.3x the face box: 0.15 of it on each side
+    face_crop_margin=0.15,  # DeepfakeBench crops 1.3x the face: 0.15 of it on each side
+    face_crop_align=True,  # ... aligned on five landmarks (its preprocess.py), as its models were trained
 )
 
 

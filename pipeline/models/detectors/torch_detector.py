@@ -179,10 +179,15 @@ class TorchDetector(BaseDetector):
             },
         )
 
-    def score_crops(self, items: Sequence[tuple[np.ndarray, tuple[float, float, float, float]]]) -> list[float]:
-        """P(fake) for faces given as (full frame, box): each crop is cut with this detector's own
-        margin, resized and normalised as it declares, then scored in one forward pass."""
-        crops = [self.preprocessor.crop(image, box) for image, box in items]
+    @property
+    def crop_landmarks(self) -> bool:
+        return self.preprocessing.face_crop_align
+
+    def score_crops(self, items: Sequence[tuple]) -> list[float]:
+        """P(fake) for faces given as (full frame, box) or, for an aligned crop, (full frame, box,
+        landmarks): each crop is cut as this detector declares (its margin, aligned or not),
+        resized and normalised, then scored in one forward pass."""
+        crops = [self.preprocessor.crop(*item) for item in items]
         return self.score_tensor(self.preprocessor.preprocess_batch(crops)).tolist()
 
     def _results(self, probabilities: np.ndarray) -> list[DetectionResult]:

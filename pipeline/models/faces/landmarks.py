@@ -66,3 +66,31 @@ def turn(landmarks: np.ndarray) -> np.ndarray:
     axis = axis / np.maximum(np.linalg.norm(axis, axis=1, keepdims=True), 1e-6)
     off = np.abs((nose - eyes)[:, 0] * axis[:, 1] - (nose - eyes)[:, 1] * axis[:, 0])
     return off / np.maximum(np.linalg.norm(eye_r - eye_l, axis=1), 1e-6)
+
+
+# Where a face's eyes, nose tip and mouth centre sit in an aligned crop, as fractions of its side:
+# the five-point template of ArcFace (112 x 112, the eyes at y 51.6) that DeepfakeBench aligns its
+# training faces on, its two mouth corners replaced by their midpoint (the finders give the centre)
+TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [56.1396, 92.2848]]) / 112.0
+
+
+def align_matrix(landmarks: np.ndarray, size: int, margin: float) -> np.ndarray:
+    """(4, 2) landmarks of one face → the 2 x 3 similarity (turn, scale, shift; never a shear) that
+    takes them nearest, in least squares, to ``TEMPLATE`` in a ``size`` px square whose face is
+    shrunk to leave ``margin`` of it on each side (DeepfakeBench's ``scale`` 1.3: margin 0.15)."""
+    target = (TEMPLATE + margin) / (1.0 + 2.0 * margin) * size
+    source = np.asarray(landmarks, dtype=np.float64)
+    # Umeyama's closed form, without reflection: the rotation and scale of the centred points
+    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
+    src, dst = source - src_mean, target - dst_mean
+    u, singular, vt = np.linalg.svd(dst.T @ src / len(src))
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1.0
+    rotation = u @ np.diag(sign) @ vt
+    variance = (src**2).sum() / len(src)
+    scale = float((singular * sign).sum() / max(variance, 1e-12))
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
+    return matrix

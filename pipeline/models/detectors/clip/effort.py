@@ -13,7 +13,7 @@ stored in the module's precision) into a plain linear layer, which computes the 
 ``U_r``, ``S_r``, ``V_r`` (the principal factors, already inside ``weight_main``) are not used, and a
 layer saved without a residual (the authors' code stores none when r covers every singular value)
 is its ``weight_main``. Input: CLIP's mean and std at 224 px, resized bilinearly (the authors' demo), of a
-face grown 1.3x (they also align on five landmarks, which dfstream's face finders do not).
+face grown 1.3x, aligned on the landmarks as the authors' (DeepfakeBench's) training faces were.
 P(fake) = softmax(logits)[:, 1] (DeepfakeBench: real 0, fake 1).
 """
 
@@ -34,7 +34,7 @@ from pipeline.models.detectors.clip.towers import (
 from pipeline.models.detectors.torch_detector import TorchDetector
 from pipeline.models.plugins import register
 
-EFFORT_PREPROCESSING = CLIP_PREPROCESSING.model_copy(update={"interpolation": "bilinear"})
+EFFORT_PREPROCESSING = CLIP_PREPROCESSING.model_copy(update={"interpolation": "bilinear", "face_crop_align": True})
 BACKBONE = "backbone."
 RESIDUAL = ("U_residual", "S_residual", "V_residual")
 PRINCIPAL = ("U_r", "S_r", "V_r")

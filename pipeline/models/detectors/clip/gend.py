@@ -13,8 +13,8 @@ projection, in the file though the head reads the feature before it) and ``model
 (two classes; index 1 is fake). The encoder's size is read from the tensors (width, depth, patch
 and image size; 64-wide attention heads, as every CLIP ViT), so no download of the backbone's
 config is needed. Input: CLIP's preprocessing (224 px, bicubic, CLIP's mean and std) of a face
-grown 1.3x (the authors' crops; they also align faces on five landmarks, which dfstream's face
-finders do not: a difference to measure on labelled clips with ``dfstream eval``).
+grown 1.3x and aligned on the face's landmarks (the authors' crops: DeepfakeBench's five-point
+alignment).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from pipeline.models.detectors.clip.towers import (
 )
 from pipeline.models.detectors.torch_detector import TorchDetector
 from pipeline.models.plugins import register
+
+GEND_PREPROCESSING = CLIP_PREPROCESSING.model_copy(update={"face_crop_align": True})
 
 HEADS = ("linear", "LinearNorm")
 ENCODER = "feature_extractor.vision_model."
@@ -65,7 +67,7 @@ class GenDDetector(TorchDetector):
 
     architecture = "gend"
     default_weights = "gend_clip_l14"
-    preprocessing = CLIP_PREPROCESSING
+    preprocessing = GEND_PREPROCESSING
     license = "MIT"
     _state: dict[str, torch.Tensor] | None = None  # the checkpoint, between build_for and load_weights
 
