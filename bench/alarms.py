@@ -35,7 +35,7 @@ from pipeline.judging.quality import Quality, QualityConfig
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 
 FOLDS = 5
-SHIFTS = (2.0, 3.0)
+SHIFTS = (2.0, 3.0, 4.0)
 RATES = (0.03, 0.1, 0.3, 1.0, 3.0)
 OLD = SmoothingConfig(method="ema", alpha=0.3, enter=0.7, leave=0.4, min_duration_s=0.5)
 
@@ -250,7 +250,7 @@ GATES = {
 
 
 def quality_gates(scores: Path, out: Path, track_s: float) -> None:
-    """The defaults (cusum, shift 3, 0.1/h) and the old ema, with each quality gate."""
+    """The defaults (cusum, shift 4, 0.1/h) and the old ema, with each quality gate."""
     judge, results = JudgeConfig(), {}
     for path in sorted(scores.glob("*.json")):
         data = json.loads(path.read_text())
@@ -258,7 +258,8 @@ def quality_gates(scores: Path, out: Path, track_s: float) -> None:
         measured = [
             (v["label"], s[4]) for v in data["videos"].values() for t in v["tracks"].values() for s in t if len(s) > 4
         ]
-        rules = rules_for(data, 3.0, 0.1, track_s)
+        default = SmoothingConfig(track_s=track_s)
+        rules = rules_for(data, default.shift, default.false_alarms_per_hour, track_s)
         for name, gate in GATES.items():
             unjudged = {
                 label: float(
@@ -270,7 +271,7 @@ def quality_gates(scores: Path, out: Path, track_s: float) -> None:
             }
             entry = {
                 "unjudged_share": {k: round(v, 3) for k, v in unjudged.items()},
-                "new": evaluate(data, SmoothingConfig(shift=3.0, false_alarms_per_hour=0.1), rules, judge, gate),
+                "new": evaluate(data, default, rules, judge, gate),
                 "old": evaluate(data, OLD, {}, judge, gate),
             }
             results.setdefault(finder, {})[name] = entry

@@ -7,8 +7,11 @@ own real faces score. ``RealScores`` is that, fitted on real footage alone (``df
 --real-only``): the quantiles of the fused logit(P(fake)) of real faces, so a score maps to ``z``,
 its place among them on a standard normal scale (a Gaussian copula: whatever the detector's score
 distribution, real faces' z is N(0, 1)); how much of that spread lies between tracks (a face that
-scores high for all its life: ``between``); and how alike consecutive scores of a track are
-(``rho``, at ``period_s``).
+scores high for all its life: ``between``); and how a track's scores wander about its level: a
+fast part (``rho`` per ``period_s``) and a slow one (``slow`` of the variance, ``slow_rho``: an
+expression, a turn of the head; measured here, real faces' scores are still 0.24 alike 1 s apart,
+where one AR(1) fitted on consecutive scores says 0.015, and thresholds drawn from it let the first
+grimace through).
 
 Per track, each score adds its log-likelihood ratio of "the scores moved up by ``shift`` standard
 deviations" against "a real face": ``shift · (z − shift / 2)`` (Page, 1954; for a Gaussian mean shift
@@ -48,10 +51,15 @@ class RealScores:
 
     quantiles: tuple[float, ...]  # logit(P(fake)) of real faces at LEVELS
     between: float  # share of the variance of z between tracks (0-0.9)
-    rho: float  # correlation of a track's consecutive scores, ``period_s`` apart
+    rho: float  # the fast wander's correlation of consecutive scores, ``period_s`` apart
     period_s: float
     tracks: int
     seconds: float  # of real face tracks fitted on
+    # a real face's scores also wander slowly (an expression, a turn of the head, light): ``slow`` of
+    # the within-track variance is a second AR(1) with ``slow_rho`` per period (0: none, as a file
+    # from before says)
+    slow: float = 0.0
+    slow_rho: float = 0.0
 
     def z(self, p: float | np.ndarray) -> np.ndarray:
         """Where a P(fake) stands among real faces' scores, as a standard normal value."""
@@ -74,21 +82,33 @@ class RealScores:
             float(data["period_s"]),
             int(data["tracks"]),
             float(data["seconds"]),
+            float(data.get("slow", 0.0)),
+            float(data.get("slow_rho", 0.0)),
         )
+
+    def correlation(self, lags: np.ndarray) -> np.ndarray:
+        """The fitted correlation of a track's scores ``lags`` periods apart."""
+        return self.slow * self.slow_rho**lags + (1.0 - self.slow) * self.rho**lags
 
 
 Track = Sequence[tuple[float, float]]  # (stream second, P(fake)) of each score of one track
 
 
+LAGS = np.array([1, 2, 5, 10, 20, 50])  # periods: the correlations a fit matches (0.1 s to 5 s at 10 Hz)
+
+
 def fit_real_scores(tracks: Sequence[Track], period_s: float = 0.1) -> RealScores:
-    """The fit on real faces' tracks; scores ``period_s`` apart (within half a period) give ``rho``."""
+    """The fit on real faces' tracks: the quantiles, the share between tracks, and how a track's
+    scores wander about its level: the correlations of scores ``LAGS`` periods apart (each pair
+    within half a period of its lag) matched by two AR(1) parts, a fast one and a slow one."""
     scores = np.array([p for track in tracks for _, p in track], dtype=np.float64)
     if len(scores) < MIN_SCORES:
         raise InputError(f"a real-face baseline needs at least {MIN_SCORES} scores of real faces, got {len(scores)}")
     quantiles = np.quantile(logit(scores), LEVELS)
     quantiles = np.maximum.accumulate(quantiles)
     real = RealScores(tuple(float(q) for q in quantiles), 0.0, 0.0, period_s, len(tracks), 0.0)
-    means, weights, pairs, seconds = [], [], [], 0.0
+    means, weights, seconds = [], [], 0.0
+    pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {int(k): [] for k in LAGS}
     for track in tracks:
         if len(track) < 2:
             continue
@@ -98,21 +118,47 @@ def fit_real_scores(tracks: Sequence[Track], period_s: float = 0.1) -> RealScore
         means.append(float(z.mean()))
         weights.append(len(z))
         deviation = z - z.mean()
-        step = np.diff(t)
-        near = np.abs(step - period_s) <= period_s / 2
-        pairs.extend(zip(deviation[:-1][near], deviation[1:][near]))
+        for lag in pairs:
+            later = np.searchsorted(t, t + lag * period_s - period_s / 2)
+            found = later < len(t)
+            found[found] &= np.abs(t[later[found]] - t[found] - lag * period_s) <= period_s / 2
+            pairs[lag].append((deviation[found], deviation[later[found]]))
     # between-track share: the (length-weighted) variance of track means, itself inflated by the
     # within-track noise of short tracks, so it errs on the high side (higher thresholds: fewer alarms)
     between = float(np.average(np.square(means), weights=weights)) if means else 0.0
-    rho = float(np.corrcoef(np.array(pairs).T)[0, 1]) if len(pairs) > 10 else 0.0
+    measured = {}
+    for lag, parts in pairs.items():
+        x = np.concatenate([a for a, _ in parts]) if parts else np.zeros(0)
+        y = np.concatenate([b for _, b in parts]) if parts else np.zeros(0)
+        if len(x) > 10 and np.std(x) > 0 and np.std(y) > 0:
+            measured[lag] = float(np.corrcoef(x, y)[0, 1])
+    slow, slow_rho, rho = _two_wanders(measured)
     return RealScores(
         real.quantiles,
         min(0.9, max(0.0, between)),
-        min(0.99, max(0.0, rho if math.isfinite(rho) else 0.0)),
+        rho,
         period_s,
         len(tracks),
         round(seconds, 2),
+        slow,
+        slow_rho,
     )
+
+
+def _two_wanders(measured: dict[int, float]) -> tuple[float, float, float]:
+    """(slow share, slow rho, fast rho) whose correlations at the measured lags are nearest (least
+    squares, on a grid) to the measured ones; none measured: no wander."""
+    if not measured:
+        return 0.0, 0.0, 0.0
+    lags = np.array(list(measured), dtype=float)
+    target = np.clip(np.array(list(measured.values())), 0.0, 0.99)
+    share = np.linspace(0.0, 0.9, 91)[:, None, None, None]
+    slow_rho = (1.0 - np.geomspace(0.001, 0.5, 60))[None, :, None, None]
+    fast_rho = np.linspace(0.0, 0.95, 96)[None, None, :, None]
+    model = share * slow_rho**lags + (1.0 - share) * fast_rho**lags
+    error = np.square(model - target).sum(axis=-1)
+    i, j, k = np.unravel_index(int(np.argmin(error)), error.shape)
+    return float(share[i, 0, 0, 0]), round(float(slow_rho[0, j, 0, 0]), 5), float(fast_rho[0, 0, k, 0])
 
 
 @dataclass(frozen=True)
@@ -199,23 +245,23 @@ def simulated_maxima(
     rule: AlarmRule, track_s: float, tracks: int = 20000, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """The highest absolute and change evidence each of ``tracks`` simulated real tracks of
-    ``track_s`` reaches: z is the fitted process (a track's own level, N(0, between), plus AR(1)
-    noise with ``rho``), bounded as the quantile map bounds it."""
+    ``track_s`` reaches: z is the fitted process (a track's own level, N(0, between), plus a fast
+    and a slow AR(1) wander), bounded as the quantile map bounds it."""
     real = rule.real
     rng = np.random.default_rng(seed)
     steps = max(1, round(track_s / real.period_s))
     level = rng.normal(0.0, math.sqrt(real.between), tracks)
-    spread = math.sqrt(1.0 - real.between)
-    noise = rng.normal(0.0, spread, tracks)
-    innovation = spread * math.sqrt(1.0 - real.rho**2)
+    within = 1.0 - real.between
+    parts = [(real.rho, (1.0 - real.slow) * within), (real.slow_rho, real.slow * within)]  # (rho, variance)
+    noise = [rng.normal(0.0, math.sqrt(v), tracks) for _, v in parts]
     low, high = _Z_OF_LEVEL[0], _Z_OF_LEVEL[-1]
     evidence = Evidence(rule, tracks)
     absolute, change = np.zeros(tracks), np.zeros(tracks)
     for _ in range(steps):
-        evidence.add(np.clip(level + noise, low, high))
+        evidence.add(np.clip(level + noise[0] + noise[1], low, high))
         np.maximum(absolute, evidence.absolute, out=absolute)
         np.maximum(change, evidence.change, out=change)
-        noise = real.rho * noise + innovation * rng.normal(0.0, 1.0, tracks)
+        noise = [r * n + math.sqrt(v * (1.0 - r**2)) * rng.normal(0.0, 1.0, tracks) for (r, v), n in zip(parts, noise)]
     return absolute, change
 
 
