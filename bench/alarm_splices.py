@@ -32,7 +32,7 @@ from bench.stages import weights_argument
 from dfstream.config import parse_config
 
 OLD = {"method": "ema", "alpha": 0.3, "enter": 0.7, "leave": 0.4, "min_duration_s": 0.5}
-CONFIGS = {"old": ("old (ema, enter 0.7)", OLD), "new": ("new (cusum, 0.1/h)", {})}
+CONFIGS = {"old": ("old (ema, enter 0.7)", OLD), "new": ("new (cusum, the defaults)", {})}
 
 
 def frames(path: Path) -> tuple[list[np.ndarray], float]:

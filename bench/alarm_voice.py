@@ -29,7 +29,7 @@ from pipeline.judging.evidence import VOICE, Baseline, RealScores, alarm_rule, f
 from pipeline.judging.listening import VoiceConfig
 from pipeline.judging.smoothing import SmoothingConfig, TrackSmoother
 
-RATES = (0.1, 1.0, 10.0)  # false alarms per hour of speech the cusum is asked for
+RATES = (0.1, 0.3, 1.0, 10.0)  # false alarms per hour of speech the cusum is asked for
 
 
 def scored_windows(devset: Path, model: str, cache: Path | None, voice: VoiceConfig) -> dict:

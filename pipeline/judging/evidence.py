@@ -107,7 +107,7 @@ def fit_real_scores(tracks: Sequence[Track], period_s: float = 0.1) -> RealScore
     quantiles = np.quantile(logit(scores), LEVELS)
     quantiles = np.maximum.accumulate(quantiles)
     real = RealScores(tuple(float(q) for q in quantiles), 0.0, 0.0, period_s, len(tracks), 0.0)
-    means, weights, seconds = [], [], 0.0
+    means, weights, seconds = [], [], 0.0  # weights: each track's number of scores
     pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {int(k): [] for k in LAGS}
     for track in tracks:
         if len(track) < 2:
@@ -132,7 +132,7 @@ def fit_real_scores(tracks: Sequence[Track], period_s: float = 0.1) -> RealScore
         y = np.concatenate([b for _, b in parts]) if parts else np.zeros(0)
         if len(x) > 10 and np.std(x) > 0 and np.std(y) > 0:
             measured[lag] = float(np.corrcoef(x, y)[0, 1])
-    slow, slow_rho, rho = _two_wanders(measured)
+    slow, slow_rho, rho = _two_wanders(measured, weights)
     return RealScores(
         real.quantiles,
         min(0.9, max(0.0, between)),
@@ -145,20 +145,37 @@ def fit_real_scores(tracks: Sequence[Track], period_s: float = 0.1) -> RealScore
     )
 
 
-def _two_wanders(measured: dict[int, float]) -> tuple[float, float, float]:
+def _two_wanders(measured: dict[int, float], lengths: Sequence[int]) -> tuple[float, float, float]:
     """(slow share, slow rho, fast rho) whose correlations at the measured lags are nearest (least
-    squares, on a grid) to the measured ones; none measured: no wander."""
+    squares, on a grid) to the measured ones; none measured: no wander. The measured ones are about
+    each track's own mean, which takes in part of a slow wander (a 20 s track's mean moves with an
+    expression): each candidate is compared as it would measure on tracks of ``lengths`` scores,
+    (rho(k) - m) / (1 - m), m the variance of a track's mean as a share of the wander's."""
     if not measured:
         return 0.0, 0.0, 0.0
     lags = np.array(list(measured), dtype=float)
-    target = np.clip(np.array(list(measured.values())), 0.0, 0.99)
+    target = np.clip(np.array(list(measured.values())), -0.5, 0.99)
     share = np.linspace(0.0, 0.9, 91)[:, None, None, None]
     slow_rho = (1.0 - np.geomspace(0.001, 0.5, 60))[None, :, None, None]
     fast_rho = np.linspace(0.0, 0.95, 96)[None, None, :, None]
+    mean_share = share * _mean_variance(slow_rho, lengths) + (1.0 - share) * _mean_variance(fast_rho, lengths)
     model = share * slow_rho**lags + (1.0 - share) * fast_rho**lags
-    error = np.square(model - target).sum(axis=-1)
+    error = np.square((model - mean_share) / (1.0 - mean_share) - target).sum(axis=-1)
     i, j, k = np.unravel_index(int(np.argmin(error)), error.shape)
     return float(share[i, 0, 0, 0]), round(float(slow_rho[0, j, 0, 0]), 5), float(fast_rho[0, 0, k, 0])
+
+
+def _mean_variance(rho: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+    """The variance of the mean of n consecutive values of a unit AR(1) with ``rho``, averaged over
+    the tracks' lengths n weighted by n (as their pairs weigh in the measured correlations)."""
+    total, weight = np.zeros_like(rho), 0.0
+    for n in lengths:
+        if n < 2:
+            continue
+        r = np.minimum(rho, 1.0 - 1e-9)
+        total += n * ((1 + r) / (1 - r) - 2 * r * (1 - r**n) / (n * (1 - r) ** 2)) / n
+        weight += n
+    return total / weight if weight else np.zeros_like(rho)
 
 
 @dataclass(frozen=True)

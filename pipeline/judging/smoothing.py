@@ -44,10 +44,10 @@ Label = Literal["real", "fake", "uncertain"]
 class SmoothingConfig(StrictModel):
     method: Literal["cusum", "ema", "window", "none"] = "cusum"
     # cusum: how often real faces may raise an alarm, per hour of face tracks ``track_s`` long
-    false_alarms_per_hour: float = Field(0.1, gt=0.0, le=3600.0)
+    false_alarms_per_hour: float = Field(0.3, gt=0.0, le=3600.0)
     # the rise of a swapped face's scores it is tuned for, in a face's own sd: a face scored near 0.05 swapped
     # for one scored near 0.85 rises about 3.5; chosen on the curve of bench.alarms (4: no real video
-    # alarmed with either finder, most splices flagged within 1 s)
+    # alarmed with either finder, most splices flagged within 1 s; at 0.3 per hour the same, sooner)
     shift: float = Field(4.0, gt=0.0, le=6.0)
     track_s: float = Field(60.0, gt=0.0)  # the life of a real face track the rate is stated for
     # a real-face baseline (dfstream calibrate --real-only); none: the packaged one, fitted for both

@@ -98,32 +98,40 @@ def test_no_single_score_raises_an_alarm():
     assert rule.absolute >= 2 * rule.shift * (NormalDist().inv_cdf(0.995) - rule.shift / 2)
 
 
-def _real_tracks(seed: int, tracks: int, seconds: float, between: float, rho: float) -> list[list[tuple[float, float]]]:
-    """Real faces as the fit models them, in logit(P(fake)) of some detector: -1.5 + 0.8 z."""
+def _real_tracks(
+    seed: int, tracks: int, seconds: float, between: float, rho: float, slow: float = 0.0, slow_rho: float = 0.0
+) -> list[list[tuple[float, float]]]:
+    """Real faces as the fit models them, in logit(P(fake)) of some detector: -1.5 + 0.8 z, z a
+    face's level plus a fast wander and (``slow`` of the within-track variance) a slow one."""
     rng = np.random.default_rng(seed)
     steps = round(seconds / 0.1)
     level = rng.normal(0, math.sqrt(between), tracks)
-    spread = math.sqrt(1 - between)
-    noise = rng.normal(0, spread, tracks)
+    parts = [(rho, (1 - slow) * (1 - between)), (slow_rho, slow * (1 - between))]
+    noise = [rng.normal(0, math.sqrt(v), tracks) for _, v in parts]
     out = [[] for _ in range(tracks)]
     for step in range(steps):
-        logits = -1.5 + 0.8 * (level + noise)
+        logits = -1.5 + 0.8 * (level + noise[0] + noise[1])
         for i in range(tracks):
             out[i].append((step * 0.1, 1 / (1 + math.exp(-logits[i]))))
-        noise = rho * noise + spread * math.sqrt(1 - rho * rho) * rng.normal(0, 1, tracks)
+        noise = [r * n + math.sqrt(v * (1 - r * r)) * rng.normal(0, 1, tracks) for (r, v), n in zip(parts, noise)]
     return out
 
 
-def test_calibrate_real_only_round_trip_holds_the_false_alarm_rate_on_fresh_real_faces():
-    """Fit on generated real scores, pick the threshold for a rate, and count the alarms on fresh
-    ones from the same process: within the binomial interval of what was asked (the fit's
-    between-track share errs high, so fewer alarms is allowed more room than more)."""
-    fitted = fit_real_scores(_real_tracks(1, 300, 20.0, between=0.3, rho=0.6))
-    assert fitted.rho == pytest.approx(0.6, abs=0.05)
+@pytest.mark.parametrize(("slow", "slow_rho"), [(0.0, 0.0), (0.6, 0.95)])
+def test_calibrate_real_only_round_trip_holds_the_false_alarm_rate_on_fresh_real_faces(slow, slow_rho):
+    """Fit on generated real scores (a fast wander alone, or with a slow one: an expression), pick
+    the threshold for a rate, and count the alarms on fresh ones from the same process: within the
+    binomial interval of what was asked (the fit's between-track share errs high, so fewer alarms
+    is allowed more room than more)."""
+    process = {"between": 0.3, "rho": 0.6, "slow": slow, "slow_rho": slow_rho}
+    fitted = fit_real_scores(_real_tracks(1, 300, 20.0, **process))
     assert fitted.between == pytest.approx(0.3, abs=0.08)
+    lags = np.array([1, 10, 20])  # 0.1 s, 1 s, 2 s
+    truth = slow * slow_rho**lags + (1 - slow) * 0.6**lags
+    assert fitted.correlation(lags) == pytest.approx(truth, abs=0.06)
     per_hour, track_s = 60.0, 20.0  # high enough to count in a few simulated hours
     rule = alarm_rule(fitted, 1.0, per_hour, track_s)
-    fresh = _real_tracks(2, 3000, track_s, between=0.3, rho=0.6)
+    fresh = _real_tracks(2, 3000, track_s, **process)
     evidence = Evidence(rule, len(fresh))
     alarmed = np.zeros(len(fresh), dtype=bool)
     for step in range(len(fresh[0])):
@@ -265,3 +273,10 @@ def test_a_swap_after_a_calm_stretch_is_measured_against_the_level_of_the_time_b
         return 100
 
     assert scores_to_alarm(2.0) == scores_to_alarm(10.0) <= 10  # 17 by count
+
+
+def test_a_baseline_from_before_the_slow_wander_loads_as_one_ar1():
+    data = fit_real_scores(_real_tracks(3, 10, 10.0, 0.2, 0.5)).to_dict()
+    del data["slow"], data["slow_rho"]
+    old = RealScores.from_dict(data)
+    assert (old.slow, old.slow_rho) == (0.0, 0.0) and old.correlation(np.array([2]))[0] == pytest.approx(old.rho**2)
