@@ -143,9 +143,11 @@ class Runtime:
     async def run(self, keep_open: bool = False) -> None:
         """Until every stream has ended or ``stop`` is set; then drain and flush the sinks. ``keep_open``
         (``dfstream serve``): until ``stop`` only, so streams can still be added (``add_stream``)."""
-        for outbox in self.outboxes:
-            await outbox.__aenter__()
+        opened: list[Outbox] = []
         try:
+            for outbox in self.outboxes:  # a sink that fails to open closes the ones opened before it
+                await outbox.__aenter__()
+                opened.append(outbox)
             async with self._open_backends() as backends:
                 self.backends = backends
                 loops = [asyncio.create_task(self._alerts(), name="dfstream.alerts")]
@@ -163,7 +165,7 @@ class Runtime:
                     self._ended = True
         finally:
             # side by side: one stuck sink must not add its drain timeout to the others'
-            await asyncio.gather(*(outbox.__aexit__(None, None, None) for outbox in self.outboxes))
+            await asyncio.gather(*(outbox.__aexit__(None, None, None) for outbox in opened))
 
     def add_stream(self, stream: StreamConfig) -> asyncio.Task[None]:
         """Judge one more stream while running (a call that arrived); its task ends with the stream."""

@@ -1,5 +1,5 @@
 """SIGTERM under full load: `dfstream run` exits within 5 s and every verdict it judged reaches a
-real, connected Mosquitto before it does."""
+real, connected Mosquitto before it does; a sink that cannot open leaves none of the others open."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from collections import Counter
 import pytest
 import yaml
 
+from core.lifecycle import State
+from pipeline.runtime.runtime import Runtime
+from tests.helpers import MemorySink, load_detectors, make_config
 from tests.mqtt_broker import Subscriber
 
 pytestmark = pytest.mark.weights
@@ -80,3 +83,22 @@ def test_sigterm_under_load_exits_in_5s_and_flushes_to_the_broker(
     assert result["exit_s"] < 5.0
     assert delivered == judged and sum(judged.values()) >= 150  # every verdict judged before the exit
     assert all(s == list(range(1, len(s) + 1)) for s in seqs.values())  # in order, no gap, no duplicate
+
+
+class _Unopenable(MemorySink):
+    """A sink whose connection is refused when it opens (a broker that is not there)."""
+
+    async def _open(self) -> None:
+        raise ConnectionRefusedError("the broker refused")
+
+
+def test_a_sink_that_fails_to_open_closes_the_sinks_opened_before_it(weights_dir, face_clip):
+    """The runtime opens its sinks' outboxes in order: the second refusing leaves none open (the
+    first delivered nothing, closed), and the error is the sink's own."""
+    config = make_config(weights_dir, [{"id": "cam", "url": str(face_clip), "pace": "asap"}])
+    first, second = MemorySink("first"), _Unopenable("second")
+    runtime = Runtime(config, load_detectors(config), [first, second])
+    with pytest.raises(ConnectionRefusedError, match="the broker refused"):
+        asyncio.run(runtime.run())
+    assert first.state is State.CLOSED and second.state is State.CLOSED
+    assert all(outbox.state is State.CLOSED for outbox in runtime.outboxes)
