@@ -31,7 +31,7 @@ from core.queues import DropOldestQueue, QueueClosed
 from dfstream.config import DfstreamConfig
 from pipeline.evaluation.voice import listen, score_windows
 from pipeline.judging.ensemble import build_ensemble
-from pipeline.judging.smoothing import TrackSmoother
+from pipeline.judging.listening import voice_smoothing
 from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detector import BaseDetector
 from pipeline.monitoring.monitor import PerformanceMonitor
@@ -59,7 +59,7 @@ def voice_timeline(config: DfstreamConfig, voices: dict[str, VoiceModel], source
     """The voice of ``source`` window by window, labelled as the runtime labels a stream's voice."""
     ensemble = build_ensemble(config.voice.ensemble, config.audio_detectors, None)
     windows = score_windows(listen(source, config.voice), voices, ensemble, config.voice.min_speech)
-    smoother = TrackSmoother(config.voice.smoothing)
+    smoother = voice_smoothing(config.voice, [d.type for d in config.audio_detectors]).track()
     moments: list[VoiceMoment] = []
     for w in windows:
         if w.spoof_probability is None:

@@ -19,7 +19,8 @@ from pydantic import Field, model_validator
 
 from core.strict import StrictModel
 from pipeline.judging.ensemble import EnsembleConfig
-from pipeline.judging.smoothing import SmoothingConfig
+from pipeline.judging.evidence import PACKAGED_VOICE, VOICE
+from pipeline.judging.smoothing import Smoothing, SmoothingConfig
 from pipeline.judging.speech import Gate
 from pipeline.models.audio.aasist import SAMPLE_RATE, WINDOW
 from stream import AudioChunk
@@ -70,6 +71,13 @@ class VoiceConfig(StrictModel):
         if self.ensemble.default_weights:
             raise ValueError("voice.ensemble.default_weights: each audio detector has its own weight")
         return self
+
+
+def voice_smoothing(config: VoiceConfig, detector_types: list[str]) -> Smoothing:
+    """How every stream's voice is smoothed and alarmed: by evidence against real speech (the packaged
+    AASIST baseline, or ``voice.smoothing.baseline``), or as ``voice.smoothing`` says otherwise."""
+    fusion = config.ensemble.fusion_method.value
+    return Smoothing.build(config.smoothing, VOICE, detector_types, fusion, PACKAGED_VOICE)
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,8 +25,7 @@ import numpy as np
 
 from core.errors import ConfigError, LifecycleError, one_line
 from pipeline.judging.ensemble import EnsembleResult, build_ensemble
-from pipeline.judging.evidence import PACKAGED_VOICE, VOICE
-from pipeline.judging.listening import Window
+from pipeline.judging.listening import Window, voice_smoothing
 from pipeline.judging.smoothing import Smoothing
 from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detections import Box, Detections
@@ -105,15 +104,7 @@ class Runtime:
         )
         # the voice's evidence against real speech (a baseline of its own, fitted on recordings)
         self.voice_smoothing = (
-            Smoothing.build(
-                config.voice.smoothing,
-                VOICE,
-                [d.type for d in config.audio_detectors],
-                config.voice.ensemble.fusion_method.value,
-                PACKAGED_VOICE,
-            )
-            if config.audio_detectors
-            else None
+            voice_smoothing(config.voice, [d.type for d in config.audio_detectors]) if config.audio_detectors else None
         )
         self.workers = [self._worker(sc) for sc in config.streams]
         self._ended = False
