@@ -62,22 +62,22 @@ class MemorySink(Lifecycle):
         return [at - e.ts for e, at in zip(self.events, self.arrivals) if isinstance(e, Verdict)]
 
 
+def mesonets(weights_dir: Path) -> list[dict]:
+    """The ``detectors`` section of the defaults: both MesoNets with the authors' weights."""
+    return [
+        {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
+        {"name": "mesoinception4", "type": "mesoinception4", "weights": str(weights_dir / "MesoInception_DF.h5")},
+    ]
+
+
+def mesonet_specs(weights_dir: Path) -> list[str]:
+    """The same two as the commands' ``--detectors`` take them."""
+    return [f"{d['type']}={d['weights']}" for d in mesonets(weights_dir)]
+
+
 def make_config(weights_dir: Path, streams: list[dict], **sections) -> DfstreamConfig:
     """Both MesoNets with the authors' weights, on ``streams``."""
-    return parse_config(
-        {
-            "streams": streams,
-            "detectors": [
-                {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
-                {
-                    "name": "mesoinception4",
-                    "type": "mesoinception4",
-                    "weights": str(weights_dir / "MesoInception_DF.h5"),
-                },
-            ],
-            **sections,
-        }
-    )
+    return parse_config({"streams": streams, "detectors": mesonets(weights_dir), **sections})
 
 
 def load_detectors(config: DfstreamConfig) -> dict[str, BaseDetector]:

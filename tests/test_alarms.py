@@ -16,7 +16,7 @@ from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.runtime.runtime import Runtime
 from sinks.mqtt import MqttConfig, MqttSink
 from stream import make_sample_clip
-from tests.helpers import MemorySink, load_detectors, make_config
+from tests.helpers import MemorySink, load_detectors, make_config, mesonet_specs
 from tests.mqtt_broker import Subscriber, payload_of
 
 ONSET_S = 6.0
@@ -153,7 +153,7 @@ def test_calibrate_real_only_fits_a_baseline_from_a_folder_that_the_runtime_then
     (tmp_path / "lobby").mkdir()
     (tmp_path / "lobby" / "cam.mp4").write_bytes(face_clip.read_bytes())
     out = tmp_path / "baseline.json"
-    meso = [f"meso4={weights_dir / 'Meso4_DF.h5'}", f"mesoinception4={weights_dir / 'MesoInception_DF.h5'}"]
+    meso = mesonet_specs(weights_dir)
     assert main(["calibrate", "--real-only", str(tmp_path / "lobby"), "--detectors", *meso, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "1 real source(s), 0 labelled fake(s)" in printed and "thresholds, change / absolute" in printed

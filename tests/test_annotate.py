@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.runtime.drawing import COLOURS
-from tests.helpers import REPO
+from tests.helpers import REPO, mesonet_specs
 
 pytestmark = pytest.mark.weights
 
@@ -35,8 +35,7 @@ def test_annotate_draws_every_frame_with_boxes_and_a_timeline(short_clip, weight
         "--out",
         str(out),
         "--detectors",
-        f"meso4={weights_dir / 'Meso4_DF.h5'}",
-        f"mesoinception4={weights_dir / 'MesoInception_DF.h5'}",
+        *mesonet_specs(weights_dir),
     )
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}: 60 frames" in done.stdout

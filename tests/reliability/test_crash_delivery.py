@@ -23,6 +23,7 @@ import yaml
 from pipeline.monitoring.keys import Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
 from sinks.mqtt import MqttConfig, MqttSink
+from tests.helpers import mesonets
 from tests.mqtt_broker import Mosquitto, Subscriber, verdict
 
 MQTT = Subject.sink("mqtt")
@@ -49,14 +50,7 @@ def run_config(tmp_path: Path, weights_dir: Path, url: str, broker_port: int) ->
         yaml.safe_dump(
             {
                 "streams": [{"id": "cam1", "url": url}],
-                "detectors": [
-                    {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
-                    {
-                        "name": "mesoinception4",
-                        "type": "mesoinception4",
-                        "weights": str(weights_dir / "MesoInception_DF.h5"),
-                    },
-                ],
+                "detectors": mesonets(weights_dir),
                 "sinks": {
                     "mqtt": {
                         "port": broker_port,

@@ -17,7 +17,7 @@ import yaml
 
 from core.lifecycle import State
 from pipeline.runtime.runtime import Runtime
-from tests.helpers import MemorySink, load_detectors, make_config
+from tests.helpers import MemorySink, load_detectors, make_config, mesonets
 from tests.mqtt_broker import Subscriber
 
 pytestmark = pytest.mark.weights
@@ -34,14 +34,7 @@ def test_sigterm_under_load_exits_in_5s_and_flushes_to_the_broker(
                 "streams": [
                     {"id": f"cam{i}", "url": str(face_clip), "pace": "realtime", "loop": True} for i in (1, 2, 3)
                 ],
-                "detectors": [
-                    {"name": "meso4", "type": "meso4", "weights": str(weights_dir / "Meso4_DF.h5")},
-                    {
-                        "name": "mesoinception4",
-                        "type": "mesoinception4",
-                        "weights": str(weights_dir / "MesoInception_DF.h5"),
-                    },
-                ],
+                "detectors": mesonets(weights_dir),
                 "sinks": {
                     "jsonl": {"path": str(out), "events": ["verdict"]},
                     "mqtt": {"port": mosquitto.port, "verdict_interval_s": 0, "discovery": False},

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.helpers import REPO, TEST_WEIGHTS, free_port, wait_listening, wait_until
+from tests.helpers import REPO, TEST_WEIGHTS, free_port, mesonets, wait_listening, wait_until
 
 # `dfstream` with the test-only detector type registered (plugins register on import)
 LAUNCH = "import sys, tests.scripted_detector; from dfstream.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -122,11 +122,7 @@ def write_config(folder: Path, streams: list[dict], api: dict, detectors: list[d
     config = {
         "streams": streams,
         "faces": {"detect_every": 3, "detect_max_side": 640},
-        "detectors": detectors
-        or [
-            {"name": "meso4", "type": "meso4", "weights": str(TEST_WEIGHTS / "Meso4_DF.h5")},
-            {"name": "mesoinception4", "type": "mesoinception4", "weights": str(TEST_WEIGHTS / "MesoInception_DF.h5")},
-        ],
+        "detectors": detectors or mesonets(TEST_WEIGHTS),
         "api": {"data_dir": str(folder / "data"), **api},
         **sections,
     }

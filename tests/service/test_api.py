@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import TEST_WEIGHTS, free_port, wait_until
+from tests.helpers import TEST_WEIGHTS, free_port, mesonet_specs, wait_until
 from tests.service.conftest import PASSWORD, Served, dfstream, sse_events, write_config
 
 pytestmark = pytest.mark.weights
@@ -161,8 +161,7 @@ def test_an_upload_is_analysed_in_the_background_with_the_numbers_eval_gives(api
         "--out",
         str(tmp_path / "out"),
         "--detectors",
-        f"meso4={TEST_WEIGHTS / 'Meso4_DF.h5'}",
-        f"mesoinception4={TEST_WEIGHTS / 'MesoInception_DF.h5'}",
+        *mesonet_specs(TEST_WEIGHTS),
     )
     assert evaluated.returncode == 0, evaluated.stderr
     with (tmp_path / "out" / "frame_scores.csv").open() as fh:
