@@ -271,9 +271,10 @@ def verify_files(config: DfstreamConfig) -> list[str]:
     calibration = config.ensemble.calibration
     if calibration is not None and not Path(calibration).is_file():
         problems.append(f"ensemble.calibration: no such file {calibration!r}")
-    baseline = config.smoothing.baseline
-    if baseline is not None and not Path(baseline).expanduser().is_file():
-        problems.append(f"smoothing.baseline: no such file {baseline!r} (dfstream calibrate --real-only writes one)")
+    for where, smoothing in (("smoothing", config.smoothing), ("voice.smoothing", config.voice.smoothing)):
+        baseline = smoothing.baseline
+        if baseline is not None and not Path(baseline).expanduser().is_file():
+            problems.append(f"{where}.baseline: no such file {baseline!r} (dfstream calibrate --real-only writes one)")
     tls = config.sinks.mqtt.tls if config.sinks.mqtt is not None else None
     for key in ("ca_file", "cert_file", "key_file"):
         name = getattr(tls, key, None)

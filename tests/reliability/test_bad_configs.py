@@ -157,7 +157,11 @@ CASES = [
         at("smoothing.baseline", "/nonexistent/baseline.json"),
         "smoothing.baseline: no such file",
     ),
-    ("a voice smoothed by cusum", at("voice", {"smoothing": {"method": "cusum"}}), "voice.smoothing.method cusum"),
+    (
+        "missing real-speech baseline",
+        at("voice", {"smoothing": {"baseline": "/nonexistent/voice.json"}}),
+        "voice.smoothing.baseline: no such file",
+    ),
     ("a stated false-alarm rate of 0", at("smoothing.false_alarms_per_hour", 0), "smoothing.false_alarms_per_hour"),
     (
         "missing TLS CA file",
