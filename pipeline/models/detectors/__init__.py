@@ -6,6 +6,7 @@ from __future__ import annotations
 from pipeline.models.detectors.clip import (
     CLIP_PREPROCESSING,
     EFFORT_PREPROCESSING,
+    GEND_PREPROCESSING,
     EffortDetector,
     GenDDetector,
     UnivFDDetector,
@@ -31,6 +32,7 @@ PROFILES: dict[str, PreprocessingConfig] = {
     "dfdc_winner": DFDC_WINNER_PREPROCESSING,
     "clip": CLIP_PREPROCESSING,
     "effort": EFFORT_PREPROCESSING,
+    "gend": GEND_PREPROCESSING,  # CLIP's, aligned on the landmarks
 }
 
 __all__ = [
