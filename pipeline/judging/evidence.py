@@ -168,12 +168,13 @@ def _two_wanders(measured: dict[int, float], lengths: Sequence[int]) -> tuple[fl
 def _mean_variance(rho: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
     """The variance of the mean of n consecutive values of a unit AR(1) with ``rho``, averaged over
     the tracks' lengths n weighted by n (as their pairs weigh in the measured correlations)."""
+    r = np.minimum(rho, 1.0 - 1e-9)
     total, weight = np.zeros_like(rho), 0.0
     for n in lengths:
         if n < 2:
             continue
-        r = np.minimum(rho, 1.0 - 1e-9)
-        total += n * ((1 + r) / (1 - r) - 2 * r * (1 - r**n) / (n * (1 - r) ** 2)) / n
+        # n x the variance of the mean: (1 + r) / (1 - r) - 2 r (1 - r^n) / (n (1 - r)^2)
+        total += (1 + r) / (1 - r) - 2 * r * (1 - r**n) / (n * (1 - r) ** 2)
         weight += n
     return total / weight if weight else np.zeros_like(rho)
 
