@@ -35,11 +35,12 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 # ---- the runtime section: which engine runs the streams ------------------------------------------
 # ``engine: local`` (the default) runs everything in this process, as ``dfstream run`` always has.
-# ``engine: ray`` runs the same config on a Ray cluster (``dfstream.ray``): one actor per stream,
-# Ray Serve deployments for faces and each detector. Only this section differs between the two, and
-# nothing here imports Ray: the local engine never needs it.
+# ``engine: ray`` runs the same config on a Ray cluster (``dfstream.ray``): a node runtime per node
+# that takes streams (the local runtime, for its share of them), a controller that places them, and
+# optionally a shared Ray Serve pool per model (``deployments``). Only this section differs between
+# the two, and nothing here imports Ray: the local engine never needs it.
 class DeploymentConfig(StrictModel):
-    """A Ray Serve deployment (the face finder, or each detector): replicas and what each needs."""
+    """A model served from a shared Ray Serve pool (a GPU pool, say) instead of in each node runtime."""
 
     min_replicas: int = Field(1, ge=1)
     max_replicas: int = Field(1, ge=1)  # above min_replicas: Serve autoscales between them
@@ -52,15 +53,40 @@ class DeploymentConfig(StrictModel):
         return self.num_gpus if self.num_gpus is not None else (1.0 if device.startswith("cuda") else 0.0)
 
 
-class StreamActorsConfig(StrictModel):
-    """One Ray actor per stream: decode, tracking, smoothing and the stream's sinks."""
+class StreamSlotsConfig(StrictModel):
+    """What one stream takes of a node. A node takes as many streams as it has room for: its CPUs
+    over ``num_cpus`` and each of ``resources`` over what the node advertises; a node without one
+    of ``resources`` takes none (e.g. ``{dfstream_stream_slots: 1}``: only the nodes started with
+    ``--resources '{"dfstream_stream_slots": N}'`` take streams, N each)."""
 
     num_cpus: float = Field(1.0, ge=0)
-    # e.g. {dfstream_stream_slots: 1}: only nodes started with --resources '{"dfstream_stream_slots": N}'
-    # take streams, N each (the decode nodes)
     resources: dict[str, float] = Field(default_factory=dict)
-    max_restarts: int = Field(-1, ge=-1)  # -1: restarted by Ray as often as it dies
-    strategy: Literal["SPREAD", "DEFAULT"] = "SPREAD"  # SPREAD: streams over every node that can take one
+
+
+class NodesConfig(StrictModel):
+    """The node runtimes' heartbeats: a node whose beats stop for ``lost_after_s`` is lost, and its
+    streams are started on the others (a runtime that cannot reach the controller that long stops
+    its streams itself, so a stream never runs on two nodes)."""
+
+    heartbeat_s: float = Field(0.5, gt=0)
+    lost_after_s: float = Field(3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _beats_before_loss(self) -> NodesConfig:
+        if self.lost_after_s < 3 * self.heartbeat_s:
+            raise ValueError(
+                f"lost_after_s ({self.lost_after_s}) must be at least 3 heartbeats ({3 * self.heartbeat_s})"
+            )
+        return self
+
+
+# sections of the first Ray design (an actor per stream, every model a Serve deployment): what to do now
+_RETIRED = {
+    "faces": "faces are found in each node runtime now; remove it",
+    "detectors": "detectors run in each node runtime now; a shared pool for one is runtime.deployments.<name>",
+    "streams.max_restarts": "the controller starts a lost node's streams on the others; remove it",
+    "streams.strategy": "the controller places streams on the nodes by free slots; remove it",
+}
 
 
 class EngineConfig(StrictModel):
@@ -69,23 +95,27 @@ class EngineConfig(StrictModel):
     # ray://host:10001 (Ray Client) or host:6379 (a head node's GCS)
     address: str = "auto"
     namespace: str = Field("dfstream", min_length=1)
-    streams: StreamActorsConfig = Field(default_factory=StreamActorsConfig)
-    faces: DeploymentConfig = Field(default_factory=DeploymentConfig)
-    detectors: DeploymentConfig = Field(default_factory=DeploymentConfig)  # each detector's deployment
-    deployments: dict[str, DeploymentConfig] = Field(default_factory=dict)  # by detector or voice model name: its own
-    metrics_interval_s: float = Field(2.0, gt=0)  # how often each actor and replica reports its numbers
+    streams: StreamSlotsConfig = Field(default_factory=StreamSlotsConfig)
+    nodes: NodesConfig = Field(default_factory=NodesConfig)
+    deployments: dict[str, DeploymentConfig] = Field(default_factory=dict)  # by detector or voice model name
+    metrics_interval_s: float = Field(2.0, gt=0)  # how often each node runtime and replica reports its numbers
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, hint in _RETIRED.items():
+                section, _, field = key.rpartition(".")
+                holder = data.get(section) if section else data
+                if isinstance(holder, dict) and field in holder:
+                    raise ValueError(f"{key} (the first Ray design's): {hint}")
+        return data
 
     @field_validator("address")
     @classmethod
     def _known_address(cls, value: str) -> str:
         if value not in ("auto", "local") and not value.startswith("ray://") and ":" not in value:
             raise ValueError(f"address {value!r}: expected auto, local, ray://host:port or host:port")
-        return value
-
-    @field_validator("faces", "detectors")
-    @classmethod
-    def _replica_bounds(cls, value: DeploymentConfig) -> DeploymentConfig:
-        _check_bounds(value)
         return value
 
     @field_validator("deployments")

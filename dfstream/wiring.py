@@ -15,11 +15,9 @@ import uvicorn
 
 from core.errors import ConfigError
 from dfstream.config import DfstreamConfig
-from pipeline.models.audio.loading import load_voice_models
+from pipeline.models import loading
 from pipeline.models.audio.scorer import VoiceModel
 from pipeline.models.detector import BaseDetector
-from pipeline.models.registry import ModelRegistry
-from pipeline.models.weights import ensure_available, load_manifest
 from pipeline.monitoring.monitor import PerformanceMonitor
 from pipeline.runtime.live import LiveTap
 from pipeline.runtime.runtime import Runtime, share_cpu_threads
@@ -34,18 +32,14 @@ log = logging.getLogger("dfstream")
 
 def load_detectors(config: DfstreamConfig, offline: bool, say: Callable[[str], None]) -> dict[str, BaseDetector]:
     """Fetch missing weights (unless ``offline``), load every detector (any failure stops here)."""
-    manifest = load_manifest()
-    ensure_available([d.weights for d in config.detectors if d.weights in manifest], offline, say)
     # the face stage and each detector run side by side; set first, as backends size their thread pools when they load
     share_cpu_threads(len(config.detectors) + len(config.audio_detectors) + 1)
-    return ModelRegistry().load_configured(config.detectors)
+    return loading.load_detectors(config.detectors, offline, say)
 
 
 def load_voices(config: DfstreamConfig, offline: bool, say: Callable[[str], None]) -> dict[str, VoiceModel]:
     """The ``audio_detectors``, fetched as the detectors' weights are and loaded (after ``load_detectors``)."""
-    manifest = load_manifest()
-    ensure_available([a.weights_name for a in config.audio_detectors if a.weights_name in manifest], offline, say)
-    return load_voice_models(config.audio_detectors)
+    return loading.load_voices(config.audio_detectors, offline, say)
 
 
 def _stop_on_signals(*actions: Callable[[], None]) -> None:
@@ -117,9 +111,9 @@ def _runnable(config: DfstreamConfig) -> None:
 def ray_engine(config: DfstreamConfig, offline: bool, say: Callable[[str], None]):  # noqa: ANN201
     """Connected to the cluster ``runtime.address`` names."""
     if config.sinks.mqtt is not None and config.sinks.mqtt.outbox.durable:
-        # one file per stream actor, wherever Ray places it, is not an outbox anyone would find again
+        # a file on whichever node a stream runs, left behind when it moves, is not an outbox anyone finds again
         raise ConfigError(
-            "sinks.mqtt.outbox.durable: the Ray engine keeps each stream's outbox in memory, in its actor; "
+            "sinks.mqtt.outbox.durable: the Ray engine keeps each node runtime's outbox in memory; "
             "a durable outbox needs runtime.engine local"
         )
     try:

@@ -156,3 +156,44 @@ def test_a_failing_detector_is_counted_and_the_others_still_judge(weights_dir, s
     else:  # a track without a verdict is due again on every frame
         assert monitor.counter(broken, Count.CROP_ERRORS) == 60
         assert sink.verdicts("f") == [] and monitor.counter(Subject.stream("f"), Count.VERDICTS_SKIPPED) == 60
+
+
+def test_streams_added_and_removed_while_the_runtime_runs(weights_dir, short_clip):
+    """What the Ray engine's node runtimes do as the controller moves streams: one runtime, its
+    batchers shared, streams coming and going; a removed stream publishes its last state and stops,
+    the others go on."""
+    from stream.config import StreamConfig
+
+    config = make_config(weights_dir, [])
+    sink = MemorySink("mem")
+    runtime = Runtime(config, load_detectors(config), [sink])
+
+    def stream(sid: str) -> StreamConfig:
+        return StreamConfig.model_validate({"id": sid, "url": str(short_clip), "loop": True, "pace": "realtime"})
+
+    def verdicts(sid: str) -> int:
+        return sum(1 for v in sink.verdicts() if v.stream == sid)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(runtime.run(keep_open=True))
+        while runtime.backends is None:
+            await asyncio.sleep(0.05)
+        runtime.add_stream(stream("a"))
+        runtime.add_stream(stream("b"))
+        while not (verdicts("a") and verdicts("b")):
+            await asyncio.sleep(0.1)
+        with pytest.raises(Exception, match="exists already"):
+            runtime.add_stream(stream("a"))
+        await runtime.remove_stream("a")
+        assert set(runtime.added) == {"b"}
+        a_after, b_after = verdicts("a"), verdicts("b")
+        await asyncio.sleep(1.5)
+        assert verdicts("a") == a_after and verdicts("b") > b_after  # a stopped, b went on
+        runtime.add_stream(stream("a"))  # and it can come back
+        while verdicts("a") == a_after:
+            await asyncio.sleep(0.1)
+        runtime.stop.set()
+        await asyncio.wait_for(task, 30)
+        assert runtime.added == {}
+
+    asyncio.run(scenario())

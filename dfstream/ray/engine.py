@@ -23,12 +23,12 @@ from ray import serve
 from core.errors import ConfigError
 from dfstream.config import DfstreamConfig
 from dfstream.ray import metrics, numbers, serving
-from dfstream.ray.streams import PREFIX, StreamActor, actor_name, digest, stream_config
+from dfstream.ray.controller import CONTROLLER, Controller
 
 log = logging.getLogger(__name__)
 
 QUIET = {"log_level": "WARNING", "enable_access_log": False}  # not a log line per call
-UNPLACED_S = 30.0  # a stream actor not answering this long after its start is reported as not placed
+UNPLACED_S = 30.0  # a stream still waiting for a slot this long after it was applied is reported
 
 
 def connect(config: DfstreamConfig) -> None:
@@ -39,16 +39,14 @@ def connect(config: DfstreamConfig) -> None:
     rt = config.runtime
     local: dict[str, Any] = {}
     if rt.address == "local":
-        asks = [(rt.streams, len(config.streams)), (rt.faces, rt.faces.max_replicas)]
-        asks += [
-            (section, section.max_replicas)
-            for section in (rt.deployments.get(d.name, rt.detectors) for d in config.detectors)
-        ]
+        # room for every stream (as the local engine, they share this machine's cores) and every pool
+        asks = [(rt.streams.num_cpus, rt.streams.resources, len(config.streams))]
+        asks += [(section.num_cpus, section.resources, section.max_replicas) for section in rt.deployments.values()]
         resources: dict[str, float] = {}
-        for section, count in asks:
-            for key, value in section.resources.items():
+        for _, needs, count in asks:
+            for key, value in needs.items():
                 resources[key] = resources.get(key, 0.0) + value * count
-        cpus = math.ceil(sum(section.num_cpus * count for section, count in asks))
+        cpus = math.ceil(sum(num_cpus * count for num_cpus, _, count in asks))
         local = {"num_cpus": max(os.cpu_count() or 1, cpus), "resources": resources}
     try:
         ray.init(
@@ -84,60 +82,65 @@ def forwarded_env() -> dict[str, str]:
     return {k: os.environ[k] for k in FORWARDED if k in os.environ}
 
 
+def serve_running() -> bool:
+    try:
+        serve.context._get_global_client()  # noqa: SLF001 -- Serve has no public "is it started here"
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
 class RayEngine:
     def __init__(self, config: DfstreamConfig, offline: bool = False, say: Callable[[str], None] = print):
         self.config = config
         self.offline = offline
         self.say = say
+        self.controller: Any = None
 
     @property
     def namespace(self) -> str:
         return self.config.runtime.namespace
 
-    # ---- deploy -------------------------------------------------------------------------------------
+    # ---- deploy ---------------------------------------------------------------------------------------
     def deploy(self) -> None:
-        """The face finder and every detector as Serve applications (updated in place when their
-        config changed), the number keeper, and the metrics hub where a Prometheus sink is configured."""
+        """The number keeper, the metrics hub (where a Prometheus sink is configured), the controller
+        (which starts a node runtime on every node that takes streams), and a Serve pool for each
+        model named in ``runtime.deployments`` (updated in place when its config changed)."""
         rt, config = self.config.runtime, self.config
-        numbers.NumberKeeper.options(
-            name=numbers.KEEPER,
-            namespace=self.namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            scheduling_strategy=on_head(),
-        ).remote()
+        helpers = {"namespace": self.namespace, "lifetime": "detached", "get_if_exists": True}
+        numbers.NumberKeeper.options(name=numbers.KEEPER, scheduling_strategy=on_head(), **helpers).remote()
         if config.sinks.prometheus is not None:
             self._hub()
-        serve.start(proxy_location="Disabled")  # nothing here is reached over Serve's HTTP
-        started = time.monotonic()
-        apps = [
-            serve.RunTarget(
-                serving.face_app(config.faces, rt.faces, self.namespace, rt.metrics_interval_s),
-                name=serving.FACES_APP,
-                route_prefix=None,
-                logging_config=QUIET,
-            )
-        ]
-        for dc in config.detectors:
-            section = rt.deployments.get(dc.name, rt.detectors)
-            app = serving.scorer_app(dc, section, self.offline, self.namespace, rt.metrics_interval_s)
-            apps.append(
-                serve.RunTarget(app, name=serving.detector_app(dc.name), route_prefix=None, logging_config=QUIET)
-            )
-        for ac in config.audio_detectors:
-            section = rt.deployments.get(ac.name, rt.detectors)
-            app = serving.voice_model_app(ac, section, self.offline, self.namespace, rt.metrics_interval_s)
-            apps.append(serve.RunTarget(app, name=serving.voice_app(ac.name), route_prefix=None, logging_config=QUIET))
-        serve.run_many(apps)  # side by side: until every one is running
-        voices = f" and {len(config.audio_detectors)} voice" if config.audio_detectors else ""
-        self.say(
-            f"ray: faces, {len(config.detectors)} detector{voices} deployments running "
-            f"({time.monotonic() - started:.1f} s)"
+        self.controller = Controller.options(name=CONTROLLER, scheduling_strategy=on_head(), **helpers).remote(
+            self.namespace, forwarded_env(), self.offline
         )
-        for app in serve.status().applications:  # a detector or voice model no longer in the config
-            stale = app.startswith((serving.detector_app(""), serving.voice_app("")))
-            if stale and app not in self._apps():
-                serve.delete(app)
+        pools = [
+            (serving.detector_app(dc.name), serving.scorer_app, dc)
+            for dc in config.detectors
+            if dc.name in rt.deployments
+        ] + [
+            (serving.voice_app(ac.name), serving.voice_model_app, ac)
+            for ac in config.audio_detectors
+            if ac.name in rt.deployments
+        ]
+        if pools:
+            serve.start(proxy_location="Disabled")  # nothing here is reached over Serve's HTTP
+            started = time.monotonic()
+            apps = [
+                serve.RunTarget(
+                    make(model, rt.deployments[model.name], self.offline, self.namespace, rt.metrics_interval_s),
+                    name=name,
+                    route_prefix=None,
+                    logging_config=QUIET,
+                )
+                for name, make, model in pools
+            ]
+            serve.run_many(apps)  # side by side: until every one is running
+            self.say(f"ray: {len(pools)} shared model pool(s) running ({time.monotonic() - started:.1f} s)")
+        if serve_running():
+            for app in serve.status().applications:  # a pool no longer in the config
+                if app.startswith((serving.detector_app(""), serving.voice_app(""))) and app not in self._apps():
+                    serve.delete(app)
 
     def _hub(self) -> None:
         prom = self.config.sinks.prometheus
@@ -155,108 +158,62 @@ class RayEngine:
         self.say(f"ray: metrics on http://{prom.host if prom.host not in ('0.0.0.0', '::') else host}:{port}/metrics")
 
     def _apps(self) -> set[str]:
+        rt = self.config.runtime
         return {
-            serving.FACES_APP,
-            *(serving.detector_app(d.name) for d in self.config.detectors),
-            *(serving.voice_app(a.name) for a in self.config.audio_detectors),
+            *(serving.detector_app(d.name) for d in self.config.detectors if d.name in rt.deployments),
+            *(serving.voice_app(a.name) for a in self.config.audio_detectors if a.name in rt.deployments),
         }
 
     # ---- streams ------------------------------------------------------------------------------------
-    def running(self) -> dict[str, Any]:
-        """The stream actors of this namespace, by stream id."""
-        names = [
-            a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a.get("namespace") == self.namespace
-        ]
-        return {
-            n.removeprefix(PREFIX): ray.get_actor(n, namespace=self.namespace) for n in names if n.startswith(PREFIX)
-        }
+    def _controller(self) -> Any:
+        if self.controller is None:
+            try:
+                self.controller = ray.get_actor(CONTROLLER, namespace=self.namespace)
+            except ValueError:
+                return None
+        return self.controller
 
     def apply(self) -> dict[str, list[str]]:
         """Make the running streams those of the config: start the new ones, stop the removed
-        ones, restart the changed ones; the others are not touched."""
-        wanted = {s.id: stream_config(self.config, s.id) for s in self.config.streams}
-        running = self.running()
-        # an actor just started may take a while to answer (its process imports the models' code)
-        digests = {s["stream"]: s.get("digest") for s in self.status(running, timeout_s=60.0)}
-        changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "kept": []}
-        for sid in running:
-            if sid not in wanted:
-                changes["removed"].append(sid)
-            elif digests[sid] != digest(wanted[sid]):  # an unreachable actor has none: it is started anew
-                changes["changed"].append(sid)
-            else:
-                changes["kept"].append(sid)
-        self._remove({sid: running[sid] for sid in changes["removed"] + changes["changed"]})
-        for sid, data in wanted.items():
-            if sid not in changes["kept"]:
-                self._start(sid, data)
-                if sid not in changes["changed"]:
-                    changes["added"].append(sid)
-        changes = {k: sorted(v) for k, v in changes.items()}
+        ones, restart the changed ones (all of them, where the models or sinks changed); the others
+        are not touched."""
+        controller = self._controller()
+        if controller is None:
+            raise ConfigError(f"ray: nothing deployed in namespace {self.namespace!r}: deploy first")
+        changes = ray.get(controller.apply.remote(self.config.model_dump(mode="json")))
         self.say("ray: streams " + ", ".join(f"{k} {v}" for k, v in changes.items() if v))
         return changes
 
-    def _start(self, sid: str, data: dict[str, Any]) -> None:
-        section = self.config.runtime.streams
-        StreamActor.options(
-            name=actor_name(sid),
-            namespace=self.namespace,
-            lifetime="detached",
-            max_restarts=section.max_restarts,
-            num_cpus=section.num_cpus,
-            resources=dict(section.resources),
-            scheduling_strategy=section.strategy,
-            runtime_env={"env_vars": forwarded_env()},
-        ).remote(data, self.namespace)
+    def status(self, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """Each stream's state, as its node runtime last reported it to the controller."""
+        controller = self._controller()
+        if controller is None:
+            return []
+        return ray.get(controller.status.remote(), timeout=timeout_s)
 
-    def _remove(self, actors: dict[str, Any], timeout_s: float = 10.0) -> None:
-        """Stop them all at once (each drains its sinks for at most ``timeout_s``), then kill them."""
-        stops = {actor.stop.remote(timeout_s): sid for sid, actor in actors.items()}
-        done, hung = ray.wait(list(stops), num_returns=len(stops), timeout=timeout_s + 5) if stops else ([], [])
-        for ref in done:
-            try:
-                ray.get(ref)
-            except Exception as exc:  # died meanwhile: it goes anyway
-                log.warning("stream %s: did not stop cleanly: %s", stops[ref], exc)
-        for ref in hung:
-            log.warning("stream %s: did not stop within %.0f s", stops[ref], timeout_s + 5)
-        for actor in actors.values():
-            ray.kill(actor, no_restart=True)
-
-    def status(self, running: dict[str, Any] | None = None, timeout_s: float = 10.0) -> list[dict[str, Any]]:
-        """Each stream actor's own account; one that does not answer within ``timeout_s`` is
-        ``unreachable`` (not placed yet, still starting, or its node lost and not restarted yet)."""
-        running = self.running() if running is None else running
-        refs = {actor.status.remote(): sid for sid, actor in running.items()}
-        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
-        answers = {
-            sid: {"stream": sid, "state": "unreachable", "error": f"no answer within {timeout_s:.0f} s"}
-            for sid in running
-        }
-        for ref in done:
-            try:
-                answers[refs[ref]] = ray.get(ref)
-            except Exception as exc:
-                answers[refs[ref]] = {
-                    "stream": refs[ref],
-                    "state": "unreachable",
-                    "error": f"{type(exc).__name__}: {exc}",
-                }
-        return [answers[sid] for sid in sorted(answers)]
+    def nodes(self) -> list[dict[str, Any]]:
+        """Each node runtime: ready or not, its slots, its streams, how long since its last beat."""
+        controller = self._controller()
+        return [] if controller is None else ray.get(controller.nodes_status.remote(), timeout=10.0)
 
     def down(self) -> None:
-        """Stop every stream (draining its sinks), then remove the deployments and the helpers."""
-        self._remove(self.running())
-        for app in self._apps():
+        """Every node runtime drains its sinks and goes; then the pools, the controller and the helpers."""
+        controller = self._controller()
+        if controller is not None:
             try:
-                serve.delete(app)
-            except Exception as exc:
-                log.warning("%s: %s", app, exc)
-        for name in (metrics.HUB, numbers.KEEPER):
+                ray.get(controller.down.remote(), timeout=30.0)
+            except Exception as exc:  # it goes anyway
+                log.warning("controller: did not stop cleanly: %s", exc)
+        if serve_running():
+            for app in serve.status().applications:
+                if app.startswith((serving.detector_app(""), serving.voice_app(""))):
+                    serve.delete(app)
+        for name in (CONTROLLER, metrics.HUB, numbers.KEEPER):
             try:
                 ray.kill(ray.get_actor(name, namespace=self.namespace), no_restart=True)
             except ValueError:
                 pass
+        self.controller = None
 
     # ---- dfstream run -------------------------------------------------------------------------------
     def run(self, reload: Callable[[], DfstreamConfig] | None = None) -> None:
@@ -285,12 +242,11 @@ class RayEngine:
                 if not told and time.monotonic() - started > UNPLACED_S:
                     told = True
                     for s in statuses:
-                        if s["state"] == "unreachable":
+                        if s["state"] == "waiting for a slot":
                             section = self.config.runtime.streams
                             self.say(
-                                f"ray: stream {s['stream']} is not running yet: no node has num_cpus "
-                                f"{section.num_cpus} and "
-                                f"resources {section.resources} free, or its node is lost"
+                                f"ray: stream {s['stream']} is not running yet: no node has room for one more "
+                                f"(num_cpus {section.num_cpus}, resources {section.resources} each)"
                             )
         finally:
             for sig, handler in previous.items():

@@ -1,11 +1,13 @@
-"""Ray Serve deployments: the face finder, one per detector and one per voice model, each batched
-across every stream of the cluster with ``@serve.batch``.
+"""Shared model pools: a Ray Serve deployment for each detector or voice model named in
+``runtime.deployments`` (a GPU pool that every node runtime's streams use, say), batched across the
+cluster with ``@serve.batch``. Every other model runs in each node runtime (``nodes``).
 
-What travels: to the face finder only the downscaled copy a frame is searched on
-(``faces.detect_max_side``); to a detector only the region around a face its preprocessing reads
-(its own crop margin, plus ``SLACK``), never a whole frame. The replica runs the very code the
-local runtime's batchers run (``FaceDetector.detect``, ``BaseDetector.score_crops``) in one
-worker thread (both are thread-confined), so scores are the same numbers on both engines.
+What travels: to a detector only the region around a face its preprocessing reads (its own crop
+margin, plus ``SLACK``), never a whole frame. The replica runs the very code the local runtime's
+batchers run (``BaseDetector.score_found``) in one worker thread (it is thread-confined), so scores
+are the same numbers on both engines. A call that does not answer within ``CALL_TIMEOUT_S`` fails
+(counted, and named in the verdict's ``failed_models``); after a failure the pool is skipped for
+``AWAY_S`` before it is tried again, so a lost replica costs a stream its scores, never its pace.
 """
 
 from __future__ import annotations
@@ -20,21 +22,21 @@ import numpy as np
 import ray
 from ray import serve
 
+from core.errors import BackendUnavailableError
 from core.lifecycle import State
 from dfstream.config import DeploymentConfig
 from dfstream.ray.metrics import Reporter
 from pipeline.models.audio.config import AudioDetectorConfig
 from pipeline.models.config import DetectorConfig
-from pipeline.models.detections import Detections
-from pipeline.models.faces.finder import FaceDetector, FacesConfig, downscale
 from pipeline.models.preprocessing import margin_window
-from pipeline.monitoring.keys import FACES, Subject
+from pipeline.monitoring.keys import Subject
 from pipeline.monitoring.monitor import MonitoringConfig, PerformanceMonitor
 from pipeline.runtime.backends import Crop
 
 log = logging.getLogger(__name__)
 
-FACES_APP = "dfstream-faces"
+CALL_TIMEOUT_S = 2.0
+AWAY_S = 1.0
 SLACK = 0.05  # beyond the detector's own margin: the region always holds the crop it cuts
 ALIGNED_REACH = 0.6  # an upright aligned face (margin 0.15) spans about 2 box widths: 0.5 each side, and some
 
@@ -92,21 +94,6 @@ class _Replica:
         import os
 
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
-
-
-class FaceFinder(_Replica):
-    """Finds faces on downscaled frames; boxes come back in the pixels of the image it was sent."""
-
-    def __init__(self, faces: dict[str, Any], num_cpus: float, namespace: str, interval_s: float):
-        _threads(num_cpus)
-        self.config = FacesConfig.model_validate(faces)
-        self.detector = FaceDetector(self.config)
-        c = self.config
-        self._start("faces", FACES, self.find, c.max_batch, c.max_wait_ms, namespace, interval_s)
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
-    async def find(self, images: list[np.ndarray]) -> list[Detections]:
-        return await self._infer(self.detector.detect, images)
 
 
 class Scorer(_Replica):
@@ -195,15 +182,6 @@ def deployment_options(section: DeploymentConfig, device: str, max_batch: int, n
     return options
 
 
-def face_app(faces: FacesConfig, section: DeploymentConfig, namespace: str, interval_s: float):  # noqa: ANN201 (a Serve Application)
-    options = deployment_options(section, faces.device, faces.max_batch, "FaceFinder")
-    return (
-        serve.deployment(FaceFinder)
-        .options(**options)
-        .bind(faces.model_dump(mode="json"), section.num_cpus, namespace, interval_s)
-    )
-
-
 def scorer_app(detector: DetectorConfig, section: DeploymentConfig, offline: bool, namespace: str, interval_s: float):  # noqa: ANN201
     options = deployment_options(section, detector.device, detector.max_batch, "Scorer")
     return (
@@ -224,32 +202,42 @@ def voice_model_app(
     )
 
 
-# ---- the stream actor's side: the same submit(...) seam as the local batchers ----------------------
-class RemoteFaces:
-    """Sends the downscaled copy, scales the boxes back to the full frame."""
+# ---- the node runtime's side: the same submit(...) seam as the local batchers ------------------------
+class Guarded:
+    """``submit`` through a remote backend with a deadline, skipping it for a while after a failure."""
 
-    def __init__(self, handle, limit: int | None):  # noqa: ANN001 (a Serve DeploymentHandle)
-        self.handle = handle
-        self.limit = limit
+    def __init__(self, name: str, inner: RemoteScorer | RemoteVoice):
+        self.name, self.inner = name, inner
+        self.away_until = 0.0
 
-    async def submit(self, image: np.ndarray) -> Detections:
-        small, factor = downscale(image, self.limit)
-        found: Detections = await self.handle.find.remote(np.ascontiguousarray(small))
-        if factor == 1.0:
-            return found
-        return Detections(found.xyxy / factor, found.scores, landmarks=found.landmarks / factor)
+    async def submit(self, item: Any) -> Any:
+        now = time.monotonic()
+        if now < self.away_until:
+            raise BackendUnavailableError(
+                f"{self.name}: deployment unavailable, retried in {self.away_until - now:.1f} s"
+            )
+        try:
+            return await asyncio.wait_for(self.inner.submit(item), CALL_TIMEOUT_S)
+        except Exception as exc:
+            self.away_until = time.monotonic() + AWAY_S
+            if isinstance(exc, TimeoutError):
+                raise BackendUnavailableError(f"{self.name}: no answer within {CALL_TIMEOUT_S} s") from None
+            raise
 
 
 class RemoteScorer:
     """Sends the region around the face the detector's crop comes from, the box moved into it."""
 
-    def __init__(self, handle, margin: float, rounding: str):  # noqa: ANN001
+    def __init__(self, handle):  # noqa: ANN001 (a Serve DeploymentHandle)
         self.handle = handle
-        self.margin, self.rounding = margin, rounding
+        self.rule: tuple[float, str] | None = None  # the detector's (margin, rounding), asked once
 
     async def submit(self, item: Crop) -> float:
+        if self.rule is None:
+            self.rule = tuple(await self.handle.crop_rule.remote())
+        margin, rounding = self.rule
         image, box, landmarks = item
-        left, top, right, bottom = margin_window(image.shape, box, self.margin + SLACK, self.rounding)
+        left, top, right, bottom = margin_window(image.shape, box, margin + SLACK, rounding)
         region = np.ascontiguousarray(image[top:bottom, left:right])
         moved = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
         points = None if landmarks is None else np.asarray(landmarks) - (left, top)

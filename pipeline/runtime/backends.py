@@ -1,15 +1,13 @@
 """Where faces are found and crops are scored, behind one seam: ``submit(item) -> result``.
 
 The runtime's own backends are in-process dynamic batchers (``batching.Batcher``), one for faces
-and one per detector, fed by every stream; the Ray engine hands the same runtime remote ones
-(Ray Serve deployments, batched across the cluster). Workers, fusion, smoothing and sinks never
-know which.
+and one per detector, fed by every stream; a model the Ray engine serves from a shared pool (a Ray
+Serve deployment, batched across the cluster) is reached through the same seam. Workers, fusion,
+smoothing and sinks never know which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -43,6 +41,3 @@ class Answers:
 
     scores: dict[str, float]
     failed: dict[str, str]
-
-
-BackendsFactory = Callable[[], AbstractAsyncContextManager[Backends]]

@@ -5,8 +5,9 @@
 
 The runtime owns what streams share (the face batcher, one batcher per detector, the ensemble, the
 sinks' outboxes) and offers it to each ``StreamWorker`` through the ``StreamHost`` interface. Faces
-and crops reach their backends only through ``submit(...)`` (``backends.py``): in-process batchers
-here, Ray Serve deployments when the Ray engine runs one stream's runtime in an actor.
+and crops reach their backends only through ``submit(...)`` (``backends.py``): in-process batchers,
+or, for a model the Ray engine serves from a shared pool (``runtime.deployments``), its deployment.
+Streams can be added and removed while it runs (calls; the Ray engine's node runtimes).
 Everything numeric goes to the PerformanceMonitor, which Prometheus reads.
 """
 
@@ -18,7 +19,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -33,7 +34,7 @@ from pipeline.models.detector import BaseDetector
 from pipeline.models.faces.finder import FaceDetector
 from pipeline.monitoring.keys import FACES, FACES_TO_SCORES, RUNTIME, Count, Gauge, Subject
 from pipeline.monitoring.monitor import PerformanceMonitor
-from pipeline.runtime.backends import Answers, Backends, BackendsFactory, Crop
+from pipeline.runtime.backends import Answers, Backends, Crop, Submit
 from pipeline.runtime.batching import Batcher
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.events import Alert, Event
@@ -67,26 +68,32 @@ class Runtime:
         monitor: PerformanceMonitor | None = None,
         face_detector: FaceDetector | None = None,
         tap: LiveTap | None = None,
-        backends: BackendsFactory | None = None,
+        served: Mapping[str, Submit[Any, float]] | None = None,
         numbering: Numbering | None = None,
         voices: dict[str, VoiceModel] | None = None,
         calls: CallHub | None = None,
     ):
         """``detectors``, ``voices`` (the loaded ``audio_detectors``) and ``face_detector`` run here,
-        in batchers, unless ``backends`` says where they run instead (then ``detectors`` is empty
-        and the ensembles only fuse). ``calls``: where ``whip://`` streams get their sessions."""
+        in batchers; ``served``: the models (by name) that run elsewhere instead, reached through
+        their ``submit`` (the Ray engine's deployments). ``calls``: where ``whip://`` streams get
+        their sessions."""
         self.config = config
         self.detectors = detectors
         self.voices = voices or {}
-        listening = bool(config.audio_detectors)
-        if listening and backends is None and set(self.voices) != {d.name for d in config.audio_detectors}:
-            raise ConfigError("audio_detectors: every configured voice model must be loaded (load_voice_models)")
+        self.served = dict(served or {})
+        for kind, configured, loaded in (
+            ("detectors", config.detectors, detectors),
+            ("audio_detectors", config.audio_detectors, self.voices),
+        ):
+            missing = [c.name for c in configured if c.name not in loaded and c.name not in self.served]
+            if missing:
+                raise ConfigError(f"{kind}: {', '.join(missing)} neither loaded here nor served elsewhere")
         self.voice_ensemble = build_ensemble(config.voice.ensemble, config.audio_detectors, None)
         self.monitor = monitor or PerformanceMonitor(config.monitoring)
-        self.monitor.set_gauge(RUNTIME, Gauge.MODELS_READY, len(detectors) if backends is None else 0)
-        self.ensemble = build_ensemble(config.ensemble, config.detectors, detectors if backends is None else None)
-        self.face_detector = face_detector or (FaceDetector(config.faces) if backends is None else None)
-        self._open_backends = backends or self._local_backends
+        self.monitor.set_gauge(RUNTIME, Gauge.MODELS_READY, len(config.detectors))
+        # fusion needs only the configured weights: the detector objects only where all are here
+        self.ensemble = build_ensemble(config.ensemble, config.detectors, None if self.served else detectors)
+        self.face_detector = face_detector or FaceDetector(config.faces)
         self.numbering = numbering or Counting()
         self.outboxes = [
             Outbox(s, config.sinks.outbox_capacity, self._sink_dropped, config.sinks.drain_timeout_s) for s in sinks
@@ -106,12 +113,13 @@ class Runtime:
         self.voice_smoothing = (
             voice_smoothing(config.voice, [d.type for d in config.audio_detectors]) if config.audio_detectors else None
         )
-        self.workers = [self._worker(sc) for sc in config.streams]
+        self.workers = [self._worker(sc, self.stop) for sc in config.streams]
         self._ended = False
-        self.added: dict[str, asyncio.Task[None]] = {}  # streams added while running (calls), until they end
+        self.added: dict[str, asyncio.Task[None]] = {}  # streams added while running, until they end
+        self._stops: dict[str, asyncio.Event] = {}  # each added stream's own stop
         self.backends: Backends | None = None  # while run() runs (and after: the local batchers keep their batch sizes)
 
-    def _worker(self, stream: StreamConfig) -> StreamWorker:
+    def _worker(self, stream: StreamConfig, stop: asyncio.Event) -> StreamWorker:
         listening = bool(self.config.audio_detectors)
         config = self.config
         return StreamWorker(
@@ -121,7 +129,7 @@ class Runtime:
             self.smoothing,
             self,
             self.monitor,
-            self.stop,
+            stop,
             self.tap,
             self.numbering,
             config.voice if listening else None,
@@ -139,9 +147,12 @@ class Runtime:
             for outbox in self.outboxes:  # a sink that fails to open closes the ones opened before it
                 await outbox.__aenter__()
                 opened.append(outbox)
-            async with self._open_backends() as backends:
+            async with self._backends() as backends:
                 self.backends = backends
-                loops = [asyncio.create_task(self._alerts(), name="dfstream.alerts")]
+                loops = [
+                    asyncio.create_task(self._alerts(), name="dfstream.alerts"),
+                    asyncio.create_task(self._stop_added(), name="dfstream.stop"),
+                ]
                 if self.governor is not None:
                     loops.append(asyncio.create_task(self.governor.run(), name="dfstream.load"))
                 try:
@@ -159,38 +170,67 @@ class Runtime:
             await asyncio.gather(*(outbox.__aexit__(None, None, None) for outbox in opened))
 
     def add_stream(self, stream: StreamConfig) -> asyncio.Task[None]:
-        """Judge one more stream while running (a call that arrived); its task ends with the stream."""
+        """Judge one more stream while running; its task ends with the stream (or ``remove_stream``)."""
         if self.backends is None or self._ended or self.stop.is_set():
             raise LifecycleError("the runtime is not running: a stream can only be added while it runs")
         if stream.id in self.added or any(w.config.id == stream.id for w in self.workers):
             raise ConfigError(f"stream {stream.id!r} exists already")
-        task = asyncio.create_task(self._worker(stream).run(), name=f"dfstream[{stream.id}].worker")
+        stop = self._stops[stream.id] = asyncio.Event()
+        task = asyncio.create_task(self._worker(stream, stop).run(), name=f"dfstream[{stream.id}].worker")
         self.added[stream.id] = task
         task.add_done_callback(functools.partial(self._stream_ended, stream.id))
         return task
 
+    async def remove_stream(self, stream_id: str, timeout_s: float = 5.0) -> None:
+        """Stop an added stream as ``stop`` stops them all (its last state published, its source
+        closed); cancelled if it has not ended within ``timeout_s``."""
+        task = self.added.get(stream_id)
+        if task is None:
+            return
+        self._stops[stream_id].set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        except Exception:  # noqa: BLE001 -- its failure is logged where it ends (_stream_ended)
+            pass
+
     def _stream_ended(self, stream_id: str, task: asyncio.Task[None]) -> None:
         self.added.pop(stream_id, None)
+        self._stops.pop(stream_id, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("stream %s failed: %s", stream_id, one_line(task.exception(), with_type=True))
 
+    async def _stop_added(self) -> None:
+        await self.stop.wait()
+        for stop in self._stops.values():
+            stop.set()
+
     @contextlib.asynccontextmanager
-    async def _local_backends(self) -> AsyncIterator[Backends]:
+    async def _backends(self) -> AsyncIterator[Backends]:
+        """A batcher for faces and for every model loaded here; the served ones as they are."""
         fc = self.config.faces
         assert self.face_detector is not None
         async with contextlib.AsyncExitStack() as stack:
             faces = await stack.enter_async_context(
                 Batcher("faces", self.face_detector.detect, fc.max_batch, fc.max_wait_ms, self._observe_faces)
             )
-            models: dict[str, Batcher[Crop, float]] = {}
+            models: dict[str, Submit[Crop, float]] = {}
             for dc in self.config.detectors:
+                if dc.name in self.served:
+                    models[dc.name] = self.served[dc.name]
+                    continue
                 models[dc.name] = await stack.enter_async_context(
                     Batcher(
                         dc.name, self.detectors[dc.name].score_found, dc.max_batch, dc.max_wait_ms, self._observe_model
                     )
                 )
-            voices: dict[str, Batcher[np.ndarray, float]] = {}
+            voices: dict[str, Submit[np.ndarray, float]] = {}
             for ac in self.config.audio_detectors:
+                if ac.name in self.served:
+                    voices[ac.name] = self.served[ac.name]
+                    continue
                 voices[ac.name] = await stack.enter_async_context(
                     Batcher(ac.name, self.voices[ac.name].score, ac.max_batch, ac.max_wait_ms, self._observe_model)
                 )

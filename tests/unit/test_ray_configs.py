@@ -49,15 +49,20 @@ def test_the_config_is_a_ray_config(config):
     assert config.runtime.engine == "ray" and config.sinks.prometheus is not None
 
 
+def test_the_autoscaler_is_on_and_the_decode_group_can_grow(groups):
+    cluster = yaml.safe_load((RAY / "raycluster.yaml").read_text())
+    assert cluster["spec"]["enableInTreeAutoscaling"] is True
+    decode = next(g for g in cluster["spec"]["workerGroupSpecs"] if g["groupName"] == "decode")
+    assert decode["maxReplicas"] > decode["replicas"] and "dfstream_stream_slots" in groups["decode"][0]
+
+
 def test_every_resource_the_config_asks_for_is_advertised_with_room_for_its_minimum(config, groups):
     rt = config.runtime
-    wants = [
-        (rt.streams.num_cpus, 0.0, rt.streams.resources, len(config.streams)),
-        (rt.faces.num_cpus, rt.faces.gpus(config.faces.device), rt.faces.resources, rt.faces.min_replicas),
-    ]
+    wants = [(rt.streams.num_cpus, 0.0, rt.streams.resources, len(config.streams))]
     for d in config.detectors:
-        section = rt.deployments.get(d.name, rt.detectors)
-        wants.append((section.num_cpus, section.gpus(d.device), section.resources, section.min_replicas))
+        if d.name in rt.deployments:  # a shared pool; the others run in the node runtimes
+            section = rt.deployments[d.name]
+            wants.append((section.num_cpus, section.gpus(d.device), section.resources, section.min_replicas))
     free = {name: {k: v * n for k, v in ads.items()} for name, (ads, n, _) in groups.items()}
     for cpus, gpus, resources, count in wants:
         need = {"CPU": cpus, "GPU": gpus, **resources}
@@ -100,10 +105,19 @@ def test_dfstream_ray_refuses_a_config_for_the_local_engine(capsys):
             "runtime.address=headnode",
             "runtime.address: address 'headnode': expected auto, local, ray://host:port or host:port",
         ),
-        ("runtime.faces.max_replicas=0", "runtime.faces.max_replicas: Input should be greater than or equal to 1"),
         (
-            "runtime.detectors={min_replicas: 3, max_replicas: 2}",
-            "runtime.detectors: max_replicas (2) is below min_replicas (3)",
+            "runtime.deployments={meso4: {min_replicas: 3, max_replicas: 2}}",
+            "runtime.deployments: max_replicas (2) is below min_replicas (3)",
+        ),
+        ("runtime.nodes.lost_after_s=1", "runtime.nodes: lost_after_s (1.0) must be at least 3 heartbeats (1.5)"),
+        # the first Ray design's sections: what to do now
+        (
+            "runtime.faces={num_cpus: 2}",
+            "runtime: faces (the first Ray design's): faces are found in each node runtime now; remove it",
+        ),
+        (
+            "runtime.streams.max_restarts=3",
+            "runtime: streams.max_restarts (the first Ray design's): the controller starts a lost node's streams",
         ),
         (
             "runtime.deployments={meso5: {num_gpus: 1}}",
