@@ -36,6 +36,7 @@ from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_put
 from core.errors import one_line
 from dfstream.config import DfstreamConfig
 from dfstream.ray.placement import Plan, capacity, place
+from stream.config import StreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ SAVED = b"dfstream.controller.config"  # the applied config, in Ray's own store:
 NODE_PREFIX = "dfstream.node."
 DISCOVERY_S = 1.0  # how often Ray's node list is read (joins; a node Ray knows is dead)
 START_TIMEOUT_S = 180.0  # a node runtime not ready this long after its start is started again
+SETTLE_S = 60.0  # new streams wait this long at most for the node runtimes starting beside the ready ones
 REST_S = 10.0  # after a node is lost, before a runtime is started on it again (if Ray still lists it)
 UNLIMITED = 1_000  # the streams a node takes when nothing in runtime.streams bounds them
 FINAL = ("ended", "failed")
@@ -230,7 +232,11 @@ class Controller:
                 await self._lose(node, f"not started within {START_TIMEOUT_S:.0f} s")
         active = [sid for sid in self.wanted if sid not in self.final]
         ready = {n.node_id: n.capacity for n in self.nodes.values() if n.ready}
-        plan = place(active, ready, self.plan.of)
+        starting = any(not n.ready and now - n.started < SETTLE_S for n in self.nodes.values())
+        if starting:  # new streams wait for the runtimes starting now, rather than crowd the first one ready
+            active = [sid for sid in active if sid in self.history]
+        pinned = [sid for sid in active if not StreamConfig.model_validate(self.wanted[sid]).live]
+        plan = place(active, ready, self.plan.of, pinned)
         for sid, node in plan.of.items():
             before = self.plan.of.get(sid)
             history = self.history.setdefault(sid, {"moves": 0, "left": None})

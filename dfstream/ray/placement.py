@@ -6,12 +6,13 @@ is while that node is there and has room for it, puts the streams without a node
 loaded nodes, then evens the load: while one node has two streams more than another that has room,
 one stream moves from the fuller to the emptier. So a node that joins takes streams until the loads
 are within one of even, a node that leaves gives its streams to the others, and no other stream
-moves: a move costs a stream its tracks and a second or so of verdicts.
+moves: a move costs a stream its tracks and a second or so of verdicts. A ``pinned`` stream (a file
+read at its own pace: moved, it would start again from its first frame) moves only with its node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -32,7 +33,12 @@ def capacity(resources: Mapping[str, float], num_cpus: float, needs: Mapping[str
     return min(counts) if counts else unlimited
 
 
-def place(streams: Iterable[str], capacities: Mapping[str, int], current: Mapping[str, str]) -> Plan:
+def place(
+    streams: Iterable[str],
+    capacities: Mapping[str, int],
+    current: Mapping[str, str],
+    pinned: Collection[str] = (),
+) -> Plan:
     """Where each of ``streams`` runs, given the nodes' ``capacities`` and where they run now."""
     wanted = sorted(set(streams))
     load: dict[str, list[str]] = {node: [] for node in capacities}
@@ -49,10 +55,13 @@ def place(streams: Iterable[str], capacities: Mapping[str, int], current: Mappin
             continue
         load[min(free, key=lambda n: (len(load[n]), n))].append(stream)
     while True:  # even it out, one move at a time: the fewest moves that bring it within one
-        fullest = max(load, key=lambda n: (len(load[n]), n), default=None)
+        movable = [n for n in load if any(s not in pinned for s in load[n])]
+        fullest = max(movable, key=lambda n: (len(load[n]), n), default=None)
         roomy = [n for n in load if len(load[n]) < capacities[n]]
         emptiest = min(roomy, key=lambda n: (len(load[n]), n), default=None)
         if fullest is None or emptiest is None or len(load[fullest]) - len(load[emptiest]) < 2:
             break
-        load[emptiest].append(load[fullest].pop())  # the one placed last: the others stay put
+        mover = next(s for s in reversed(load[fullest]) if s not in pinned)  # the last placed: the others stay put
+        load[fullest].remove(mover)
+        load[emptiest].append(mover)
     return Plan({s: node for node, streams_on in load.items() for s in streams_on}, waiting)

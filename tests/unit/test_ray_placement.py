@@ -66,3 +66,15 @@ def test_unequal_nodes_fill_by_load_within_their_room():
 )
 def test_a_nodes_capacity_is_what_it_advertises_over_what_a_stream_takes(resources, num_cpus, needs, expected):
     assert capacity(resources, num_cpus, needs, 1000) == expected
+
+
+def test_a_file_read_at_its_own_pace_moves_only_with_its_node():
+    plan = place(["f1", "f2", "live"], {"n1": 4}, {})
+    joined = place(["f1", "f2", "live"], {"n1": 4, "n2": 4}, plan.of, pinned={"f1", "f2"})
+    assert joined.on("n2") == ["live"]  # the live one evens the load; the files would start again
+    only_files = place(
+        ["f1", "f2", "f3"], {"n1": 4, "n2": 4}, {"f1": "n1", "f2": "n1", "f3": "n1"}, pinned={"f1", "f2", "f3"}
+    )
+    assert only_files.on("n1") == ["f1", "f2", "f3"]
+    lost = place(["f1", "f2"], {"n2": 4}, {"f1": "n1", "f2": "n1"}, pinned={"f1", "f2"})
+    assert lost.on("n2") == ["f1", "f2"]  # its node gone: it goes with the rest

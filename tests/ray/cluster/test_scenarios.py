@@ -1,7 +1,8 @@
-"""The Ray engine on a real four-node cluster: streams spread over the decode nodes with the local
-engine's verdicts, a stream's voice judged by a voice deployment, streams added and removed at run
-time, a lost decode node and a lost detector node. Run in order, on one cluster (see conftest.py);
-each prints what it measured."""
+"""The Ray engine on a real four-node cluster: a node runtime on each decode node, streams spread
+over them with the local engine's verdicts (one detector scored in the node runtimes, the other by
+its shared pool on the GPU node), a stream's voice judged, streams added and removed at run time, a
+lost decode node and a lost pool node. Run in order, on one cluster (see conftest.py); each prints
+what it measured."""
 
 from __future__ import annotations
 
@@ -30,9 +31,8 @@ def config_of(cluster, weights_dir, streams: list[dict], **sinks) -> object:  # 
         "namespace": "dfstream-test",
         "metrics_interval_s": 1.0,
         "streams": {"num_cpus": 0.5, "resources": {"dfstream_stream_slots": 1}},
-        "faces": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
-        "detectors": {"num_cpus": 1, "resources": {"dfstream_models": 1}},
-        "deployments": {"meso4": {"num_cpus": 1, "num_gpus": 1}},  # on the GPU node
+        "nodes": {"heartbeat_s": 0.5, "lost_after_s": 3.0},
+        "deployments": {"meso4": {"num_cpus": 1, "num_gpus": 1}},  # a shared pool, on the GPU node
     }
     return make_config(weights_dir, streams, sinks=sinks, runtime=runtime)
 
@@ -67,7 +67,7 @@ def _scored(lines: list[dict]) -> list[tuple]:
     return [(v["frame_seq"], v["track_id"], v["label"], v["scored"]) for v in lines]
 
 
-def test_a_streams_voice_is_judged_by_a_voice_deployment_as_the_local_engine_judges_it(
+def test_a_streams_voice_is_judged_in_its_node_runtime_as_the_local_engine_judges_it(
     cluster, engine, weights_dir, sound_clips, aasist_dir, tmp_path
 ):
     out = tmp_path / "voice.jsonl"
@@ -77,11 +77,11 @@ def test_a_streams_voice_is_judged_by_a_voice_deployment_as_the_local_engine_jud
     config = parse_config({**config.model_dump(mode="json"), "audio_detectors": voice})
     engine.config = config
     started = time.monotonic()
-    engine.deploy()  # the voice model's deployment joins the others
-    assert engine.apply()["added"] == ["call"]
+    engine.deploy()
+    assert engine.apply()["added"] == ["call"]  # the node runtimes start again with the voice model
     statuses = _wait_states(engine, {"ended", "failed"}, 120)
     assert [s["state"] for s in statuses] == ["ended"], statuses
-    print(f"a voice deployment and a stream with speech on Ray: {time.monotonic() - started:.1f} s")
+    print(f"a voice model and a stream with speech on Ray: {time.monotonic() - started:.1f} s")
     remote = [json.loads(line) for line in out.read_text().splitlines()]
 
     sink = MemorySink("local")
@@ -99,11 +99,6 @@ def test_a_streams_voice_is_judged_by_a_voice_deployment_as_the_local_engine_jud
     for a, b in zip(remote, local):
         assert (a["label"], a["window_end_pts"], a["speech"]) == (b["label"], b["window_end_pts"], b["speech"])
         assert a["models"]["aasist_l"] == pytest.approx(b["models"]["aasist_l"], abs=1e-5)  # the same windows
-    from ray import serve
-
-    engine.config = config_of(cluster, weights_dir, streams)
-    engine.deploy()  # and it leaves with its config
-    assert not any(app.startswith("dfstream-voice-") for app in serve.status().applications)
 
 
 def test_streams_spread_over_the_decode_nodes_with_the_local_engines_verdicts(
@@ -119,7 +114,8 @@ def test_streams_spread_over_the_decode_nodes_with_the_local_engines_verdicts(
     ray_s = time.monotonic() - started
     assert all(s["state"] == "ended" for s in statuses), statuses
     decode_nodes = {n.node_id for n in cluster.decode}
-    assert {s["node"] for s in statuses} == decode_nodes  # SPREAD: one stream on each decode node
+    assert {s["node"] for s in statuses} == decode_nodes  # spread by free slots: one stream on each decode node
+    assert {n["node"] for n in engine.nodes()} == decode_nodes  # a node runtime on each, none elsewhere
 
     # the same file through the local engine, in this process
     sink = MemorySink("local")
@@ -240,7 +236,7 @@ def test_a_lost_decode_node_its_streams_resume_on_the_others(cluster, engine, br
             seqs = {
                 sid: [(round(t - killed, 1), v["seq"]) for t, v in verdicts.of(sid, killed - 2)][:40] for sid in moved
             }
-            raise AssertionError(f"{exc}; since the kill: {seqs}; actors: {engine.status()}") from None
+            raise AssertionError(f"{exc}; since the kill: {seqs}; streams: {engine.status()}") from None
         resumed = {sid: back(sid) - killed for sid in moved}
         time.sleep(3)
         statuses = {s["stream"]: s for s in engine.status()}
@@ -259,9 +255,12 @@ def test_a_lost_decode_node_its_streams_resume_on_the_others(cluster, engine, br
                 "after the kill; "
                 f"{len(during)} verdicts while the others were away"
             )
-            # measured 0.3-2.2 s; 13-16 s when two actors restarted at once: their start (each imports PyTorch) starved
-            # the survivor on these two shared cores until its source's stall watchdog reconnected
-            assert during and worst < 20.0
+            # the first design paused them 13-16 s (two stream actors importing PyTorch on the shared
+            # cores); a node runtime takes the moved streams into the runtime it already runs. The
+            # bound is loose for a loaded 2-core machine: bench/ray.py states the figure
+            assert during and worst < 5.0
+        for sid in moved:  # heartbeats, not Ray's 20-odd seconds of noticing the node is gone
+            assert resumed[sid] < 15.0, resumed
         cluster.decode.append(
             cluster.add_node(num_cpus=3, resources={"dfstream_stream_slots": 3}, **NODE)
         )  # the node comes back
