@@ -70,6 +70,9 @@ class NodesConfig(StrictModel):
 
     heartbeat_s: float = Field(0.5, gt=0)
     lost_after_s: float = Field(3.0, gt=0)
+    # a node runtime without streams this long is stopped, so the autoscaler can let its node go; it
+    # is started again when streams wait for a slot or the others carry two more than it would
+    release_after_s: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
     def _beats_before_loss(self) -> NodesConfig:

@@ -70,6 +70,7 @@ class Node:
     last_beat: float | None = None
     ready: bool = False
     running: dict[str, dict[str, Any]] = field(default_factory=dict)  # its last report, by stream
+    empty_since: float | None = None  # ready without a stream since then
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -88,6 +89,7 @@ class Controller:
         self.demand = 0
         self.lost: list[dict[str, Any]] = []  # nodes declared lost: when and why
         self.resting: dict[str, float] = {}  # node -> until when no runtime is started on it again
+        self.released: set[str] = set()  # nodes whose runtime was stopped for want of streams
         saved = _internal_kv_get(SAVED, namespace=namespace)
         if saved:  # restarted by Ray: the config it was applied, and the node runtimes it finds, go on
             self._take(json.loads(saved))
@@ -244,8 +246,31 @@ class Controller:
                 history["moves"] += 1
                 history["left"] = before
         self.plan = plan
+        await self._release(now, rt.nodes.release_after_s)
         if discover:
             await self._ask_autoscaler(len(active))
+
+    async def _release(self, now: float, after_s: float) -> None:
+        """Stop the runtimes that have had no stream for ``after_s``: their nodes go idle, and the
+        autoscaler can let them go (a node runtime claims no resources, but its process is work)."""
+        for node in [n for n in self.nodes.values() if n.ready]:
+            busy = self.plan.on(node.node_id) or any(r["state"] not in FINAL for r in node.running.values())
+            if busy or self.plan.waiting:
+                node.empty_since = None
+            elif node.empty_since is None:
+                node.empty_since = now
+            elif now - node.empty_since > after_s:
+                log.info(
+                    "controller: node %s has had no stream for %.0f s: its runtime stops", node.node_id[:16], after_s
+                )
+                self.released.add(node.node_id)
+                await self._retire([node.node_id])
+
+    def _needed(self) -> bool:
+        """Whether one more node runtime would take streams: some wait for a slot, or the load is uneven."""
+        loads = [len(self.plan.on(n.node_id)) for n in self.nodes.values() if n.ready]
+        waiting = len([s for s in self.wanted if s not in self.final]) > len(self.plan.of)
+        return waiting or max(loads, default=0) >= 2
 
     async def _discover(self) -> None:
         assert self.config is not None
@@ -256,10 +281,15 @@ class Controller:
                 await self._lose(node, "Ray lists the node as dead")
         for node_id in [n for n in self.resting if n not in alive]:
             del self.resting[node_id]
+        self.released &= set(alive)
         now = time.monotonic()
         for node_id, info in alive.items():
             if node_id in self.nodes or self.resting.get(node_id, 0.0) > now:
                 continue
+            if node_id in self.released:
+                if not self._needed():
+                    continue
+                self.released.discard(node_id)
             slots = capacity(info["Resources"], rt.streams.num_cpus, rt.streams.resources, UNLIMITED)
             if slots > 0:
                 self._start(node_id, slots)
@@ -269,7 +299,7 @@ class Controller:
 
         from dfstream.ray.nodes import NodeRuntime
 
-        prefix = f"{NODE_PREFIX}{node_id[:16]}."
+        prefix = f"{NODE_PREFIX}{node_id}."  # the whole id: simulated nodes share long prefixes
         mine = [
             a["name"]
             for a in ray.util.list_named_actors(all_namespaces=True)
@@ -315,7 +345,8 @@ class Controller:
                 log.warning("controller: node runtimes did not stop within %.0f s", timeout_s + 5)
         for node in nodes:
             ray.kill(node.actor, no_restart=True)
-        self.plan = Plan({})
+        gone = {n.node_id for n in nodes}
+        self.plan = Plan({s: n for s, n in self.plan.of.items() if n not in gone}, self.plan.waiting)
 
     async def _ask_autoscaler(self, streams: int) -> None:
         """Room for every stream: a bundle each of what a stream takes (kept until asked again)."""

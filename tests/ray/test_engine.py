@@ -1,5 +1,6 @@
 """Runs the Ray cluster scenarios (``cluster/``) in a network namespace with only loopback: no
-traffic can leave 127.0.0.0/8, whatever address Ray picks."""
+traffic can leave 127.0.0.0/8, whatever address Ray picks; and the autoscaling test
+(``autoscaling/``) in one with its own PIDs too (it stops its cluster with ``ray stop``)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _namespace_problem() -> str | None:
     return None
 
 
-def test_ray_cluster_scenarios_in_a_loopback_namespace():
+def _run_inside(folder: str, unshare: list[str], timeout: float) -> None:
     pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
     problem = _namespace_problem()
     if problem:
@@ -35,9 +36,17 @@ def test_ray_cluster_scenarios_in_a_loopback_namespace():
         pytest.skip(problem)
     env = {**os.environ, "DFSTREAM_LOOPBACK_NETNS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
     runner = f"{sys.executable} -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning"
-    command = f"ip link set lo up && exec {runner} -o addopts='--strict-markers -ra -s' tests/ray/cluster"
+    command = f"ip link set lo up && exec {runner} -o addopts='--strict-markers -ra -s' {folder}"
     result = subprocess.run(
-        ["unshare", "-n", "sh", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=540
+        ["unshare", *unshare, "sh", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
     print(result.stdout[-12000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+def test_ray_cluster_scenarios_in_a_loopback_namespace():
+    _run_inside("tests/ray/cluster", ["-n"], 540)
+
+
+def test_autoscaling_by_streams_against_rays_own_autoscaler():
+    _run_inside("tests/ray/autoscaling", ["-n", "-p", "-f", "--mount-proc"], 400)
