@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     ray_cmd = ray.add_subparsers(dest="ray_command", required=True)
     for name, text in (
         ("apply", "deploy the models and make the running streams those of the config; leave them running"),
-        ("status", "each stream actor: state, node, frames, verdicts"),
+        ("status", "each stream: state, node, frames, verdicts, moves"),
         ("down", "stop the streams (their sinks drained) and remove the deployments"),
     ):
         command = ray_cmd.add_parser(name, help=text)

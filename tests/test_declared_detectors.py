@@ -436,7 +436,7 @@ def test_without_transformers_the_error_names_the_extra(vit_folder, monkeypatch)
 
 def test_tensorrt_is_onnx_runtime_s_provider_for_a_declared_onnx_model_on_a_gpu(tmp_path, monkeypatch):
     """Without a GPU here: the providers chosen for each case, and the one-line refusals."""
-    from pipeline.models.detectors.backends import _providers
+    from pipeline.models.runners import _providers
 
     monkeypatch.setenv("DFSTREAM_MODEL_DIR", str(tmp_path / "cache"))
     model = Path("mine.onnx")

@@ -72,7 +72,7 @@ def on_head():  # noqa: ANN201 (a Ray scheduling strategy)
     return NodeAffinitySchedulingStrategy(head, soft=False)
 
 
-# what the stream actors are given of the driver's environment: where models and caches are. Never a
+# what the node runtimes are given of the driver's environment: where models and caches are. Never a
 # credential: runtime_env is shown by the dashboard and the state API. Credentials (MQTT, cameras,
 # the database) are in the environment of the nodes themselves (Kubernetes: a Secret, envFrom).
 FORWARDED = ("DFSTREAM_MODEL_DIR", "DFSTREAM_MODEL_PATH", "DFSTREAM_MODEL_MIRROR", "DFSTREAM_CACHE_DIR")

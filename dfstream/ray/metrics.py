@@ -1,10 +1,11 @@
-"""One /metrics for the whole cluster: every stream actor and Serve replica reports its monitor's
+"""One /metrics for the whole cluster: every node runtime and Serve replica reports its monitor's
 numbers to a detached hub actor (``dfstream.metrics``) every ``runtime.metrics_interval_s``; the
 hub serves them merged through the same exporter as the local engine, so the Prometheus families,
 the alert rules and the Grafana dashboard are the same on both engines.
 
-A source not heard from for ``STALE`` intervals (its actor died) is dropped: its counters leave
-with it, and a restarted actor starts its own from 0, which Prometheus' ``rate()`` reads as a reset.
+A source not heard from for ``STALE`` intervals (its node runtime or replica gone) is dropped: its
+counters leave with it, and a new one starts its own from 0, which Prometheus' ``rate()`` reads as
+a reset.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Sequence numbers that survive a stream actor's restart.
+"""Sequence numbers that go on when a stream moves to another node runtime (or its node restarts).
 
-A detached actor (``dfstream.numbers``) hands out blocks of numbers per key; a stream actor
+A detached actor (``dfstream.numbers``) hands out blocks of numbers per key; a node runtime
 numbers its verdicts and MQTT messages from the blocks it leased, asking for the next block when
-half of the current one is used. A restarted actor leases above the highest block ever handed out,
-so a number is never used twice; a restart skips at most one block (``BLOCK``): subscribers see a
-gap, which is the truth (frames went unjudged while the stream was away), never a repeat.
+half of the current one is used. A stream starting on a node (moved there, or its node's runtime
+started again) leases above the highest block ever handed out, so a number is never used twice; a
+move skips at most one block (``BLOCK``): subscribers see a gap, which is the truth (frames went
+unjudged while the stream was away), never a repeat.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ KEEPER = "dfstream.numbers"
 @ray.remote(num_cpus=0, max_restarts=-1)
 class NumberKeeper:
     """Placed on the head node (``engine.on_head``): its state lives as long as the cluster. Should
-    it restart all the same, a stream actor's next lease still goes above what that actor used
+    it restart all the same, a node runtime's next lease still goes above what it used
     (``above``)."""
 
     def __init__(self) -> None:

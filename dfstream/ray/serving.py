@@ -96,7 +96,7 @@ class _Replica:
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
 
-class Scorer(_Replica):
+class DetectorPool(_Replica):
     """One detector: P(fake) for face regions, exactly as the local batcher scores full frames."""
 
     def __init__(self, detector: dict[str, Any], num_cpus: float, offline: bool, namespace: str, interval_s: float):
@@ -127,7 +127,7 @@ class Scorer(_Replica):
         return [float(s) for s in await self._infer(self.detector.score_found, crops)]
 
 
-class VoiceModel(_Replica):
+class VoicePool(_Replica):
     """One voice model: P(spoof) for 16 kHz windows, exactly as the local batcher scores them."""
 
     def __init__(self, voice: dict[str, Any], num_cpus: float, offline: bool, namespace: str, interval_s: float):
@@ -183,9 +183,9 @@ def deployment_options(section: DeploymentConfig, device: str, max_batch: int, n
 
 
 def scorer_app(detector: DetectorConfig, section: DeploymentConfig, offline: bool, namespace: str, interval_s: float):  # noqa: ANN201
-    options = deployment_options(section, detector.device, detector.max_batch, "Scorer")
+    options = deployment_options(section, detector.device, detector.max_batch, "DetectorPool")
     return (
-        serve.deployment(Scorer)
+        serve.deployment(DetectorPool)
         .options(**options)
         .bind(detector.model_dump(mode="json"), section.num_cpus, offline, namespace, interval_s)
     )
@@ -194,9 +194,9 @@ def scorer_app(detector: DetectorConfig, section: DeploymentConfig, offline: boo
 def voice_model_app(
     voice: AudioDetectorConfig, section: DeploymentConfig, offline: bool, namespace: str, interval_s: float
 ):  # noqa: ANN201
-    options = deployment_options(section, voice.device, voice.max_batch, "VoiceModel")
+    options = deployment_options(section, voice.device, voice.max_batch, "VoicePool")
     return (
-        serve.deployment(VoiceModel)
+        serve.deployment(VoicePool)
         .options(**options)
         .bind(voice.model_dump(mode="json"), section.num_cpus, offline, namespace, interval_s)
     )

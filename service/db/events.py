@@ -57,7 +57,7 @@ class DatabaseEventWriter:
 
 
 def store_sink(config: StoreConfig | None, engine: Engine, monitor: PerformanceMonitor) -> StoreSink:
-    """Live events into the database ``engine`` reaches (``dfstream run``, ``serve`` and every Ray stream actor)."""
+    """Live events into the database ``engine`` reaches (``dfstream run``, ``serve`` and every Ray node runtime)."""
     return StoreSink(config or StoreConfig(), DatabaseEventWriter(engine), monitor)
 
 

@@ -25,9 +25,9 @@ from core.errors import ConfigError, ModelLoadError, one_line
 from pipeline.models.audio.aasist import WINDOW
 from pipeline.models.audio.config import WaveformSpec
 from pipeline.models.config import OutputSpec
-from pipeline.models.detectors.backends import onnx_runner
 from pipeline.models.detectors.declared import declared_probabilities
 from pipeline.models.devices import resolve_device
+from pipeline.models.runners import onnx_runner
 
 CHECK_SECONDS = 16_000  # samples of each check window before it is fitted to the model's length
 

@@ -18,8 +18,8 @@ import torch
 
 from core.errors import ModelLoadError
 from pipeline.models.audio.aasist import SHAPES, WINDOW, load_aasist, tile
-from pipeline.models.detectors.backends import Runner, check_against_torch, compile_module
 from pipeline.models.devices import resolve_backend, resolve_device
+from pipeline.models.runners import Runner, check_against_torch, compile_module
 from pipeline.models.weights import sha256_file
 
 SPOOF = 0

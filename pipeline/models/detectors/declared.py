@@ -30,11 +30,11 @@ import torch
 from core.errors import ConfigError, InferenceError, ModelLoadError, WeightsError, one_line
 from pipeline.models.config import InputSpec, OutputSpec
 from pipeline.models.detector import BaseDetector, DetectionResult, ModelInfo
-from pipeline.models.detectors.backends import TOLERANCE, Runner, onnx_runner
 from pipeline.models.devices import BackendName
 from pipeline.models.images import ImageLike
 from pipeline.models.plugins import register
 from pipeline.models.preprocessing import PreprocessingConfig, UnifiedPreprocessor
+from pipeline.models.runners import TOLERANCE, Runner, onnx_runner
 from pipeline.models.weights import resolve_weights
 
 Shape = list[int | None]  # the model's input dimensions; None where the file leaves one open

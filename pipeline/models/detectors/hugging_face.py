@@ -27,9 +27,9 @@ import torch
 
 from core.errors import ModelLoadError, one_line
 from pipeline.models.config import InputSpec, OutputSpec
-from pipeline.models.detectors.backends import Runner
 from pipeline.models.detectors.declared import DeclaredDetector, Shape
 from pipeline.models.plugins import register
+from pipeline.models.runners import Runner
 
 # PIL's resampling numbers, as processor configs store them, in the preprocessor's terms
 _RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "area", 5: "area"}

@@ -14,10 +14,10 @@ from torch import nn
 
 from core.errors import InferenceError, ModelLoadError, WeightsError
 from pipeline.models.detector import BaseDetector, DetectionResult, ModelInfo
-from pipeline.models.detectors.backends import Runner, check_against_torch, compile_module
 from pipeline.models.devices import BackendName, resolve_backend
 from pipeline.models.images import ImageLike
 from pipeline.models.preprocessing import PreprocessingConfig, UnifiedPreprocessor
+from pipeline.models.runners import Runner, check_against_torch, compile_module
 from pipeline.models.weights import resolve_weights, sha256_file
 
 log = logging.getLogger(__name__)

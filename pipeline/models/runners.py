@@ -1,5 +1,5 @@
-"""CPU inference backends for PyTorch detectors: the loaded module exported to ONNX and run by
-ONNX Runtime or OpenVINO, checked against PyTorch at load.
+"""CPU inference runners for PyTorch models, face detectors and voice models alike: the loaded
+module exported to ONNX and run by ONNX Runtime or OpenVINO, checked against PyTorch at load.
 
 Measured on the 2-core development machine (``python -m bench``, crops/s by backend): the MesoNets run 1.5-3x
 faster per crop in either than in PyTorch at small batches. OpenVINO's CPU plugin lowers its
