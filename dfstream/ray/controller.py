@@ -47,6 +47,7 @@ DISCOVERY_S = 1.0  # how often Ray's node list is read (joins; a node Ray knows 
 START_TIMEOUT_S = 180.0  # a node runtime not ready this long after its start is started again
 SETTLE_S = 60.0  # new streams wait this long at most for the node runtimes starting beside the ready ones
 REST_S = 10.0  # after a node is lost, before a runtime is started on it again (if Ray still lists it)
+LOSSES_KEPT = 100  # the latest nodes lost, for status
 UNLIMITED = 1_000  # the streams a node takes when nothing in runtime.streams bounds them
 FINAL = ("ended", "failed")
 
@@ -172,10 +173,14 @@ class Controller:
 
     # ---- the node runtimes' call ---------------------------------------------------------------------
     async def beat(
-        self, node_id: str, base: str, state: str, error: str | None, running: dict[str, dict[str, Any]]
+        self, node_id: str, base: str, state: str, error: str | None, running: dict[str, dict[str, Any]], actor: Any
     ) -> dict[str, Any]:
         """A node runtime's heartbeat: its state and its streams' in, the streams it is to run out."""
         node = self.nodes.get(node_id)
+        if node is None and node_id not in self.resting and base == self.base_digest and self.config is not None:
+            # this controller was restarted (its state is the applied config alone): a runtime built
+            # for that config, not declared lost since, is taken as it is, streams and all
+            node = await self._adopt(node_id, actor)
         if node is None:  # declared lost: killed, if the kill has not reached it yet
             return {"streams": {}, "known": False}
         if node.base != base:  # found after a restart of the controller, built for another config
@@ -192,6 +197,17 @@ class Controller:
             if report["state"] in FINAL and sid in self.wanted and self.plan.of.get(sid) == node_id:
                 self.final[sid] = {**report, "restarted": self.history.get(sid, {}).get("moves", 0) > 0}
         return {"streams": self._assigned(node_id), "known": True}
+
+    async def _adopt(self, node_id: str, actor: Any) -> Node | None:
+        assert self.config is not None
+        rt = self.config.runtime
+        info = next((n for n in await asyncio.to_thread(ray.nodes) if n["NodeID"] == node_id and n["Alive"]), None)
+        if info is None:
+            return None
+        slots = capacity(info["Resources"], rt.streams.num_cpus, rt.streams.resources, UNLIMITED)
+        node = self.nodes[node_id] = Node(node_id, actor, slots, self.base_digest, last_beat=time.monotonic())
+        log.info("controller: node runtime on %s taken as it runs", node_id[:16])
+        return node
 
     def _assigned(self, node_id: str) -> dict[str, dict[str, Any]]:
         """The node's streams, less any still running on the node it left (handed over once it stopped)."""
@@ -329,6 +345,7 @@ class Controller:
     async def _lose(self, node: Node, why: str) -> None:
         log.warning("controller: node %s lost (%s); its streams go to the others", node.node_id[:16], why)
         self.lost.append({"node": node.node_id, "why": why, "at": time.time(), "streams": self.plan.on(node.node_id)})
+        del self.lost[:-LOSSES_KEPT]
         del self.nodes[node.node_id]
         # Ray may list a node whose beats stopped as alive for a while yet: no new runtime on it till then
         self.resting[node.node_id] = time.monotonic() + REST_S

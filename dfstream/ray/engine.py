@@ -20,10 +20,10 @@ from typing import Any
 import ray
 from ray import serve
 
-from core.errors import ConfigError
+from core.errors import BackendUnavailableError, ConfigError
 from dfstream.config import DfstreamConfig
 from dfstream.ray import metrics, numbers, serving
-from dfstream.ray.controller import CONTROLLER, Controller
+from dfstream.ray.controller import CONTROLLER, NODE_PREFIX, Controller
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,16 @@ class RayEngine:
         controller = self._controller()
         if controller is None:
             return []
-        return ray.get(controller.status.remote(), timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return ray.get(controller.status.remote(), timeout=timeout_s)
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise BackendUnavailableError(
+                        f"ray: the controller has been restarting for {timeout_s:.0f} s; ask again"
+                    ) from None
+                time.sleep(0.5)
 
     def nodes(self) -> list[dict[str, Any]]:
         """Each node runtime: ready or not, its slots, its streams, how long since its last beat."""
@@ -208,7 +217,13 @@ class RayEngine:
             for app in serve.status().applications:
                 if app.startswith((serving.detector_app(""), serving.voice_app(""))):
                     serve.delete(app)
-        for name in (CONTROLLER, metrics.HUB, numbers.KEEPER):
+        # a node runtime the controller could not stop (or started before it failed) goes too
+        left = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a.get("namespace") == self.namespace and a["name"].startswith(NODE_PREFIX)
+        ]
+        for name in (*left, CONTROLLER, metrics.HUB, numbers.KEEPER):
             try:
                 ray.kill(ray.get_actor(name, namespace=self.namespace), no_restart=True)
             except ValueError:

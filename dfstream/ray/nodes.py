@@ -52,6 +52,7 @@ class NodeRuntime:
         ):  # one client per node: a shared id would have the broker drop all but one
             self.config.sinks.mqtt.client_id = f"{self.config.sinks.mqtt.client_id}-{node_id[:12]}"
         self.controller = None
+        self.me = ray.get_runtime_context().current_actor  # sent with each beat: a restarted controller adopts it
         self.monitor = PerformanceMonitor(self.config.monitoring)
         self.reporter = Reporter(
             namespace, f"node/{node_id[:12]}", self.monitor, self.config.runtime.metrics_interval_s
@@ -126,12 +127,14 @@ class NodeRuntime:
                 if self.controller is None:
                     raise LookupError("no controller yet")
                 answer = await asyncio.wait_for(
-                    self.controller.beat.remote(self.node, self.base, self.state, self.error, self._report()),
+                    self.controller.beat.remote(self.node, self.base, self.state, self.error, self._report(), self.me),
                     nodes.heartbeat_s * 2,
                 )
                 heard = time.monotonic()
                 if self.state == "running":
                     await self._follow(answer["streams"])
+            except ray.exceptions.ActorUnavailableError:  # the controller restarting: it takes us as we run
+                heard = time.monotonic()
             except Exception as exc:  # noqa: BLE001 -- a beat lost; too many and the node stops its streams
                 if time.monotonic() - heard > nodes.lost_after_s and self.streams:
                     log.warning("node %s: no word from the controller (%s): stopping its streams", self.node[:12], exc)

@@ -297,3 +297,30 @@ def test_a_lost_detector_node_the_streams_keep_publishing(cluster, engine, broke
         )  # judged by the other
     finally:
         verdicts.close()
+
+
+def test_the_controller_restarted_goes_on_with_the_node_runtimes_it_finds(cluster, engine, broker, creds):
+    """Ray restarts the controller; it takes the applied config from Ray's store and the node runtimes
+    it finds, and every stream publishes again (at worst after the runtimes' own fence)."""
+    from dfstream.ray.controller import CONTROLLER
+
+    cams = ["cam0", "cam1", "cam2"]
+    verdicts = Verdicts(broker)
+    try:
+        verdicts.wait(lambda: all(verdicts.of(c, time.monotonic() - 2) for c in cams), 90, "verdicts from every camera")
+        runtimes = {n["node"] for n in engine.nodes()}
+        killed = time.monotonic()
+        ray.kill(ray.get_actor(CONTROLLER, namespace=engine.namespace), no_restart=False)
+        back_s = verdicts.wait(
+            lambda: all(verdicts.of(c, killed + 2) for c in cams), 90, "every camera publishing after the restart"
+        )
+        statuses = _wait_states(engine, {"running"}, 60)  # answered by the restarted controller
+        assert sorted(s["stream"] for s in statuses) == cams
+        assert {n["node"] for n in engine.nodes()} == runtimes  # the same nodes' runtimes, found again
+        paused = max(
+            (b - a for c in cams for (a, _), (b, _) in zip(verdicts.of(c, killed - 1), verdicts.of(c, killed - 1)[1:])),
+            default=0.0,
+        )
+        print(f"controller killed: every camera publishing within {back_s:.1f} s; longest pause {paused:.1f} s")
+    finally:
+        verdicts.close()
