@@ -36,7 +36,6 @@ from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_put
 from core.errors import one_line
 from dfstream.config import DfstreamConfig
 from dfstream.ray.placement import Plan, capacity, place
-from stream.config import StreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +82,7 @@ class Controller:
         self.base: dict[str, Any] = {}
         self.base_digest = ""
         self.wanted: dict[str, dict[str, Any]] = {}  # stream id -> its section
+        self.pinned: set[str] = set()
         self.nodes: dict[str, Node] = {}
         self.plan = Plan({})
         self.final: dict[str, dict[str, Any]] = {}  # streams that ended or failed, with their last state
@@ -99,6 +99,7 @@ class Controller:
     def _take(self, config: dict[str, Any]) -> None:
         self.config = DfstreamConfig.model_validate(config)
         self.wanted = {s["id"]: s for s in config["streams"]}
+        self.pinned = {s.id for s in self.config.streams if not s.live}  # files at their own pace
         self.base = base_of(config)
         self.base_digest = digest(self.base)
 
@@ -253,8 +254,7 @@ class Controller:
         starting = any(not n.ready and now - n.started < SETTLE_S for n in self.nodes.values())
         if starting:  # new streams wait for the runtimes starting now, rather than crowd the first one ready
             active = [sid for sid in active if sid in self.history]
-        pinned = [sid for sid in active if not StreamConfig.model_validate(self.wanted[sid]).live]
-        plan = place(active, ready, self.plan.of, pinned)
+        plan = place(active, ready, self.plan.of, self.pinned)
         for sid, node in plan.of.items():
             before = self.plan.of.get(sid)
             history = self.history.setdefault(sid, {"moves": 0, "left": None})
@@ -308,19 +308,16 @@ class Controller:
                 self.released.discard(node_id)
             slots = capacity(info["Resources"], rt.streams.num_cpus, rt.streams.resources, UNLIMITED)
             if slots > 0:
-                self._start(node_id, slots)
+                await self._start(node_id, slots)
 
-    def _start(self, node_id: str, slots: int) -> None:
+    async def _start(self, node_id: str, slots: int) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from dfstream.ray.nodes import NodeRuntime
 
         prefix = f"{NODE_PREFIX}{node_id}."  # the whole id: simulated nodes share long prefixes
-        mine = [
-            a["name"]
-            for a in ray.util.list_named_actors(all_namespaces=True)
-            if a.get("namespace") == self.namespace and a["name"].startswith(prefix)
-        ]
+        named = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)  # a call to Ray's GCS
+        mine = [a["name"] for a in named if a.get("namespace") == self.namespace and a["name"].startswith(prefix)]
         node = None
         if mine:  # the node's runtime from before a restart of the controller: kept if it beats, for this config
             newest = max(mine, key=lambda n: int(n.rsplit(".", 1)[1]))

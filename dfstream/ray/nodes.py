@@ -128,7 +128,9 @@ class NodeRuntime:
                     raise LookupError("no controller yet")
                 answer = await asyncio.wait_for(
                     self.controller.beat.remote(self.node, self.base, self.state, self.error, self._report(), self.me),
-                    nodes.heartbeat_s * 2,
+                    # a slow answer is still an answer: only silence as long as the controller's own
+                    # verdict of loss stops the streams (a busy controller must not fence every node)
+                    max(nodes.lost_after_s - (time.monotonic() - heard), nodes.heartbeat_s),
                 )
                 heard = time.monotonic()
                 if self.state == "running":
@@ -137,7 +139,11 @@ class NodeRuntime:
                 heard = time.monotonic()
             except Exception as exc:  # noqa: BLE001 -- a beat lost; too many and the node stops its streams
                 if time.monotonic() - heard > nodes.lost_after_s and self.streams:
-                    log.warning("node %s: no word from the controller (%s): stopping its streams", self.node[:12], exc)
+                    log.warning(
+                        "node %s: no word from the controller (%s): stopping its streams",
+                        self.node[:12],
+                        one_line(exc, with_type=True),
+                    )
                     await self._follow({})
             await asyncio.sleep(nodes.heartbeat_s)
 
