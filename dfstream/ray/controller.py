@@ -55,6 +55,11 @@ def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def identity(actor: Any) -> str:
+    """Which actor a handle names (two handles to one actor are equal here)."""
+    return actor._actor_id.hex()  # noqa: SLF001 -- Ray gives handles no public id
+
+
 def base_of(config: dict[str, Any]) -> dict[str, Any]:
     """What every node runtime shares: the config without its streams."""
     return {k: v for k, v in config.items() if k != "streams"}
@@ -94,6 +99,7 @@ class Controller:
         saved = _internal_kv_get(SAVED, namespace=namespace)
         if saved:  # restarted by Ray: the config it was applied, and the node runtimes it finds, go on
             self._take(json.loads(saved))
+        self._ticking = asyncio.Lock()
         self.task = asyncio.get_running_loop().create_task(self._loop(), name="dfstream.controller")
 
     def _take(self, config: dict[str, Any]) -> None:
@@ -178,6 +184,9 @@ class Controller:
     ) -> dict[str, Any]:
         """A node runtime's heartbeat: its state and its streams' in, the streams it is to run out."""
         node = self.nodes.get(node_id)
+        if node is not None and identity(node.actor) != identity(actor):  # a second runtime on the node: it goes
+            ray.kill(actor, no_restart=True)
+            return {"streams": {}, "known": False}
         if node is None and node_id not in self.resting and base == self.base_digest and self.config is not None:
             # this controller was restarted (its state is the applied config alone): a runtime built
             # for that config, not declared lost since, is taken as it is, streams and all
@@ -206,21 +215,27 @@ class Controller:
         if info is None:
             return None
         slots = capacity(info["Resources"], rt.streams.num_cpus, rt.streams.resources, UNLIMITED)
+        if node_id in self.nodes:  # started or taken meanwhile
+            return self.nodes[node_id] if identity(self.nodes[node_id].actor) == identity(actor) else None
         node = self.nodes[node_id] = Node(node_id, actor, slots, self.base_digest, last_beat=time.monotonic())
         log.info("controller: node runtime on %s taken as it runs", node_id[:16])
         return node
 
     def _assigned(self, node_id: str) -> dict[str, dict[str, Any]]:
-        """The node's streams, less any still running on the node it left (handed over once it stopped)."""
-        given = {}
-        for sid in self.plan.on(node_id):
-            if sid in self.final or sid not in self.wanted:
-                continue
-            left = self.history.get(sid, {}).get("left")
-            if left in self.nodes and sid in self.nodes[left].running:
-                continue
-            given[sid] = self.wanted[sid]
-        return given
+        """The node's streams, less any another node still reports running (handed over once it has
+        stopped there: a stream that moved twice before its first node let go waits for that one too)."""
+        elsewhere = {
+            sid
+            for other in self.nodes.values()
+            if other.node_id != node_id
+            for sid, report in other.running.items()
+            if report["state"] not in FINAL
+        }
+        return {
+            sid: self.wanted[sid]
+            for sid in self.plan.on(node_id)
+            if sid in self.wanted and sid not in self.final and sid not in elsewhere
+        }
 
     # ---- the loop ------------------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -237,6 +252,10 @@ class Controller:
             await asyncio.sleep(interval)
 
     async def _tick(self, discover: bool) -> None:
+        async with self._ticking:  # the loop's and apply()'s: one at a time (a node must get one runtime)
+            await self._tick_once(discover)
+
+    async def _tick_once(self, discover: bool) -> None:
         if self.config is None:
             return
         rt = self.config.runtime
@@ -257,10 +276,9 @@ class Controller:
         plan = place(active, ready, self.plan.of, self.pinned)
         for sid, node in plan.of.items():
             before = self.plan.of.get(sid)
-            history = self.history.setdefault(sid, {"moves": 0, "left": None})
+            history = self.history.setdefault(sid, {"moves": 0})
             if before is not None and before != node:
                 history["moves"] += 1
-                history["left"] = before
         self.plan = plan
         await self._release(now, rt.nodes.release_after_s)
         if discover:
@@ -318,6 +336,8 @@ class Controller:
         prefix = f"{NODE_PREFIX}{node_id}."  # the whole id: simulated nodes share long prefixes
         named = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)  # a call to Ray's GCS
         mine = [a["name"] for a in named if a.get("namespace") == self.namespace and a["name"].startswith(prefix)]
+        if node_id in self.nodes:  # adopted by a beat meanwhile
+            return
         node = None
         if mine:  # the node's runtime from before a restart of the controller: kept if it beats, for this config
             newest = max(mine, key=lambda n: int(n.rsplit(".", 1)[1]))
