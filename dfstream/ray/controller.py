@@ -96,6 +96,7 @@ class Controller:
         self.lost: list[dict[str, Any]] = []  # nodes declared lost: when and why
         self.resting: dict[str, float] = {}  # node -> until when no runtime is started on it again
         self.released: set[str] = set()  # nodes whose runtime was stopped for want of streams
+        self.gone: set[str] = set()  # the runtimes this controller stopped or declared lost
         saved = _internal_kv_get(SAVED, namespace=namespace)
         if saved:  # restarted by Ray: the config it was applied, and the node runtimes it finds, go on
             self._take(json.loads(saved))
@@ -183,6 +184,8 @@ class Controller:
         self, node_id: str, base: str, state: str, error: str | None, running: dict[str, dict[str, Any]], actor: Any
     ) -> dict[str, Any]:
         """A node runtime's heartbeat: its state and its streams' in, the streams it is to run out."""
+        if identity(actor) in self.gone:  # stopped or declared lost: the kill has not reached it yet
+            return {"streams": {}, "known": False}
         node = self.nodes.get(node_id)
         if node is not None and identity(node.actor) != identity(actor):  # a second runtime on the node: it goes
             ray.kill(actor, no_restart=True)
@@ -364,6 +367,7 @@ class Controller:
         self.lost.append({"node": node.node_id, "why": why, "at": time.time(), "streams": self.plan.on(node.node_id)})
         del self.lost[:-LOSSES_KEPT]
         del self.nodes[node.node_id]
+        self.gone.add(identity(node.actor))
         # Ray may list a node whose beats stopped as alive for a while yet: no new runtime on it till then
         self.resting[node.node_id] = time.monotonic() + REST_S
         ray.kill(node.actor, no_restart=True)
@@ -371,6 +375,7 @@ class Controller:
     async def _retire(self, node_ids: list[str], timeout_s: float = 10.0) -> None:
         """Stop these node runtimes (each drains its sinks for at most ``timeout_s``), then kill them."""
         nodes = [self.nodes.pop(n) for n in node_ids if n in self.nodes]
+        self.gone.update(identity(n.actor) for n in nodes)
         stops = [n.actor.stop.remote(timeout_s) for n in nodes]
         if stops:
             try:
