@@ -62,6 +62,7 @@ class NodeRuntime:
         self.state, self.error = "starting", None
         self.streams: dict[str, tuple[dict[str, Any], asyncio.Task[None], float]] = {}  # section, task, start
         self.leaving: dict[str, asyncio.Task[None]] = {}  # streams being stopped
+        self.following: asyncio.Task[None] | None = None  # the answer being followed
         self.finished: dict[str, dict[str, Any]] = {}  # streams that ended here, until the controller lets go
         self.task = asyncio.get_running_loop().create_task(self._run(), name="dfstream.node")
 
@@ -134,7 +135,7 @@ class NodeRuntime:
                 )
                 heard = time.monotonic()
                 if self.state == "running":
-                    await self._follow(answer["streams"])
+                    self._follow_soon(answer["streams"])
             except ray.exceptions.ActorUnavailableError:  # the controller restarting: it takes us as we run
                 heard = time.monotonic()
             except Exception as exc:  # noqa: BLE001 -- a beat lost; too many and the node stops its streams
@@ -144,8 +145,20 @@ class NodeRuntime:
                         self.node[:12],
                         one_line(exc, with_type=True),
                     )
-                    await self._follow({})
+                    self._follow_soon({})
             await asyncio.sleep(nodes.heartbeat_s)
+
+    def _follow_soon(self, wanted: dict[str, dict[str, Any]]) -> None:
+        """Follow the answer beside the beats, never in their way: starting fifty streams (their
+        numbers leased first) takes seconds, and a node silent that long is lost. One at a time; an
+        answer that comes meanwhile waits for the next beat."""
+        if self.following is None or self.following.done():
+            self.following = asyncio.create_task(self._follow(wanted), name="dfstream.node.follow")
+            self.following.add_done_callback(self._followed)
+
+    def _followed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("node %s: %s", self.node[:12], one_line(task.exception(), with_type=True))  # type: ignore[arg-type]
 
     async def _follow(self, wanted: dict[str, dict[str, Any]]) -> None:
         """Run exactly ``wanted``: stop the others (side by side, in the background), start the new."""
@@ -155,10 +168,16 @@ class NodeRuntime:
         for sid, (section, _, _) in list(self.streams.items()):
             if wanted.get(sid) != section:
                 self._leave(sid)
-        for sid, section in wanted.items():
-            if sid in self.streams or sid in self.leaving or self.finished.get(sid, {}).get("section") == section:
-                continue
-            await self.numbering.prime([f"{sid}/{key}" for key in KEYS])  # above what any node used
+        new = {
+            sid: section
+            for sid, section in wanted.items()
+            if sid not in self.streams
+            and sid not in self.leaving
+            and self.finished.get(sid, {}).get("section") != section
+        }
+        # every new stream's numbers leased at once, above what any node used
+        await asyncio.gather(*(self.numbering.prime([f"{sid}/{key}" for key in KEYS]) for sid in new))
+        for sid, section in new.items():
             task = self.runtime.add_stream(StreamConfig.model_validate(section))
             self.streams[sid] = (section, task, time.time())
 
