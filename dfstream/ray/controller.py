@@ -46,7 +46,6 @@ DISCOVERY_S = 1.0  # how often Ray's node list is read (joins; a node Ray knows 
 START_TIMEOUT_S = 180.0  # a node runtime not ready this long after its start is started again
 SETTLE_S = 60.0  # new streams wait this long at most for the node runtimes starting beside the ready ones
 REST_S = 10.0  # after a node is lost, before a runtime is started on it again (if Ray still lists it)
-LOSSES_KEPT = 100  # the latest nodes lost, for status
 UNLIMITED = 1_000  # the streams a node takes when nothing in runtime.streams bounds them
 FINAL = ("ended", "failed")
 
@@ -91,9 +90,8 @@ class Controller:
         self.nodes: dict[str, Node] = {}
         self.plan = Plan({})
         self.final: dict[str, dict[str, Any]] = {}  # streams that ended or failed, with their last state
-        self.history: dict[str, dict[str, Any]] = {}  # per stream: first start, moves, the node it left
+        self.moves: dict[str, int] = {}  # per stream placed once: how often it moved since
         self.demand = 0
-        self.lost: list[dict[str, Any]] = []  # nodes declared lost: when and why
         self.resting: dict[str, float] = {}  # node -> until when no runtime is started on it again
         self.released: set[str] = set()  # nodes whose runtime was stopped for want of streams
         self.gone: set[str] = set()  # the runtimes this controller stopped or declared lost
@@ -129,7 +127,7 @@ class Controller:
         changes["added"] = sorted(set(wanted) - set(self.wanted))
         for sid in changes["removed"] + changes["changed"]:
             self.final.pop(sid, None)
-            self.history.pop(sid, None)
+            self.moves.pop(sid, None)
         if rebase:  # the runtimes were built for the old models and sinks: new ones, built for these
             await self._retire(list(self.nodes))
         self._take(config)
@@ -146,11 +144,11 @@ class Controller:
                 continue
             node = self.plan.of.get(sid)
             report = self.nodes[node].running.get(sid) if node in self.nodes else None
-            history = self.history.get(sid, {})
             if report is None:
                 state = "waiting for a slot" if sid in self.plan.waiting else "starting"
                 report = {"stream": sid, "state": state, "node": node, "error": None}
-            out.append({**report, "restarted": history.get("moves", 0) > 0, "moves": history.get("moves", 0)})
+            moves = self.moves.get(sid, 0)
+            out.append({**report, "restarted": moves > 0, "moves": moves})
         return out
 
     async def nodes_status(self) -> list[dict[str, Any]]:
@@ -168,9 +166,6 @@ class Controller:
     async def demand_bundles(self) -> int:
         """How many stream bundles the autoscaler was last asked for."""
         return self.demand
-
-    async def lost_nodes(self) -> list[dict[str, Any]]:
-        return list(self.lost)
 
     async def down(self, timeout_s: float = 10.0) -> None:
         """Every node runtime drains its sinks and goes."""
@@ -208,7 +203,7 @@ class Controller:
                 self.plan.of[sid] = node_id
         for sid, report in running.items():
             if report["state"] in FINAL and sid in self.wanted and self.plan.of.get(sid) == node_id:
-                self.final[sid] = {**report, "restarted": self.history.get(sid, {}).get("moves", 0) > 0}
+                self.final[sid] = {**report, "restarted": self.moves.get(sid, 0) > 0}
         return {"streams": self._assigned(node_id), "known": True}
 
     async def _adopt(self, node_id: str, actor: Any) -> Node | None:
@@ -275,13 +270,11 @@ class Controller:
         ready = {n.node_id: n.capacity for n in self.nodes.values() if n.ready}
         starting = any(not n.ready and now - n.started < SETTLE_S for n in self.nodes.values())
         if starting:  # new streams wait for the runtimes starting now, rather than crowd the first one ready
-            active = [sid for sid in active if sid in self.history]
+            active = [sid for sid in active if sid in self.moves]
         plan = place(active, ready, self.plan.of, self.pinned)
         for sid, node in plan.of.items():
             before = self.plan.of.get(sid)
-            history = self.history.setdefault(sid, {"moves": 0})
-            if before is not None and before != node:
-                history["moves"] += 1
+            self.moves[sid] = self.moves.get(sid, 0) + (before is not None and before != node)
         self.plan = plan
         await self._release(now, rt.nodes.release_after_s)
         if discover:
@@ -364,8 +357,6 @@ class Controller:
 
     async def _lose(self, node: Node, why: str) -> None:
         log.warning("controller: node %s lost (%s); its streams go to the others", node.node_id[:16], why)
-        self.lost.append({"node": node.node_id, "why": why, "at": time.time(), "streams": self.plan.on(node.node_id)})
-        del self.lost[:-LOSSES_KEPT]
         del self.nodes[node.node_id]
         self.gone.add(identity(node.actor))
         # Ray may list a node whose beats stopped as alive for a while yet: no new runtime on it till then
